@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# .ci/deps.sh: installs the Debian packages wsgw needs, only those missing.
+# Runs `apt-get update` once, and only when something must be installed. A no-op otherwise.
+set -eu
+missing=()
+need_pkg() { # pkg-config module, Debian package
+    pkg-config --exists "$1" 2>/dev/null || missing+=("$2")
+}
+need_cmd() { # command, Debian package
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+}
+need_py() { # module, Debian package (Debian's python3 only)
+    /usr/bin/python3 -c "import $1" >/dev/null 2>&1 || missing+=("$2")
+}
+need_file() { # path, Debian package
+    [ -e "$1" ] || missing+=("$2")
+}
+need_cmd pkg-config pkg-config
+need_cmd make make
+need_cmd cc gcc
+need_pkg libwebsockets libwebsockets-dev
+need_pkg libnghttp2 libnghttp2-dev
+need_pkg libprotobuf-c libprotobuf-c-dev
+need_cmd protoc-c protobuf-c-compiler
+need_pkg jansson libjansson-dev
+need_pkg openssl libssl-dev
+need_pkg libjwt libjwt-dev
+need_pkg libuv libuv1-dev
+need_file /usr/include/ev.h libev-dev
+need_file /usr/bin/python3 python3
+need_py grpc python3-grpcio
+need_py grpc_tools python3-grpc-tools
+need_py websockets python3-websockets
+need_cmd curl curl
+need_cmd openssl openssl
+need_cmd timeout coreutils
+# clang for `make fuzz` (libFuzzer) and the clang build check
+need_cmd clang clang
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "deps: all present"
+    exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

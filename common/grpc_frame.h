@@ -1,0 +1,61 @@
+/* grpc_frame.h: gRPC length-prefixed message framing (gRPC over HTTP/2, "Length-Prefixed-
+ * Message": 1-byte compressed flag, 4-byte big-endian length, message).
+ *
+ * HTTP/2 DATA frame boundaries have nothing to do with message boundaries: the decoder takes
+ * bytes as they come (split or merged) and calls back once per complete message. Shared by
+ * ws-api (server side) and ws-gateway (client side). */
+#ifndef WSGW_GRPC_FRAME_H
+#define WSGW_GRPC_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GRPC_FRAME_HDR_LEN 5
+
+enum {
+    GRPC_FRAME_OK = 0,
+    GRPC_FRAME_ERR_TOO_LARGE = -1,  /* declared length above the decoder's max */
+    GRPC_FRAME_ERR_COMPRESSED = -2, /* compressed flag set: we never negotiate compression */
+    GRPC_FRAME_ERR_BAD_FLAG = -3,   /* flag byte other than 0 or 1 */
+    GRPC_FRAME_ERR_NOMEM = -4,
+};
+
+/* Called once per complete message. `msg` is valid only during the call. Return 0 to go on,
+ * a negative value to stop: grpc_dec_feed then returns that value. */
+typedef int (*grpc_frame_cb)(void *ud, const uint8_t *msg, size_t len);
+
+typedef struct grpc_dec {
+    size_t max;              /* largest accepted message */
+    uint8_t hdr[GRPC_FRAME_HDR_LEN];
+    size_t hdr_have;         /* header bytes seen for the message in progress */
+    size_t need;             /* body length of the message in progress */
+    size_t have;             /* body bytes buffered */
+    uint8_t *buf;            /* body buffer, only while a message spans feeds */
+    size_t cap;
+    int error;               /* sticky: once failed, every later feed returns it */
+} grpc_dec_t;
+
+/* grpc_dec_init: a decoder accepting messages up to `max` bytes. Never fails. */
+void grpc_dec_init(grpc_dec_t *d, size_t max);
+/* grpc_dec_free: releases the buffer; the decoder may be re-initialised afterwards. */
+void grpc_dec_free(grpc_dec_t *d);
+
+/* grpc_dec_feed: consumes all of data[0..len). Calls cb for every message it completes, in
+ * order; a message that lies entirely inside `data` is passed without copying. Returns 0, a
+ * GRPC_FRAME_ERR_* code (sticky: the stream is broken), or the callback's negative value.
+ * The decoder copies what it keeps; the caller keeps ownership of data. */
+int grpc_dec_feed(grpc_dec_t *d, const uint8_t *data, size_t len, grpc_frame_cb cb, void *ud);
+
+/* grpc_dec_partial: true while a message has started but not ended (at end of stream this
+ * means the peer sent a truncated message). */
+bool grpc_dec_partial(const grpc_dec_t *d);
+
+/* grpc_frame_header: writes the 5-byte prefix for an uncompressed message of `len` bytes
+ * (len must fit in 32 bits). */
+void grpc_frame_header(uint8_t out[GRPC_FRAME_HDR_LEN], uint32_t len);
+
+/* grpc_frame_strerror: text for a GRPC_FRAME_ERR_* code. */
+const char *grpc_frame_strerror(int err);
+
+#endif

@@ -1,0 +1,157 @@
+/* test_flags.c: option table: defaults, env, config file, argv precedence, errors, help. */
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "flags.h"
+#include "test.h"
+
+static const char *listen_addr;
+static int64_t send_queue, ping_us, connect_us;
+static bool verbose;
+static double ratio;
+
+static const flag_t tab[] = {
+    {"listen", FLAG_STR, "0.0.0.0:8080", &listen_addr, "listen address"},
+    {"send-queue", FLAG_INT, "1048576", &send_queue, "bytes", 1, 1LL << 40},
+    {"ping-interval", FLAG_DURATION, "25", &ping_us, "ping"},
+    {"connect-interval", FLAG_DURATION, "0", &connect_us, "ms", 0, 0, 1000, "connectInterval"},
+    {"verbose", FLAG_BOOL, "false", &verbose, "chatty"},
+    {"ratio", FLAG_DOUBLE, "0.5", &ratio, "a ratio"},
+    {NULL},
+};
+
+static int parse(int argc, char **argv, int *npos, char *err)
+{
+    return flags_parse(tab, argc, argv, "usage: t", npos, err);
+}
+
+static void test_defaults(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char *argv[] = {"prog", NULL};
+    unsetenv("WSGW_SEND_QUEUE");
+    CHECK_EQ(parse(1, argv, NULL, err), FLAGS_OK);
+    CHECK_STR(listen_addr, "0.0.0.0:8080");
+    CHECK_EQ(send_queue, 1048576);
+    CHECK_EQ(ping_us, 25000000);
+    CHECK(!verbose);
+    CHECK(ratio == 0.5);
+}
+
+static void test_argv_forms_and_units(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char *argv[] = {"prog", "--listen", "127.0.0.1:1", "--send-queue=64k", "--ping-interval",
+                    "250ms", "--verbose", "--connectInterval", "5", "pos1", NULL};
+    int npos = -1;
+    CHECK_EQ(parse(10, argv, &npos, err), FLAGS_OK);
+    CHECK_STR(listen_addr, "127.0.0.1:1");
+    CHECK_EQ(send_queue, 65536);
+    CHECK_EQ(ping_us, 250000);
+    CHECK_EQ(connect_us, 5000); /* bare number in the flag's unit (ms) */
+    CHECK(verbose);
+    CHECK_EQ(npos, 1);
+    CHECK_STR(argv[0], "pos1");
+}
+
+static void test_env_and_precedence(void)
+{
+    char err[FLAGS_ERR_LEN];
+    setenv("WSGW_SEND_QUEUE", "2048", 1);
+    char *argv1[] = {"prog", NULL};
+    CHECK_EQ(parse(1, argv1, NULL, err), FLAGS_OK);
+    CHECK_EQ(send_queue, 2048);
+    char *argv2[] = {"prog", "--send-queue", "4096", NULL};
+    CHECK_EQ(parse(3, argv2, NULL, err), FLAGS_OK);
+    CHECK_EQ(send_queue, 4096);
+    unsetenv("WSGW_SEND_QUEUE");
+}
+
+static void test_config_file(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char path[] = "/tmp/wsgw-flags-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    const char *json = "{\"listen\": \"10.0.0.1:9\", \"send_queue\": 777, \"verbose\": true}";
+    CHECK(write(fd, json, strlen(json)) == (ssize_t)strlen(json));
+    close(fd);
+    setenv("WSGW_LISTEN", "10.0.0.2:9", 1);
+    char *argv[] = {"prog", "--config", path, NULL};
+    CHECK_EQ(parse(3, argv, NULL, err), FLAGS_OK);
+    CHECK_STR(listen_addr, "10.0.0.2:9"); /* env beats file */
+    CHECK_EQ(send_queue, 777);
+    CHECK(verbose);
+    unsetenv("WSGW_LISTEN");
+    /* unknown key in the file is an error that names it */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    REQUIRE(fd >= 0);
+    CHECK(write(fd, "{\"nope\":1}", 10) == 10);
+    close(fd);
+    CHECK_EQ(parse(3, argv, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "nope") != NULL);
+    unlink(path);
+}
+
+static void test_errors(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char *a1[] = {"prog", "--bogus", "1", NULL};
+    CHECK_EQ(parse(3, a1, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "bogus") != NULL);
+    char *a2[] = {"prog", "--send-queue", "abc", NULL};
+    CHECK_EQ(parse(3, a2, NULL, err), FLAGS_ERROR);
+    char *a3[] = {"prog", "--send-queue", "0", NULL};
+    CHECK_EQ(parse(3, a3, NULL, err), FLAGS_ERROR); /* below min */
+    CHECK(strstr(err, "out of range") != NULL);
+    char *a4[] = {"prog", "--ping-interval", "5 parsecs", NULL};
+    CHECK_EQ(parse(3, a4, NULL, err), FLAGS_ERROR);
+    char *a5[] = {"prog", "--listen", NULL};
+    CHECK_EQ(parse(2, a5, NULL, err), FLAGS_ERROR);
+    char *a6[] = {"prog", "stray", NULL};
+    CHECK_EQ(parse(2, a6, NULL, err), FLAGS_ERROR);
+    setenv("WSGW_SEND_QUEUE", "lots", 1);
+    char *a7[] = {"prog", NULL};
+    CHECK_EQ(parse(1, a7, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "WSGW_SEND_QUEUE") != NULL);
+    unsetenv("WSGW_SEND_QUEUE");
+}
+
+static void test_help_lists_env_names(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    REQUIRE(f);
+    flags_print_help(tab, "usage: t", f);
+    fclose(f);
+    CHECK(strstr(buf, "--send-queue") != NULL);
+    CHECK(strstr(buf, "WSGW_SEND_QUEUE") != NULL);
+    CHECK(strstr(buf, "1048576") != NULL);
+    free(buf);
+}
+
+static void test_duration_parser(void)
+{
+    int64_t us;
+    CHECK(flags_parse_duration("1.5s", 0, &us) == 0 && us == 1500000);
+    CHECK(flags_parse_duration("2m", 0, &us) == 0 && us == 120000000);
+    CHECK(flags_parse_duration("10us", 0, &us) == 0 && us == 10);
+    CHECK(flags_parse_duration("3", 1000, &us) == 0 && us == 3000);
+    CHECK(flags_parse_duration("-1s", 0, &us) < 0);
+    CHECK(flags_parse_duration("", 0, &us) < 0);
+}
+
+int main(void)
+{
+    RUN(test_defaults);
+    RUN(test_argv_forms_and_units);
+    RUN(test_env_and_precedence);
+    RUN(test_config_file);
+    RUN(test_errors);
+    RUN(test_help_lists_env_names);
+    RUN(test_duration_parser);
+    return TEST_REPORT();
+}

@@ -1,0 +1,186 @@
+/* test_grpc_frame.c: incremental gRPC framing: split, merged, oversize, truncated, flags. */
+#include <stdlib.h>
+
+#include "buf.h"
+#include "grpc_frame.h"
+#include "test.h"
+
+typedef struct {
+    int n;
+    size_t lens[64];
+    buf_t all; /* concatenated payloads */
+} sink_t;
+
+static int on_msg(void *ud, const uint8_t *msg, size_t len)
+{
+    sink_t *s = ud;
+    if (s->n < 64)
+        s->lens[s->n] = len;
+    s->n++;
+    buf_append(&s->all, msg, len);
+    return 0;
+}
+
+static void frame(buf_t *b, const char *payload, size_t len)
+{
+    uint8_t h[GRPC_FRAME_HDR_LEN];
+    grpc_frame_header(h, (uint32_t)len);
+    buf_append(b, h, sizeof h);
+    buf_append(b, payload, len);
+}
+
+static void test_header_encoding(void)
+{
+    uint8_t h[5];
+    grpc_frame_header(h, 0x01020304);
+    CHECK_EQ(h[0], 0);
+    CHECK_EQ(h[1], 1);
+    CHECK_EQ(h[4], 4);
+}
+
+static void test_merged_messages_in_one_chunk(void)
+{
+    buf_t in = BUF_INIT;
+    frame(&in, "hello", 5);
+    frame(&in, "", 0);
+    frame(&in, "world!", 6);
+    grpc_dec_t d;
+    grpc_dec_init(&d, 100);
+    sink_t s = {0};
+    CHECK_EQ(grpc_dec_feed(&d, in.data, in.len, on_msg, &s), 0);
+    CHECK_EQ(s.n, 3);
+    CHECK_EQ(s.lens[0], 5);
+    CHECK_EQ(s.lens[1], 0);
+    CHECK_EQ(s.lens[2], 6);
+    CHECK(s.all.len == 11 && memcmp(s.all.data, "helloworld!", 11) == 0);
+    CHECK(!grpc_dec_partial(&d));
+    grpc_dec_free(&d);
+    buf_free(&in);
+    buf_free(&s.all);
+}
+
+/* Every split point, and byte-by-byte: the same messages come out. */
+static void test_split_at_every_offset(void)
+{
+    buf_t in = BUF_INIT;
+    char big[3000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    frame(&in, "abc", 3);
+    frame(&in, big, sizeof big);
+    frame(&in, "z", 1);
+    for (size_t cut = 0; cut <= in.len; cut++) {
+        grpc_dec_t d;
+        grpc_dec_init(&d, 4096);
+        sink_t s = {0};
+        CHECK_EQ(grpc_dec_feed(&d, in.data, cut, on_msg, &s), 0);
+        CHECK_EQ(grpc_dec_feed(&d, in.data + cut, in.len - cut, on_msg, &s), 0);
+        CHECK_EQ(s.n, 3);
+        CHECK_EQ(s.all.len, 3 + sizeof big + 1);
+        CHECK(memcmp(s.all.data + 3, big, sizeof big) == 0);
+        grpc_dec_free(&d);
+        buf_free(&s.all);
+    }
+    grpc_dec_t d;
+    grpc_dec_init(&d, 4096);
+    sink_t s = {0};
+    for (size_t i = 0; i < in.len; i++)
+        CHECK_EQ(grpc_dec_feed(&d, in.data + i, 1, on_msg, &s), 0);
+    CHECK_EQ(s.n, 3);
+    CHECK(s.all.len == 3 + sizeof big + 1 && memcmp(s.all.data + 3, big, sizeof big) == 0);
+    grpc_dec_free(&d);
+    buf_free(&s.all);
+    buf_free(&in);
+}
+
+static void test_oversize_rejected_and_sticky(void)
+{
+    buf_t in = BUF_INIT;
+    char p[101] = {0};
+    frame(&in, "ok", 2);
+    frame(&in, p, sizeof p);
+    grpc_dec_t d;
+    grpc_dec_init(&d, 100);
+    sink_t s = {0};
+    CHECK_EQ(grpc_dec_feed(&d, in.data, in.len, on_msg, &s), GRPC_FRAME_ERR_TOO_LARGE);
+    CHECK_EQ(s.n, 1); /* the message before the bad one was delivered */
+    CHECK_EQ(grpc_dec_feed(&d, in.data, 7, on_msg, &s), GRPC_FRAME_ERR_TOO_LARGE);
+    CHECK_EQ(s.n, 1);
+    CHECK(strstr(grpc_frame_strerror(GRPC_FRAME_ERR_TOO_LARGE), "larger") != NULL);
+    grpc_dec_free(&d);
+    /* the oversize header split across two feeds is caught too */
+    grpc_dec_init(&d, 100);
+    CHECK_EQ(grpc_dec_feed(&d, in.data + 7, 3, on_msg, &s), 0);
+    CHECK_EQ(grpc_dec_feed(&d, in.data + 10, 2, on_msg, &s), GRPC_FRAME_ERR_TOO_LARGE);
+    grpc_dec_free(&d);
+    buf_free(&in);
+    buf_free(&s.all);
+}
+
+static void test_truncated_is_partial(void)
+{
+    buf_t in = BUF_INIT;
+    frame(&in, "0123456789", 10);
+    grpc_dec_t d;
+    grpc_dec_init(&d, 100);
+    sink_t s = {0};
+    CHECK_EQ(grpc_dec_feed(&d, in.data, in.len - 1, on_msg, &s), 0);
+    CHECK_EQ(s.n, 0);
+    CHECK(grpc_dec_partial(&d));
+    grpc_dec_free(&d);
+    grpc_dec_init(&d, 100);
+    CHECK_EQ(grpc_dec_feed(&d, in.data, 2, on_msg, &s), 0); /* header cut */
+    CHECK(grpc_dec_partial(&d));
+    grpc_dec_free(&d);
+    buf_free(&in);
+    buf_free(&s.all);
+}
+
+static void test_flag_byte(void)
+{
+    uint8_t comp[6] = {1, 0, 0, 0, 1, 'x'};
+    uint8_t bad[6] = {7, 0, 0, 0, 1, 'x'};
+    grpc_dec_t d;
+    sink_t s = {0};
+    grpc_dec_init(&d, 100);
+    CHECK_EQ(grpc_dec_feed(&d, comp, sizeof comp, on_msg, &s), GRPC_FRAME_ERR_COMPRESSED);
+    grpc_dec_free(&d);
+    grpc_dec_init(&d, 100);
+    CHECK_EQ(grpc_dec_feed(&d, bad, sizeof bad, on_msg, &s), GRPC_FRAME_ERR_BAD_FLAG);
+    grpc_dec_free(&d);
+    CHECK_EQ(s.n, 0);
+}
+
+static int stop_cb(void *ud, const uint8_t *msg, size_t len)
+{
+    (void)msg;
+    (void)len;
+    ++*(int *)ud;
+    return -42;
+}
+
+static void test_callback_error_propagates(void)
+{
+    buf_t in = BUF_INIT;
+    frame(&in, "a", 1);
+    frame(&in, "b", 1);
+    grpc_dec_t d;
+    grpc_dec_init(&d, 100);
+    int calls = 0;
+    CHECK_EQ(grpc_dec_feed(&d, in.data, in.len, stop_cb, &calls), -42);
+    CHECK_EQ(calls, 1);
+    grpc_dec_free(&d);
+    buf_free(&in);
+}
+
+int main(void)
+{
+    RUN(test_header_encoding);
+    RUN(test_merged_messages_in_one_chunk);
+    RUN(test_split_at_every_offset);
+    RUN(test_oversize_rejected_and_sticky);
+    RUN(test_truncated_is_partial);
+    RUN(test_flag_byte);
+    RUN(test_callback_error_propagates);
+    return TEST_REPORT();
+}
