@@ -85,6 +85,8 @@ endif
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps test unit run fuzz fuzz-build bench bench-full clean sanitize
+# Keep objects that only feed test/fuzz binaries (make would delete them as intermediates).
+.SECONDARY:
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(UNIT_BINS)

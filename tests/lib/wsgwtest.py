@@ -1,0 +1,193 @@
+"""wsgwtest: helpers for wsgw integration tests (run with Debian's /usr/bin/python3).
+
+- free loopback ports, processes started in their own process group and always killed,
+- bounded waits (no unbounded loops),
+- gRPC stubs generated from proto/wsgw.proto at test time (grpc_tools.protoc) into $BUILD/py,
+- a tiny runner: run(globals()) calls every test_* function, prints "ok NAME" / "FAIL NAME"
+  (tests/run.sh counts those lines) and exits 1 on any failure.
+"""
+import atexit
+import importlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.environ.get("WSGW_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("BIN") or os.path.join(ROOT, "bin")
+BUILD = os.environ.get("BUILD") or os.path.join(ROOT, "build")
+SANITIZE = os.environ.get("SANITIZE", "")
+# Sanitizer builds are several times slower: tests may scale their loads by this.
+SLOW = 4 if SANITIZE else 1
+
+_procs = []
+
+
+def free_port(host="127.0.0.1"):
+    """A port that was free a moment ago (bind to 0, read it back, close)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    """Waits until something accepts on host:port; raises on timeout or if proc exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening on %d:\n%s"
+                               % (proc.returncode, port, proc_log(proc)))
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("nothing listening on %s:%d after %.1fs" % (host, port, timeout))
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Polls pred() until true; raises TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+class Proc(subprocess.Popen):
+    """A started binary; stderr goes to a log file readable with proc_log()."""
+    log_path = None
+
+
+def start(args, env=None, name=None):
+    """Starts args (args[0] relative to BIN unless absolute) in its own process group."""
+    exe = args[0] if os.path.isabs(args[0]) else os.path.join(BIN, args[0])
+    name = name or os.path.basename(exe)
+    logdir = os.path.join(BUILD, "test-logs", "procs")
+    os.makedirs(logdir, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=name + "-", suffix=".log", dir=logdir)
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    p = Proc([exe] + list(args[1:]), stdout=fd, stderr=fd, env=full_env, start_new_session=True)
+    os.close(fd)
+    p.log_path = path
+    _procs.append(p)
+    return p
+
+
+def proc_log(p, tail=40):
+    try:
+        with open(p.log_path, errors="replace") as f:
+            lines = f.readlines()
+        return "".join(lines[-tail:])
+    except Exception:
+        return "(no log)"
+
+
+def stop(p, sig=signal.SIGTERM, timeout=10.0):
+    """Signals the process group and waits; SIGKILL after timeout. Returns the exit code."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+    return p.returncode
+
+
+@atexit.register
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(5)
+            except Exception:
+                pass
+
+
+def _on_signal(signum, frame):
+    _cleanup()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_signal)
+
+
+_pb = None
+
+
+def proto():
+    """(wsgw_pb2, wsgw_pb2_grpc) generated from proto/wsgw.proto with stock protoc."""
+    global _pb
+    if _pb:
+        return _pb
+    out = os.path.join(BUILD, "py")
+    os.makedirs(out, exist_ok=True)
+    src = os.path.join(ROOT, "proto", "wsgw.proto")
+    stamp = os.path.join(out, "wsgw_pb2.py")
+    if not os.path.exists(stamp) or os.path.getmtime(stamp) < os.path.getmtime(src):
+        from grpc_tools import protoc
+        rc = protoc.main(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + out,
+                          "--grpc_python_out=" + out, src])
+        if rc != 0:
+            raise RuntimeError("protoc failed on %s" % src)
+    if out not in sys.path:
+        sys.path.insert(0, out)
+    pb2 = importlib.import_module("wsgw_pb2")
+    pb2_grpc = importlib.import_module("wsgw_pb2_grpc")
+    _pb = (pb2, pb2_grpc)
+    return _pb
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(a, b, msg=""):
+    if a != b:
+        raise AssertionError("%r != %r %s" % (a, b, msg))
+
+
+def run(namespace, only=None):
+    """Runs every test_* function of namespace in definition order; prints ok/FAIL lines and
+    '<n> passed, <n> failed'; exits non-zero on failure. argv[1] (or `only`) filters by name."""
+    flt = only or (sys.argv[1] if len(sys.argv) > 1 else None)
+    tests = [(k, v) for k, v in namespace.items() if k.startswith("test_") and callable(v)]
+    passed = failed = 0
+    for name, fn in tests:
+        if flt and flt not in name:
+            continue
+        t0 = time.monotonic()
+        try:
+            fn()
+            passed += 1
+            print("ok %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+        except Exception:
+            failed += 1
+            traceback.print_exc()
+            for p in _procs:
+                print("--- log of %s (pid %d, rc %s):\n%s" % (p.args[0], p.pid, p.poll(), proc_log(p)),
+                      file=sys.stderr)
+            print("FAIL %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+        finally:
+            _cleanup()
+            _procs.clear()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    sys.exit(1 if failed else 0)
