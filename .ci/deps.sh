@@ -27,6 +27,7 @@ need_pkg openssl libssl-dev
 need_pkg libjwt libjwt-dev
 need_pkg libuv libuv1-dev
 need_file /usr/include/ev.h libev-dev
+need_file /usr/include/uthash.h uthash-dev
 need_file /usr/bin/python3 python3
 need_py grpc python3-grpcio
 need_py grpc_tools python3-grpc-tools
