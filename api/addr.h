@@ -1,0 +1,23 @@
+/* addr.h: "host:port" listen addresses and non-blocking listening sockets (ws-api). */
+#ifndef WSGW_API_ADDR_H
+#define WSGW_API_ADDR_H
+
+#include <sys/socket.h>
+
+#define ADDR_ERR_LEN 256
+
+/* addr_parse: "host:port", "[v6]:port" or ":port" (all interfaces) into ss; host gets the
+ * numeric host text ("0.0.0.0" for ":port"), port the port. Host must be a numeric IPv4/IPv6
+ * address or "localhost". Returns 0 or -1 with a message in err. */
+int addr_parse(const char *s, struct sockaddr_storage *ss, char host[64], int *port,
+               char err[ADDR_ERR_LEN]);
+
+/* addr_listen: a non-blocking, close-on-exec TCP socket with SO_REUSEADDR bound to ss and
+ * listening. Returns the fd, or -1 with a message (including errno text) in err. The caller
+ * owns the fd. */
+int addr_listen(const struct sockaddr_storage *ss, int backlog, char err[ADDR_ERR_LEN]);
+
+/* addr_local_port: the port a socket is bound to, or -1. */
+int addr_local_port(int fd);
+
+#endif

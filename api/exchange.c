@@ -1,0 +1,80 @@
+/* exchange.c: one Upstream batch -> presence + handler + ack (see exchange.h). */
+#include "exchange.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "wsapi_metrics.h"
+#include "wsgw.pb-c.h"
+
+void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t handler)
+{
+    x->pres = pres;
+    x->router = r;
+    x->handler = handler;
+    arena_init(&x->arena, 256 * 1024);
+}
+
+void exchange_free(exchange_t *x)
+{
+    arena_free(&x->arena);
+}
+
+static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *ev)
+{
+    switch (ev->kind_case) {
+    case WSGW__V1__EVENT__KIND_OPEN: {
+        metrics_inc(wsapi_m.ev_open);
+        size_t before = presence_count(x->pres);
+        if (presence_open(x->pres, ev->conn_id, ev->user_id, ev->open->gateway_id, s) < 0)
+            return EXCHANGE_ERR_NOMEM;
+        metrics_gauge_add(wsapi_m.presence, (int64_t)presence_count(x->pres) - (int64_t)before);
+        return EXCHANGE_OK;
+    }
+    case WSGW__V1__EVENT__KIND_CLOSE:
+        metrics_inc(wsapi_m.ev_close);
+        if (presence_close(x->pres, ev->conn_id))
+            metrics_gauge_add(wsapi_m.presence, -1);
+        return EXCHANGE_OK;
+    case WSGW__V1__EVENT__KIND_MESSAGE: {
+        metrics_inc(wsapi_m.ev_message);
+        const char *user = ev->user_id;
+        if (!user || !*user) {
+            pres_conn_t *c = presence_conn(x->pres, ev->conn_id);
+            user = c && c->user ? c->user->id : "";
+        }
+        const Wsgw__V1__Message *m = ev->message;
+        int rv = handler_message(x->handler, x->router, s, ev->conn_id, user, m->payload.data,
+                                 m->payload.len, m->binary);
+        if (rv == ROUTER_ERR_NOMEM)
+            return EXCHANGE_ERR_NOMEM;
+        return EXCHANGE_OK; /* ROUTER_ERR_CLOSED: the stream is ending, nothing to answer on */
+    }
+    default:
+        metrics_inc(wsapi_m.ev_unknown);
+        log_rl_warn("event without kind", "conn_id=%llu stream=%llu",
+                    (unsigned long long)ev->conn_id, (unsigned long long)s->serial);
+        return EXCHANGE_OK;
+    }
+}
+
+int exchange_upstream(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t len)
+{
+    Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(&x->arena.pa, len, msg);
+    if (!up) {
+        int nomem = x->arena.failed;
+        arena_reset(&x->arena);
+        return nomem ? EXCHANGE_ERR_NOMEM : EXCHANGE_ERR_DECODE;
+    }
+    int rv = EXCHANGE_OK;
+    for (size_t i = 0; i < up->n_events && rv == EXCHANGE_OK; i++)
+        rv = handle_event(x, s, up->events[i]);
+    if (rv == EXCHANGE_OK) {
+        if (up->seq > s->ack)
+            s->ack = up->seq;
+        s->ack_dirty = true;
+        router_mark(x->router, s);
+        metrics_inc(wsapi_m.upstream_msgs);
+    }
+    arena_reset(&x->arena);
+    return rv;
+}

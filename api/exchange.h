@@ -1,0 +1,42 @@
+/* exchange.h: handling one Upstream batch of an Exchange stream (protocol-independent part).
+ *
+ * Decodes the protobuf, updates presence from Open/Close, runs the handler for Messages, and
+ * records the batch's seq as the stream's ack (the commands it caused are already queued on
+ * the stream's pending Downstream, so one Downstream carries both). grpc_server.c feeds it
+ * complete gRPC messages; unit tests feed it directly. Loop thread only. */
+#ifndef WSGW_API_EXCHANGE_H
+#define WSGW_API_EXCHANGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "handler.h"
+#include "presence.h"
+#include "router.h"
+
+enum {
+    EXCHANGE_OK = 0,
+    EXCHANGE_ERR_DECODE = -1, /* not a valid wsgw.v1.Upstream */
+    EXCHANGE_ERR_NOMEM = -2,
+};
+
+typedef struct exchange {
+    presence_t *pres;
+    router_t *router;
+    handler_kind_t handler;
+    arena_t arena; /* protobuf-c allocations of the batch being handled */
+} exchange_t;
+
+/* exchange_init / exchange_free: a handler context over pres and r (not owned). */
+void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t handler);
+void exchange_free(exchange_t *x);
+
+/* exchange_upstream: handles one serialized Upstream received on s (s attached to its gateway).
+ * On success s->ack = max(s->ack, seq), s->ack_dirty is set and s is marked dirty, so the
+ * next flush sends a Downstream carrying the ack even without commands. Returns EXCHANGE_OK,
+ * EXCHANGE_ERR_DECODE (nothing handled) or EXCHANGE_ERR_NOMEM (events up to the failing one
+ * handled; the batch is not acked). The caller keeps msg. */
+int exchange_upstream(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t len);
+
+#endif

@@ -1,0 +1,72 @@
+/* grpc_server.h: ws-api's h2c gRPC server (nghttp2 on a libuv loop).
+ *
+ * Prior-knowledge HTTP/2 over TCP (no TLS, no upgrade). Services:
+ *   /wsgw.v1.Exchange/Stream  bidirectional, long-lived: Upstream batches in, Downstream
+ *                             (commands + ack) out; response header x-wsgw-ack: 1.
+ *   /wsgw.v1.Push/Push        unary PushRequest -> PushReply{gateways}.
+ * Anything else: trailers-only grpc-status 12. A bad message (framing, protobuf, oversize)
+ * fails only its own stream (13, or 8 for oversize); a connection that breaks HTTP/2 is closed
+ * and counted.
+ *
+ * nghttp2 is driven with mem_recv/mem_send over non-blocking sockets watched by uv_poll: bytes
+ * are written only when the socket is writable, and what the kernel did not take waits in a
+ * per-connection buffer. Flow control: 16 MiB stream / 64 MiB connection windows by default;
+ * a stream whose outbound queue passes `stream_queue` bytes (its gateway does not read) stops
+ * returning inbound window, so the gateway slows down instead of ws-api growing.
+ *
+ * Everything runs on the loop thread. */
+#ifndef WSGW_API_GRPC_SERVER_H
+#define WSGW_API_GRPC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "exchange.h"
+#include "presence.h"
+#include "router.h"
+
+#define GRPC_SERVER_ERR_LEN 256
+
+typedef struct grpc_server_cfg {
+    const char *listen;    /* "host:port" (IPv4 or [IPv6]) */
+    size_t max_message;    /* largest gRPC message accepted (bigger: status 8) */
+    const char *push_token; /* when non-empty, Push needs "authorization: Bearer TOKEN" */
+    uint32_t stream_window; /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
+    uint32_t conn_window;   /* connection receive window */
+    size_t stream_queue;    /* outbound bytes per stream before inbound window is withheld */
+} grpc_server_cfg_t;
+
+typedef struct grpc_server grpc_server_t;
+
+/* grpc_server_new: binds and listens on cfg->listen and starts accepting on `loop`. Handles
+ * Exchange batches through x (which routes through r over pres). Returns the server, or NULL
+ * with a message in err. The caller owns the server (grpc_server_free); x, r, pres and cfg's
+ * strings must outlive it. */
+grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, exchange_t *x,
+                               router_t *r, presence_t *pres, char err[GRPC_SERVER_ERR_LEN]);
+
+/* grpc_server_flush: turns every dirty stream's pending commands into a Downstream and writes
+ * what the sockets take. Runs by itself after each loop iteration's I/O; call it after queuing
+ * commands from a timer. */
+void grpc_server_flush(grpc_server_t *srv);
+
+/* grpc_server_shutdown: stops accepting and sends GOAWAY (NO_ERROR) on every connection;
+ * streams already open go on. Connections close once their streams are done. */
+void grpc_server_shutdown(grpc_server_t *srv);
+
+/* grpc_server_end_streams: ends every open Exchange stream now with `status` (after its queued
+ * commands and ack). Used when the shutdown grace period is over. */
+void grpc_server_end_streams(grpc_server_t *srv, int status, const char *message);
+
+/* grpc_server_connections: open HTTP/2 connections. */
+size_t grpc_server_connections(const grpc_server_t *srv);
+
+/* grpc_server_port: the bound port (useful with port 0). */
+int grpc_server_port(const grpc_server_t *srv);
+
+/* grpc_server_free: closes every connection and the listener (their uv handles close on the
+ * next loop run) and frees the server once they have. */
+void grpc_server_free(grpc_server_t *srv);
+
+#endif

@@ -1,0 +1,171 @@
+/* handler.c: echo / chat / none handlers (see handler.h). */
+#include "handler.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+
+int handler_kind_parse(const char *name, handler_kind_t *out)
+{
+    if (strcmp(name, "echo") == 0)
+        *out = HANDLER_ECHO;
+    else if (strcmp(name, "chat") == 0)
+        *out = HANDLER_CHAT;
+    else if (strcmp(name, "none") == 0)
+        *out = HANDLER_NONE;
+    else
+        return -1;
+    return 0;
+}
+
+void chat_cmd_free(chat_cmd_t *c)
+{
+    free(c->room);
+    free(c->text);
+    c->room = c->text = NULL;
+    c->op = CHAT_OTHER;
+}
+
+chat_op_t chat_parse(const uint8_t *payload, size_t len, bool binary, chat_cmd_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (binary || len == 0 || payload[0] != '{')
+        return CHAT_OTHER; /* cheap reject before the JSON parser */
+    json_t *root = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!root)
+        return CHAT_OTHER;
+    chat_op_t op = CHAT_OTHER;
+    const char *ops = json_string_value(json_object_get(root, "op"));
+    const char *room = json_string_value(json_object_get(root, "room"));
+    json_t *jtext = json_object_get(root, "text");
+    if (!ops || !room || !*room)
+        goto out;
+    if (strcmp(ops, "join") == 0)
+        op = CHAT_JOIN;
+    else if (strcmp(ops, "leave") == 0)
+        op = CHAT_LEAVE;
+    else if (strcmp(ops, "say") == 0 && json_is_string(jtext))
+        op = CHAT_SAY;
+    else
+        goto out;
+    out->room = strdup(room);
+    if (op == CHAT_SAY)
+        out->text = strdup(json_string_value(jtext));
+    if (!out->room || (op == CHAT_SAY && !out->text)) {
+        chat_cmd_free(out);
+        op = CHAT_OTHER;
+        goto out;
+    }
+    out->op = op;
+out:
+    json_decref(root);
+    return op;
+}
+
+int chat_said_json(buf_t *out, const char *room, const char *from, const char *text)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "op", "said", "room", room, "from",
+                          from ? from : "", "text", text);
+    if (!o)
+        return -1;
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return -1;
+    int rv = buf_append(out, s, strlen(s));
+    free(s);
+    return rv;
+}
+
+static int send_to_conn(router_t *r, api_stream_t *src, uint64_t conn_id, const uint8_t *payload,
+                        size_t len, bool binary)
+{
+    uint64_t ids[1] = {conn_id};
+    Wsgw__V1__Target tg = WSGW__V1__TARGET__INIT;
+    tg.n_conn_ids = 1;
+    tg.conn_ids = ids;
+    Wsgw__V1__Send send = WSGW__V1__SEND__INIT;
+    send.target = &tg;
+    send.payload.data = (uint8_t *)payload;
+    send.payload.len = len;
+    send.binary = binary;
+    send.api_ns = clock_wall_ns();
+    Wsgw__V1__Command cmd = WSGW__V1__COMMAND__INIT;
+    cmd.kind_case = WSGW__V1__COMMAND__KIND_SEND;
+    cmd.send = &send;
+    return router_emit(r, src, &cmd);
+}
+
+static int join_leave(router_t *r, api_stream_t *src, uint64_t conn_id, const char *room,
+                      bool join)
+{
+    Wsgw__V1__Command cmd = WSGW__V1__COMMAND__INIT;
+    Wsgw__V1__Join j = WSGW__V1__JOIN__INIT;
+    Wsgw__V1__Leave l = WSGW__V1__LEAVE__INIT;
+    if (join) {
+        j.conn_id = conn_id;
+        j.room = (char *)room;
+        cmd.kind_case = WSGW__V1__COMMAND__KIND_JOIN;
+        cmd.join = &j;
+    } else {
+        l.conn_id = conn_id;
+        l.room = (char *)room;
+        cmd.kind_case = WSGW__V1__COMMAND__KIND_LEAVE;
+        cmd.leave = &l;
+    }
+    return router_emit(r, src, &cmd);
+}
+
+static int chat_say(router_t *r, api_stream_t *src, const char *user_id, const chat_cmd_t *c)
+{
+    buf_t body = BUF_INIT;
+    if (chat_said_json(&body, c->room, user_id, c->text) < 0)
+        return ROUTER_ERR_NOMEM;
+    target_t t = {0};
+    t.room = c->room;
+    Wsgw__V1__Send send = WSGW__V1__SEND__INIT;
+    send.payload.data = body.data;
+    send.payload.len = body.len;
+    send.binary = 0;
+    send.api_ns = clock_wall_ns();
+    Wsgw__V1__Command cmd = WSGW__V1__COMMAND__INIT;
+    cmd.kind_case = WSGW__V1__COMMAND__KIND_SEND;
+    cmd.send = &send;
+    /* prefer src: on the sender's own gateway the said message follows its earlier Join. */
+    int rv = router_route(r, &t, &cmd, src);
+    buf_free(&body);
+    return rv < 0 ? rv : 0;
+}
+
+int handler_message(handler_kind_t kind, router_t *r, api_stream_t *src, uint64_t conn_id,
+                    const char *user_id, const uint8_t *payload, size_t len, bool binary)
+{
+    switch (kind) {
+    case HANDLER_NONE:
+        return 0;
+    case HANDLER_ECHO:
+        return send_to_conn(r, src, conn_id, payload, len, binary);
+    case HANDLER_CHAT:
+        break;
+    }
+    chat_cmd_t c;
+    int rv;
+    switch (chat_parse(payload, len, binary, &c)) {
+    case CHAT_JOIN:
+        rv = join_leave(r, src, conn_id, c.room, true);
+        break;
+    case CHAT_LEAVE:
+        rv = join_leave(r, src, conn_id, c.room, false);
+        break;
+    case CHAT_SAY:
+        rv = chat_say(r, src, user_id, &c);
+        break;
+    default:
+        rv = send_to_conn(r, src, conn_id, payload, len, binary);
+        break;
+    }
+    chat_cmd_free(&c);
+    return rv;
+}

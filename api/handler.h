@@ -1,0 +1,50 @@
+/* handler.h: what ws-api does with a client message (--handler echo|chat|none).
+ *
+ *   echo: Send{target.conn_ids=[conn], payload, binary} back on the stream the event came on
+ *         (so a connection's replies keep its order).
+ *   chat: client text JSON {"op":"join","room":R} -> Join; {"op":"leave","room":R} -> Leave;
+ *         {"op":"say","room":R,"text":T} -> Send{target.room=R} of
+ *         {"op":"said","room":R,"from":USER,"text":T} to every gateway (rooms live on the
+ *         gateways); anything else is echoed.
+ *   none: nothing.
+ * Every Send carries api_ns = wall-clock ns. Loop thread only. */
+#ifndef WSGW_API_HANDLER_H
+#define WSGW_API_HANDLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "router.h"
+
+typedef enum { HANDLER_ECHO, HANDLER_CHAT, HANDLER_NONE } handler_kind_t;
+
+/* handler_kind_parse: "echo" | "chat" | "none". Returns 0 or -1 for another name. */
+int handler_kind_parse(const char *name, handler_kind_t *out);
+
+/* handler_message: handles one client message from conn_id (user_id may be "") that arrived on
+ * stream src. Returns 0, or a ROUTER_ERR_* code when a command could not be queued. The caller
+ * keeps payload. */
+int handler_message(handler_kind_t kind, router_t *r, api_stream_t *src, uint64_t conn_id,
+                    const char *user_id, const uint8_t *payload, size_t len, bool binary);
+
+typedef enum { CHAT_OTHER = 0, CHAT_JOIN, CHAT_LEAVE, CHAT_SAY } chat_op_t;
+
+typedef struct chat_cmd {
+    chat_op_t op;
+    char *room; /* JOIN/LEAVE/SAY: non-empty */
+    char *text; /* SAY: may be empty */
+} chat_cmd_t;
+
+/* chat_parse: classifies a client message. A binary frame, invalid JSON, a non-object, an
+ * unknown op, a missing/empty/non-string room or a say without a string text are CHAT_OTHER
+ * (to be echoed). Returns the op; out->room/text are owned by out (chat_cmd_free). */
+chat_op_t chat_parse(const uint8_t *payload, size_t len, bool binary, chat_cmd_t *out);
+void chat_cmd_free(chat_cmd_t *c);
+
+/* chat_said_json: appends {"op":"said","room":R,"from":U,"text":T} (compact JSON) to out.
+ * Returns 0 or -1 (memory). */
+int chat_said_json(buf_t *out, const char *room, const char *from, const char *text);
+
+#endif

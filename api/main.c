@@ -1,0 +1,207 @@
+/* main.c: ws-api, the API service behind ws-gateway: gRPC Exchange/Push over h2c (nghttp2) and
+ * the HTTP/1.1 JSON push API (libwebsockets), presence, echo/chat/none handlers.
+ *
+ * One thread, one event loop: libuv. Why libuv: libwebsockets can join a libuv loop it does
+ * not own (LWS_SERVER_OPTION_LIBUV + info.foreign_loops), so the HTTP push API and the nghttp2
+ * sockets (uv_poll on raw non-blocking fds) share one loop and one thread. Presence, routing and
+ * every Exchange stream are then touched by that thread only: no locks, and a push from HTTP
+ * reaches the gateways' streams directly. (libev would also host lws as a foreign loop, but
+ * libuv's check handles give a natural "flush after this iteration's I/O" point, and FIELD-NOTES
+ * measured both equal for lws.) One core is plenty for ws-api: it does little work per message
+ * compared with the gateway, and horizontal scale is more nodes (gateways hash users over them).
+ *
+ * Shutdown (SIGTERM/SIGINT): stop accepting, GOAWAY on every gRPC connection, keep serving the
+ * open streams for --shutdown-timeout, then end the remaining Exchange streams with grpc-status
+ * 14 (UNAVAILABLE: the gateway moves to another node and re-sends what is unacked), give the
+ * bytes two more seconds to leave, exit 0. A second signal exits at once. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "exchange.h"
+#include "flags.h"
+#include "grpc_server.h"
+#include "handler.h"
+#include "log.h"
+#include "presence.h"
+#include "push_http.h"
+#include "router.h"
+#include "wsapi_metrics.h"
+
+#define DOWNSTREAM_SOFT_MAX (1024 * 1024) /* well under grpc's default 4 MiB receive limit */
+#define DRAIN_EXTRA_MS 2000
+
+static const char *grpc_listen, *http_listen, *handler_name, *push_token, *log_level_name;
+static int64_t max_message, max_body, stream_queue, stream_window, conn_window, shutdown_us;
+
+static const flag_t flag_tab[] = {
+    {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
+     "gRPC over h2c: wsgw.v1.Exchange and wsgw.v1.Push"},
+    {"http-listen", FLAG_STR, "0.0.0.0:8082", &http_listen,
+     "HTTP/1.1 JSON push API, /healthz, /metrics"},
+    {"handler", FLAG_STR, "echo", &handler_name, "echo | chat | none"},
+    {"push-token", FLAG_STR, "", &push_token,
+     "when set, /v1/* and gRPC Push need 'Authorization: Bearer TOKEN'"},
+    {"max-message", FLAG_INT, "16m", &max_message,
+     "largest gRPC message accepted (larger: grpc-status 8 on that stream)", 1024, 1LL << 30},
+    {"max-body", FLAG_INT, "1m", &max_body, "largest HTTP request body (larger: 413)", 1024,
+     1LL << 30},
+    {"stream-queue", FLAG_INT, "16m", &stream_queue,
+     "outbound bytes per stream before its inbound window is withheld (backpressure)", 65536,
+     1LL << 32},
+    {"stream-window", FLAG_INT, "16m", &stream_window, "HTTP/2 stream receive window", 65535,
+     (1LL << 31) - 1},
+    {"conn-window", FLAG_INT, "64m", &conn_window, "HTTP/2 connection receive window", 65535,
+     (1LL << 31) - 1},
+    {"shutdown-timeout", FLAG_DURATION, "3s", &shutdown_us,
+     "on SIGTERM/SIGINT: how long open streams may go on before they are ended"},
+    {"log-level", FLAG_STR, "info", &log_level_name, "error | warn | info | debug"},
+    {NULL},
+};
+
+typedef struct app {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t tick, grace;
+    grpc_server_t *grpc;
+    push_http_t *http;
+    int stopping; /* 0 running, 1 draining, 2 ending streams */
+    uint64_t stop_deadline_ms;
+} app_t;
+
+/* loop thread */
+static void on_tick(uv_timer_t *t)
+{
+    app_t *a = t->data;
+    if (grpc_server_connections(a->grpc) == 0) {
+        log_info("drained", "connections=0");
+        uv_stop(&a->loop);
+        return;
+    }
+    if (a->stopping == 2 && uv_now(&a->loop) >= a->stop_deadline_ms) {
+        log_warn("drain timeout", "connections=%zu", grpc_server_connections(a->grpc));
+        uv_stop(&a->loop);
+    }
+}
+
+/* loop thread: grace period over */
+static void on_grace(uv_timer_t *t)
+{
+    app_t *a = t->data;
+    a->stopping = 2;
+    a->stop_deadline_ms = uv_now(&a->loop) + DRAIN_EXTRA_MS;
+    log_info("ending streams", "connections=%zu", grpc_server_connections(a->grpc));
+    grpc_server_end_streams(a->grpc, 14, "ws-api shutting down");
+}
+
+/* loop thread */
+static void on_signal(uv_signal_t *h, int signum)
+{
+    app_t *a = h->data;
+    if (a->stopping) {
+        log_warn("second signal, exiting now", "signal=%d", signum);
+        uv_stop(&a->loop);
+        return;
+    }
+    a->stopping = 1;
+    log_info("shutting down", "signal=%d grace_ms=%lld connections=%zu", signum,
+             (long long)(shutdown_us / 1000), grpc_server_connections(a->grpc));
+    grpc_server_shutdown(a->grpc);
+    uv_timer_start(&a->tick, on_tick, 0, 20);
+    uv_timer_start(&a->grace, on_grace, (uint64_t)(shutdown_us / 1000), 0);
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+int main(int argc, char **argv)
+{
+    char err[FLAGS_ERR_LEN];
+    int rv = flags_parse(flag_tab, argc, argv, "usage: ws-api [flags]", NULL, err);
+    if (rv == FLAGS_HELP)
+        return 0;
+    if (rv != FLAGS_OK) {
+        fprintf(stderr, "ws-api: %s (see --help)\n", err);
+        return 2;
+    }
+    if (log_set_level(log_level_name) < 0) {
+        fprintf(stderr, "ws-api: unknown --log-level '%s'\n", log_level_name);
+        return 2;
+    }
+    handler_kind_t handler;
+    if (handler_kind_parse(handler_name, &handler) < 0) {
+        fprintf(stderr, "ws-api: unknown --handler '%s' (echo | chat | none)\n", handler_name);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    wsapi_metrics_init();
+
+    static app_t a;
+    presence_t pres;
+    router_t router;
+    exchange_t x;
+    int code = 1;
+    uv_loop_init(&a.loop);
+    presence_init(&pres);
+    router_init(&router, &pres, DOWNSTREAM_SOFT_MAX);
+    exchange_init(&x, &pres, &router, handler);
+
+    grpc_server_cfg_t gcfg = {
+        .listen = grpc_listen,
+        .max_message = (size_t)max_message,
+        .push_token = push_token,
+        .stream_window = (uint32_t)stream_window,
+        .conn_window = (uint32_t)conn_window,
+        .stream_queue = (size_t)stream_queue,
+    };
+    char gerr[GRPC_SERVER_ERR_LEN];
+    a.grpc = grpc_server_new(&a.loop, &gcfg, &x, &router, &pres, gerr);
+    if (!a.grpc) {
+        log_error("cannot start gRPC server", "addr=%s error=\"%s\"", grpc_listen, gerr);
+        goto out_free;
+    }
+    push_http_cfg_t hcfg = {.listen = http_listen, .push_token = push_token,
+                            .max_body = (size_t)max_body};
+    char herr[PUSH_HTTP_ERR_LEN];
+    a.http = push_http_new(&a.loop, &hcfg, &router, &pres, herr);
+    if (!a.http) {
+        log_error("cannot start HTTP server", "addr=%s error=\"%s\"", http_listen, herr);
+        goto out_grpc;
+    }
+
+    uv_signal_init(&a.loop, &a.sigterm);
+    uv_signal_init(&a.loop, &a.sigint);
+    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_timer_init(&a.loop, &a.tick);
+    uv_timer_init(&a.loop, &a.grace);
+    a.tick.data = a.grace.data = &a;
+
+    log_info("ws-api started", "handler=%s grpc=%s http=%s", handler_name, grpc_listen,
+             http_listen);
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    code = 0;
+
+    uv_close((uv_handle_t *)&a.sigterm, close_cb);
+    uv_close((uv_handle_t *)&a.sigint, close_cb);
+    uv_close((uv_handle_t *)&a.tick, close_cb);
+    uv_close((uv_handle_t *)&a.grace, close_cb);
+    push_http_free(a.http);
+out_grpc:
+    grpc_server_free(a.grpc);
+out_free:
+    /* Let lws and our handles finish closing on the loop, then tear down. */
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&a.loop) != 0)
+        log_warn("loop close", "error=%s", "handles still open");
+    exchange_free(&x);
+    router_free(&router);
+    presence_free(&pres);
+    log_info("ws-api stopped", "code=%d", code);
+    return code;
+}

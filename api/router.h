@@ -1,0 +1,68 @@
+/* router.h: commands to streams.
+ *
+ * Every command for a gateway is encoded into the `pending` Downstream of one of its Exchange
+ * streams (api_stream_t), and that stream is put on the dirty list; grpc_server.c drains the
+ * list once per loop iteration, closing each pending Downstream with its ack.
+ *
+ * Routing of a target (DESIGN.md): conn_ids and user_ids go only to the gateways that hold them,
+ * through presence (a conn on the stream its Open arrived on while that stream lives, else on
+ * any live stream of its gateway); room and all go to every gateway, one stream each. Per
+ * gateway all parts of one target travel in as few commands as possible.
+ *
+ * Loop thread only. */
+#ifndef WSGW_API_ROUTER_H
+#define WSGW_API_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "presence.h"
+#include "stream.h"
+#include "target.h"
+#include "wsgw.pb-c.h"
+
+enum {
+    ROUTER_OK = 0,
+    ROUTER_ERR_NOMEM = -1,
+    ROUTER_ERR_CLOSED = -2, /* the stream is ending and takes no more commands */
+};
+
+typedef struct route_part route_part_t;
+
+typedef struct router {
+    presence_t *pres;
+    api_stream_t *dirty; /* streams with pending commands or a new ack (doubly linked) */
+    size_t soft_max;     /* a pending Downstream is flushed before it grows past this */
+    uint64_t epoch;      /* routing pass counter (scratch marks in streams and gateways) */
+    route_part_t *parts; /* scratch, reused */
+    size_t nparts, cap;
+    uint64_t commands;   /* commands emitted (tests, logs) */
+} router_t;
+
+/* router_init: routes through `pres` (not owned). soft_max: Downstream size (bytes) after which
+ * pending commands are flushed into a message of their own (keep it well below the peer's max
+ * receive size, 4 MiB for stock gRPC). router_free releases the scratch. */
+void router_init(router_t *r, presence_t *pres, size_t soft_max);
+void router_free(router_t *r);
+
+/* router_emit: appends cmd to s's pending Downstream (flushing s first through s->flush when
+ * cmd would push it past soft_max) and marks s dirty. Returns ROUTER_OK, ROUTER_ERR_NOMEM or
+ * ROUTER_ERR_CLOSED. The caller keeps cmd. */
+int router_emit(router_t *r, api_stream_t *s, const Wsgw__V1__Command *cmd);
+
+/* router_mark: puts s on the dirty list (idempotent), e.g. after its ack changed. */
+void router_mark(router_t *r, api_stream_t *s);
+
+/* router_forget: takes s off the dirty list (before s is freed). */
+void router_forget(router_t *r, api_stream_t *s);
+
+/* router_pop_dirty: removes and returns one dirty stream (s->dirty cleared), NULL when none. */
+api_stream_t *router_pop_dirty(router_t *r);
+
+/* router_route: sends cmd (kind SEND or KICK; its target field is replaced per part and
+ * restored afterwards) to the gateways holding t. `prefer` (may be NULL) is used instead of any
+ * other stream of its own gateway, so commands caused by an event keep that connection's
+ * order. Returns the number of gateways the command was sent to (>= 0), or ROUTER_ERR_NOMEM. */
+int router_route(router_t *r, const target_t *t, Wsgw__V1__Command *cmd, api_stream_t *prefer);
+
+#endif

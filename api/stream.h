@@ -1,0 +1,42 @@
+/* stream.h: the part of an Exchange stream that presence and routing see.
+ *
+ * grpc_server.c embeds one api_stream_t in every live /wsgw.v1.Exchange/Stream stream; unit
+ * tests embed it in fakes. Commands for the gateway are encoded straight into `pending` (a
+ * gRPC-framed Downstream under construction) and the stream is put on the router's dirty
+ * list; the owner turns `pending` into a Downstream (ack appended) when it flushes.
+ *
+ * All fields: loop thread only (ws-api is single-threaded). */
+#ifndef WSGW_API_STREAM_H
+#define WSGW_API_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct pres_gateway;
+
+typedef struct api_stream {
+    /* presence: the gateway this stream belongs to and its list of streams */
+    struct pres_gateway *gw;
+    struct api_stream *gw_prev, *gw_next;
+
+    /* router: pending Downstream (5 reserved header bytes + Command entries, field 1) */
+    buf_t pending;
+    size_t ncmds;       /* commands in pending */
+    uint64_t ack;       /* highest Upstream.seq fully handled (set by the owner) */
+    bool ack_dirty;     /* ack changed since the last Downstream */
+    bool dirty;         /* on the router's dirty list */
+    bool closed;        /* ending: commands are no longer accepted */
+    struct api_stream *dirty_prev, *dirty_next;
+
+    /* router scratch while one target is routed */
+    uint64_t rt_epoch;
+    int rt_part;
+
+    /* owner hook: turn `pending` into a Downstream now (called when pending grows large) */
+    void (*flush)(struct api_stream *s);
+    uint64_t serial; /* process-unique number, for logs */
+} api_stream_t;
+
+#endif

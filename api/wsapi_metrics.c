@@ -1,0 +1,73 @@
+/* wsapi_metrics.c: registration of ws-api's metrics (see wsapi_metrics.h). */
+#include "wsapi_metrics.h"
+
+#include <stdio.h>
+
+#include "metrics.h"
+
+wsapi_metrics_t wsapi_m;
+
+static const int http_codes[9] = {200, 400, 401, 404, 405, 413, 500, 503, 415};
+
+int wsapi_metrics_http(int status)
+{
+    for (int i = 0; i < 9; i++)
+        if (http_codes[i] == status)
+            return wsapi_m.http_push[i];
+    return -1;
+}
+
+void wsapi_metrics_init(void)
+{
+    wsapi_metrics_t *m = &wsapi_m;
+    m->gateway_streams = metrics_gauge("wsapi_gateway_streams", NULL,
+                                       "Live wsgw.v1.Exchange/Stream streams from gateways.");
+    m->gateways = metrics_gauge("wsapi_gateways", NULL, "Gateways with at least one live stream.");
+    m->presence = metrics_gauge("wsapi_presence_connections", NULL,
+                                "Client connections in this node's presence table.");
+    const char *evh = "Client events received from gateways, by kind.";
+    m->ev_open = metrics_counter("wsapi_events_total", "kind=\"open\"", evh);
+    m->ev_message = metrics_counter("wsapi_events_total", "kind=\"message\"", evh);
+    m->ev_close = metrics_counter("wsapi_events_total", "kind=\"close\"", evh);
+    m->ev_unknown = metrics_counter("wsapi_events_unknown_total", NULL,
+                                    "Events without a kind (ignored).");
+    m->upstream_msgs = metrics_counter("wsapi_upstream_messages_total", NULL,
+                                       "Upstream batches handled.");
+    m->upstream_bytes = metrics_counter("wsapi_upstream_bytes_total", NULL,
+                                        "gRPC DATA bytes received on Exchange streams.");
+    m->downstream_msgs = metrics_counter("wsapi_downstream_messages_total", NULL,
+                                         "Downstream messages queued to gateways.");
+    m->downstream_bytes = metrics_counter("wsapi_downstream_bytes_total", NULL,
+                                          "Downstream bytes queued to gateways.");
+    m->commands = metrics_counter("wsapi_commands_total", NULL, "Commands sent to gateways.");
+    const char *deh = "Undecodable gRPC messages (the stream fails), by reason.";
+    m->dec_protobuf = metrics_counter("wsapi_decode_errors_total", "reason=\"protobuf\"", deh);
+    m->dec_framing = metrics_counter("wsapi_decode_errors_total", "reason=\"framing\"", deh);
+    m->dec_oversize = metrics_counter("wsapi_decode_errors_total", "reason=\"oversize\"", deh);
+    m->dec_truncated = metrics_counter("wsapi_decode_errors_total", "reason=\"truncated\"", deh);
+    m->grpc_conns = metrics_gauge("wsapi_grpc_connections", NULL, "Open HTTP/2 connections.");
+    m->grpc_conns_total = metrics_counter("wsapi_grpc_connections_total", NULL,
+                                          "HTTP/2 connections accepted.");
+    m->grpc_conn_errors = metrics_counter("wsapi_grpc_connection_errors_total", NULL,
+                                          "HTTP/2 connections that failed (protocol or I/O).");
+    m->unknown_method = metrics_counter("wsapi_unknown_method_total", NULL,
+                                        "gRPC calls to an unknown method (status 12).");
+    m->backpressure_pauses = metrics_counter(
+        "wsapi_backpressure_pauses_total", NULL,
+        "Times a stream stopped granting inbound window because its gateway did not read.");
+    m->stream_overflows = metrics_counter(
+        "wsapi_stream_overflows_total", NULL,
+        "Streams failed with RESOURCE_EXHAUSTED because their outbound queue hit the hard cap.");
+    for (int i = 0; i < 9; i++) {
+        char l[32];
+        snprintf(l, sizeof l, "code=\"%d\"", http_codes[i]);
+        m->http_push[i] = metrics_counter("wsapi_push_requests_total", l,
+                                          "HTTP push API requests (/v1/*), by status code.");
+    }
+    for (int i = 0; i < 17; i++) {
+        char l[32];
+        snprintf(l, sizeof l, "status=\"%d\"", i);
+        m->grpc_push[i] = metrics_counter("wsapi_grpc_push_requests_total", l,
+                                          "gRPC wsgw.v1.Push/Push calls, by grpc-status.");
+    }
+}

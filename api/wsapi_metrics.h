@@ -1,0 +1,33 @@
+/* wsapi_metrics.h: ws-api's metric ids, registered once at start-up (common/metrics.h).
+ * Names fixed by DESIGN.md: wsapi_gateway_streams, wsapi_events_total{kind},
+ * wsapi_push_requests_total{code}, wsapi_presence_connections; the rest are ours (wsapi_*). */
+#ifndef WSGW_WSAPI_METRICS_H
+#define WSGW_WSAPI_METRICS_H
+
+typedef struct wsapi_metrics {
+    int gateway_streams;  /* gauge: live Exchange streams */
+    int gateways;         /* gauge: gateways with at least one live stream */
+    int presence;         /* gauge: connections in presence */
+    int ev_open, ev_message, ev_close, ev_unknown;
+    int upstream_msgs, upstream_bytes;     /* Upstream messages / DATA bytes received */
+    int downstream_msgs, downstream_bytes; /* Downstream messages / bytes queued */
+    int commands;                          /* Commands sent to gateways */
+    int dec_protobuf, dec_framing, dec_oversize, dec_truncated; /* bad messages, by reason */
+    int grpc_conns, grpc_conns_total, grpc_conn_errors;
+    int unknown_method;
+    int backpressure_pauses; /* a stream stopped consuming its inbound window */
+    int stream_overflows;    /* a stream failed: its outbound queue passed the hard cap */
+    int http_push[9];        /* wsapi_push_requests_total{code}: see wsapi_metrics_http() */
+    int grpc_push[17];       /* wsapi_grpc_push_requests_total{status} */
+} wsapi_metrics_t;
+
+extern wsapi_metrics_t wsapi_m;
+
+/* wsapi_metrics_init: registers every series. Call once before the loop starts. Ids of failed
+ * registrations are -1 (updates to them are ignored). */
+void wsapi_metrics_init(void);
+
+/* wsapi_metrics_http: the counter id for an HTTP status of the push API (-1 if unknown). */
+int wsapi_metrics_http(int status);
+
+#endif
