@@ -1,0 +1,136 @@
+/* batch.c: Upstream batch encoding (see batch.h). Writer thread. */
+#include "batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_frame.h"
+#include "wsgw.pb-c.h"
+
+#define SEQ_FIELD_MAX 11 /* key byte + 10-byte varint */
+
+typedef struct {
+    Wsgw__V1__Event ev;
+    union {
+        Wsgw__V1__Open open;
+        Wsgw__V1__Message msg;
+        Wsgw__V1__Close close;
+    } k;
+} ev_scratch_t;
+
+/* Scratch space reused across batches by each writer thread. */
+static _Thread_local ev_scratch_t *scratch;
+static _Thread_local Wsgw__V1__Event **scratch_ptrs;
+static _Thread_local size_t scratch_cap;
+
+static int scratch_reserve(size_t n)
+{
+    if (n <= scratch_cap)
+        return 0;
+    ev_scratch_t *s = realloc(scratch, n * sizeof *s);
+    if (!s)
+        return -1;
+    scratch = s;
+    Wsgw__V1__Event **p = realloc(scratch_ptrs, n * sizeof *p);
+    if (!p)
+        return -1;
+    scratch_ptrs = p;
+    scratch_cap = n;
+    return 0;
+}
+
+gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gateway_id)
+{
+    if (scratch_reserve(n) < 0)
+        return NULL;
+    gw_batch_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        gw_event_t *e = evs[i];
+        ev_scratch_t *s = &scratch[i];
+        wsgw__v1__event__init(&s->ev);
+        s->ev.conn_id = e->conn_id;
+        s->ev.user_id = (char *)gw_event_user(e);
+        s->ev.gateway_ns = e->gateway_ns;
+        switch (e->type) {
+        case GW_EV_OPEN:
+            wsgw__v1__open__init(&s->k.open);
+            s->k.open.remote_addr = (char *)gw_event_a(e);
+            s->k.open.query = (char *)gw_event_b(e);
+            s->k.open.path = (char *)gw_event_c(e);
+            s->k.open.gateway_id = (char *)gateway_id;
+            s->ev.kind_case = WSGW__V1__EVENT__KIND_OPEN;
+            s->ev.open = &s->k.open;
+            break;
+        case GW_EV_MESSAGE:
+            wsgw__v1__message__init(&s->k.msg);
+            s->k.msg.payload.data = (uint8_t *)gw_event_a(e);
+            s->k.msg.payload.len = e->a_len;
+            s->k.msg.binary = e->binary;
+            s->k.msg.seq = e->seq;
+            s->ev.kind_case = WSGW__V1__EVENT__KIND_MESSAGE;
+            s->ev.message = &s->k.msg;
+            b->nmsgs++;
+            break;
+        default:
+            wsgw__v1__close__init(&s->k.close);
+            s->k.close.code = e->code;
+            s->k.close.reason = (char *)gw_event_a(e);
+            s->ev.kind_case = WSGW__V1__EVENT__KIND_CLOSE;
+            s->ev.close = &s->k.close;
+            break;
+        }
+        scratch_ptrs[i] = &s->ev;
+    }
+    Wsgw__V1__Upstream up = WSGW__V1__UPSTREAM__INIT;
+    up.n_events = n;
+    up.events = scratch_ptrs;
+    up.seq = 0; /* proto3: zero is not encoded; the real seq is appended by set_seq */
+    size_t sz = wsgw__v1__upstream__get_packed_size(&up);
+    b->buf = malloc(GRPC_FRAME_HDR_LEN + sz + SEQ_FIELD_MAX);
+    if (!b->buf) {
+        free(b);
+        return NULL;
+    }
+    b->ev_len = wsgw__v1__upstream__pack(&up, b->buf + GRPC_FRAME_HDR_LEN);
+    b->nevents = (uint32_t)n;
+    b->gateway_ns = n ? evs[0]->gateway_ns : 0;
+    gw_batch_set_seq(b, 0);
+    return b;
+}
+
+void gw_batch_set_seq(gw_batch_t *b, uint64_t seq)
+{
+    uint8_t *p = b->buf + GRPC_FRAME_HDR_LEN + b->ev_len;
+    size_t n = 0;
+    if (seq) {
+        p[n++] = 0x10; /* field 2, varint */
+        uint64_t v = seq;
+        while (v >= 0x80) {
+            p[n++] = (uint8_t)(v | 0x80);
+            v >>= 7;
+        }
+        p[n++] = (uint8_t)v;
+    }
+    b->seq = seq;
+    b->wire_len = GRPC_FRAME_HDR_LEN + b->ev_len + n;
+    grpc_frame_header(b->buf, (uint32_t)(b->ev_len + n));
+}
+
+void gw_batch_free(gw_batch_t *b)
+{
+    if (!b)
+        return;
+    free(b->buf);
+    free(b);
+}
+
+void gw_batch_thread_cleanup(void)
+{
+    free(scratch);
+    free(scratch_ptrs);
+    scratch = NULL;
+    scratch_ptrs = NULL;
+    scratch_cap = 0;
+}

@@ -1,0 +1,37 @@
+/* config.h: ws-gateway settings (flags table in main.c). Written by the main thread before any
+ * other thread starts; read-only afterwards, by every thread. */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct gw_config {
+    const char *listen;       /* host:port */
+    const char *upstream;     /* comma-separated host:port list */
+    int64_t streams;          /* HTTP/2 streams per API node */
+    int64_t threads;          /* lws service threads */
+    const char *gateway_id;
+    const char *auth_secret;
+    int64_t max_message;      /* bytes */
+    int64_t send_queue;       /* bytes */
+    int64_t ping_interval_us;
+    int64_t max_connections;
+    int64_t drain_timeout_us;
+    int64_t ring_size;        /* items per SPSC ring */
+    int64_t batch_max_events; /* events per Upstream batch */
+    int64_t batch_max_bytes;  /* bytes per Upstream batch */
+    int64_t replay_max_bytes; /* unacked bytes kept per API node before clients are paused */
+    int64_t rcvbuf;           /* client SO_RCVBUF (0 = kernel default) */
+    const char *log_level;
+
+    /* derived */
+    char listen_host[256];
+    int listen_port;
+    int nupstreams;
+    char **upstreams;         /* host:port strings */
+} gw_config_t;
+
+extern gw_config_t gw_cfg;
+
+#endif

@@ -1,0 +1,37 @@
+/* conn.h: one WebSocket client connection. It is the lws per-session data (lws allocates and
+ * frees it with the wsi), so a connection costs no allocation of ours while idle.
+ * Every field belongs to the connection's service thread. */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "event.h"
+
+typedef struct gw_outq gw_outq_t;
+typedef struct gw_member gw_member_t;
+typedef struct gw_user gw_user_t;
+
+typedef struct gw_conn {
+    struct lws *wsi;
+    uint64_t id;             /* 0 until established */
+    char *user;              /* NULL when anonymous */
+    uint64_t seq;            /* last Message.seq sent upstream */
+    gw_outq_t *outq;         /* NULL while nothing is queued */
+    gw_event_t *rx;          /* message being reassembled (the Message event itself, grown as
+                                chunks arrive); NULL while no message is in flight */
+    uint32_t rx_cap;         /* payload capacity of rx */
+    gw_member_t *rooms;      /* room memberships (conn_next list) */
+    gw_user_t *uentry;       /* user index entry */
+    struct gw_conn *user_prev, *user_next;
+    gw_payload_t *close_reason; /* Kick reason (text), when closing on command */
+    uint16_t close_code;     /* set when we decided to close; sent on the next WRITEABLE */
+    uint16_t peer_code;      /* close code the client sent */
+    bool established;
+    bool closing;
+    bool paused;             /* rx flow control off (backpressure) */
+} gw_conn_t;
+
+#endif

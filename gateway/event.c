@@ -1,0 +1,92 @@
+/* event.c: allocation of cross-thread events and commands (see event.h). */
+#include "event.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *put(char *p, const void *s, size_t n)
+{
+    if (n)
+        memcpy(p, s, n);
+    p[n] = 0;
+    return p + n + 1;
+}
+
+gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, size_t user_len,
+                         const void *a, size_t a_len, const char *b, size_t b_len,
+                         const char *c, size_t c_len)
+{
+    gw_event_t *e = malloc(sizeof *e + user_len + a_len + b_len + c_len + 4);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->type = (uint8_t)type;
+    e->conn_id = conn_id;
+    e->user_len = (uint32_t)user_len;
+    e->a_len = (uint32_t)a_len;
+    e->b_len = (uint32_t)b_len;
+    e->c_len = (uint32_t)c_len;
+    char *p = e->data;
+    p = put(p, user, user_len);
+    p = put(p, a, a_len);
+    p = put(p, b, b_len);
+    put(p, c, c_len);
+    return e;
+}
+
+gw_event_t *gw_event_dup(const gw_event_t *e)
+{
+    size_t n = gw_event_size(e);
+    gw_event_t *d = malloc(n);
+    if (d) {
+        memcpy(d, e, n);
+        d->next = NULL;
+    }
+    return d;
+}
+
+gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t t_recv)
+{
+    gw_payload_t *p = malloc(sizeof *p + LWS_PRE + len + 1);
+    if (!p)
+        return NULL;
+    p->refs = 1;
+    p->len = (uint32_t)len;
+    p->binary = binary;
+    p->t_recv = t_recv;
+    if (len)
+        memcpy(p->buf + LWS_PRE, data, len);
+    p->buf[LWS_PRE + len] = 0;
+    return p;
+}
+
+gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, const char *room,
+                     size_t room_len, char *const *users, const size_t *ulens, size_t nusers)
+{
+    size_t strbytes = room_len + 1;
+    for (size_t i = 0; i < nusers; i++)
+        strbytes += ulens[i] + 1;
+    gw_cmd_t *c = malloc(sizeof *c + nconns * sizeof(uint64_t) + strbytes);
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof *c);
+    c->type = (uint8_t)type;
+    c->nconns = (uint32_t)nconns;
+    c->nusers = (uint32_t)nusers;
+    c->room_len = (uint32_t)room_len;
+    c->conns = c->inline_data;
+    if (nconns)
+        memcpy(c->conns, conns, nconns * sizeof(uint64_t));
+    c->strs = (char *)(c->conns + nconns);
+    char *p = put(c->strs, room, room_len);
+    for (size_t i = 0; i < nusers; i++)
+        p = put(p, users[i], ulens[i]);
+    return c;
+}
+
+void gw_cmd_free(gw_cmd_t *c)
+{
+    if (c->payload)
+        gw_payload_unref(c->payload);
+    free(c);
+}

@@ -1,0 +1,100 @@
+/* event.h: the objects that cross threads through the SPSC rings.
+ *
+ *   gw_event_t: client event, service thread -> upstream writer (Open, Message, Close).
+ *   gw_cmd_t:   command, upstream writer -> service thread (Send, Kick, Join, Leave).
+ *
+ * Each is one allocation with its strings and payload inline. Ownership moves with the pointer:
+ * whoever pops it from a ring frees it. */
+#ifndef GW_EVENT_H
+#define GW_EVENT_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { GW_EV_OPEN = 1, GW_EV_MESSAGE = 2, GW_EV_CLOSE = 3 } gw_ev_type_t;
+
+typedef struct gw_event {
+    struct gw_event *next; /* overflow list link; owner thread only */
+    uint8_t type;          /* gw_ev_type_t */
+    bool binary;
+    int32_t code;          /* Close */
+    uint64_t conn_id;
+    uint64_t seq;          /* Message: per connection, from 1 */
+    int64_t gateway_ns;    /* wall clock when the frame was read */
+    int64_t t_read;        /* monotonic, for the ingress stage */
+    uint32_t user_len;
+    uint32_t a_len;        /* Open: remote addr; Message: payload; Close: reason */
+    uint32_t b_len;        /* Open: query */
+    uint32_t c_len;        /* Open: path */
+    char data[];           /* user \0 a \0 b \0 c \0 */
+} gw_event_t;
+
+static inline const char *gw_event_user(const gw_event_t *e) { return e->data; }
+static inline const char *gw_event_a(const gw_event_t *e) { return e->data + e->user_len + 1; }
+static inline const char *gw_event_b(const gw_event_t *e)
+{
+    return e->data + e->user_len + 1 + e->a_len + 1;
+}
+static inline const char *gw_event_c(const gw_event_t *e)
+{
+    return e->data + e->user_len + 1 + e->a_len + 1 + e->b_len + 1;
+}
+
+/* gw_event_new: one allocation holding the strings (any may be NULL with len 0; a is copied
+ * as bytes, NUL-terminated). Returns NULL when out of memory. Caller owns the result. */
+gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, size_t user_len,
+                         const void *a, size_t a_len, const char *b, size_t b_len,
+                         const char *c, size_t c_len);
+gw_event_t *gw_event_dup(const gw_event_t *e);
+static inline void gw_event_free(gw_event_t *e) { free(e); }
+static inline size_t gw_event_size(const gw_event_t *e)
+{
+    return sizeof *e + e->user_len + e->a_len + e->b_len + e->c_len + 4;
+}
+
+/* A payload framed for lws_write: LWS_PRE bytes of headroom, then the data. One per service
+ * thread per command, shared by every recipient on that thread (refcount: that thread only). */
+typedef struct gw_payload {
+    uint32_t refs;     /* owner service thread only */
+    uint32_t len;
+    bool binary;
+    int64_t t_recv;    /* monotonic: command read from HTTP/2 (egress stage start) */
+    uint8_t buf[];     /* LWS_PRE + len */
+} gw_payload_t;
+
+static inline uint8_t *gw_payload_data(gw_payload_t *p) { return p->buf + LWS_PRE; }
+gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t t_recv);
+static inline void gw_payload_ref(gw_payload_t *p) { p->refs++; }
+static inline void gw_payload_unref(gw_payload_t *p)
+{
+    if (--p->refs == 0)
+        free(p);
+}
+
+typedef enum { GW_CMD_SEND = 1, GW_CMD_KICK = 2, GW_CMD_JOIN = 3, GW_CMD_LEAVE = 4 } gw_cmd_type_t;
+
+/* A command for one service thread: the targets that may live on it. */
+typedef struct gw_cmd {
+    struct gw_cmd *next;   /* overflow list link; owner (writer) only */
+    uint8_t type;          /* gw_cmd_type_t */
+    bool all;
+    int32_t code;          /* Kick */
+    int64_t api_ns;
+    gw_payload_t *payload; /* Send: payload; Kick: reason (text); owned by the command */
+    uint32_t nconns;       /* conn ids on this thread */
+    uint32_t nusers;
+    uint32_t room_len;
+    uint64_t *conns;       /* -> inline */
+    char *strs;            /* -> inline: room \0 then users, each NUL-terminated */
+    uint64_t inline_data[];
+} gw_cmd_t;
+
+/* gw_cmd_new: room may be NULL. users: array of nusers strings (lengths in ulens). */
+gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, const char *room,
+                     size_t room_len, char *const *users, const size_t *ulens, size_t nusers);
+static inline const char *gw_cmd_room(const gw_cmd_t *c) { return c->strs; }
+/* Frees the command and drops its payload reference (service thread that owns the payload). */
+void gw_cmd_free(gw_cmd_t *c);
+
+#endif

@@ -1,0 +1,91 @@
+/* gwm.c: gateway metric registration (see gwm.h). */
+#include "gwm.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "metrics.h"
+
+gw_metric_ids_t gwm;
+
+/* Close codes are 1000..4999 (RFC 6455 §7.4); anything else is counted under 0. */
+#define CODE_MIN 1000
+#define CODE_MAX 4999
+static _Atomic int close_ids[CODE_MAX - CODE_MIN + 2];
+
+void gwm_init(void)
+{
+    gwm.connections = metrics_gauge("wsgw_connections", NULL, "Open WebSocket connections.");
+    gwm.accepted = metrics_counter("wsgw_connections_accepted_total", NULL,
+                                   "WebSocket connections established.");
+    const char *mh = "WebSocket messages, in = from clients, out = to clients.";
+    gwm.msgs_in = metrics_counter("wsgw_messages_total", "direction=\"in\"", mh);
+    gwm.msgs_out = metrics_counter("wsgw_messages_total", "direction=\"out\"", mh);
+    const char *bh = "WebSocket payload bytes, in = from clients, out = to clients.";
+    gwm.bytes_in = metrics_counter("wsgw_bytes_total", "direction=\"in\"", bh);
+    gwm.bytes_out = metrics_counter("wsgw_bytes_total", "direction=\"out\"", bh);
+    gwm.backpressure = metrics_counter("wsgw_backpressure_pauses_total", NULL,
+                                       "Clients paused because the ring to a writer was full.");
+    gwm.lost = metrics_counter("wsgw_upstream_lost_messages_total", NULL,
+                               "Messages lost with a broken stream to an API node that does "
+                               "not acknowledge (no x-wsgw-ack).");
+    const char *sh = "Time per hop: ingress = client frame read to batch written to HTTP/2; "
+                     "api = api_ns - gateway_ns; egress = command read from HTTP/2 to lws_write.";
+    gwm.stage_ingress = metrics_histogram("wsgw_stage_seconds", "stage=\"ingress\"", sh,
+                                          metrics_latency_bounds, metrics_latency_nbounds, 1e-9);
+    gwm.stage_api = metrics_histogram("wsgw_stage_seconds", "stage=\"api\"", sh,
+                                      metrics_latency_bounds, metrics_latency_nbounds, 1e-9);
+    gwm.stage_egress = metrics_histogram("wsgw_stage_seconds", "stage=\"egress\"", sh,
+                                         metrics_latency_bounds, metrics_latency_nbounds, 1e-9);
+    const char *rh = "WebSocket handshakes refused, by HTTP status.";
+    gwm.rejected_400 = metrics_counter("wsgw_handshake_rejects_total", "status=\"400\"", rh);
+    gwm.rejected_404 = metrics_counter("wsgw_handshake_rejects_total", "status=\"404\"", rh);
+    gwm.rejected_503 = metrics_counter("wsgw_handshake_rejects_total", "status=\"503\"", rh);
+    gwm.slow_consumer = metrics_counter("wsgw_slow_consumer_closes_total", NULL,
+                                        "Clients closed 1008 for exceeding --send-queue.");
+    gwm.undeliverable = metrics_counter("wsgw_undeliverable_total", NULL,
+                                        "Commands for connections that are gone or closing.");
+    gwm.accept_errors = metrics_counter("wsgw_accept_errors_total", NULL,
+                                        "accept(2) failures (e.g. out of file descriptors).");
+    gwm.bad_downstream = metrics_counter("wsgw_upstream_decode_errors_total", NULL,
+                                         "Undecodable messages or framing from API nodes.");
+    gwm.batches = metrics_counter("wsgw_upstream_batches_total", NULL,
+                                  "Upstream batches written to API nodes.");
+    for (size_t i = 0; i < sizeof close_ids / sizeof close_ids[0]; i++)
+        atomic_init(&close_ids[i], -2);
+}
+
+int gwm_thread_conns(int thread)
+{
+    char lb[32];
+    snprintf(lb, sizeof lb, "thread=\"%d\"", thread);
+    return metrics_gauge("wsgw_thread_connections", lb, "Open connections per service thread.");
+}
+
+void gwm_close(int code)
+{
+    int slot = code >= CODE_MIN && code <= CODE_MAX ? code - CODE_MIN + 1 : 0;
+    int id = atomic_load_explicit(&close_ids[slot], memory_order_acquire);
+    if (id == -2) {
+        char lb[32];
+        snprintf(lb, sizeof lb, "code=\"%d\"", slot ? code : 0);
+        id = metrics_counter("wsgw_closes_total", lb, "Closed WebSocket connections by close code.");
+        atomic_store_explicit(&close_ids[slot], id, memory_order_release);
+    }
+    metrics_inc(id);
+}
+
+int gwm_up_connected(const char *node)
+{
+    char lb[320];
+    snprintf(lb, sizeof lb, "node=\"%s\"", node);
+    return metrics_gauge("wsgw_upstream_connected", lb, "1 while the API node is connected.");
+}
+
+int gwm_up_reconnects(const char *node)
+{
+    char lb[320];
+    snprintf(lb, sizeof lb, "node=\"%s\"", node);
+    return metrics_counter("wsgw_upstream_reconnects_total", lb,
+                           "Reconnections to the API node.");
+}

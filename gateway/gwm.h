@@ -1,0 +1,35 @@
+/* gwm.h: the gateway's metric ids (names fixed by DESIGN.md), registered once at start-up by
+ * the main thread; updated from any thread through common/metrics (per-thread shards). */
+#ifndef GW_GWM_H
+#define GW_GWM_H
+
+typedef struct gw_metric_ids {
+    int connections;         /* gauge wsgw_connections */
+    int accepted;            /* wsgw_connections_accepted_total */
+    int msgs_in, msgs_out;   /* wsgw_messages_total{direction} */
+    int bytes_in, bytes_out; /* wsgw_bytes_total{direction} */
+    int backpressure;        /* wsgw_backpressure_pauses_total */
+    int lost;                /* wsgw_upstream_lost_messages_total */
+    int stage_ingress, stage_api, stage_egress; /* wsgw_stage_seconds{stage} */
+    int rejected_503, rejected_404, rejected_400; /* wsgw_handshake_rejects_total{status} */
+    int slow_consumer;       /* wsgw_slow_consumer_closes_total */
+    int undeliverable;       /* wsgw_undeliverable_total: command for a connection that is gone */
+    int accept_errors;       /* wsgw_accept_errors_total */
+    int bad_downstream;      /* wsgw_upstream_decode_errors_total */
+    int batches;             /* wsgw_upstream_batches_total */
+} gw_metric_ids_t;
+
+extern gw_metric_ids_t gwm;
+
+/* gwm_init: registers every fixed series. Main thread, before other threads start. */
+void gwm_init(void);
+/* gwm_thread_conns: gauge wsgw_thread_connections{thread="k"} (spread over threads). */
+int gwm_thread_conns(int thread);
+/* gwm_close: counts a close with this code in wsgw_closes_total{code} (registers the label
+ * value on first use: a mutex once per distinct code, never per message). Any thread. */
+void gwm_close(int code);
+/* Per-node series: wsgw_upstream_connected{node}, wsgw_upstream_reconnects_total{node}. */
+int gwm_up_connected(const char *node);
+int gwm_up_reconnects(const char *node);
+
+#endif

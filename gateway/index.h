@@ -1,0 +1,57 @@
+/* index.h: per-thread user index (user id -> connections on this thread) and rooms
+ * (room -> member connections on this thread). Rooms live on the gateways: ws-api sends Join
+ * and Leave, and a Send to a room is fanned out here. Service thread only. */
+#ifndef GW_INDEX_H
+#define GW_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uthash.h>
+
+#include "conn.h"
+
+struct gw_user {
+    UT_hash_handle hh;
+    gw_conn_t *head;        /* conns of this user, via user_next/user_prev */
+    char name[];
+};
+
+typedef struct gw_room {
+    UT_hash_handle hh;
+    gw_member_t *head;      /* members, via room_next/room_prev */
+    size_t n;
+    char name[];
+} gw_room_t;
+
+struct gw_member {
+    gw_room_t *room;
+    gw_conn_t *conn;
+    gw_member_t *room_prev, *room_next;
+    gw_member_t *conn_next; /* the connection's other memberships */
+};
+
+typedef struct gw_index {
+    gw_user_t *users;       /* uthash head */
+    gw_room_t *rooms;       /* uthash head */
+    size_t nrooms;
+} gw_index_t;
+
+/* gw_index_add_user: links c (with c->user set) under its user. Returns 0 or -1 (memory). */
+int gw_index_add_user(gw_index_t *ix, gw_conn_t *c);
+/* gw_index_find_user: first connection of a user on this thread, or NULL. */
+gw_conn_t *gw_index_find_user(gw_index_t *ix, const char *user, size_t len);
+
+/* gw_index_join: adds c to room (idempotent). Returns 0, or -1 (memory). */
+int gw_index_join(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len);
+/* gw_index_leave: removes c from room if member. */
+void gw_index_leave(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len);
+/* gw_index_find_room: the room or NULL. */
+gw_room_t *gw_index_find_room(gw_index_t *ix, const char *room, size_t len);
+
+/* gw_index_remove_conn: unlinks c from its user and every room (on close). */
+void gw_index_remove_conn(gw_index_t *ix, gw_conn_t *c);
+
+/* gw_index_free: drops everything (thread exit; connections are gone). */
+void gw_index_free(gw_index_t *ix);
+
+#endif

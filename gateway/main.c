@@ -1,0 +1,349 @@
+/* main.c: ws-gateway: flags, file-descriptor limit, start-up of the service threads and
+ * upstream writers, signals, and the graceful drain. Runs on the main thread. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "flags.h"
+#include "gw.h"
+#include "gwm.h"
+#include "log.h"
+#include "metrics.h"
+#include "route.h"
+#include "svc.h"
+#include "upstream.h"
+
+gw_config_t gw_cfg;
+
+static const flag_t flag_table[] = {
+    {"listen", FLAG_STR, "0.0.0.0:8080", &gw_cfg.listen,
+     "WebSocket endpoint ws://HOST:PORT/gateway/ws; GET /healthz, /readyz, /metrics on the same port"},
+    {"upstream", FLAG_STR, "127.0.0.1:8081", &gw_cfg.upstream,
+     "comma-separated API nodes (h2c gRPC, host:port)"},
+    {"streams", FLAG_INT, "4", &gw_cfg.streams, "concurrent HTTP/2 streams per API node", 1, 100},
+    {"threads", FLAG_INT, "0", &gw_cfg.threads,
+     "lws service threads (0 = number of cores)", 0, 63},
+    {"gateway-id", FLAG_STR, "", &gw_cfg.gateway_id,
+     "id sent to API nodes in x-gateway-id (empty = hostname:port)"},
+    {"auth-secret", FLAG_STR, "", &gw_cfg.auth_secret,
+     "HS256 JWT secret; when set a token is required (reserved: not implemented yet)"},
+    {"max-message", FLAG_INT, "65536", &gw_cfg.max_message,
+     "largest client message in bytes; larger: close 1009", 1, 1LL << 30},
+    {"send-queue", FLAG_INT, "1048576", &gw_cfg.send_queue,
+     "bytes queued to one client before it is closed 1008 \"slow consumer\"", 1, 1LL << 40},
+    {"ping-interval", FLAG_DURATION, "25", &gw_cfg.ping_interval_us,
+     "time between server pings (seconds); no pong within two intervals: close; 0 = off"},
+    {"max-connections", FLAG_INT, "1000000", &gw_cfg.max_connections,
+     "connections beyond this get HTTP 503 at the handshake", 1, 1LL << 32},
+    {"drain-timeout", FLAG_DURATION, "10", &gw_cfg.drain_timeout_us,
+     "on SIGTERM/SIGINT: stop accepting, flush upstream, close clients 1001, exit within this"},
+    {"ring-size", FLAG_INT, "16384", &gw_cfg.ring_size,
+     "items per SPSC ring between a service thread and a writer", 64, 1 << 24},
+    {"batch-max-events", FLAG_INT, "1024", &gw_cfg.batch_max_events,
+     "events per Upstream batch", 1, 1 << 20},
+    {"batch-max-bytes", FLAG_INT, "262144", &gw_cfg.batch_max_bytes,
+     "bytes per Upstream batch (a single larger event still goes alone)", 1024, 1LL << 30},
+    {"replay-max-bytes", FLAG_INT, "67108864", &gw_cfg.replay_max_bytes,
+     "queued + unacknowledged bytes per API node before clients are paused", 65536, 1LL << 40},
+    {"rcvbuf", FLAG_INT, "0", &gw_cfg.rcvbuf,
+     "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite sooner)",
+     0, 1 << 30},
+    {"log-level", FLAG_STR, "info", &gw_cfg.log_level, "error, warn, info or debug"},
+    {NULL},
+};
+
+static const char usage[] =
+    "usage: ws-gateway [options]\n"
+    "WebSocket gateway: clients on ws://HOST:PORT/gateway/ws, events to API nodes over gRPC.";
+
+static int split_upstreams(char *err, size_t errlen)
+{
+    char *copy = strdup(gw_cfg.upstream);
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int n = 0;
+    for (char *s = copy, *tok; (tok = strsep(&s, ","));) {
+        while (*tok == ' ')
+            tok++;
+        if (!*tok)
+            continue;
+        char **nu = realloc(gw_cfg.upstreams, (size_t)(n + 1) * sizeof *nu);
+        if (!nu) {
+            free(copy);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        gw_cfg.upstreams = nu;
+        gw_cfg.upstreams[n++] = strdup(tok);
+    }
+    free(copy);
+    if (n == 0) {
+        snprintf(err, errlen, "--upstream: no API node given");
+        return -1;
+    }
+    gw_cfg.nupstreams = n;
+    return 0;
+}
+
+static int parse_listen(char *err, size_t errlen)
+{
+    const char *colon = strrchr(gw_cfg.listen, ':');
+    if (!colon) {
+        snprintf(err, errlen, "--listen: '%s' is not host:port", gw_cfg.listen);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - gw_cfg.listen);
+    const char *h = gw_cfg.listen;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof gw_cfg.listen_host) {
+        snprintf(err, errlen, "--listen: host too long");
+        return -1;
+    }
+    memcpy(gw_cfg.listen_host, h, hl);
+    gw_cfg.listen_host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535) {
+        snprintf(err, errlen, "--listen: bad port in '%s'", gw_cfg.listen);
+        return -1;
+    }
+    gw_cfg.listen_port = (int)port;
+    return 0;
+}
+
+/* Raises the soft fd limit to the hard one; returns the limit. */
+static long raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the file descriptor limit", "err=%s", strerror(errno));
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (long)rl.rlim_cur;
+}
+
+static bool all_writers_idle(gw_t *g)
+{
+    for (int i = 0; i < g->nup; i++)
+        if (!atomic_load(&g->up[i]->idle))
+            return false;
+    for (int k = 0; k < g->nsvc; k++)
+        for (int u = 0; u < g->nup; u++)
+            if (ring_count(g->svc[k]->to_up[u]) || ring_count(g->svc[k]->from_up[u]))
+                return false;
+    return true;
+}
+
+static int64_t conns_left(gw_t *g)
+{
+    return atomic_load(&g->nconns);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* The graceful drain: stop accepting and reading, let the writers flush and collect acks,
+ * close every client 1001 "going away", stop. Bounded by --drain-timeout in total. */
+static void drain(gw_t *g)
+{
+    int64_t t0 = clock_mono_ns();
+    int64_t total = gw_cfg.drain_timeout_us * 1000;
+    int64_t close_budget = total / 5 < 1000000000 ? total / 5 : 1000000000;
+    atomic_store(&g->draining, 1);
+    log_info("draining", "connections=%lld timeout_ms=%lld", (long long)conns_left(g),
+             (long long)(total / 1000000));
+    for (int k = 0; k < g->nsvc; k++)
+        gw_svc_request(g->svc[k], GW_SVC_QUIESCE);
+    for (int u = 0; u < g->nup; u++)
+        gw_up_request(g->up[u], 1);
+    /* flush: events in rings, batches not acked, replies on their way to clients */
+    int settled = 0;
+    while (clock_mono_ns() - t0 < total - close_budget) {
+        if (all_writers_idle(g)) {
+            if (++settled >= 5) /* idle for 5 consecutive looks (~100 ms) */
+                break;
+        } else {
+            settled = 0;
+        }
+        sleep_ms(20);
+    }
+    bool flushed = settled >= 5;
+    for (int k = 0; k < g->nsvc; k++)
+        gw_svc_request(g->svc[k], GW_SVC_CLOSE_ALL);
+    while (conns_left(g) > 0 && clock_mono_ns() - t0 < total - 100000000)
+        sleep_ms(10);
+    /* the Close events of those clients go upstream if there is time */
+    for (int i = 0; i < 25 && !all_writers_idle(g) && clock_mono_ns() - t0 < total - 50000000; i++)
+        sleep_ms(10);
+    log_info("drained", "flushed=%d connections_left=%lld elapsed_ms=%lld", flushed,
+             (long long)conns_left(g), (long long)((clock_mono_ns() - t0) / 1000000));
+}
+
+int main(int argc, char **argv)
+{
+    char err[FLAGS_ERR_LEN];
+    int rc = flags_parse(flag_table, argc, argv, usage, NULL, err);
+    if (rc == FLAGS_HELP)
+        return 0;
+    if (rc != FLAGS_OK) {
+        fprintf(stderr, "ws-gateway: %s\n", err);
+        return 2;
+    }
+    if (log_set_level(gw_cfg.log_level) < 0) {
+        fprintf(stderr, "ws-gateway: --log-level: unknown level '%s'\n", gw_cfg.log_level);
+        return 2;
+    }
+    if (parse_listen(err, sizeof err) < 0 || split_upstreams(err, sizeof err) < 0) {
+        fprintf(stderr, "ws-gateway: %s\n", err);
+        return 2;
+    }
+    if (gw_cfg.threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        gw_cfg.threads = n > 0 ? (n > 63 ? 63 : n) : 1;
+    }
+    static char idbuf[320];
+    if (!*gw_cfg.gateway_id) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(idbuf, sizeof idbuf, "%s:%d", host, gw_cfg.listen_port);
+        gw_cfg.gateway_id = idbuf;
+    }
+
+    /* Signals are taken by sigtimedwait on this thread only: block them before any thread
+     * starts so every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    long nofile = raise_nofile();
+    gw_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return 1;
+    g->nsvc = (int)gw_cfg.threads;
+    g->nup = gw_cfg.nupstreams;
+    /* descriptors kept for listeners, upstream sockets, epoll/eventfds, lws internals, and
+     * HTTP requests in flight */
+    long reserve = 64 + 8L * g->nsvc + 4L * g->nup + 256;
+    int64_t fd_cap = nofile > reserve ? nofile - reserve : 1;
+    g->conn_cap = gw_cfg.max_connections < fd_cap ? gw_cfg.max_connections : fd_cap;
+    uint64_t seed = (uint64_t)clock_wall_ns() ^ ((uint64_t)getpid() << 32);
+    uint64_t h = gw_hash64(gw_cfg.gateway_id, strlen(gw_cfg.gateway_id), seed);
+    g->prefix = (uint16_t)(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
+    atomic_init(&g->draining, 0);
+    atomic_init(&g->nconns, 0);
+
+    gwm_init();
+    gw_svc_log_init();
+    int m_cap = metrics_gauge("wsgw_connection_limit", NULL,
+                              "Connections this process accepts (flag and descriptor limit).");
+    metrics_gauge_set(m_cap, g->conn_cap);
+
+    g->svc = calloc((size_t)g->nsvc, sizeof *g->svc);
+    g->up = calloc((size_t)g->nup, sizeof *g->up);
+    if (!g->svc || !g->up)
+        return 1;
+    for (int u = 0; u < g->nup; u++) {
+        g->up[u] = gw_up_new(g, u, gw_cfg.upstreams[u], err, sizeof err);
+        if (!g->up[u]) {
+            fprintf(stderr, "ws-gateway: %s\n", err);
+            return 1;
+        }
+    }
+    for (int k = 0; k < g->nsvc; k++) {
+        g->svc[k] = gw_svc_new(g, k, err, sizeof err);
+        if (!g->svc[k]) {
+            fprintf(stderr, "ws-gateway: %s\n", err);
+            return 1;
+        }
+        gwm_thread_conns(k);
+        for (int u = 0; u < g->nup; u++) {
+            g->up[u]->from_svc[k] = g->svc[k]->to_up[u];
+            g->up[u]->to_svc[k] = g->svc[k]->from_up[u];
+        }
+    }
+    log_info("starting", "listen=%s threads=%d upstreams=%d streams=%lld gateway_id=%s "
+             "fd_limit=%ld max_connections=%lld",
+             gw_cfg.listen, g->nsvc, g->nup, (long long)gw_cfg.streams, gw_cfg.gateway_id, nofile,
+             (long long)g->conn_cap);
+    if (g->conn_cap < gw_cfg.max_connections)
+        log_warn("connection cap lowered to fit the file descriptor limit",
+                 "fd_limit=%ld connections=%lld hint=\"raise LimitNOFILE / ulimit -n\"", nofile,
+                 (long long)g->conn_cap);
+    for (int u = 0; u < g->nup; u++)
+        if (gw_up_start(g->up[u]) < 0) {
+            log_error("cannot start writer thread", "node=%s", g->up[u]->name);
+            return 1;
+        }
+    for (int k = 0; k < g->nsvc; k++)
+        if (gw_svc_start(g->svc[k]) < 0) {
+            log_error("cannot start service thread", "thread=%d", k);
+            return 1;
+        }
+
+    int sig = 0;
+    while (!sig) {
+        struct timespec ts = {1, 0};
+        int s = sigtimedwait(&sigs, NULL, &ts);
+        if (s > 0)
+            sig = s;
+        for (int k = 0; k < g->nsvc; k++)
+            metrics_gauge_set(gwm_thread_conns(k), atomic_load(&g->svc[k]->nconns));
+        for (int k = 0; !sig && k < g->nsvc; k++)
+            if (atomic_load(&g->svc[k]->done)) {
+                log_error("service thread ended unexpectedly", "thread=%d", k);
+                sig = -1;
+            }
+    }
+    if (sig > 0)
+        log_info("signal received", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    drain(g);
+
+    for (int k = 0; k < g->nsvc; k++)
+        gw_svc_request(g->svc[k], GW_SVC_STOP);
+    for (int k = 0; k < g->nsvc; k++)
+        gw_svc_join(g->svc[k]);
+    for (int u = 0; u < g->nup; u++)
+        gw_up_request(g->up[u], 2);
+    for (int u = 0; u < g->nup; u++)
+        gw_up_join(g->up[u]);
+    for (int k = 0; k < g->nsvc; k++) {
+        for (int u = 0; u < g->nup; u++) {
+            ring_free(g->svc[k]->to_up[u]);
+            ring_free(g->svc[k]->from_up[u]);
+        }
+        free(g->svc[k]->to_up);
+        free(g->svc[k]->from_up);
+        free(g->svc[k]);
+    }
+    for (int i = 0; i < gw_cfg.nupstreams; i++)
+        free(gw_cfg.upstreams[i]);
+    free(gw_cfg.upstreams);
+    free(g->svc);
+    free(g->up);
+    free(g);
+    log_info("stopped", "%s", "");
+    return sig < 0 ? 1 : 0;
+}

@@ -1,0 +1,601 @@
+/* svc.c: lws service threads: loop, listening socket, accept, wake-ups, and the commands
+ * that writers send back (see svc.h). Every function here runs on the service thread unless
+ * its comment says otherwise. */
+#include "svc.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "conn_id.h"
+#include "gwm.h"
+#include "log.h"
+#include "metrics.h"
+#include "outq.h"
+#include "upstream.h"
+#include "ws.h"
+
+#define ACCEPT_BURST 64
+#define CMD_BURST 64
+
+/* ---- set-up (main thread) ------------------------------------------------------------- */
+
+static int open_listener(const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int rv = getaddrinfo(*host ? host : NULL, ps, &hints, &res);
+    if (rv != 0) {
+        snprintf(err, errlen, "listen %s:%d: %s", host, port, gai_strerror(rv));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        goto out_free;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* Every service thread binds its own socket to the same port; the kernel spreads new
+     * connections over them (FIELD-NOTES: lws listen-share does not work with LWS_MAX_SMP=1). */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+out_free:
+    freeaddrinfo(res);
+    return fd;
+}
+
+gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
+{
+    gw_svc_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->idx = idx;
+    s->gw = g;
+    s->listen_fd = open_listener(gw_cfg.listen_host, gw_cfg.listen_port, err, errlen);
+    if (s->listen_fd < 0)
+        goto fail;
+    int n = g->nup;
+    s->to_up = calloc((size_t)n, sizeof *s->to_up);
+    s->from_up = calloc((size_t)n, sizeof *s->from_up);
+    s->ovf_head = calloc((size_t)n, sizeof *s->ovf_head);
+    s->ovf_tail = calloc((size_t)n, sizeof *s->ovf_tail);
+    s->want_room = calloc((size_t)n, sizeof *s->want_room);
+    if (!s->to_up || !s->from_up || !s->ovf_head || !s->ovf_tail || !s->want_room)
+        goto fail_mem;
+    for (int u = 0; u < n; u++) {
+        s->to_up[u] = ring_new((size_t)gw_cfg.ring_size);
+        s->from_up[u] = ring_new((size_t)gw_cfg.ring_size);
+        if (!s->to_up[u] || !s->from_up[u])
+            goto fail_mem;
+        atomic_init(&s->want_room[u], 0);
+    }
+    gw_conn_table_init(&s->conns, g->prefix, (unsigned)idx, 0);
+    atomic_init(&s->wake_pending, 0);
+    atomic_init(&s->nconns, 0);
+    atomic_init(&s->stop_req, 0);
+    atomic_init(&s->done, 0);
+    return s;
+fail_mem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    for (int u = 0; s->to_up && u < g->nup; u++) {
+        ring_free(s->to_up[u]);
+        if (s->from_up)
+            ring_free(s->from_up[u]);
+    }
+    free(s->to_up);
+    free(s->from_up);
+    free(s->ovf_head);
+    free(s->ovf_tail);
+    free(s->want_room);
+    free(s);
+    return NULL;
+}
+
+/* ---- wake-ups ------------------------------------------------------------------------- */
+
+/* Any thread. lws_cancel_service is the only lws call that is safe off the service thread. */
+void gw_svc_wake(gw_svc_t *s)
+{
+    if (wake_raise(&s->wake_pending) && s->ctx)
+        lws_cancel_service(s->ctx);
+}
+
+/* Main thread. */
+void gw_svc_request(gw_svc_t *s, int what)
+{
+    atomic_store(&s->stop_req, what);
+    /* The context may not exist yet if the thread is still starting: it checks stop_req
+     * once its loop runs, so a lost wake here is harmless. */
+    gw_svc_wake(s);
+}
+
+/* ---- events to writers ---------------------------------------------------------------- */
+
+bool gw_svc_push_event(gw_svc_t *s, int u, gw_event_t *e)
+{
+    e->next = NULL;
+    if (!s->ovf_head[u]) {
+        if (ring_push(s->to_up[u], e)) {
+            gw_up_wake(s->gw->up[u]);
+            return true;
+        }
+        s->ovf_head[u] = s->ovf_tail[u] = e;
+    } else {
+        s->ovf_tail[u]->next = e;
+        s->ovf_tail[u] = e;
+    }
+    /* Ask the writer to wake us when it has made room. Store before a final wake so the
+     * writer sees the flag when it next drains. */
+    atomic_store_explicit(&s->want_room[u], 1, memory_order_seq_cst);
+    gw_up_wake(s->gw->up[u]);
+    return false;
+}
+
+void gw_svc_pause(gw_svc_t *s, gw_conn_t *c)
+{
+    if (c->paused)
+        return;
+    if (s->npaused == s->cap_paused) {
+        size_t ncap = s->cap_paused ? s->cap_paused * 2 : 64;
+        uint64_t *p = realloc(s->paused, ncap * sizeof *p);
+        if (!p) {
+            /* Cannot remember it: do not pause (the overflow list still keeps order). */
+            log_rl_error("pause list allocation failed", "thread=%d", s->idx);
+            return;
+        }
+        s->paused = p;
+        s->cap_paused = ncap;
+    }
+    s->paused[s->npaused++] = c->id;
+    c->paused = true;
+    lws_rx_flow_control(c->wsi, 0);
+    metrics_inc(gwm.backpressure);
+}
+
+/* Moves overflowed events into the rings; true when nothing is left over. */
+static bool flush_overflow(gw_svc_t *s)
+{
+    bool clear = true;
+    for (int u = 0; u < s->gw->nup; u++) {
+        bool pushed = false;
+        while (s->ovf_head[u] && ring_push(s->to_up[u], s->ovf_head[u])) {
+            s->ovf_head[u] = s->ovf_head[u]->next;
+            pushed = true;
+        }
+        if (!s->ovf_head[u])
+            s->ovf_tail[u] = NULL;
+        if (pushed)
+            gw_up_wake(s->gw->up[u]);
+        if (s->ovf_head[u]) {
+            atomic_store_explicit(&s->want_room[u], 1, memory_order_seq_cst);
+            gw_up_wake(s->gw->up[u]);
+            clear = false;
+        }
+    }
+    return clear;
+}
+
+static void resume_paused(gw_svc_t *s)
+{
+    if (atomic_load(&s->stop_req) >= 1)
+        return; /* draining: reads stay off */
+    for (size_t i = 0; i < s->npaused; i++) {
+        gw_conn_t *c = gw_conn_table_get(&s->conns, s->paused[i]);
+        if (c && c->paused && !c->closing) {
+            c->paused = false;
+            lws_rx_flow_control(c->wsi, 1);
+        }
+    }
+    s->npaused = 0;
+}
+
+/* ---- commands from writers ------------------------------------------------------------ */
+
+/* Closes c with code/reason on its next WRITEABLE. reason may be NULL. */
+void gw_svc_close_conn(gw_conn_t *c, int code, gw_payload_t *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->close_code = (uint16_t)code;
+    if (reason) {
+        gw_payload_ref(reason);
+        c->close_reason = reason;
+    }
+    gw_outq_free(&c->outq);
+    lws_callback_on_writable(c->wsi);
+}
+
+static void deliver(gw_conn_t *c, gw_payload_t *p)
+{
+    if (c->closing || !c->established) {
+        metrics_inc(gwm.undeliverable);
+        return;
+    }
+    if (gw_outq_bytes(c->outq) + p->len > (uint64_t)gw_cfg.send_queue) {
+        char q[64];
+        log_rl_warn("slow consumer", "conn_id=%llu user=%s queued=%llu limit=%lld",
+                    (unsigned long long)c->id, log_quote(q, sizeof q, c->user),
+                    (unsigned long long)gw_outq_bytes(c->outq), (long long)gw_cfg.send_queue);
+        metrics_inc(gwm.slow_consumer);
+        metrics_inc(gwm.undeliverable);
+        gw_svc_close_conn(c, 1008, NULL);
+        return;
+    }
+    if (gw_outq_push(&c->outq, p) < 0) {
+        log_rl_error("out of memory queueing a message", "conn_id=%llu",
+                     (unsigned long long)c->id);
+        metrics_inc(gwm.undeliverable);
+        gw_svc_close_conn(c, 1011, NULL);
+        return;
+    }
+    if (c->outq->count == 1)
+        lws_callback_on_writable(c->wsi);
+}
+
+typedef void (*target_fn)(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd);
+
+/* Calls fn for every connection on this thread that cmd targets (a connection named twice is
+ * visited twice: that is what the API asked for). */
+static void for_targets(gw_svc_t *s, gw_cmd_t *cmd, target_fn fn)
+{
+    if (cmd->all) {
+        gw_conn_table_t *t = &s->conns;
+        for (uint32_t i = 0; i < t->used; i++)
+            if (t->slots[i])
+                fn(s, t->slots[i], cmd);
+        return;
+    }
+    for (uint32_t i = 0; i < cmd->nconns; i++) {
+        gw_conn_t *c = gw_conn_table_get(&s->conns, cmd->conns[i]);
+        if (c)
+            fn(s, c, cmd);
+        else
+            metrics_inc(gwm.undeliverable);
+    }
+    const char *str = cmd->strs + cmd->room_len + 1;
+    for (uint32_t i = 0; i < cmd->nusers; i++) {
+        size_t len = strlen(str);
+        for (gw_conn_t *c = gw_index_find_user(&s->index, str, len); c; c = c->user_next)
+            fn(s, c, cmd);
+        str += len + 1;
+    }
+    if (cmd->room_len) {
+        gw_room_t *r = gw_index_find_room(&s->index, cmd->strs, cmd->room_len);
+        for (gw_member_t *m = r ? r->head : NULL; m; m = m->room_next)
+            fn(s, m->conn, cmd);
+    }
+}
+
+static void send_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
+{
+    (void)s;
+    deliver(c, cmd->payload);
+}
+
+static void kick_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
+{
+    (void)s;
+    gw_svc_close_conn(c, cmd->code ? cmd->code : 4000, cmd->payload);
+}
+
+static void run_cmd(gw_svc_t *s, gw_cmd_t *cmd)
+{
+    switch (cmd->type) {
+    case GW_CMD_SEND:
+        if (cmd->payload)
+            for_targets(s, cmd, send_one);
+        break;
+    case GW_CMD_KICK:
+        for_targets(s, cmd, kick_one);
+        break;
+    case GW_CMD_JOIN:
+    case GW_CMD_LEAVE:
+        for (uint32_t i = 0; i < cmd->nconns; i++) {
+            gw_conn_t *c = gw_conn_table_get(&s->conns, cmd->conns[i]);
+            if (!c) {
+                metrics_inc(gwm.undeliverable);
+                continue;
+            }
+            if (cmd->type == GW_CMD_LEAVE)
+                gw_index_leave(&s->index, c, cmd->strs, cmd->room_len);
+            else if (gw_index_join(&s->index, c, cmd->strs, cmd->room_len) < 0)
+                log_rl_error("room join failed: out of memory", "conn_id=%llu",
+                             (unsigned long long)c->id);
+        }
+        break;
+    }
+}
+
+/* ---- drain ---------------------------------------------------------------------------- */
+
+static void stop_accepting(gw_svc_t *s)
+{
+    if (s->listen_fd < 0)
+        return;
+    if (s->accepting)
+        uv_poll_stop(&s->listen_poll);
+    s->accepting = false;
+    uv_timer_stop(&s->accept_timer);
+    uv_close((uv_handle_t *)&s->listen_poll, NULL);
+    close(s->listen_fd);
+    s->listen_fd = -1;
+}
+
+static void quiesce(gw_svc_t *s)
+{
+    stop_accepting(s);
+    gw_conn_table_t *t = &s->conns;
+    for (uint32_t i = 0; i < t->used; i++) {
+        gw_conn_t *c = t->slots[i];
+        if (c && !c->paused) {
+            c->paused = true;
+            lws_rx_flow_control(c->wsi, 0);
+        }
+    }
+}
+
+static void close_all(gw_svc_t *s)
+{
+    gw_conn_table_t *t = &s->conns;
+    for (uint32_t i = 0; i < t->used; i++)
+        if (t->slots[i])
+            gw_svc_close_conn(t->slots[i], 1001, NULL);
+}
+
+/* uv timer callback: destroys the lws context outside any lws callback. */
+static void on_stop_timer(uv_timer_t *t)
+{
+    gw_svc_t *s = t->data;
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    stop_accepting(s);
+    uv_close((uv_handle_t *)&s->accept_timer, NULL);
+    uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    /* With a foreign loop lws closes its handles asynchronously; uv_run then returns once
+     * every handle is closed. */
+    lws_context_destroy(s->ctx);
+}
+
+void gw_svc_on_wake(gw_svc_t *s)
+{
+    wake_lower(&s->wake_pending);
+
+    int req = atomic_load(&s->stop_req);
+    if (req >= GW_SVC_QUIESCE && !s->stopping) {
+        if (s->listen_fd >= 0)
+            quiesce(s);
+        if (req == GW_SVC_CLOSE_ALL)
+            close_all(s);
+        if (req == GW_SVC_STOP) {
+            uv_timer_start(&s->drain_timer, on_stop_timer, 0, 0);
+            return;
+        }
+    }
+
+    /* Commands first: replies free room in the writers' rings, which the API waits on. */
+    void *cmds[CMD_BURST];
+    for (int u = 0; u < s->gw->nup; u++) {
+        size_t n;
+        int rounds = 0;
+        while ((n = ring_pop_batch(s->from_up[u], cmds, CMD_BURST)) > 0) {
+            for (size_t i = 0; i < n; i++) {
+                run_cmd(s, cmds[i]);
+                gw_cmd_free(cmds[i]);
+            }
+            /* The writer may be paused on a full ring: tell it there is room now. */
+            gw_up_wake(s->gw->up[u]);
+            if (++rounds == 64) { /* bound the work per wake; come back for the rest */
+                gw_svc_wake(s);
+                break;
+            }
+        }
+    }
+    if (flush_overflow(s) && s->npaused)
+        resume_paused(s);
+}
+
+/* ---- accept --------------------------------------------------------------------------- */
+
+static void on_listen(uv_poll_t *h, int status, int events);
+
+static void on_accept_timer(uv_timer_t *t)
+{
+    gw_svc_t *s = t->data;
+    if (s->listen_fd >= 0 && !s->accepting && !s->stopping) {
+        uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
+        s->accepting = true;
+    }
+}
+
+static void on_listen(uv_poll_t *h, int status, int events)
+{
+    gw_svc_t *s = h->data;
+    (void)events;
+    if (status < 0)
+        return;
+    for (int i = 0; i < ACCEPT_BURST; i++) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            metrics_inc(gwm.accept_errors);
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: stop polling instead of spinning on accept
+                 * (FIELD-NOTES: lws at the fd limit spins at 100 % CPU). */
+                log_rl_warn("accept paused: out of file descriptors", "thread=%d errno=%d",
+                            s->idx, errno);
+                uv_poll_stop(&s->listen_poll);
+                s->accepting = false;
+                uv_timer_start(&s->accept_timer, on_accept_timer, 100, 0);
+            } else {
+                log_rl_warn("accept failed", "thread=%d err=%s", s->idx, strerror(errno));
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (gw_cfg.rcvbuf > 0) {
+            int rb = (int)gw_cfg.rcvbuf;
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+        }
+        if (!lws_adopt_socket_vhost(s->vh, fd)) {
+            /* lws closed nothing: the descriptor is still ours */
+            metrics_inc(gwm.accept_errors);
+            log_rl_warn("lws refused an accepted socket", "thread=%d fd=%d", s->idx, fd);
+            close(fd);
+        }
+    }
+}
+
+/* ---- thread --------------------------------------------------------------------------- */
+
+/* lws log lines go through our logger (NOTICE and below stay off: libev/uv log every accept). */
+static void lws_log_emit(int level, const char *line)
+{
+    char msg[512];
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (n >= sizeof msg)
+        n = sizeof msg - 1;
+    memcpy(msg, line, n);
+    msg[n] = 0;
+    char q[600];
+    if (level & LLL_ERR)
+        log_error("lws", "detail=%s", log_quote(q, sizeof q, msg));
+    else
+        log_warn("lws", "detail=%s", log_quote(q, sizeof q, msg));
+}
+
+static void *svc_main(void *arg)
+{
+    gw_svc_t *s = arg;
+    char name[16];
+    snprintf(name, sizeof name, "gw-svc-%d", s->idx);
+    pthread_setname_np(pthread_self(), name);
+
+    if (uv_loop_init(&s->loop) != 0) {
+        log_error("uv_loop_init failed", "thread=%d", s->idx);
+        goto out;
+    }
+    static const uint32_t backoff[] = {1000};
+    lws_retry_bo_t retry = {
+        .retry_ms_table = backoff,
+        .retry_ms_table_count = 1,
+        .conceal_count = 1,
+        /* Server pings after ping-interval without a pong; hangs up when none came within
+         * two more intervals (lws validity timers, one per connection in its timer list). */
+        .secs_since_valid_ping = (uint16_t)(gw_cfg.ping_interval_us / 1000000),
+        .secs_since_valid_hangup = (uint16_t)(3 * gw_cfg.ping_interval_us / 1000000),
+    };
+    void *loops[1] = {&s->loop};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = gw_ws_protocols;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+    info.foreign_loops = loops;
+    info.user = s;
+    info.retry_and_idle_policy = &retry;
+    info.max_http_header_pool = 64;
+    info.timeout_secs = 10;
+    info.pt_serv_buf_size = 16384;
+    info.vhost_name = "default";
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx) {
+        log_error("lws_create_context failed", "thread=%d", s->idx);
+        goto out_loop;
+    }
+    s->vh = lws_get_vhost_by_name(s->ctx, "default");
+    if (!s->vh) {
+        log_error("lws vhost missing", "thread=%d", s->idx);
+        goto out_ctx;
+    }
+    uv_poll_init(&s->loop, &s->listen_poll, s->listen_fd);
+    s->listen_poll.data = s;
+    uv_timer_init(&s->loop, &s->accept_timer);
+    s->accept_timer.data = s;
+    uv_timer_init(&s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    if (atomic_load(&s->stop_req) == 0) {
+        uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
+        s->accepting = true;
+    }
+    /* A request may have come before the context existed. */
+    gw_svc_wake(s);
+
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+
+out_ctx:
+    /* Second destroy after the loop ended completes lws' teardown (foreign-loop protocol). */
+    lws_context_destroy(s->ctx);
+    s->ctx = NULL;
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+out_loop:
+    if (uv_loop_close(&s->loop) != 0)
+        log_warn("uv loop closed with live handles", "thread=%d", s->idx);
+out:
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+int gw_svc_start(gw_svc_t *s)
+{
+    int rv = pthread_create(&s->tid, NULL, svc_main, s);
+    return rv ? -rv : 0;
+}
+
+void gw_svc_join(gw_svc_t *s)
+{
+    pthread_join(s->tid, NULL);
+    for (int u = 0; u < s->gw->nup; u++) {
+        gw_event_t *e = s->ovf_head[u];
+        while (e) {
+            gw_event_t *n = e->next;
+            gw_event_free(e);
+            e = n;
+        }
+        void *p;
+        while ((p = ring_pop(s->from_up[u])))
+            gw_cmd_free(p);
+        /* to_up[u] belongs to writer u's consumer side: emptied by gw_up_join */
+    }
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    gw_index_free(&s->index);
+    gw_conn_table_free(&s->conns);
+    free(s->paused);
+    free(s->ovf_head);
+    free(s->ovf_tail);
+    free(s->want_room);
+    /* rings are freed by main after both sides stopped */
+}
+
+/* lws log redirection is process-wide: set once by main. */
+void gw_svc_log_init(void)
+{
+    int levels = LLL_ERR | LLL_WARN;
+    lws_set_log_level(log_level >= LOG_DEBUG ? levels | LLL_NOTICE : levels, lws_log_emit);
+}

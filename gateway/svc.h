@@ -1,0 +1,81 @@
+/* svc.h: an lws service thread: its own uv loop and lws context, its own SO_REUSEPORT
+ * listening socket, its connections, and its ends of the rings to and from every writer. */
+#ifndef GW_SVC_H
+#define GW_SVC_H
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "conn_table.h"
+#include "event.h"
+#include "gw.h"
+#include "index.h"
+#include "ring.h"
+
+struct gw_svc {
+    int idx;
+    gw_t *gw;
+    pthread_t tid;
+    uv_loop_t loop;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    int listen_fd;
+    uv_poll_t listen_poll;
+    uv_timer_t accept_timer;   /* re-enables accept after EMFILE */
+    uv_timer_t drain_timer;
+    bool accepting;
+    bool stopping;
+
+    gw_conn_table_t conns;     /* service thread only */
+    gw_index_t index;          /* service thread only */
+
+    ring_t **to_up;            /* [nup] producer: this thread; consumer: writer u */
+    ring_t **from_up;          /* [nup] producer: writer u; consumer: this thread */
+    gw_event_t **ovf_head;     /* [nup] events that did not fit in to_up[u]; this thread */
+    gw_event_t **ovf_tail;
+    _Atomic int *want_room;    /* [nup] set by this thread when to_up[u] overflowed; the writer
+                                  clears it and wakes us after draining */
+    uint64_t *paused;          /* ids of connections paused for backpressure; this thread */
+    size_t npaused, cap_paused;
+    _Atomic int wake_pending;  /* coalesces lws_cancel_service; any thread raises */
+    _Atomic int64_t nconns;    /* this thread's connections (metrics, /status) */
+    _Atomic int stop_req;      /* main thread requests: GW_SVC_* below */
+    _Atomic int done;          /* set by this thread when its loop has ended */
+};
+
+/* gw_svc_new: allocates thread `idx` with its listening socket bound (SO_REUSEPORT) and rings.
+ * Returns NULL with a message in err. Main thread. */
+gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen);
+/* gw_svc_start: starts the thread (creates the lws context on it). Returns 0 or -errno. */
+int gw_svc_start(gw_svc_t *s);
+/* gw_svc_wake (any thread): coalesced lws_cancel_service for this thread. */
+void gw_svc_wake(gw_svc_t *s);
+/* gw_svc_request (main thread), in this order during a drain:
+ *   GW_SVC_QUIESCE   stop accepting, stop reading from clients (replies still go out);
+ *   GW_SVC_CLOSE_ALL close every client with 1001 "going away";
+ *   GW_SVC_STOP      destroy the lws context and end the loop. */
+enum { GW_SVC_QUIESCE = 1, GW_SVC_CLOSE_ALL = 2, GW_SVC_STOP = 3 };
+void gw_svc_request(gw_svc_t *s, int what);
+/* gw_svc_join (main thread): waits for the thread and frees everything. */
+void gw_svc_join(gw_svc_t *s);
+
+/* Called on the service thread (from ws.c): */
+/* gw_svc_push_event: hands e to writer u (ring, or the overflow list when the ring is full,
+ * in which case the caller's connection should be paused). Takes ownership of e.
+ * Returns true if it went straight into the ring. */
+bool gw_svc_push_event(gw_svc_t *s, int u, gw_event_t *e);
+/* gw_svc_overflowing: true while events to writer u wait in the overflow list. */
+static inline bool gw_svc_overflowing(const gw_svc_t *s, int u) { return s->ovf_head[u] != NULL; }
+/* gw_svc_pause: rx flow control off for c until the overflow drains. */
+void gw_svc_pause(gw_svc_t *s, gw_conn_t *c);
+/* gw_svc_on_wake: WAIT_CANCELLED handler: lower the flag, flush overflow, run commands. */
+void gw_svc_on_wake(gw_svc_t *s);
+/* gw_svc_close_conn: closes c with code (and reason, a reference is taken) on its next
+ * WRITEABLE; queued output is dropped. */
+void gw_svc_close_conn(gw_conn_t *c, int code, gw_payload_t *reason);
+/* gw_svc_log_init (main thread, once): routes lws logs to our logger. */
+void gw_svc_log_init(void);
+
+#endif

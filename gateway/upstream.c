@@ -1,0 +1,1138 @@
+/* upstream.c: writer thread per API node (see upstream.h): epoll loop, TCP connect with
+ * backoff, nghttp2 client session, --streams long-lived gRPC streams with replay of unacked
+ * batches, presence resync, and Downstream commands routed to the service threads.
+ * Every function runs on the writer thread unless its comment says otherwise. */
+#include "upstream.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "buf.h"
+#include "clock.h"
+#include "config.h"
+#include "downstream.h"
+#include "grpc_frame.h"
+#include "gwm.h"
+#include "log.h"
+#include "metrics.h"
+#include "route.h"
+#include "svc.h"
+#include "u64map.h"
+
+#define RING_BURST 256
+#define READ_CHUNK 65536
+#define WBUF_HIGH 65536            /* gather nghttp2 output up to this before send(2) */
+#define STREAM_WINDOW (4 << 20)    /* per-stream receive window */
+#define CONN_WINDOW (64 << 20)     /* connection receive window */
+#define MAX_DOWNSTREAM (64 << 20)  /* largest Downstream message accepted */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+typedef enum { UP_IDLE, UP_CONNECTING, UP_CONNECTED } up_state_t;
+
+typedef struct up_stream {
+    gw_up_t *up;
+    int idx;
+    int32_t id;                /* nghttp2 stream id, 0 when not open */
+    bool acking;               /* the server answered x-wsgw-ack: 1 */
+    bool headers;              /* response headers seen */
+    uint64_t next_seq;
+    gw_batch_t *head, *tail;   /* every batch not yet released, oldest first */
+    gw_batch_t *cur;           /* first batch not fully handed to nghttp2; NULL = none */
+    size_t cur_off;
+    gw_event_t **pend;         /* events waiting for the next batch */
+    size_t npend, cap_pend;
+    size_t pend_bytes;
+    grpc_dec_t dec;
+    size_t unconsumed;         /* received bytes not yet given back to flow control */
+    int64_t reopen_at;         /* monotonic ns; 0 = none scheduled */
+    int grpc_status;
+} up_stream_t;
+
+struct gw_up_priv {
+    int epfd;
+    int fd;
+    up_state_t state;
+    bool goaway;
+    nghttp2_session *sess;
+    up_stream_t *streams;
+    int nstreams;
+    buf_t wbuf;                /* nghttp2 output not yet accepted by the socket */
+    uint8_t *rbuf;
+    int64_t reconnect_at;      /* monotonic ns; 0 = none */
+    int attempt;
+    u64map_t opens;            /* conn_id -> its Open event (presence resync) */
+    gw_event_t **deferred;     /* Opens of closed connections, freed after the next encode */
+    size_t ndeferred, cap_deferred;
+    size_t queued;             /* bytes in batches and pending events, all streams */
+    gw_cmd_t **ovf_head, **ovf_tail; /* [nsvc] commands that did not fit in a ring */
+    bool overflowing;
+    uint64_t touched;          /* service threads to wake (bit per thread, < 64) */
+    bool touched_all;
+    int m_connected, m_reconnects;
+    int64_t api_ns[64];        /* api_ns of the Sends in the Downstream being handled */
+    int napi;
+    uint64_t connects;         /* sessions established so far */
+};
+
+static void up_disconnect(gw_up_t *u, const char *why);
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    return clock_mono_ns();
+}
+
+static uint32_t rnd(void)
+{
+    static _Thread_local uint64_t x;
+    if (!x)
+        x = (uint64_t)clock_mono_ns() | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return (uint32_t)x;
+}
+
+static void schedule_reconnect(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    int64_t base = BACKOFF_MIN_MS;
+    for (int i = 0; i < p->attempt && base < BACKOFF_MAX_MS; i++)
+        base *= 2;
+    if (base > BACKOFF_MAX_MS)
+        base = BACKOFF_MAX_MS;
+    /* jitter: uniformly in [base/2, base] — the first retry comes within 100 ms */
+    int64_t ms = base / 2 + (int64_t)(rnd() % (uint32_t)(base / 2 + 1));
+    p->reconnect_at = now_ns() + ms * 1000000;
+    p->attempt++;
+}
+
+/* ---- batches and streams -------------------------------------------------------------- */
+
+static void batch_release(gw_up_t *u, up_stream_t *st, gw_batch_t *b)
+{
+    (void)st;
+    u->priv->queued -= b->ev_len; /* ev_len: stable across renumbering */
+    gw_batch_free(b);
+}
+
+/* Frees released batches at the head: acked ones (acking streams), or, for streams without
+ * acks, every batch fully handed over once the socket has taken all output (`flushed`). */
+static void release_head(gw_up_t *u, up_stream_t *st, uint64_t acked, bool flushed)
+{
+    while (st->head && st->head != st->cur) {
+        gw_batch_t *b = st->head;
+        bool done = st->acking ? (acked && b->seq <= acked) : (st->headers && flushed);
+        if (!done)
+            break;
+        st->head = b->next;
+        if (!st->head)
+            st->tail = NULL;
+        batch_release(u, st, b);
+    }
+}
+
+static void append_batch(up_stream_t *st, gw_batch_t *b)
+{
+    b->next = NULL;
+    gw_batch_set_seq(b, st->next_seq++);
+    if (st->tail)
+        st->tail->next = b;
+    else
+        st->head = b;
+    st->tail = b;
+    if (!st->cur) {
+        st->cur = b;
+        st->cur_off = 0;
+    }
+}
+
+/* Encodes evs into batches on st. Returns the number of events that did not fit (memory). */
+static size_t encode_into(gw_up_t *u, up_stream_t *st, gw_event_t **evs, size_t n)
+{
+    size_t i = 0;
+    int64_t now = now_ns();
+    while (i < n) {
+        size_t j = i, bytes = 0;
+        while (j < n && j - i < (size_t)gw_cfg.batch_max_events &&
+               (j == i || bytes + gw_event_size(evs[j]) <= (size_t)gw_cfg.batch_max_bytes))
+            bytes += gw_event_size(evs[j++]);
+        gw_batch_t *b = gw_batch_encode(evs + i, j - i, gw_cfg.gateway_id);
+        if (!b) {
+            log_rl_error("out of memory encoding a batch", "node=%s events=%zu", u->name, j - i);
+            return n - i;
+        }
+        for (size_t k = i; k < j; k++)
+            if (evs[k]->type == GW_EV_MESSAGE)
+                metrics_observe(gwm.stage_ingress, (uint64_t)(now - evs[k]->t_read));
+        u->priv->queued += b->ev_len;
+        append_batch(st, b);
+        i = j;
+    }
+    return 0;
+}
+
+static void free_pending_event(gw_event_t *e)
+{
+    if (e->type != GW_EV_OPEN) /* Opens belong to the presence map */
+        gw_event_free(e);
+}
+
+/* Turns every stream's pending events into batches. */
+static void encode_pending(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    for (int i = 0; i < p->nstreams; i++) {
+        up_stream_t *st = &p->streams[i];
+        if (!st->npend)
+            continue;
+        size_t failed = encode_into(u, st, st->pend, st->npend);
+        size_t lost_msgs = 0;
+        for (size_t k = st->npend - failed; k < st->npend; k++)
+            if (st->pend[k]->type == GW_EV_MESSAGE)
+                lost_msgs++;
+        if (lost_msgs) /* counted, never silent: out of memory is the one way to lose them */
+            metrics_add(gwm.lost, lost_msgs);
+        for (size_t k = 0; k < st->npend; k++)
+            free_pending_event(st->pend[k]);
+        p->queued -= st->pend_bytes;
+        st->npend = 0;
+        st->pend_bytes = 0;
+        if (st->id && st->cur)
+            nghttp2_session_resume_data(p->sess, st->id);
+    }
+    for (size_t k = 0; k < p->ndeferred; k++)
+        gw_event_free(p->deferred[k]);
+    p->ndeferred = 0;
+}
+
+static int pend_push(gw_up_t *u, up_stream_t *st, gw_event_t *e)
+{
+    if (st->npend == st->cap_pend) {
+        size_t ncap = st->cap_pend ? st->cap_pend * 2 : 256;
+        gw_event_t **np = realloc(st->pend, ncap * sizeof *np);
+        if (!np)
+            return -1;
+        st->pend = np;
+        st->cap_pend = ncap;
+    }
+    st->pend[st->npend++] = e;
+    size_t sz = gw_event_size(e);
+    st->pend_bytes += sz;
+    u->priv->queued += sz;
+    return 0;
+}
+
+static void defer_free(gw_up_priv_t *p, gw_event_t *e)
+{
+    if (p->ndeferred == p->cap_deferred) {
+        size_t ncap = p->cap_deferred ? p->cap_deferred * 2 : 64;
+        gw_event_t **nd = realloc(p->deferred, ncap * sizeof *nd);
+        if (!nd) {
+            /* cannot defer: the event may still be pending; leak it rather than corrupt */
+            log_rl_error("out of memory deferring a free", "%s", "");
+            return;
+        }
+        p->deferred = nd;
+        p->cap_deferred = ncap;
+    }
+    p->deferred[p->ndeferred++] = e;
+}
+
+/* One event from a ring. Takes e. */
+static void take_event(gw_up_t *u, gw_event_t *e)
+{
+    gw_up_priv_t *p = u->priv;
+    up_stream_t *st = &p->streams[gw_route_stream(e->conn_id, p->nstreams)];
+    bool live = p->state == UP_CONNECTED;
+    switch (e->type) {
+    case GW_EV_OPEN: {
+        void *old = NULL;
+        if (u64map_put(&p->opens, e->conn_id, e, &old) < 0) {
+            log_rl_error("out of memory tracking presence", "node=%s", u->name);
+            gw_event_free(e);
+            return;
+        }
+        if (old)
+            defer_free(p, old);
+        /* While disconnected the resync on connect sends it. */
+        if (live && pend_push(u, st, e) < 0)
+            log_rl_error("out of memory queueing an Open", "node=%s", u->name);
+        return;
+    }
+    case GW_EV_CLOSE: {
+        gw_event_t *open = u64map_del(&p->opens, e->conn_id);
+        if (open)
+            defer_free(p, open);
+        /* While disconnected the node forgets this gateway's presence anyway. */
+        if (!live || pend_push(u, st, e) < 0)
+            gw_event_free(e);
+        return;
+    }
+    default:
+        if (pend_push(u, st, e) < 0) {
+            log_rl_error("out of memory queueing a message", "node=%s conn_id=%llu", u->name,
+                         (unsigned long long)e->conn_id);
+            metrics_inc(gwm.lost);
+            gw_event_free(e);
+        }
+        return;
+    }
+}
+
+/* Pops events from every service thread while the replay budget allows. */
+static void drain_rings(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    gw_t *g = u->gw;
+    void *items[RING_BURST];
+    bool more = true;
+    while (more && p->queued < (size_t)gw_cfg.replay_max_bytes) {
+        more = false;
+        for (int k = 0; k < g->nsvc; k++) {
+            size_t n = ring_pop_batch(u->from_svc[k], items, RING_BURST);
+            for (size_t i = 0; i < n; i++)
+                take_event(u, items[i]);
+            if (n == RING_BURST)
+                more = true;
+            /* a service thread waiting for room in this ring gets woken */
+            if (n && atomic_load_explicit(&g->svc[k]->want_room[u->idx], memory_order_seq_cst) &&
+                atomic_exchange(&g->svc[k]->want_room[u->idx], 0))
+                gw_svc_wake(g->svc[k]);
+        }
+    }
+    encode_pending(u);
+}
+
+/* Resync: every live connection of this stream gets its Open again, ahead of everything else
+ * queued on the stream (the node dropped this gateway's presence when its streams went). */
+static void resync_stream(gw_up_t *u, up_stream_t *st)
+{
+    gw_up_priv_t *p = u->priv;
+    gw_event_t **evs = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < p->opens.cap; i++) {
+        u64map_entry_t *en = &p->opens.slots[i];
+        if (!en->key || gw_route_stream(en->key, p->nstreams) != st->idx)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            gw_event_t **ne = realloc(evs, cap * sizeof *ne);
+            if (!ne) {
+                log_rl_error("out of memory during presence resync", "node=%s", u->name);
+                break;
+            }
+            evs = ne;
+        }
+        evs[n++] = en->val;
+    }
+    /* encode into a separate chain, then splice it in front */
+    gw_batch_t *old_head = st->head, *old_tail = st->tail;
+    st->head = st->tail = st->cur = NULL;
+    encode_into(u, st, evs, n);
+    if (st->tail) {
+        st->tail->next = old_head;
+        if (old_tail)
+            st->tail = old_tail;
+    } else {
+        st->head = old_head;
+        st->tail = old_tail;
+    }
+    free(evs);
+    if (n)
+        log_info("presence resync", "node=%s stream=%d opens=%zu", u->name, st->idx, n);
+}
+
+/* Prepares a stream for a new HTTP/2 stream: resync, renumber, restart from the oldest. */
+static void stream_rewind(gw_up_t *u, up_stream_t *st)
+{
+    /* Without acks, batches handed over on the old stream count as delivered. */
+    if (!st->acking) {
+        while (st->head && st->head != st->cur) {
+            gw_batch_t *b = st->head;
+            st->head = b->next;
+            batch_release(u, st, b);
+        }
+        if (!st->head)
+            st->tail = NULL;
+    }
+    resync_stream(u, st);
+    st->next_seq = 1;
+    for (gw_batch_t *b = st->head; b; b = b->next)
+        gw_batch_set_seq(b, st->next_seq++);
+    st->cur = st->head;
+    st->cur_off = 0;
+    st->acking = false;
+    st->headers = false;
+    st->grpc_status = -1;
+    st->unconsumed = 0;
+    grpc_dec_free(&st->dec);
+    grpc_dec_init(&st->dec, MAX_DOWNSTREAM);
+}
+
+static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_t length,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    (void)sid;
+    (void)flags;
+    (void)ud;
+    up_stream_t *st = src->ptr;
+    size_t n = 0;
+    while (n < length && st->cur) {
+        gw_batch_t *b = st->cur;
+        size_t take = b->wire_len - st->cur_off;
+        if (take > length - n)
+            take = length - n;
+        memcpy(out + n, b->buf + st->cur_off, take);
+        n += take;
+        st->cur_off += take;
+        if (st->cur_off == b->wire_len) {
+            st->cur = b->next;
+            st->cur_off = 0;
+            metrics_inc(gwm.batches);
+        }
+    }
+    if (n == 0)
+        return NGHTTP2_ERR_DEFERRED; /* long-lived: resumed when a batch is queued */
+    return (ssize_t)n;
+}
+
+static int open_stream(gw_up_t *u, up_stream_t *st)
+{
+    gw_up_priv_t *p = u->priv;
+    char authority[320];
+    snprintf(authority, sizeof authority, "%s:%s", u->host, u->port);
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+    nghttp2_nv hdrs[] = {
+        NV(":method", "POST"),
+        NV(":scheme", "http"),
+        NV(":path", "/wsgw.v1.Exchange/Stream"),
+        NV(":authority", authority),
+        NV("content-type", "application/grpc"),
+        NV("te", "trailers"),
+        NV("user-agent", "wsgw-gateway/0.1"),
+        NV("x-gateway-id", gw_cfg.gateway_id),
+    };
+#undef NV
+    stream_rewind(u, st);
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_read_data};
+    int32_t id = nghttp2_submit_request(p->sess, NULL, hdrs, sizeof hdrs / sizeof hdrs[0], &prd,
+                                        st);
+    if (id < 0) {
+        log_error("cannot open stream", "node=%s stream=%d err=%s", u->name, st->idx,
+                  nghttp2_strerror(id));
+        st->reopen_at = now_ns() + 500 * 1000000LL;
+        return -1;
+    }
+    st->id = id;
+    st->reopen_at = 0;
+    return 0;
+}
+
+/* ---- commands to service threads ------------------------------------------------------ */
+
+static void mark_touched(gw_up_priv_t *p, int k)
+{
+    if (k < 64)
+        p->touched |= 1ULL << k;
+    else
+        p->touched_all = true;
+}
+
+/* sink->emit: hands cmd to service thread k (ring, or overflow when full). */
+static void emit_cmd(void *ud, int k, gw_cmd_t *cmd)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    cmd->next = NULL;
+    if (!p->ovf_head[k] && ring_push(u->to_svc[k], cmd)) {
+        mark_touched(p, k);
+        return;
+    }
+    if (p->ovf_head[k])
+        p->ovf_tail[k]->next = cmd;
+    else
+        p->ovf_head[k] = cmd;
+    p->ovf_tail[k] = cmd;
+    p->overflowing = true;
+    mark_touched(p, k);
+}
+
+static void on_api_ns(void *ud, int64_t api_ns)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    if (p->napi < (int)(sizeof p->api_ns / sizeof p->api_ns[0]))
+        p->api_ns[p->napi++] = api_ns;
+}
+
+/* api stage = api_ns - gateway_ns of the batch these commands answer: the acked one, or the
+ * newest handed over when the API does not ack. Wall clocks of two hosts: clamped at 0. */
+static void observe_api_stage(gw_up_t *u, up_stream_t *st, const gw_ds_result_t *res)
+{
+    gw_up_priv_t *p = u->priv;
+    int64_t base = 0;
+    for (gw_batch_t *b = st->head; b && b != st->cur; b = b->next) {
+        base = b->gateway_ns;
+        if (res->has_ack && b->seq == res->ack)
+            break;
+    }
+    for (int i = 0; base && i < p->napi; i++)
+        metrics_observe(gwm.stage_api, p->api_ns[i] > base ? (uint64_t)(p->api_ns[i] - base) : 0);
+    p->napi = 0;
+}
+
+/* Gives received bytes back to HTTP/2 flow control once the commands have a place to go. */
+static void consume(gw_up_t *u, up_stream_t *st)
+{
+    gw_up_priv_t *p = u->priv;
+    if (st->unconsumed && st->id && !p->overflowing) {
+        nghttp2_session_consume(p->sess, st->id, st->unconsumed);
+        st->unconsumed = 0;
+    }
+}
+
+static void flush_cmd_overflow(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    if (!p->overflowing)
+        return;
+    bool left = false;
+    for (int k = 0; k < u->gw->nsvc; k++) {
+        while (p->ovf_head[k] && ring_push(u->to_svc[k], p->ovf_head[k])) {
+            p->ovf_head[k] = p->ovf_head[k]->next;
+            mark_touched(p, k);
+        }
+        if (p->ovf_head[k])
+            left = true;
+    }
+    p->overflowing = left;
+    if (!left)
+        for (int i = 0; i < p->nstreams; i++)
+            consume(u, &p->streams[i]);
+}
+
+static void wake_touched(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    for (int k = 0; k < u->gw->nsvc; k++)
+        if (p->touched_all || (k < 64 && (p->touched & (1ULL << k))))
+            gw_svc_wake(u->gw->svc[k]);
+    p->touched = 0;
+    p->touched_all = false;
+}
+
+/* One complete Downstream message on st. */
+static int on_downstream(void *ud, const uint8_t *msg, size_t len)
+{
+    up_stream_t *st = ud;
+    gw_up_t *u = st->up;
+    gw_up_priv_t *p = u->priv;
+    gw_ds_sink_t sink = {.nsvc = u->gw->nsvc, .prefix = u->gw->prefix, .t_recv = now_ns(),
+                         .emit = emit_cmd, .api_ns = on_api_ns, .ud = u};
+    gw_ds_result_t res;
+    p->napi = 0;
+    if (gw_downstream_handle(msg, len, &sink, &res) < 0) {
+        metrics_inc(gwm.bad_downstream);
+        log_rl_error("undecodable Downstream from API node", "node=%s stream=%d len=%zu",
+                     u->name, st->idx, len);
+        return -1;
+    }
+    if (res.undeliverable)
+        metrics_add(gwm.undeliverable, res.undeliverable);
+    if (res.nomem)
+        log_rl_error("out of memory routing commands", "node=%s lost=%zu", u->name, res.nomem);
+    observe_api_stage(u, st, &res);
+    if (res.has_ack) {
+        if (!st->acking)
+            st->acking = true; /* an ack without the header still means what it says */
+        release_head(u, st, res.ack, false);
+    }
+    return 0;
+}
+
+/* ---- nghttp2 callbacks ---------------------------------------------------------------- */
+
+static up_stream_t *stream_of(nghttp2_session *s, int32_t id)
+{
+    return nghttp2_session_get_stream_user_data(s, id);
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    (void)flags;
+    (void)ud;
+    up_stream_t *st = stream_of(s, frame->hd.stream_id);
+    if (!st || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (namelen == 10 && memcmp(name, "x-wsgw-ack", 10) == 0 && valuelen == 1 && value[0] == '1')
+        st->acking = true;
+    else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+        st->grpc_status = atoi((const char *)value);
+    else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+        char m[256], q[300];
+        size_t n = valuelen < sizeof m - 1 ? valuelen : sizeof m - 1;
+        memcpy(m, value, n);
+        m[n] = 0;
+        log_warn("API stream error message", "node=%s stream=%d grpc_message=%s", st->up->name,
+                 st->idx, log_quote(q, sizeof q, m));
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    switch (frame->hd.type) {
+    case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !atomic_load(&u->connected) && !p->goaway) {
+            atomic_store(&u->connected, 1);
+            metrics_gauge_set(p->m_connected, 1);
+            if (p->connects++)
+                metrics_inc(p->m_reconnects);
+            p->attempt = 0;
+            log_info("API node connected", "node=%s streams=%d", u->name, p->nstreams);
+        }
+        break;
+    case NGHTTP2_HEADERS: {
+        up_stream_t *st = stream_of(s, frame->hd.stream_id);
+        if (st && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+            st->headers = true;
+            log_debug("stream open", "node=%s stream=%d acking=%d", u->name, st->idx,
+                      st->acking);
+        }
+        break;
+    }
+    case NGHTTP2_GOAWAY:
+        p->goaway = true;
+        /* route new messages elsewhere while this node finishes */
+        atomic_store(&u->connected, 0);
+        metrics_gauge_set(p->m_connected, 0);
+        log_info("API node sent GOAWAY", "node=%s error=%u", u->name,
+                 frame->goaway.error_code);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    (void)flags;
+    gw_up_t *u = ud;
+    up_stream_t *st = stream_of(s, id);
+    if (!st) {
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    st->unconsumed += len;
+    int rv = grpc_dec_feed(&st->dec, data, len, on_downstream, st);
+    if (rv < 0) {
+        if (rv != -1) { /* framing error (on_downstream logs its own) */
+            metrics_inc(gwm.bad_downstream);
+            log_rl_error("bad gRPC framing from API node", "node=%s stream=%d err=%s", u->name,
+                         st->idx, grpc_frame_strerror(rv));
+        }
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    }
+    consume(u, st);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *ud)
+{
+    gw_up_t *u = ud;
+    up_stream_t *st = stream_of(s, id);
+    if (!st || st->id != id)
+        return 0;
+    log_warn("API stream closed", "node=%s stream=%d grpc_status=%d h2_error=%u", u->name,
+             st->idx, st->grpc_status, error_code);
+    st->id = 0;
+    if (!u->priv->goaway)
+        st->reopen_at = now_ns() + (BACKOFF_MIN_MS / 2 + rnd() % BACKOFF_MIN_MS) * 1000000LL;
+    return 0;
+}
+
+/* ---- socket I/O ----------------------------------------------------------------------- */
+
+static void set_epoll(gw_up_t *u, bool want_out)
+{
+    gw_up_priv_t *p = u->priv;
+    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.u32 = 1};
+    epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->fd, &ev);
+}
+
+/* Sends what nghttp2 has to send. Returns 0 or -1 (connection broken). */
+static int flush_out(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    if (p->state != UP_CONNECTED)
+        return 0;
+    for (;;) {
+        /* gather frames first: one send(2) for many small frames */
+        while (p->wbuf.len < WBUF_HIGH) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(p->sess, &data);
+            if (n < 0) {
+                log_error("nghttp2 send failed", "node=%s err=%s", u->name,
+                          nghttp2_strerror((int)n));
+                return -1;
+            }
+            if (n == 0)
+                break;
+            if (buf_append(&p->wbuf, data, (size_t)n) < 0)
+                return -1;
+        }
+        if (!p->wbuf.len)
+            break;
+        ssize_t w = send(p->fd, p->wbuf.data, p->wbuf.len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                set_epoll(u, true);
+                return 0;
+            }
+            if (errno == EINTR)
+                continue;
+            log_warn("send to API node failed", "node=%s err=%s", u->name, strerror(errno));
+            return -1;
+        }
+        buf_consume(&p->wbuf, (size_t)w);
+        if (p->wbuf.len) {
+            set_epoll(u, true);
+            return 0;
+        }
+    }
+    set_epoll(u, false);
+    /* Everything reached the socket: streams without acks may forget their batches. */
+    for (int i = 0; i < p->nstreams; i++)
+        release_head(u, &p->streams[i], 0, true);
+    if (!nghttp2_session_want_read(p->sess) && !nghttp2_session_want_write(p->sess))
+        return -1; /* session over (GOAWAY done) */
+    return 0;
+}
+
+static int read_in(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    for (int rounds = 0; rounds < 16; rounds++) {
+        ssize_t n = recv(p->fd, p->rbuf, READ_CHUNK, 0);
+        if (n == 0) {
+            log_warn("API node closed the connection", "node=%s", u->name);
+            return -1;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno == EINTR)
+                continue;
+            log_warn("read from API node failed", "node=%s err=%s", u->name, strerror(errno));
+            return -1;
+        }
+        ssize_t rv = nghttp2_session_mem_recv(p->sess, p->rbuf, (size_t)n);
+        if (rv < 0) {
+            log_error("HTTP/2 error from API node", "node=%s err=%s", u->name,
+                      nghttp2_strerror((int)rv));
+            metrics_inc(gwm.bad_downstream);
+            return -1;
+        }
+        if (n < READ_CHUNK)
+            return 0;
+    }
+    return 0;
+}
+
+static int session_start(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    /* Backpressure toward the API: bytes are given back only once the service threads
+     * have room for the commands (FIELD-NOTES). */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    int rv = nghttp2_session_client_new2(&p->sess, cbs, u, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    if (rv != 0)
+        return -1;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 1 << 20},
+    };
+    nghttp2_submit_settings(p->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
+    nghttp2_session_set_local_window_size(p->sess, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+    p->goaway = false;
+    p->state = UP_CONNECTED;
+    for (int i = 0; i < p->nstreams; i++)
+        open_stream(u, &p->streams[i]);
+    return 0;
+}
+
+static void up_disconnect(gw_up_t *u, const char *why)
+{
+    gw_up_priv_t *p = u->priv;
+    if (p->fd >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+        close(p->fd);
+        p->fd = -1;
+    }
+    if (p->sess) {
+        nghttp2_session_del(p->sess);
+        p->sess = NULL;
+    }
+    bool was = atomic_exchange(&u->connected, 0);
+    metrics_gauge_set(p->m_connected, 0);
+    if (was || p->state == UP_CONNECTED)
+        log_warn("API node disconnected", "node=%s reason=%s", u->name, why);
+    for (int i = 0; i < p->nstreams; i++) {
+        up_stream_t *st = &p->streams[i];
+        st->id = 0;
+        st->reopen_at = 0;
+        /* unsent and unacked batches stay; stream_rewind handles them on the next open */
+    }
+    /* Batches handed to nghttp2 but never acked count as lost (no-ack streams) in rewind;
+     * keep wbuf's length as the signal that some output never reached the socket. */
+    for (int i = 0; i < p->nstreams; i++) {
+        up_stream_t *st = &p->streams[i];
+        if (!st->acking) {
+            size_t lost = 0;
+            for (gw_batch_t *b = st->head; b && b != st->cur; b = b->next)
+                lost += b->nmsgs;
+            if (lost && p->wbuf.len) {
+                metrics_add(gwm.lost, lost);
+                log_warn("messages lost with the connection (API does not ack)",
+                         "node=%s stream=%d messages=%zu", u->name, st->idx, lost);
+            }
+            while (st->head && st->head != st->cur) {
+                gw_batch_t *b = st->head;
+                st->head = b->next;
+                batch_release(u, st, b);
+            }
+            if (!st->head)
+                st->tail = NULL;
+        }
+    }
+    buf_reset(&p->wbuf);
+    p->state = UP_IDLE;
+    schedule_reconnect(u);
+}
+
+static void up_connect(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    p->reconnect_at = 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int rv = getaddrinfo(u->host, u->port, &hints, &res);
+    if (rv != 0) {
+        log_rl_warn("cannot resolve API node", "node=%s err=%s", u->name, gai_strerror(rv));
+        schedule_reconnect(u);
+        return;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        schedule_reconnect(u);
+        return;
+    }
+    int one = 1, bufsz = 4 << 20;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+    rv = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rv < 0 && errno != EINPROGRESS) {
+        log_rl_warn("connect to API node failed", "node=%s err=%s", u->name, strerror(errno));
+        close(fd);
+        schedule_reconnect(u);
+        return;
+    }
+    p->fd = fd;
+    p->state = UP_CONNECTING;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = 1};
+    epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void on_socket(gw_up_t *u, uint32_t events)
+{
+    gw_up_priv_t *p = u->priv;
+    if (p->state == UP_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err || (events & (EPOLLERR | EPOLLHUP))) {
+            log_rl_warn("connect to API node failed", "node=%s err=%s", u->name,
+                        strerror(err ? err : ECONNREFUSED));
+            up_disconnect(u, "connect failed");
+            return;
+        }
+        if (session_start(u) < 0) {
+            up_disconnect(u, "nghttp2 session failed");
+            return;
+        }
+        if (flush_out(u) < 0)
+            up_disconnect(u, "write failed");
+        return;
+    }
+    if (p->state != UP_CONNECTED)
+        return;
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && read_in(u) < 0) {
+        up_disconnect(u, "read failed");
+        return;
+    }
+    if (flush_out(u) < 0)
+        up_disconnect(u, p->goaway ? "goaway" : "write failed");
+}
+
+/* ---- thread --------------------------------------------------------------------------- */
+
+static int timeout_ms(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    int64_t next = 0, now = now_ns();
+    if (p->reconnect_at)
+        next = p->reconnect_at;
+    for (int i = 0; i < p->nstreams; i++)
+        if (p->streams[i].reopen_at && (!next || p->streams[i].reopen_at < next))
+            next = p->streams[i].reopen_at;
+    if (!next)
+        return 1000;
+    int64_t ms = (next - now) / 1000000;
+    return ms < 0 ? 0 : ms > 1000 ? 1000 : (int)ms + 1;
+}
+
+static void run_timers(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    int64_t now = now_ns();
+    if (p->reconnect_at && now >= p->reconnect_at && p->state == UP_IDLE)
+        up_connect(u);
+    if (p->state == UP_CONNECTED && !p->goaway)
+        for (int i = 0; i < p->nstreams; i++)
+            if (p->streams[i].reopen_at && now >= p->streams[i].reopen_at && !p->streams[i].id)
+                open_stream(u, &p->streams[i]);
+}
+
+static bool rings_empty(gw_up_t *u)
+{
+    for (int k = 0; k < u->gw->nsvc; k++)
+        if (ring_count(u->from_svc[k]))
+            return false;
+    return true;
+}
+
+static void update_idle(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    bool idle = rings_empty(u) && !p->overflowing && p->wbuf.len == 0;
+    for (int i = 0; idle && i < p->nstreams; i++) {
+        up_stream_t *st = &p->streams[i];
+        if (st->npend || st->cur || (st->acking && st->head))
+            idle = false;
+    }
+    atomic_store(&u->idle, idle);
+}
+
+static void *up_main(void *arg)
+{
+    gw_up_t *u = arg;
+    gw_up_priv_t *p = u->priv;
+    char name[16];
+    snprintf(name, sizeof name, "gw-up-%d", u->idx);
+    pthread_setname_np(pthread_self(), name);
+
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+    epoll_ctl(p->epfd, EPOLL_CTL_ADD, u->wake.fd, &ev);
+    up_connect(u);
+    while (atomic_load(&u->stop_req) < 2) {
+        struct epoll_event evs[8];
+        int n = epoll_wait(p->epfd, evs, 8, timeout_ms(u));
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.u32 == 0)
+                wake_clear(&u->wake);
+            else if (p->fd >= 0)
+                on_socket(u, evs[i].events);
+        }
+        run_timers(u);
+        drain_rings(u);
+        flush_cmd_overflow(u);
+        if (p->state == UP_CONNECTED && flush_out(u) < 0)
+            up_disconnect(u, p->goaway ? "goaway" : "write failed");
+        wake_touched(u);
+        update_idle(u);
+    }
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
+    if (p->sess)
+        nghttp2_session_del(p->sess);
+    p->sess = NULL;
+    atomic_store(&u->connected, 0);
+    gw_batch_thread_cleanup();
+    return NULL;
+}
+
+/* ---- set-up and teardown (main thread) ------------------------------------------------ */
+
+gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
+{
+    gw_up_t *u = calloc(1, sizeof *u);
+    gw_up_priv_t *p = calloc(1, sizeof *p);
+    if (!u || !p)
+        goto nomem;
+    u->priv = p;
+    u->idx = idx;
+    u->gw = g;
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || !colon[1]) {
+        snprintf(err, errlen, "--upstream: '%s' is not host:port", addr);
+        goto fail;
+    }
+    size_t hl = (size_t)(colon - addr);
+    if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') { /* [v6]:port */
+        addr++;
+        hl -= 2;
+    }
+    if (hl >= sizeof u->host || strlen(colon + 1) >= sizeof u->port) {
+        snprintf(err, errlen, "--upstream: '%s' is too long", addr);
+        goto fail;
+    }
+    memcpy(u->host, addr, hl);
+    snprintf(u->port, sizeof u->port, "%s", colon + 1);
+    snprintf(u->name, sizeof u->name, "%s:%s", u->host, u->port);
+    if (wake_init(&u->wake) < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->fd = -1;
+    p->nstreams = (int)gw_cfg.streams;
+    p->streams = calloc((size_t)p->nstreams, sizeof *p->streams);
+    p->rbuf = malloc(READ_CHUNK);
+    p->ovf_head = calloc((size_t)g->nsvc, sizeof *p->ovf_head);
+    p->ovf_tail = calloc((size_t)g->nsvc, sizeof *p->ovf_tail);
+    u->from_svc = calloc((size_t)g->nsvc, sizeof *u->from_svc);
+    u->to_svc = calloc((size_t)g->nsvc, sizeof *u->to_svc);
+    if (p->epfd < 0 || !p->streams || !p->rbuf || !p->ovf_head || !p->ovf_tail ||
+        !u->from_svc || !u->to_svc)
+        goto nomem;
+    for (int i = 0; i < p->nstreams; i++) {
+        p->streams[i].up = u;
+        p->streams[i].idx = i;
+        p->streams[i].next_seq = 1;
+        p->streams[i].grpc_status = -1;
+        grpc_dec_init(&p->streams[i].dec, MAX_DOWNSTREAM);
+    }
+    p->m_connected = gwm_up_connected(u->name);
+    p->m_reconnects = gwm_up_reconnects(u->name);
+    atomic_init(&u->connected, 0);
+    atomic_init(&u->stop_req, 0);
+    atomic_init(&u->idle, 1);
+    return u;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    gw_up_join(u);
+    return NULL;
+}
+
+int gw_up_start(gw_up_t *u)
+{
+    int rv = pthread_create(&u->tid, NULL, up_main, u);
+    return rv ? -rv : 0;
+}
+
+void gw_up_request(gw_up_t *u, int what)
+{
+    atomic_store(&u->stop_req, what);
+    gw_up_wake(u);
+}
+
+/* Main thread, after the writer thread ended (or was never started). */
+void gw_up_join(gw_up_t *u)
+{
+    if (!u)
+        return;
+    gw_up_priv_t *p = u->priv;
+    if (u->tid)
+        pthread_join(u->tid, NULL);
+    if (p) {
+        for (int i = 0; p->streams && i < p->nstreams; i++) {
+            up_stream_t *st = &p->streams[i];
+            while (st->head) {
+                gw_batch_t *b = st->head;
+                st->head = b->next;
+                gw_batch_free(b);
+            }
+            for (size_t k = 0; k < st->npend; k++)
+                free_pending_event(st->pend[k]);
+            free(st->pend);
+            grpc_dec_free(&st->dec);
+        }
+        for (size_t i = 0; i < p->opens.cap; i++)
+            if (p->opens.slots[i].key)
+                gw_event_free(p->opens.slots[i].val);
+        u64map_free(&p->opens);
+        for (size_t k = 0; k < p->ndeferred; k++)
+            gw_event_free(p->deferred[k]);
+        free(p->deferred);
+        for (int k = 0; p->ovf_head && k < u->gw->nsvc; k++) {
+            gw_cmd_t *c = p->ovf_head[k];
+            while (c) {
+                gw_cmd_t *n = c->next;
+                gw_cmd_free(c);
+                c = n;
+            }
+        }
+        /* events still in our rings were never taken */
+        for (int k = 0; u->from_svc && k < u->gw->nsvc; k++) {
+            void *e;
+            while (u->from_svc[k] && (e = ring_pop(u->from_svc[k])))
+                gw_event_free(e);
+        }
+        free(p->ovf_head);
+        free(p->ovf_tail);
+        free(p->streams);
+        free(p->rbuf);
+        buf_free(&p->wbuf);
+        if (p->epfd > 0)
+            close(p->epfd);
+        free(p);
+    }
+    if (u->wake.fd > 0)
+        wake_destroy(&u->wake);
+    free(u->from_svc);
+    free(u->to_svc);
+    free(u);
+}
+
+bool gw_ready(const gw_t *g)
+{
+    for (int i = 0; i < g->nup; i++)
+        if (atomic_load_explicit(&g->up[i]->connected, memory_order_relaxed))
+            return true;
+    return false;
+}

@@ -1,0 +1,488 @@
+/* ws.c: the lws protocol of ws-gateway: HTTP endpoints (/healthz, /readyz, /metrics), the
+ * WebSocket handshake checks, and client events -> rings. Every function runs on the service
+ * thread that owns the lws context (lws calls them from its loop). */
+#include "ws.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "gwm.h"
+#include "log.h"
+#include "metrics.h"
+#include "outq.h"
+#include "route.h"
+#include "svc.h"
+#include "upstream.h"
+#include "utf8.h"
+
+#define WS_PATH "/gateway/ws"
+#define WRITES_PER_WRITEABLE 16
+#define USER_MAX 256
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len);
+
+const struct lws_protocols gw_ws_protocols[] = {
+    /* One protocol for HTTP and WebSocket: clients need not name a subprotocol.
+     * rx_buffer_size 512 keeps idle connections small (FIELD-NOTES: ~2 KB instead of ~5). */
+    {"wsgw", ws_callback, sizeof(gw_conn_t), 512, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static gw_svc_t *svc_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ---- HTTP ----------------------------------------------------------------------------- */
+
+/* Writes a complete response (headers + body in one write) and ends the transaction.
+ * Returns what the callback should return. */
+static int http_reply(struct lws *wsi, unsigned status, const char *ctype, const void *body,
+                      size_t len)
+{
+    size_t cap = LWS_PRE + 1024 + len;
+    uint8_t *buf = malloc(cap);
+    if (!buf)
+        return -1;
+    uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + cap;
+    int rv = -1;
+    if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_http_header(wsi, &p, end))
+        goto out;
+    memcpy(p, body, len);
+    p += len;
+    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+        goto out;
+    rv = lws_http_transaction_completed(wsi) ? -1 : 0;
+out:
+    free(buf);
+    return rv;
+}
+
+static int http_text(struct lws *wsi, unsigned status, const char *text)
+{
+    return http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static int on_http(struct lws *wsi, const char *path)
+{
+    gw_svc_t *s = svc_of(wsi);
+    if (strcmp(path, "/healthz") == 0)
+        return http_text(wsi, 200, "ok\n");
+    if (strcmp(path, "/readyz") == 0) {
+        if (atomic_load(&s->gw->draining))
+            return http_text(wsi, 503, "draining\n");
+        return gw_ready(s->gw) ? http_text(wsi, 200, "ready\n")
+                               : http_text(wsi, 503, "no API node connected\n");
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        buf_t b = BUF_INIT;
+        if (metrics_render(&b) < 0) {
+            buf_free(&b);
+            return http_text(wsi, 500, "out of memory\n");
+        }
+        int rv = http_reply(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        buf_free(&b);
+        return rv;
+    }
+    if (strcmp(path, WS_PATH) == 0)
+        return http_text(wsi, 400, "WebSocket upgrade required\n");
+    return http_text(wsi, 404, "not found\n");
+}
+
+/* Refuses a WebSocket handshake with an HTTP status; returns the CONFIRM_UPGRADE result. */
+static int refuse(struct lws *wsi, unsigned status, int metric, const char *why)
+{
+    char peer[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    log_rl_warn("handshake refused", "status=%u reason=%s peer=%s", status, why, peer);
+    metrics_inc(metric);
+    if (lws_return_http_status(wsi, status, NULL))
+        return -1;
+    return 1; /* "headers already sent": lws completes the transaction */
+}
+
+static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
+{
+    gw_svc_t *s = svc_of(wsi);
+    char uri[128];
+    if (strcasecmp(upgrade, "websocket") != 0)
+        return refuse(wsi, 400, gwm.rejected_400, "unsupported-upgrade");
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, WS_PATH) != 0)
+        return refuse(wsi, 404, gwm.rejected_404, "unknown-path");
+    char ver[8];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0 ||
+        lws_hdr_copy(wsi, ver, sizeof ver, WSI_TOKEN_VERSION) <= 0 || strcmp(ver, "13") != 0)
+        return refuse(wsi, 400, gwm.rejected_400, "bad-handshake");
+    if (atomic_load(&s->gw->draining) || atomic_load(&s->stop_req))
+        return refuse(wsi, 503, gwm.rejected_503, "draining");
+    if (atomic_load_explicit(&s->gw->nconns, memory_order_relaxed) >= s->gw->conn_cap)
+        return refuse(wsi, 503, gwm.rejected_503, "at-capacity");
+    return 0;
+}
+
+/* ---- connection life ------------------------------------------------------------------ */
+
+/* Copies the request query (URI args joined by '&', minus any token=) into out. */
+static size_t copy_query(struct lws *wsi, char *out, size_t cap)
+{
+    size_t o = 0;
+    char frag[512];
+    for (int i = 0; o + 1 < cap; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n <= 0)
+            break;
+        if (strncmp(frag, "token=", 6) == 0)
+            continue; /* credentials stay at the edge */
+        int w = snprintf(out + o, cap - o, "%s%s", o ? "&" : "", frag);
+        if (w < 0 || (size_t)w >= cap - o)
+            break;
+        o += (size_t)w;
+    }
+    out[o] = 0;
+    return o;
+}
+
+static size_t copy_peer(struct lws *wsi, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "";
+    out[0] = 0;
+    if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl) < 0)
+        return 0;
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        snprintf(out, cap, "%s:%d", ip, port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%d", ip, port);
+    }
+    return strlen(out);
+}
+
+/* The user id without --auth-secret: ?user= or X-User-Id. */
+static size_t copy_user(struct lws *wsi, char *out, size_t cap)
+{
+    out[0] = 0;
+    const char *v = lws_get_urlarg_by_name(wsi, "user=", out, (int)cap);
+    if (v) {
+        memmove(out, v, strlen(v) + 1);
+        return strlen(out);
+    }
+    int n = lws_hdr_custom_copy(wsi, out, (int)cap, "x-user-id:", 10);
+    if (n > 0)
+        return (size_t)n;
+    out[0] = 0;
+    return 0;
+}
+
+/* Sends e (a copy per node) to every API node: Open and Close are replicated. Takes e.
+ * Returns false when some node's ring overflowed (the caller pauses the client). */
+static bool to_all_nodes(gw_svc_t *s, gw_event_t *e)
+{
+    bool fit = true;
+    int n = s->gw->nup;
+    for (int u = 0; u < n; u++) {
+        gw_event_t *x = u == n - 1 ? e : gw_event_dup(e);
+        if (!x) {
+            /* Cannot copy: this node misses the event. Logged; presence resyncs on reconnect. */
+            log_rl_error("out of memory replicating an event", "node=%d", u);
+            continue;
+        }
+        if (!gw_svc_push_event(s, u, x))
+            fit = false;
+    }
+    return fit;
+}
+
+static int on_established(struct lws *wsi, gw_conn_t *c)
+{
+    gw_svc_t *s = svc_of(wsi);
+    c->wsi = wsi;
+    if (gw_conn_table_add(&s->conns, c) < 0) {
+        log_rl_error("connection table full", "thread=%d", s->idx);
+        lws_close_reason(wsi, (enum lws_close_status)1013, (unsigned char *)"full", 4);
+        return -1;
+    }
+    char user[USER_MAX], query[1024], peer[80];
+    size_t ulen = copy_user(wsi, user, sizeof user);
+    size_t qlen = copy_query(wsi, query, sizeof query);
+    size_t plen = copy_peer(wsi, peer, sizeof peer);
+    if (ulen) {
+        c->user = strdup(user);
+        if (!c->user || gw_index_add_user(&s->index, c) < 0) {
+            log_rl_error("out of memory on connect", "thread=%d", s->idx);
+            gw_conn_table_remove(&s->conns, c);
+            free(c->user);
+            c->user = NULL;
+            c->id = 0;
+            return -1;
+        }
+    }
+    c->established = true;
+    atomic_fetch_add_explicit(&s->gw->nconns, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
+    metrics_gauge_add(gwm.connections, 1);
+    metrics_inc(gwm.accepted);
+
+    gw_event_t *e = gw_event_new(GW_EV_OPEN, c->id, user, ulen, peer, plen, query, qlen,
+                                 WS_PATH, sizeof WS_PATH - 1);
+    if (!e) {
+        log_rl_error("out of memory on connect", "thread=%d", s->idx);
+        return -1; /* CLOSED follows and cleans up */
+    }
+    e->gateway_ns = clock_wall_ns();
+    e->t_read = clock_mono_ns();
+    if (!to_all_nodes(s, e))
+        gw_svc_pause(s, c);
+    if (atomic_load(&s->stop_req) >= GW_SVC_QUIESCE)
+        gw_svc_close_conn(c, 1001, NULL);
+    char q[USER_MAX + 8];
+    log_debug("connected", "conn_id=%llu user=%s peer=%s thread=%d", (unsigned long long)c->id,
+              log_quote(q, sizeof q, user), peer, s->idx);
+    return 0;
+}
+
+static void on_closed(struct lws *wsi, gw_conn_t *c)
+{
+    gw_svc_t *s = svc_of(wsi);
+    if (!c->established)
+        return;
+    int code = c->close_code ? c->close_code : c->peer_code ? c->peer_code : 1006;
+    const char *reason = "";
+    size_t rlen = 0;
+    if (c->close_reason) {
+        reason = (const char *)gw_payload_data(c->close_reason);
+        rlen = c->close_reason->len;
+    }
+    gw_event_t *e = gw_event_new(GW_EV_CLOSE, c->id, c->user, c->user ? strlen(c->user) : 0,
+                                 reason, rlen, NULL, 0, NULL, 0);
+    if (e) {
+        e->code = code;
+        e->gateway_ns = clock_wall_ns();
+        e->t_read = clock_mono_ns();
+        to_all_nodes(s, e); /* the client is gone: nothing to pause */
+    } else {
+        log_rl_error("out of memory: Close event not sent", "conn_id=%llu",
+                     (unsigned long long)c->id);
+    }
+    gwm_close(code);
+    gw_index_remove_conn(&s->index, c);
+    gw_conn_table_remove(&s->conns, c);
+    gw_outq_free(&c->outq);
+    free(c->rx);
+    c->rx = NULL;
+    if (c->close_reason)
+        gw_payload_unref(c->close_reason);
+    c->close_reason = NULL;
+    free(c->user);
+    c->user = NULL;
+    c->established = false;
+    atomic_fetch_sub_explicit(&s->gw->nconns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+    metrics_gauge_add(gwm.connections, -1);
+}
+
+/* Closes with code from inside RECEIVE: lws sends the close frame after we return -1. */
+static int close_now(struct lws *wsi, gw_conn_t *c, int code, const char *why)
+{
+    c->close_code = (uint16_t)code;
+    c->closing = true;
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+/* Hands a complete message upstream. Takes e. */
+static int message_done(struct lws *wsi, gw_conn_t *c, gw_event_t *e)
+{
+    gw_svc_t *s = svc_of(wsi);
+    const uint8_t *payload = (const uint8_t *)gw_event_a(e);
+    if (!e->binary && !gw_utf8_valid(payload, e->a_len)) {
+        log_rl_warn("invalid UTF-8 in a text message", "conn_id=%llu len=%u",
+                    (unsigned long long)c->id, e->a_len);
+        gw_event_free(e);
+        return close_now(wsi, c, 1007, "invalid UTF-8");
+    }
+    e->seq = ++c->seq;
+    e->gateway_ns = clock_wall_ns();
+    metrics_inc(gwm.msgs_in);
+    metrics_add(gwm.bytes_in, e->a_len);
+    int u;
+    if (c->user)
+        u = gw_route_node(s->gw, c->user, strlen(c->user));
+    else
+        u = gw_route_node(s->gw, &c->id, sizeof c->id);
+    if (!gw_svc_push_event(s, u, e))
+        gw_svc_pause(s, c);
+    return 0;
+}
+
+static int on_receive(struct lws *wsi, gw_conn_t *c, const void *in, size_t len)
+{
+    if (c->closing || !c->established)
+        return 0; /* input after we decided to close is ignored */
+    bool first = lws_is_first_fragment(wsi);
+    bool final = lws_is_final_fragment(wsi);
+    size_t max = (size_t)gw_cfg.max_message;
+    size_t ulen = c->user ? strlen(c->user) : 0;
+
+    if (!c->rx && first && final) {
+        /* The whole message in one callback: no reassembly buffer. */
+        if (len > max) {
+            log_rl_warn("message too big", "conn_id=%llu len=%zu max=%zu",
+                        (unsigned long long)c->id, len, max);
+            return close_now(wsi, c, 1009, "message too big");
+        }
+        gw_event_t *e = gw_event_new(GW_EV_MESSAGE, c->id, c->user, ulen, in, len, NULL, 0,
+                                     NULL, 0);
+        if (!e)
+            return close_now(wsi, c, 1011, "out of memory");
+        e->binary = lws_frame_is_binary(wsi);
+        e->t_read = clock_mono_ns();
+        return message_done(wsi, c, e);
+    }
+
+    /* Reassembly: the event itself is the buffer (user \0 payload ...), grown as needed. */
+    gw_event_t *e = c->rx;
+    size_t have = e ? e->a_len : 0;
+    if (have + len > max) {
+        log_rl_warn("message too big", "conn_id=%llu len>%zu max=%zu", (unsigned long long)c->id,
+                    have + len, max);
+        free(c->rx);
+        c->rx = NULL;
+        return close_now(wsi, c, 1009, "message too big");
+    }
+    size_t cap = e ? c->rx_cap : 0;
+    if (have + len > cap) {
+        size_t want = have + len + lws_remaining_packet_payload(wsi);
+        if (want < cap * 2)
+            want = cap * 2;
+        if (want > max)
+            want = max;
+        gw_event_t *ne = realloc(e, sizeof *ne + ulen + 1 + want + 3);
+        if (!ne) {
+            free(c->rx);
+            c->rx = NULL;
+            return close_now(wsi, c, 1011, "out of memory");
+        }
+        if (!e) {
+            memset(ne, 0, sizeof *ne);
+            ne->type = GW_EV_MESSAGE;
+            ne->conn_id = c->id;
+            ne->user_len = (uint32_t)ulen;
+            if (ulen)
+                memcpy(ne->data, c->user, ulen);
+            ne->data[ulen] = 0;
+            ne->binary = lws_frame_is_binary(wsi);
+            ne->t_read = clock_mono_ns();
+        }
+        e = ne;
+        c->rx = e;
+        c->rx_cap = (uint32_t)want;
+    }
+    memcpy(e->data + ulen + 1 + have, in, len);
+    e->a_len = (uint32_t)(have + len);
+    if (!final)
+        return 0;
+    char *tail = e->data + ulen + 1 + e->a_len;
+    tail[0] = tail[1] = tail[2] = 0; /* payload \0, empty b \0, empty c \0 */
+    c->rx = NULL;
+    c->rx_cap = 0;
+    return message_done(wsi, c, e);
+}
+
+static const char *default_reason(int code)
+{
+    switch (code) {
+    case 1001: return "going away";
+    case 1008: return "slow consumer";
+    case 1011: return "internal error";
+    default: return "";
+    }
+}
+
+static int on_writeable(struct lws *wsi, gw_conn_t *c)
+{
+    if (c->closing) {
+        const char *r = c->close_reason ? (const char *)gw_payload_data(c->close_reason)
+                                        : default_reason(c->close_code);
+        size_t rl = c->close_reason ? c->close_reason->len : strlen(r);
+        if (rl > 123)
+            rl = 123; /* RFC 6455 §5.5: control frame payload <= 125 incl. the code */
+        lws_close_reason(wsi, (enum lws_close_status)c->close_code, (unsigned char *)r, rl);
+        return -1;
+    }
+    int64_t now = 0;
+    for (int n = 0; n < WRITES_PER_WRITEABLE; n++) {
+        gw_payload_t *p = gw_outq_peek(c->outq);
+        if (!p)
+            break;
+        int w = lws_write(wsi, gw_payload_data(p), p->len,
+                          p->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        if (w < (int)p->len) {
+            log_rl_warn("write failed", "conn_id=%llu", (unsigned long long)c->id);
+            return -1;
+        }
+        if (!now)
+            now = clock_mono_ns();
+        metrics_observe(gwm.stage_egress, (uint64_t)(now - p->t_recv));
+        metrics_inc(gwm.msgs_out);
+        metrics_add(gwm.bytes_out, p->len);
+        gw_outq_pop(&c->outq);
+        if (lws_send_pipe_choked(wsi))
+            break;
+    }
+    if (c->outq)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    gw_conn_t *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return on_http(wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return on_confirm_upgrade(wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_ESTABLISHED:
+        return on_established(wsi, c);
+    case LWS_CALLBACK_RECEIVE:
+        return on_receive(wsi, c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return on_writeable(wsi, c);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (len >= 2 && c) {
+            const uint8_t *p = in;
+            c->peer_code = (uint16_t)(p[0] << 8 | p[1]);
+        } else if (c) {
+            c->peer_code = 1005; /* RFC 6455 §7.1.5: no status code present */
+        }
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        on_closed(wsi, c);
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        gw_svc_on_wake(svc_of(wsi));
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
