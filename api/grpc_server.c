@@ -889,7 +889,11 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
 {
     gconn_t *c = h->data;
     if (status < 0) {
-        conn_close(c, uv_strerror(status));
+        /* libuv reports POLLERR as UV_EBADF: fetch the socket's real error. */
+        int e = 0;
+        socklen_t el = sizeof e;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+        conn_close(c, e ? strerror(e) : uv_strerror(status));
         return;
     }
     if (events & UV_READABLE)

@@ -11,7 +11,8 @@
  *                             offline is an answer, not an error)
  *   GET  /healthz          -> 200 ok
  *   GET  /metrics          -> Prometheus text
- * Errors: {"error":"..."} with 400 (bad body), 401 (--push-token set and the bearer token is
+ * Errors: {"error":"..."} with 400 (bad body), 411 (chunked body: lws 4.1 does not hand those
+ * over), 401 (--push-token set and the bearer token is
  * missing or wrong; /v1/... only), 404, 405, 413 (body over max_body).
  *
  * Why libwebsockets: it is already a dependency (the gateway), it is the one HTTP/1.1 server in

@@ -7,7 +7,7 @@
 
 wsapi_metrics_t wsapi_m;
 
-static const int http_codes[9] = {200, 400, 401, 404, 405, 413, 500, 503, 415};
+static const int http_codes[9] = {200, 400, 401, 404, 405, 411, 413, 500, 503};
 
 int wsapi_metrics_http(int status)
 {
