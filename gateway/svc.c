@@ -211,22 +211,72 @@ static void resume_paused(gw_svc_t *s)
 
 /* ---- commands from writers ------------------------------------------------------------ */
 
-/* Closes c with code/reason on its next WRITEABLE. reason may be NULL. */
-void gw_svc_close_conn(gw_conn_t *c, int code, gw_payload_t *reason)
+/* uv timer: starts the close of every connection gw_svc_close_conn marked. */
+static void close_pending(uv_timer_t *t)
+{
+    gw_svc_t *s = t->data;
+    /* closing a connection runs CLOSED, which may mark others: take the list first */
+    while (s->nclosing) {
+        size_t n = s->nclosing;
+        uint64_t *ids = s->closing;
+        s->closing = NULL;
+        s->nclosing = s->cap_closing = 0;
+        for (size_t i = 0; i < n; i++) {
+            gw_conn_t *c = gw_conn_table_get(&s->conns, ids[i]);
+            if (c)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        }
+        free(ids);
+    }
+}
+
+static const char *default_reason(int code)
+{
+    switch (code) {
+    case 1001: return "going away";
+    case 1008: return "slow consumer";
+    case 1011: return "internal error";
+    default: return "";
+    }
+}
+
+/* Closes c with code and reason (NULL: a default text for the code). lws_close_reason()
+ * records the close frame; the close itself starts from close_pending() on a uv timer, outside
+ * any lws callback: LWS_TO_KILL_SYNC takes lws' polite path (close frame, wait for the ack).
+ * Returning -1 from WRITEABLE would not do: lws takes it for a failed write and drops the
+ * socket without a close frame; an async kill timeout is just as violent. */
+void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason)
 {
     if (c->closing)
         return;
     c->closing = true;
     c->close_code = (uint16_t)code;
+    const char *r = reason ? (const char *)gw_payload_data(reason) : default_reason(code);
+    size_t rl = reason ? reason->len : strlen(r);
+    if (rl > 123)
+        rl = 123; /* RFC 6455 §5.5: control frame payload <= 125 bytes incl. the code */
     if (reason) {
         gw_payload_ref(reason);
         c->close_reason = reason;
     }
     gw_outq_free(&c->outq);
-    lws_callback_on_writable(c->wsi);
+    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)r, rl);
+    if (s->nclosing == s->cap_closing) {
+        size_t ncap = s->cap_closing ? s->cap_closing * 2 : 64;
+        uint64_t *q = realloc(s->closing, ncap * sizeof *q);
+        if (!q) {
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); /* abrupt */
+            return;
+        }
+        s->closing = q;
+        s->cap_closing = ncap;
+    }
+    s->closing[s->nclosing++] = c->id;
+    if (s->nclosing == 1)
+        uv_timer_start(&s->close_timer, close_pending, 0, 0);
 }
 
-static void deliver(gw_conn_t *c, gw_payload_t *p)
+static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
 {
     if (c->closing || !c->established) {
         metrics_inc(gwm.undeliverable);
@@ -239,14 +289,14 @@ static void deliver(gw_conn_t *c, gw_payload_t *p)
                     (unsigned long long)gw_outq_bytes(c->outq), (long long)gw_cfg.send_queue);
         metrics_inc(gwm.slow_consumer);
         metrics_inc(gwm.undeliverable);
-        gw_svc_close_conn(c, 1008, NULL);
+        gw_svc_close_conn(s, c, 1008, NULL);
         return;
     }
     if (gw_outq_push(&c->outq, p) < 0) {
         log_rl_error("out of memory queueing a message", "conn_id=%llu",
                      (unsigned long long)c->id);
         metrics_inc(gwm.undeliverable);
-        gw_svc_close_conn(c, 1011, NULL);
+        gw_svc_close_conn(s, c, 1011, NULL);
         return;
     }
     if (c->outq->count == 1)
@@ -289,14 +339,12 @@ static void for_targets(gw_svc_t *s, gw_cmd_t *cmd, target_fn fn)
 
 static void send_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
 {
-    (void)s;
-    deliver(c, cmd->payload);
+    deliver(s, c, cmd->payload);
 }
 
 static void kick_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
 {
-    (void)s;
-    gw_svc_close_conn(c, cmd->code ? cmd->code : 4000, cmd->payload);
+    gw_svc_close_conn(s, c, cmd->code ? cmd->code : 4000, cmd->payload);
 }
 
 static void run_cmd(gw_svc_t *s, gw_cmd_t *cmd)
@@ -360,7 +408,7 @@ static void close_all(gw_svc_t *s)
     gw_conn_table_t *t = &s->conns;
     for (uint32_t i = 0; i < t->used; i++)
         if (t->slots[i])
-            gw_svc_close_conn(t->slots[i], 1001, NULL);
+            gw_svc_close_conn(s, t->slots[i], 1001, NULL);
 }
 
 /* uv timer callback: destroys the lws context outside any lws callback. */
@@ -373,6 +421,7 @@ static void on_stop_timer(uv_timer_t *t)
     stop_accepting(s);
     uv_close((uv_handle_t *)&s->accept_timer, NULL);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    uv_close((uv_handle_t *)&s->close_timer, NULL);
     /* With a foreign loop lws closes its handles asynchronously; uv_run then returns once
      * every handle is closed. */
     lws_context_destroy(s->ctx);
@@ -539,6 +588,8 @@ static void *svc_main(void *arg)
     s->accept_timer.data = s;
     uv_timer_init(&s->loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_init(&s->loop, &s->close_timer);
+    s->close_timer.data = s;
     if (atomic_load(&s->stop_req) == 0) {
         uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
         s->accepting = true;
@@ -587,6 +638,7 @@ void gw_svc_join(gw_svc_t *s)
     gw_index_free(&s->index);
     gw_conn_table_free(&s->conns);
     free(s->paused);
+    free(s->closing);
     free(s->ovf_head);
     free(s->ovf_tail);
     free(s->want_room);

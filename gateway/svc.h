@@ -25,6 +25,9 @@ struct gw_svc {
     uv_poll_t listen_poll;
     uv_timer_t accept_timer;   /* re-enables accept after EMFILE */
     uv_timer_t drain_timer;
+    uv_timer_t close_timer;    /* runs close_pending() outside lws callbacks */
+    uint64_t *closing;         /* ids of connections to close; this thread */
+    size_t nclosing, cap_closing;
     bool accepting;
     bool stopping;
 
@@ -72,9 +75,9 @@ static inline bool gw_svc_overflowing(const gw_svc_t *s, int u) { return s->ovf_
 void gw_svc_pause(gw_svc_t *s, gw_conn_t *c);
 /* gw_svc_on_wake: WAIT_CANCELLED handler: lower the flag, flush overflow, run commands. */
 void gw_svc_on_wake(gw_svc_t *s);
-/* gw_svc_close_conn: closes c with code (and reason, a reference is taken) on its next
- * WRITEABLE; queued output is dropped. */
-void gw_svc_close_conn(gw_conn_t *c, int code, gw_payload_t *reason);
+/* gw_svc_close_conn: closes c with code and reason (a reference is taken; NULL = a default
+ * text for the code) soon, outside the current lws callback; queued output is dropped. */
+void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason);
 /* gw_svc_log_init (main thread, once): routes lws logs to our logger. */
 void gw_svc_log_init(void);
 

@@ -100,16 +100,36 @@ static int on_http(struct lws *wsi, const char *path)
     return http_text(wsi, 404, "not found\n");
 }
 
-/* Refuses a WebSocket handshake with an HTTP status; returns the CONFIRM_UPGRADE result. */
+static const char *status_text(unsigned status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* Refuses a WebSocket handshake with an HTTP status and closes the connection. Written by
+ * hand: lws_return_http_status answers "HTTP/1.0" on the upgrade path (the request version is
+ * not parsed there), which strict clients reject. Returns the CONFIRM_UPGRADE result. */
 static int refuse(struct lws *wsi, unsigned status, int metric, const char *why)
 {
     char peer[64] = "";
     lws_get_peer_simple(wsi, peer, sizeof peer);
     log_rl_warn("handshake refused", "status=%u reason=%s peer=%s", status, why, peer);
     metrics_inc(metric);
-    if (lws_return_http_status(wsi, status, NULL))
-        return -1;
-    return 1; /* "headers already sent": lws completes the transaction */
+    uint8_t buf[LWS_PRE + 256];
+    const char *text = status_text(status);
+    int n = snprintf((char *)buf + LWS_PRE, sizeof buf - LWS_PRE,
+                     "HTTP/1.1 %u %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
+                     "connection: close\r\n\r\n%s\n",
+                     status, text, strlen(text) + 1, text);
+    lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
+    return -1; /* lws flushes what is buffered, then closes */
 }
 
 static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
@@ -252,7 +272,7 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
     if (!to_all_nodes(s, e))
         gw_svc_pause(s, c);
     if (atomic_load(&s->stop_req) >= GW_SVC_QUIESCE)
-        gw_svc_close_conn(c, 1001, NULL);
+        gw_svc_close_conn(s, c, 1001, NULL);
     char q[USER_MAX + 8];
     log_debug("connected", "conn_id=%llu user=%s peer=%s thread=%d", (unsigned long long)c->id,
               log_quote(q, sizeof q, user), peer, s->idx);
@@ -407,27 +427,10 @@ static int on_receive(struct lws *wsi, gw_conn_t *c, const void *in, size_t len)
     return message_done(wsi, c, e);
 }
 
-static const char *default_reason(int code)
-{
-    switch (code) {
-    case 1001: return "going away";
-    case 1008: return "slow consumer";
-    case 1011: return "internal error";
-    default: return "";
-    }
-}
-
 static int on_writeable(struct lws *wsi, gw_conn_t *c)
 {
-    if (c->closing) {
-        const char *r = c->close_reason ? (const char *)gw_payload_data(c->close_reason)
-                                        : default_reason(c->close_code);
-        size_t rl = c->close_reason ? c->close_reason->len : strlen(r);
-        if (rl > 123)
-            rl = 123; /* RFC 6455 §5.5: control frame payload <= 125 incl. the code */
-        lws_close_reason(wsi, (enum lws_close_status)c->close_code, (unsigned char *)r, rl);
-        return -1;
-    }
+    if (c->closing)
+        return 0; /* the close frame is on its way (gw_svc_close_conn) */
     int64_t now = 0;
     for (int n = 0; n < WRITES_PER_WRITEABLE; n++) {
         gw_payload_t *p = gw_outq_peek(c->outq);

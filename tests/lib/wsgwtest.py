@@ -191,3 +191,108 @@ def run(namespace, only=None):
             _procs.clear()
     print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(1 if failed else 0)
+
+
+# ---- wsgw processes ---------------------------------------------------------------------
+
+class Api:
+    """A running bin/ws-api: grpc_port, http_port, proc."""
+
+    def __init__(self, handler="echo", extra=(), env=None):
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.proc = start(["ws-api", "--grpc-listen", "127.0.0.1:%d" % self.grpc_port,
+                           "--http-listen", "127.0.0.1:%d" % self.http_port,
+                           "--handler", handler] + list(extra), env=env)
+        wait_port(self.grpc_port, proc=self.proc)
+        wait_port(self.http_port, proc=self.proc)
+
+    @property
+    def grpc_addr(self):
+        return "127.0.0.1:%d" % self.grpc_port
+
+    def http(self, method, path, body=None, headers=None, timeout=10):
+        """(status, parsed JSON or text) of an HTTP request to the push API."""
+        import http.client
+        import json
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        h = {"content-type": "application/json"}
+        h.update(headers or {})
+        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        try:
+            return r.status, json.loads(raw)
+        except ValueError:
+            return r.status, raw.decode("utf-8", "replace")
+
+    def push(self, **body):
+        return self.http("POST", "/v1/push", body)
+
+    def conns_of(self, user):
+        """conn ids (ints) of a user from GET /v1/users/{user}."""
+        st, js = self.http("GET", "/v1/users/" + user)
+        if st != 200:
+            return []
+        return [int(c["conn_id"]) for c in js.get("connections", [])]
+
+
+class Gateway:
+    """A running bin/ws-gateway on a free port, pointed at `upstreams` (list of host:port)."""
+
+    def __init__(self, upstreams, threads=2, streams=4, extra=(), env=None, wait_ready=True,
+                 name="ws-gateway"):
+        self.port = free_port()
+        self.args = ["ws-gateway", "--listen", "127.0.0.1:%d" % self.port,
+                     "--upstream", ",".join(upstreams), "--threads", str(threads),
+                     "--streams", str(streams)] + list(extra)
+        self.proc = start(self.args, env=env, name=name)
+        wait_port(self.port, proc=self.proc)
+        if wait_ready:
+            self.wait_ready()
+
+    def url(self, user=None, path="/gateway/ws", query=None):
+        q = []
+        if user is not None:
+            q.append("user=" + user)
+        if query:
+            q.append(query)
+        return "ws://127.0.0.1:%d%s%s" % (self.port, path, ("?" + "&".join(q)) if q else "")
+
+    def get(self, path, timeout=5):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        c.close()
+        return r.status, body
+
+    def ready(self):
+        try:
+            return self.get("/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout=10):
+        wait_until(self.ready, timeout, what="gateway /readyz")
+
+    def metric(self, name, labels=None):
+        """Value of one series from /metrics (0 if absent)."""
+        _, body = self.get("/metrics")
+        return parse_metric(body, name, labels)
+
+
+def parse_metric(body, name, labels=None):
+    want = name if not labels else "%s{%s}" % (name, ",".join('%s="%s"' % kv for kv in labels.items()))
+    for line in body.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def thread_of(conn_id):
+    """The gateway service thread of a conn_id (bits 42..47, see gateway/conn_id.h)."""
+    return (conn_id >> 42) & 63
