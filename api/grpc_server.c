@@ -99,7 +99,7 @@ struct gconn {
     gconn_t *wnext; /* srv->wlist */
     gconn_t *prev, *next;
     uint64_t serial;
-    char peer[64];
+    char peer[80];
     char anon_gw[40]; /* gateway id for Exchange streams without x-gateway-id */
 };
 

@@ -166,6 +166,16 @@ def ev_close(conn, code=1000):
     return pb.Event(conn_id=conn, close=pb.Close(code=code, reason="bye"))
 
 
+def finish(p):
+    """Stops ws-api with SIGTERM: it must exit 0 with no sanitizer report in its log (so every
+    test also checks clean shutdown and, under ASan, leaks)."""
+    rc = w.stop(p)
+    log = open(p.log_path, errors="replace").read()
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error", "ThreadSanitizer"):
+        w.check(bad not in log, "sanitizer report in ws-api log:\n" + w.proc_log(p, 60))
+    w.eq(rc, 0, "ws-api exit code")
+
+
 def metric(http_port, name):
     """Value of one series from /metrics (0 when absent)."""
     import urllib.request
@@ -209,6 +219,7 @@ def test_echo_acks_and_ack_header():
     w.eq(s.status(), grpc.StatusCode.OK)
     w.check(metric(hp, 'wsapi_events_total{kind="message"}') >= 23, "events counted")
     gw.close()
+    finish(p)
 
 
 def test_chat_rooms_across_gateways():
@@ -244,6 +255,7 @@ def test_chat_rooms_across_gateways():
     w.eq(a.take(), [], "nothing else reached gateway 1")
     g1.close()
     g2.close()
+    finish(p)
 
 
 def test_grpc_push_unary():
@@ -274,6 +286,7 @@ def test_grpc_push_unary():
     ch.close()
     g1.close()
     g2.close()
+    finish(p)
 
 
 def test_unknown_method_is_unimplemented():
@@ -297,6 +310,7 @@ def test_unknown_method_is_unimplemented():
         w.eq(e.code(), grpc.StatusCode.UNIMPLEMENTED)
     w.eq(metric(hp, "wsapi_unknown_method_total"), 2.0)
     ch.close()
+    finish(p)
 
 
 def test_undecodable_message_fails_only_its_stream():
@@ -322,6 +336,7 @@ def test_undecodable_message_fails_only_its_stream():
     good.close()
     w.eq(good.status(), grpc.StatusCode.OK)
     gw.close()
+    finish(p)
 
 
 def test_garbage_bytes_on_grpc_port():
@@ -349,6 +364,7 @@ def test_garbage_bytes_on_grpc_port():
     st.send([ev_msg(5, "after garbage")])
     w.eq(st.wait_commands(1)[0].send.payload, b"after garbage")
     gw.close()
+    finish(p)
 
 
 def test_sigterm_exits_zero():
@@ -371,7 +387,7 @@ def test_sigterm_exits_zero():
     # idle: exits at once
     p2, _, _ = start_api()
     t0 = time.monotonic()
-    w.eq(w.stop(p2), 0)
+    finish(p2)
     w.check(time.monotonic() - t0 < 2, "idle shutdown is quick")
 
 

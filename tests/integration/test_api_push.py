@@ -10,8 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_api_exchange import (Gateway, ev_close, ev_open, metric, pb, pbg,  # noqa: E402
-                               start_api, w)
+from test_api_exchange import (Gateway, ev_close, ev_open, finish, metric, pb,  # noqa: E402
+                               pbg, start_api, w)
 
 import grpc  # noqa: E402
 
@@ -70,6 +70,7 @@ class World:
     def close(self):
         self.A.close()
         self.B.close()
+        finish(self.p)
 
 
 def only(got, name):
@@ -228,6 +229,7 @@ def test_request_errors():
         w.check(name in text, "metrics lack %s" % name)
     w.eq(metric(hp, 'wsapi_push_requests_total{code="400"}'), 8.0)
     w.eq(metric(hp, 'wsapi_push_requests_total{code="413"}'), 1.0)
+    finish(p)
 
 
 def test_push_token():

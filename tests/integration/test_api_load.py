@@ -1,0 +1,155 @@
+"""ws-api under load from grpcio gateway stand-ins: 8 concurrent streams x 10 000 messages
+(batched 100 per Upstream) all echoed, none lost, in order per connection, acks reaching the
+last seq; a 50 MiB burst both ways without a stall; and an informational throughput figure
+(messages/s echoed over 4 streams, printed, never asserted)."""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_api_exchange import Gateway, ev_msg, finish, pb, start_api, w  # noqa: E402
+
+import grpc  # noqa: E402
+
+
+def run_stream(st, batches, expect_cmds, timeout, result, key):
+    """Sends pre-built Upstreams on st, then waits for every command and the last ack."""
+    try:
+        for b in batches:
+            st.send_raw(b)
+        st.wait_commands(expect_cmds, timeout=timeout)
+        st.wait_ack(len(batches), timeout=timeout)
+        result[key] = None
+    except Exception as e:  # reported by the main thread
+        result[key] = e
+
+
+def build_batches(stream_idx, nmsgs, per_batch, nconns, payload_len=0):
+    """Upstream bytes: messages round-robin over nconns conns; payload names conn and seq."""
+    batches = []
+    seqs = {}
+    events = []
+    pad = b"." * payload_len
+    for i in range(nmsgs):
+        conn = stream_idx * 1000 + i % nconns
+        seqs[conn] = seqs.get(conn, 0) + 1
+        events.append(ev_msg(conn, b"%d:%d:" % (conn, seqs[conn]) + pad, seq=seqs[conn]))
+        if len(events) == per_batch:
+            batches.append(pb.Upstream(seq=len(batches) + 1, events=events).SerializeToString())
+            events = []
+    if events:
+        batches.append(pb.Upstream(seq=len(batches) + 1, events=events).SerializeToString())
+    return batches
+
+
+def check_echoes(st, stream_idx, nmsgs, nconns):
+    nextseq = {}
+    for c in st.commands:
+        w.eq(c.WhichOneof("kind"), "send")
+        conn = c.send.target.conn_ids[0]
+        w.eq(conn // 1000, stream_idx, "echo came back on its own stream")
+        got_conn, got_seq = c.send.payload.split(b":")[:2]
+        w.eq(int(got_conn), conn)
+        want = nextseq.get(conn, 1)
+        w.eq(int(got_seq), want, "conn %d in order, none lost or doubled" % conn)
+        nextseq[conn] = want + 1
+    w.eq(sum(v - 1 for v in nextseq.values()), nmsgs, "all echoed")
+    w.eq(len(nextseq), nconns)
+
+
+def test_8_streams_10k_messages_each():
+    p, gp, hp = start_api()
+    nstreams, nmsgs, per_batch, nconns = 8, 10000, 100, 10
+    gws = [Gateway(gp, "gw-load-%d" % g) for g in range(2)]
+    streams = [gws[i % 2].stream(raw=True) for i in range(nstreams)]
+    batches = [build_batches(i, nmsgs, per_batch, nconns) for i in range(nstreams)]
+    result = {}
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=run_stream,
+                                args=(streams[i], batches[i], nmsgs, 60, result, i))
+               for i in range(nstreams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120 * w.SLOW)
+    dt = time.monotonic() - t0
+    for i in range(nstreams):
+        if result.get(i, "missing") is not None:
+            raise AssertionError("stream %d: %s" % (i, result.get(i, "did not finish")))
+        w.eq(streams[i].ack, nmsgs // per_batch, "acks reach the last seq")
+        check_echoes(streams[i], i, nmsgs, nconns)
+    print("info: %d streams x %d messages echoed in %.2fs (%.0f msg/s, python client bound)"
+          % (nstreams, nmsgs, dt, nstreams * nmsgs / dt), flush=True)
+    for g in gws:
+        g.close()
+    finish(p)
+
+
+def test_50mib_burst_both_ways():
+    p, gp, hp = start_api()
+    gw = Gateway(gp, "gw-burst")
+    nstreams, nbatches, size = 4, 50, 256 * 1024  # 4 x 50 x 256 KiB = 50 MiB each way
+    streams = [gw.stream(raw=True) for _ in range(nstreams)]
+    blob = os.urandom(size)
+    batches = []
+    for i in range(nstreams):
+        batches.append([pb.Upstream(seq=k + 1, events=[ev_msg(i * 1000 + 1, b"%08d" % k + blob,
+                                                              binary=True, seq=k + 1)])
+                        .SerializeToString() for k in range(nbatches)])
+    result = {}
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=run_stream,
+                                args=(streams[i], batches[i], nbatches, 60, result, i))
+               for i in range(nstreams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120 * w.SLOW)
+    dt = time.monotonic() - t0
+    total = 0
+    for i, st in enumerate(streams):
+        if result.get(i, "missing") is not None:
+            raise AssertionError("stream %d: %s" % (i, result.get(i, "did not finish")))
+        w.eq(len(st.commands), nbatches)
+        for k, c in enumerate(st.commands):
+            w.eq(c.send.payload[:8], b"%08d" % k, "order")
+            w.check(c.send.payload[8:] == blob, "payload intact")
+            w.check(c.send.binary, "binary kept")
+            total += len(c.send.payload)
+    w.eq(total, nstreams * nbatches * (size + 8))
+    print("info: %.1f MiB each way in %.2fs" % (total / 2**20, dt), flush=True)
+    gw.close()
+    finish(p)
+
+
+def test_throughput_4_streams():
+    """Informational: messages/s echoed over 4 streams (printed; the load is python, so this is
+    a floor for ws-api, not its ceiling)."""
+    p, gp, hp = start_api("--log-level", "warn")
+    nstreams, nmsgs, per_batch = 4, 50000 // w.SLOW, 100
+    gw = Gateway(gp, "gw-tput")
+    streams = [gw.stream(raw=True) for _ in range(nstreams)]
+    batches = [build_batches(i, nmsgs, per_batch, 50, payload_len=40) for i in range(nstreams)]
+    result = {}
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=run_stream,
+                                args=(streams[i], batches[i], nmsgs, 120, result, i))
+               for i in range(nstreams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    dt = time.monotonic() - t0
+    for i in range(nstreams):
+        if result.get(i, "missing") is not None:
+            raise AssertionError("stream %d: %s" % (i, result.get(i, "did not finish")))
+    print("figure: ws-api echoed %d messages (%d B payloads, %d per batch) over %d streams in "
+          "%.2fs = %.0f msg/s" % (nstreams * nmsgs, len(b"0:0:") + 40, per_batch, nstreams, dt,
+                                  nstreams * nmsgs / dt), flush=True)
+    gw.close()
+    finish(p)
+
+
+if __name__ == "__main__":
+    w.run(globals())
