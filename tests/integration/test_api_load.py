@@ -8,7 +8,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_api_exchange import Gateway, ev_msg, finish, pb, start_api, w  # noqa: E402
+from test_api_exchange import Gateway, ev_msg, finish, metric, pb, start_api, w  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -119,6 +119,40 @@ def test_50mib_burst_both_ways():
             total += len(c.send.payload)
     w.eq(total, nstreams * nbatches * (size + 8))
     print("info: %.1f MiB each way in %.2fs" % (total / 2**20, dt), flush=True)
+    gw.close()
+    finish(p)
+
+
+def test_backpressure_gateway_that_does_not_read():
+    """A gateway that sends but does not read: ws-api's queue for that stream hits
+    --stream-queue, it stops returning stream window, and the gateway's sends stall (ws-api does
+    not grow); once the gateway reads, everything arrives in order."""
+    p, gp, hp = start_api("--stream-queue", "1m", "--stream-window", "1m")
+    gw = Gateway(gp, "gw-slow")
+    n, blob = 400, os.urandom(64 * 1024)  # 25 MiB in total
+    pulled = [0]
+
+    def gen():
+        for k in range(n):
+            pulled[0] += 1
+            yield pb.Upstream(seq=k + 1, events=[ev_msg(1, b"%08d" % k + blob, binary=True)])
+
+    call = gw.stub.Stream(gen(), metadata=[("x-gateway-id", "gw-slow")])
+    w.wait_until(lambda: metric(hp, "wsapi_backpressure_pauses_total") >= 1, timeout=20,
+                 what="backpressure on the stream")
+    time.sleep(1.0)
+    stalled_at = pulled[0]
+    time.sleep(1.0)
+    w.eq(pulled[0], stalled_at, "the gateway's sends are stalled")
+    w.check(stalled_at < n // 2, "stalled early: %d of %d sent" % (stalled_at, n))
+    rss_kb = int(open("/proc/%d/status" % p.pid).read().split("VmRSS:")[1].split()[0])
+    print("info: stalled after %d x 64 KiB, ws-api RSS %d KiB" % (stalled_at, rss_kb), flush=True)
+    got = []
+    for d in call:
+        got.extend(c.send.payload[:8] for c in d.commands)
+        if d.ack == n:
+            break
+    w.eq(got, [b"%08d" % k for k in range(n)], "all echoed, in order")
     gw.close()
     finish(p)
 
