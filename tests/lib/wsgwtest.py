@@ -107,8 +107,36 @@ def stop(p, sig=signal.SIGTERM, timeout=10.0):
     return p.returncode
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                   "runtime error:")
+
+
+def sanitizer_reports(p):
+    """Lines of a process log that show a sanitizer finding."""
+    try:
+        with open(p.log_path, errors="replace") as f:
+            return [l.rstrip() for l in f if any(m in l for m in SANITIZER_MARKS)]
+    except OSError:
+        return []
+
+
 @atexit.register
-def _cleanup():
+def _cleanup(graceful=False):
+    """Stops every started process: SIGTERM first when graceful (so sanitizers can report at
+    exit), SIGKILL for what is left."""
+    if graceful:
+        for p in _procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for p in _procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
     for p in _procs:
         if p.poll() is None:
             try:
@@ -175,20 +203,31 @@ def run(namespace, only=None):
         if flt and flt not in name:
             continue
         t0 = time.monotonic()
+        ok = True
         try:
             fn()
-            passed += 1
-            print("ok %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
         except Exception:
-            failed += 1
+            ok = False
             traceback.print_exc()
             for p in _procs:
                 print("--- log of %s (pid %d, rc %s):\n%s" % (p.args[0], p.pid, p.poll(), proc_log(p)),
                       file=sys.stderr)
-            print("FAIL %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
         finally:
-            _cleanup()
+            _cleanup(graceful=True)
+            for p in _procs:
+                rep = sanitizer_reports(p)
+                if rep:
+                    ok = False
+                    print("--- sanitizer report in %s (%s):\n%s" % (p.args[0], p.log_path,
+                                                                   "\n".join(rep[:20])),
+                          file=sys.stderr)
             _procs.clear()
+        if ok:
+            passed += 1
+            print("ok %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+        else:
+            failed += 1
+            print("FAIL %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(1 if failed else 0)
 
