@@ -395,6 +395,11 @@ int group_collect(group_t *g, int stop_fd, report_t *out)
         if (w->rep) {
             report_merge(out, w->rep);
             free(w->rep);
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                /* a result, then a crash or a sanitizer report at exit */
+                died++;
+                log_error("worker exited abnormally", "pid=%d status=%d", (int)w->pid, st);
+            }
         } else {
             died++;
             log_error("worker ended without a result", "pid=%d status=%d", (int)w->pid, st);

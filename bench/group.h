@@ -38,7 +38,7 @@ void group_stop(group_t *g);
 
 /* group_collect: waits for every RESULT (sending stop to all workers if stop_fd fires),
  * merges them into out and reaps the children. Returns the number of workers that died
- * without a result (0 when all is well). Frees g. */
+ * without a result or exited with a non-zero status (0 when all is well). Frees g. */
 int group_collect(group_t *g, int stop_fd, report_t *out);
 
 #endif
