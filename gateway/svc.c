@@ -550,14 +550,18 @@ static void *svc_main(void *arg)
         goto out;
     }
     static const uint32_t backoff[] = {1000};
+    /* lws counts in whole seconds: a sub-second interval rounds up to 1 s; 0 = off */
+    int64_t ping_us = gw_cfg.ping_interval_us;
+    uint16_t ping_s = (uint16_t)(ping_us <= 0 ? 0 : ping_us < 1000000 ? 1
+                                 : ping_us / 1000000 > 20000 ? 20000 : ping_us / 1000000);
     lws_retry_bo_t retry = {
         .retry_ms_table = backoff,
         .retry_ms_table_count = 1,
         .conceal_count = 1,
         /* Server pings after ping-interval without a pong; hangs up when none came within
          * two more intervals (lws validity timers, one per connection in its timer list). */
-        .secs_since_valid_ping = (uint16_t)(gw_cfg.ping_interval_us / 1000000),
-        .secs_since_valid_hangup = (uint16_t)(3 * gw_cfg.ping_interval_us / 1000000),
+        .secs_since_valid_ping = ping_s,
+        .secs_since_valid_hangup = (uint16_t)(3 * ping_s),
     };
     void *loops[1] = {&s->loop};
     struct lws_context_creation_info info;
