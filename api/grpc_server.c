@@ -160,6 +160,24 @@ static char *dupn(const uint8_t *p, size_t n)
     return s;
 }
 
+/* grpc-message value: percent-encode '%' and bytes outside printable ASCII (gRPC over HTTP/2
+ * spec, "Responses"); truncated to fit out. */
+static void grpc_message_encode(char *out, size_t n, const char *msg)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p && o + 4 < n; p++) {
+        if (*p >= 0x20 && *p <= 0x7e && *p != '%') {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = 0;
+}
+
 static const char *qv(char *out, size_t n, const char *s)
 {
     return log_quote(out, n, s ? s : "");
@@ -236,13 +254,14 @@ static void submit_trailers_only(gstream_t *s, int status, const char *msg)
 {
     char st[12];
     snprintf(st, sizeof st, "%d", status);
+    grpc_message_encode(s->status_msg, sizeof s->status_msg, msg);
     nghttp2_nv nva[] = {
         MAKE_NV(":status", "200"),
         MAKE_NV("content-type", "application/grpc"),
         MAKE_NV("grpc-status", st),
-        MAKE_NV("grpc-message", msg ? msg : ""),
+        MAKE_NV("grpc-message", s->status_msg),
     };
-    nghttp2_submit_response(s->c->ng, s->id, nva, msg && *msg ? 4 : 3, NULL);
+    nghttp2_submit_response(s->c->ng, s->id, nva, s->status_msg[0] ? 4 : 3, NULL);
     s->trailers_sent = true;
     s->eof = true;
     s->kind = GS_DONE;
@@ -334,7 +353,7 @@ static void stream_end(gstream_t *s, int status, const char *msg)
     stream_detach(s);
     s->as.closed = true;
     s->status = status;
-    snprintf(s->status_msg, sizeof s->status_msg, "%s", msg ? msg : "");
+    grpc_message_encode(s->status_msg, sizeof s->status_msg, msg);
     if (!s->resp_submitted) {
         submit_trailers_only(s, status, msg);
         return;
