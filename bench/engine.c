@@ -951,7 +951,8 @@ static bool finished(const ethread_t *t)
         return false;
     if (t->e->cfg->mode == MODE_MESSAGE)
         return (t->final || t->drained) && t->open == 0 && t->closing == 0;
-    return t->final && t->open == 0 && t->closing == 0;
+    /* conn/push: hold until stopped, or until no connection is left to hold */
+    return t->open == 0 && t->closing == 0;
 }
 
 static int wait_ms(const ethread_t *t)

@@ -361,16 +361,20 @@ uint64_t group_wait_ready(group_t *g, int stop_fd, int timeout_ms, bool *all_rea
     return open;
 }
 
-bool group_sleep(int stop_fd, int64_t ms)
+bool group_sleep(group_t *g, int stop_fd, int64_t ms)
 {
     int64_t deadline = clock_mono_ns() + ms * 1000000;
     for (;;) {
+        bool all_done = true;
+        for (int i = 0; i < g->n; i++)
+            if (!g->w[i].done)
+                all_done = false;
+        if (all_done)
+            return true; /* nothing left to wait for */
         int64_t left = deadline - clock_mono_ns();
         if (left <= 0)
             return true;
-        struct pollfd pf = {stop_fd, POLLIN, 0};
-        int rv = poll(&pf, 1, (int)(left / 1000000) + 1);
-        if (rv > 0 && drain_stop(stop_fd))
+        if (poll_workers(g, stop_fd, (int)(left / 1000000) + 1, false) < 0)
             return false;
     }
 }

@@ -30,8 +30,9 @@ group_t *group_start(const bench_cfg_t *cfg, int procs, char err[ENGINE_ERR_LEN]
  * over the workers that are ready; *all_ready tells whether all are. */
 uint64_t group_wait_ready(group_t *g, int stop_fd, int timeout_ms, bool *all_ready);
 
-/* group_sleep: waits ms milliseconds unless stop_fd fires first. Returns false if it fired. */
-bool group_sleep(int stop_fd, int64_t ms);
+/* group_sleep: waits ms milliseconds, less when stop_fd fires (returns false) or when every
+ * worker has ended (all their connections gone; returns true). */
+bool group_sleep(group_t *g, int stop_fd, int64_t ms);
 
 /* group_stop: tells every worker to stop (close its connections and report). */
 void group_stop(group_t *g);

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     report_init(push_rep);
     int setup_failed = 0;
     if (cfg.mode == MODE_CONN && all_ready) {
-        group_sleep(stop_fd, o.sleep_us / 1000);
+        group_sleep(g, stop_fd, o.sleep_us / 1000);
         group_stop(g);
     } else if (cfg.mode == MODE_PUSH && all_ready) {
         pusher_opts_t po = {
@@ -138,12 +138,12 @@ int main(int argc, char **argv)
             .users = (uint64_t)o.users,
         };
         char perr[PUSHER_ERR_LEN];
-        if (group_sleep(stop_fd, o.settle_us / 1000)) {
+        if (group_sleep(g, stop_fd, o.settle_us / 1000)) {
             if (pusher_run(&po, stop_fd, push_rep, perr) < 0) {
                 fprintf(stderr, "ws-bench: %s\n", perr);
                 setup_failed = 1;
             } else {
-                group_sleep(stop_fd, o.drain_us / 1000);
+                group_sleep(g, stop_fd, o.drain_us / 1000);
             }
         }
         push_rep->deliveries_expected =
