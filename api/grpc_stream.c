@@ -1,0 +1,534 @@
+/* grpc_stream.c: one gRPC call on ws-api's h2c server: request dispatch (Exchange, Push,
+ * unknown method), message decoding and handling, the outbound queue behind nghttp2's data
+ * provider, Downstream flushing, trailers and errors confined to the stream.
+ *
+ * Threads: loop thread only; most functions run inside nghttp2 callbacks (mem_recv/mem_send),
+ * where submitting frames and resuming data is allowed, freeing the connection is not. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "downstream.h"
+#include "exchange.h"
+#include "grpc_internal.h"
+#include "log.h"
+#include "metrics.h"
+#include "presence.h"
+#include "push.h"
+#include "router.h"
+#include "wsapi_metrics.h"
+#include "wsgw.pb-c.h"
+
+static uint64_t stream_serial;
+
+static void stream_flush(api_stream_t *as);
+static void stream_fail(gstream_t *s, int status, const char *msg);
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+#define MAKE_NV(n, v)                                                                          \
+    {                                                                                          \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                              \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME                                                       \
+    }
+
+/* grpc-message value: percent-encode '%' and bytes outside printable ASCII (gRPC over HTTP/2
+ * spec, "Responses"); truncated to fit out. */
+static void grpc_message_encode(char *out, size_t n, const char *msg)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p && o + 4 < n; p++) {
+        if (*p >= 0x20 && *p <= 0x7e && *p != '%') {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = 0;
+}
+
+const char *grpc__quote(char *out, size_t n, const char *s)
+{
+    return log_quote(out, n, s ? s : "");
+}
+
+/* ---- outbound queue ------------------------------------------------------------------------ */
+
+static void oq_push(gstream_t *s, uint8_t *data, size_t len)
+{
+    chunk_t *ch = malloc(sizeof *ch);
+    if (!ch) {
+        free(data);
+        stream_fail(s, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    ch->next = NULL;
+    ch->data = data;
+    ch->len = len;
+    ch->off = 0;
+    if (s->oq_tail)
+        s->oq_tail->next = ch;
+    else
+        s->oq_head = ch;
+    s->oq_tail = ch;
+    s->oq_bytes += len;
+}
+
+static void oq_clear(gstream_t *s)
+{
+    for (chunk_t *ch = s->oq_head, *n; ch; ch = n) {
+        n = ch->next;
+        free(ch->data);
+        free(ch);
+    }
+    s->oq_head = s->oq_tail = NULL;
+    s->oq_bytes = 0;
+}
+
+/* After queuing or ending: wake nghttp2's deferred data provider and the socket. */
+static void stream_kick(gstream_t *s)
+{
+    if (s->deferred && s->resp_submitted) {
+        s->deferred = false;
+        nghttp2_session_resume_data(s->c->ng, s->id);
+    }
+    grpc__conn_want_write(s->c);
+}
+
+/* ---- presence membership ------------------------------------------------------------------- */
+
+static void stream_detach(gstream_t *s)
+{
+    if (!s->attached)
+        return;
+    grpc_server_t *srv = s->c->srv;
+    size_t gws = srv->pres->ngateways;
+    char gw[96];
+    grpc__quote(gw, sizeof gw, s->as.gw ? s->as.gw->id : "");
+    size_t dropped = presence_detach(srv->pres, &s->as);
+    s->attached = false;
+    s->as.closed = true;
+    metrics_gauge_add(wsapi_m.gateway_streams, -1);
+    metrics_gauge_add(wsapi_m.presence, -(int64_t)dropped);
+    metrics_gauge_add(wsapi_m.gateways, (int64_t)srv->pres->ngateways - (int64_t)gws);
+    log_info("exchange stream closed", "gateway=%s stream=%llu conn=%llu", gw,
+             (unsigned long long)s->as.serial, (unsigned long long)s->c->serial);
+    if (srv->pres->ngateways < gws)
+        log_info("gateway left", "gateway=%s connections_dropped=%zu", gw, dropped);
+}
+
+/* ---- responses ----------------------------------------------------------------------------- */
+
+static void submit_trailers_only(gstream_t *s, int status, const char *msg)
+{
+    char st[12];
+    snprintf(st, sizeof st, "%d", status);
+    grpc_message_encode(s->status_msg, sizeof s->status_msg, msg);
+    nghttp2_nv nva[] = {
+        MAKE_NV(":status", "200"),
+        MAKE_NV("content-type", "application/grpc"),
+        MAKE_NV("grpc-status", st),
+        MAKE_NV("grpc-message", s->status_msg),
+    };
+    nghttp2_submit_response(s->c->ng, s->id, nva, s->status_msg[0] ? 4 : 3, NULL);
+    s->trailers_sent = true;
+    s->eof = true;
+    s->kind = GS_DONE;
+    grpc__conn_want_write(s->c);
+}
+
+static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                              uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)ud;
+    gstream_t *s = src->ptr;
+    size_t n = 0;
+    while (n < length && s->oq_head) {
+        chunk_t *ch = s->oq_head;
+        size_t take = ch->len - ch->off;
+        if (take > length - n)
+            take = length - n;
+        memcpy(buf + n, ch->data + ch->off, take);
+        ch->off += take;
+        n += take;
+        if (ch->off == ch->len) {
+            s->oq_head = ch->next;
+            if (!s->oq_head)
+                s->oq_tail = NULL;
+            free(ch->data);
+            free(ch);
+        }
+    }
+    s->oq_bytes -= n; /* withheld window (if any) is returned by conn_unblock, outside nghttp2 */
+    if (!s->oq_head && s->eof) {
+        char st[12];
+        snprintf(st, sizeof st, "%d", s->status);
+        nghttp2_nv tr[] = {
+            MAKE_NV("grpc-status", st),
+            MAKE_NV("grpc-message", s->status_msg),
+        };
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (nghttp2_submit_trailer(ng, id, tr, s->status_msg[0] ? 2 : 1) != 0)
+            *flags &= ~(uint32_t)NGHTTP2_DATA_FLAG_NO_END_STREAM; /* at least end the stream */
+        s->trailers_sent = true;
+        return (ssize_t)n;
+    }
+    if (n == 0) {
+        s->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return (ssize_t)n;
+}
+
+static int submit_stream_response(gstream_t *s, bool exchange)
+{
+    nghttp2_nv nva[] = {
+        MAKE_NV(":status", "200"),
+        MAKE_NV("content-type", "application/grpc"),
+        MAKE_NV("x-wsgw-ack", "1"),
+    };
+    nghttp2_data_provider dp = {.source.ptr = s, .read_callback = stream_read_cb};
+    int rv = nghttp2_submit_response(s->c->ng, s->id, nva, exchange ? 3 : 2, &dp);
+    if (rv == 0)
+        s->resp_submitted = true;
+    return rv;
+}
+
+/* Ends the stream after what is queued, with `status`. Pending commands are flushed first. */
+void grpc__stream_end(gstream_t *s, int status, const char *msg)
+{
+    if (s->eof)
+        return;
+    if (s->kind == GS_EXCHANGE) {
+        stream_flush(&s->as);
+        if (s->eof)
+            return; /* the flush itself failed the stream */
+    }
+    stream_detach(s);
+    s->as.closed = true;
+    s->status = status;
+    grpc_message_encode(s->status_msg, sizeof s->status_msg, msg);
+    if (!s->resp_submitted) {
+        submit_trailers_only(s, status, msg);
+        return;
+    }
+    s->eof = true;
+    stream_kick(s);
+}
+
+/* A bad message or resource problem: fail this stream only. */
+static void stream_fail(gstream_t *s, int status, const char *msg)
+{
+    if (s->eof)
+        return;
+    char gw[96], m[160];
+    log_warn("stream failed", "status=%d error=%s gateway=%s stream=%llu peer=%s", status,
+             grpc__quote(m, sizeof m, msg), grpc__quote(gw, sizeof gw, s->gateway_id),
+             (unsigned long long)s->as.serial, s->c->peer);
+    grpc__stream_end(s, status, msg);
+}
+
+/* ---- flushing commands into Downstream messages -------------------------------------------- */
+
+static void stream_flush(api_stream_t *as)
+{
+    gstream_t *s = (gstream_t *)as;
+    if (s->eof || (as->ncmds == 0 && !as->ack_dirty))
+        return;
+    if (downstream_finish(&as->pending, as->ack) < 0) {
+        buf_free(&as->pending);
+        as->ncmds = 0;
+        stream_fail(s, GRPC_RESOURCE_EXHAUSTED, "out of memory encoding Downstream");
+        return;
+    }
+    metrics_inc(wsapi_m.downstream_msgs);
+    metrics_add(wsapi_m.downstream_bytes, as->pending.len);
+    metrics_add(wsapi_m.commands, as->ncmds);
+    size_t len = as->pending.len;
+    uint8_t *data = as->pending.data;
+    as->pending = (buf_t)BUF_INIT;
+    as->ncmds = 0;
+    as->ack_dirty = false;
+    oq_push(s, data, len);
+    if (s->eof)
+        return; /* oq_push failed the stream */
+    if (s->oq_bytes > 4 * s->c->srv->cfg.stream_queue) {
+        /* Pushes kept coming for a gateway that does not read. RST_STREAM with
+         * ENHANCE_YOUR_CALM maps to RESOURCE_EXHAUSTED in gRPC; the gateway re-sends its unacked
+         * batches on another stream. */
+        metrics_inc(wsapi_m.stream_overflows);
+        char gw[96];
+        log_warn("stream queue overflow", "gateway=%s stream=%llu queued=%zu",
+                 grpc__quote(gw, sizeof gw, s->gateway_id), (unsigned long long)as->serial, s->oq_bytes);
+        stream_detach(s);
+        oq_clear(s);
+        s->eof = s->trailers_sent = true;
+        nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id,
+                                  NGHTTP2_ENHANCE_YOUR_CALM);
+        grpc__conn_want_write(s->c);
+        return;
+    }
+    stream_kick(s);
+}
+
+/* ---- request dispatch ---------------------------------------------------------------------- */
+
+static int on_message(void *ud, const uint8_t *msg, size_t len);
+
+void grpc__stream_dispatch(gstream_t *s)
+{
+    grpc_server_t *srv = s->c->srv;
+    char p[96];
+    if (!s->content_type || strncmp(s->content_type, "application/grpc", 16) != 0) {
+        /* gRPC over HTTP/2 spec: a non-gRPC content-type gets HTTP 415. */
+        nghttp2_nv nva[] = {MAKE_NV(":status", "415")};
+        nghttp2_submit_response(s->c->ng, s->id, nva, 1, NULL);
+        s->kind = GS_DONE;
+        s->eof = s->trailers_sent = true;
+        log_rl_warn("not a gRPC request", "path=%s peer=%s", grpc__quote(p, sizeof p, s->path),
+                    s->c->peer);
+        return;
+    }
+    if (s->path && strcmp(s->path, "/wsgw.v1.Exchange/Stream") == 0) {
+        s->kind = GS_EXCHANGE;
+        grpc_dec_init(&s->dec, srv->cfg.max_message);
+        s->dec_init = true;
+        const char *gid = s->gateway_id && *s->gateway_id ? s->gateway_id : s->c->anon_gw;
+        size_t gws = srv->pres->ngateways;
+        if (!presence_attach(srv->pres, gid, &s->as)) {
+            stream_fail(s, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
+        s->attached = true;
+        metrics_gauge_add(wsapi_m.gateway_streams, 1);
+        metrics_gauge_add(wsapi_m.gateways, (int64_t)srv->pres->ngateways - (int64_t)gws);
+        char gw[96];
+        log_info("exchange stream open", "gateway=%s stream=%llu conn=%llu peer=%s",
+                 grpc__quote(gw, sizeof gw, gid), (unsigned long long)s->as.serial,
+                 (unsigned long long)s->c->serial, s->c->peer);
+        if (submit_stream_response(s, true) != 0)
+            stream_fail(s, GRPC_INTERNAL, "cannot submit response");
+        return;
+    }
+    if (s->path && strcmp(s->path, "/wsgw.v1.Push/Push") == 0) {
+        if (!push_token_ok(srv->cfg.push_token, s->authorization)) {
+            metrics_inc(wsapi_m.grpc_push[GRPC_UNAUTHENTICATED]);
+            log_rl_warn("push unauthenticated", "peer=%s", s->c->peer);
+            submit_trailers_only(s, GRPC_UNAUTHENTICATED, "missing or wrong bearer token");
+            return;
+        }
+        s->kind = GS_PUSH;
+        grpc_dec_init(&s->dec, srv->cfg.max_message);
+        s->dec_init = true;
+        return;
+    }
+    metrics_inc(wsapi_m.unknown_method);
+    log_rl_warn("unknown method", "path=%s peer=%s", grpc__quote(p, sizeof p, s->path), s->c->peer);
+    char msg[160];
+    snprintf(msg, sizeof msg, "unknown method %.120s", s->path ? s->path : "(none)");
+    submit_trailers_only(s, GRPC_UNIMPLEMENTED, msg);
+}
+
+/* The unary Push call, once its request is complete. */
+static void push_finish(gstream_t *s)
+{
+    grpc_server_t *srv = s->c->srv;
+    int status = GRPC_OK;
+    const char *msg = "";
+    Wsgw__V1__PushRequest *req = NULL;
+    if (s->push_count != 1) {
+        status = GRPC_INTERNAL;
+        msg = "expected exactly one request message";
+        goto reply;
+    }
+    req = wsgw__v1__push_request__unpack(NULL, s->push_msg.len, s->push_msg.data);
+    if (!req) {
+        metrics_inc(wsapi_m.dec_protobuf);
+        status = GRPC_INTERNAL;
+        msg = "cannot decode wsgw.v1.PushRequest";
+        goto reply;
+    }
+    target_t t = {0};
+    if (req->target) {
+        t.conn_ids = req->target->conn_ids;
+        t.n_conn_ids = req->target->n_conn_ids;
+        t.user_ids = req->target->user_ids;
+        t.n_user_ids = req->target->n_user_ids;
+        t.room = req->target->room && *req->target->room ? req->target->room : NULL;
+        t.all = req->target->all;
+    }
+    if (target_empty(&t)) {
+        status = GRPC_INVALID_ARGUMENT;
+        msg = "empty target";
+        goto reply;
+    }
+    int n = push_send(srv->r, &t, req->payload.data, req->payload.len, req->binary);
+    if (n < 0) {
+        status = GRPC_RESOURCE_EXHAUSTED;
+        msg = "out of memory";
+        goto reply;
+    }
+    Wsgw__V1__PushReply rep = WSGW__V1__PUSH_REPLY__INIT;
+    rep.gateways = (uint32_t)n;
+    size_t len = wsgw__v1__push_reply__get_packed_size(&rep);
+    uint8_t *out = malloc(GRPC_FRAME_HDR_LEN + len);
+    if (!out) {
+        status = GRPC_RESOURCE_EXHAUSTED;
+        msg = "out of memory";
+        goto reply;
+    }
+    grpc_frame_header(out, (uint32_t)len);
+    wsgw__v1__push_reply__pack(&rep, out + GRPC_FRAME_HDR_LEN);
+    oq_push(s, out, GRPC_FRAME_HDR_LEN + len);
+    if (s->eof)
+        goto done;
+    if (submit_stream_response(s, false) != 0) {
+        oq_clear(s);
+        status = GRPC_INTERNAL;
+        msg = "cannot submit response";
+        goto reply;
+    }
+reply:
+    metrics_inc(wsapi_m.grpc_push[status]);
+    if (status != GRPC_OK)
+        log_rl_warn("push failed", "status=%d error=\"%s\" peer=%s", status, msg, s->c->peer);
+    grpc__stream_end(s, status, msg);
+done:
+    if (req)
+        wsgw__v1__push_request__free_unpacked(req, NULL);
+    buf_free(&s->push_msg);
+}
+
+void grpc__stream_remote_end(gstream_t *s)
+{
+    if (s->remote_closed)
+        return;
+    s->remote_closed = true;
+    if (s->eof)
+        return;
+    if (s->dec_init && grpc_dec_partial(&s->dec)) {
+        metrics_inc(wsapi_m.dec_truncated);
+        stream_fail(s, GRPC_INTERNAL, "stream ended inside a message");
+        return;
+    }
+    if (s->kind == GS_EXCHANGE)
+        grpc__stream_end(s, GRPC_OK, NULL); /* the gateway half-closed: flush, then trailers */
+    else if (s->kind == GS_PUSH)
+        push_finish(s);
+}
+
+/* A complete gRPC message of stream ud. Returns <0 to stop the decoder (stream failed). */
+static int on_message(void *ud, const uint8_t *msg, size_t len)
+{
+    gstream_t *s = ud;
+    grpc_server_t *srv = s->c->srv;
+    if (s->eof)
+        return GRPC__STOP;
+    if (s->kind == GS_PUSH) {
+        if (++s->push_count > 1 || buf_append(&s->push_msg, msg, len) < 0) {
+            stream_fail(s, GRPC_INTERNAL, s->push_count > 1 ? "more than one request message"
+                                                            : "out of memory");
+            return GRPC__STOP;
+        }
+        return 0;
+    }
+    int rv = exchange_upstream(srv->x, &s->as, msg, len);
+    if (rv == EXCHANGE_ERR_DECODE) {
+        metrics_inc(wsapi_m.dec_protobuf);
+        stream_fail(s, GRPC_INTERNAL, "cannot decode wsgw.v1.Upstream");
+        return GRPC__STOP;
+    }
+    if (rv == EXCHANGE_ERR_NOMEM) {
+        stream_fail(s, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return GRPC__STOP;
+    }
+    return 0;
+}
+
+
+void grpc__stream_free(gstream_t *s)
+{
+    gconn_t *c = s->c;
+    stream_detach(s);
+    router_forget(c->srv->r, &s->as);
+    if (s->blocked)
+        c->nblocked--;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (s->dec_init)
+        grpc_dec_free(&s->dec);
+    oq_clear(s);
+    buf_free(&s->as.pending);
+    buf_free(&s->push_msg);
+    free(s->path);
+    free(s->gateway_id);
+    free(s->authorization);
+    free(s->content_type);
+    free(s);
+}
+
+
+gstream_t *grpc__stream_new(gconn_t *c, int32_t id)
+{
+    gstream_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->c = c;
+    s->id = id;
+    s->as.serial = ++stream_serial;
+    s->as.flush = stream_flush;
+    s->next = c->streams;
+    if (c->streams)
+        c->streams->prev = s;
+    c->streams = s;
+    return s;
+}
+
+void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len)
+{
+    gconn_t *c = s->c;
+    grpc_server_t *srv = c->srv;
+    if (s->eof || (s->kind != GS_EXCHANGE && s->kind != GS_PUSH)) {
+        nghttp2_session_consume_stream(c->ng, s->id, len);
+        return;
+    }
+    int rv = grpc_dec_feed(&s->dec, data, len, on_message, s);
+    if (rv < 0 && rv != GRPC__STOP && !s->eof) {
+        char m[160];
+        if (rv == GRPC_FRAME_ERR_TOO_LARGE) {
+            metrics_inc(wsapi_m.dec_oversize);
+            snprintf(m, sizeof m, "message larger than --max-message (%zu bytes)",
+                     srv->cfg.max_message);
+            stream_fail(s, GRPC_RESOURCE_EXHAUSTED, m);
+        } else {
+            metrics_inc(wsapi_m.dec_framing);
+            snprintf(m, sizeof m, "bad gRPC framing: %s", grpc_frame_strerror(rv));
+            stream_fail(s, GRPC_INTERNAL, m);
+        }
+    }
+    /* Backpressure: while the gateway does not read what we queued for this stream, its
+     * stream window is not returned, so it stops sending (conn_unblock in grpc_server.c gives
+     * the window back once the queue drained below half). */
+    if (!s->eof && s->kind == GS_EXCHANGE &&
+        s->oq_bytes + s->as.pending.len > srv->cfg.stream_queue) {
+        s->unconsumed += len;
+        if (!s->blocked) {
+            s->blocked = true;
+            c->nblocked++;
+            metrics_inc(wsapi_m.backpressure_pauses);
+            char gw[96];
+            log_rl_warn("backpressure", "gateway=%s stream=%llu queued=%zu",
+                        grpc__quote(gw, sizeof gw, s->gateway_id),
+                        (unsigned long long)s->as.serial, s->oq_bytes);
+        }
+    } else {
+        nghttp2_session_consume_stream(c->ng, s->id, len);
+    }
+}
