@@ -367,6 +367,125 @@ def test_garbage_bytes_on_grpc_port():
     finish(p)
 
 
+class RawH2:
+    """A hand-rolled h2c client (no HPACK decoder: it reads DATA, RST_STREAM and END_STREAM
+    only) for what grpcio cannot send: gRPC framing split into 1-byte DATA frames, compressed
+    flags, truncated or oversize length prefixes."""
+
+    def __init__(self, port):
+        import struct
+        self.struct = struct
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self.data = {}     # stream id -> DATA bytes
+        self.ended = {}    # stream id -> "end_stream" | "rst"
+        self.s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self.frame(4, 0, 0, b""))
+
+    def frame(self, ftype, flags, sid, payload):
+        return self.struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+            self.struct.pack(">I", sid) + payload
+
+    @staticmethod
+    def lit(name, value):
+        n, v = name.encode(), value.encode()
+        assert len(n) < 127 and len(v) < 127
+        return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v  # literal, no indexing
+
+    def open(self, sid, path="/wsgw.v1.Exchange/Stream", gw="gw-raw"):
+        block = b"".join(self.lit(k, v) for k, v in (
+            (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
+            ("content-type", "application/grpc"), ("te", "trailers"), ("x-gateway-id", gw)))
+        self.s.sendall(self.frame(1, 0x4, sid, block))
+
+    def send(self, sid, data, end=False, chunk=None):
+        chunk = chunk or max(len(data), 1)
+        out = b""
+        for i in range(0, max(len(data), 1), chunk):
+            part = data[i:i + chunk]
+            last = i + chunk >= len(data)
+            out += self.frame(0, 0x1 if (end and last) else 0, sid, part)
+        self.s.sendall(out)
+
+    def pump(self, until, timeout=10.0):
+        deadline = time.monotonic() + timeout * w.SLOW
+        while not until():
+            if time.monotonic() > deadline:
+                raise TimeoutError("raw h2: condition not met")
+            self.s.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise AssertionError("server closed the connection")
+            self.buf += chunk
+            while len(self.buf) >= 9:
+                n = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) < 9 + n:
+                    break
+                ftype, flags = self.buf[3], self.buf[4]
+                sid = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
+                payload, self.buf = self.buf[9:9 + n], self.buf[9 + n:]
+                if ftype == 4 and not flags & 1:
+                    self.s.sendall(self.frame(4, 1, 0, b""))  # SETTINGS ACK
+                elif ftype == 0:
+                    self.data[sid] = self.data.get(sid, b"") + payload
+                    if n:  # give the window back
+                        inc = self.struct.pack(">I", n)
+                        self.s.sendall(self.frame(8, 0, 0, inc) + self.frame(8, 0, sid, inc))
+                elif ftype == 3:
+                    self.ended[sid] = "rst"
+                if ftype in (0, 1) and flags & 1:
+                    self.ended.setdefault(sid, "end_stream")
+
+    def downstreams(self, sid):
+        out, b = [], self.data.get(sid, b"")
+        while len(b) >= 5:
+            n = int.from_bytes(b[1:5], "big")
+            out.append(pb.Downstream.FromString(b[5:5 + n]))
+            b = b[5 + n:]
+        return out
+
+    def close(self):
+        self.s.close()
+
+
+def grpc_msg(m):
+    body = m.SerializeToString()
+    return b"\x00" + len(body).to_bytes(4, "big") + body
+
+
+def test_framing_split_merged_and_broken():
+    p, gp, hp = start_api("--max-message", "65536")
+    h = RawH2(gp)
+    # stream 1: three batches, every byte in its own DATA frame, then two merged in one frame
+    h.open(1)
+    msgs = [grpc_msg(pb.Upstream(seq=i + 1, events=[ev_msg(9, "b%d" % i)])) for i in range(5)]
+    h.send(1, b"".join(msgs[:3]), chunk=1)
+    h.send(1, msgs[3] + msgs[4])
+    h.pump(lambda: sum(len(d.commands) for d in h.downstreams(1)) == 5 and
+           h.downstreams(1)[-1].ack == 5)
+    got = [c.send.payload for d in h.downstreams(1) for c in d.commands]
+    w.eq(got, [b"b%d" % i for i in range(5)], "echoed in order")
+    # stream 3: compressed flag (never negotiated) -> framing error on that stream only
+    h.open(3)
+    h.send(3, b"\x01\x00\x00\x00\x01x")
+    # stream 5: a message cut short by END_STREAM -> truncated
+    h.open(5)
+    h.send(5, b"\x00\x00\x00\x00\x10abc", end=True)
+    # stream 7: a prefix announcing more than --max-message -> oversize, without the body
+    h.open(7)
+    h.send(7, b"\x00\x00\x10\x00\x01")
+    h.pump(lambda: all(sid in h.ended for sid in (3, 5, 7)))
+    w.eq(metric(hp, 'wsapi_decode_errors_total{reason="framing"}'), 1.0)
+    w.eq(metric(hp, 'wsapi_decode_errors_total{reason="truncated"}'), 1.0)
+    w.eq(metric(hp, 'wsapi_decode_errors_total{reason="oversize"}'), 1.0)
+    # stream 1 is still fine
+    h.send(1, grpc_msg(pb.Upstream(seq=6, events=[ev_msg(9, "after")])))
+    h.pump(lambda: h.downstreams(1)[-1].ack == 6)
+    w.eq(h.downstreams(1)[-1].commands[-1].send.payload, b"after")
+    w.check(1 not in h.ended, "stream 1 not ended")
+    h.close()
+    finish(p)
+
+
 def test_sigterm_exits_zero():
     p, gp, hp = start_api("--shutdown-timeout", "1s")
     gw = Gateway(gp, "gw-term")
