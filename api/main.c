@@ -169,8 +169,10 @@ int main(int argc, char **argv)
     char herr[PUSH_HTTP_ERR_LEN];
     a.http = push_http_new(&a.loop, &hcfg, &router, &pres, herr);
     if (!a.http) {
+        /* Exit without running the loop again: a half-created lws context cannot be torn down
+         * (see push_http_new). */
         log_error("cannot start HTTP server", "addr=%s error=\"%s\"", http_listen, herr);
-        goto out_grpc;
+        return 1;
     }
 
     uv_signal_init(&a.loop, &a.sigterm);
@@ -192,7 +194,6 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&a.tick, close_cb);
     uv_close((uv_handle_t *)&a.grace, close_cb);
     push_http_free(a.http);
-out_grpc:
     grpc_server_free(a.grpc);
 out_free:
     /* Let lws and our handles finish closing on the loop, then tear down. */

@@ -334,7 +334,7 @@ push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t
     info.port = port;
     info.iface = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? NULL : host;
     info.protocols = protocols;
-    info.options = LWS_SERVER_OPTION_LIBUV;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
     if (ss.ss_family == AF_INET)
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = loops;
@@ -348,12 +348,15 @@ push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t
         snprintf(err, PUSH_HTTP_ERR_LEN, "cannot create the HTTP server on %s (lws)", cfg->listen);
         goto out_free;
     }
+    /* lws creates the context even when its default vhost cannot listen: check the vhost. */
     h->vh = lws_get_vhost_by_name(h->ctx, "ws-api");
-    h->port = h->vh ? lws_get_vhost_listen_port(h->vh) : port;
-    if (h->port <= 0 && port != 0) {
+    h->port = h->vh ? lws_get_vhost_listen_port(h->vh) : -1;
+    if (h->port <= 0) {
+        /* Not destroyed: lws 4.1 frees a foreign-loop context whose vhost failed before its
+         * listen wsi finishes closing on our loop (use after free in __lws_close_free_wsi_final).
+         * The caller exits; the context stays reachable from the_http until then. */
         snprintf(err, PUSH_HTTP_ERR_LEN, "cannot listen on %s", cfg->listen);
-        lws_context_destroy(h->ctx);
-        goto out_free;
+        return NULL;
     }
     log_info("http listening", "addr=%s:%d max_body=%zu auth=%s", host, h->port, cfg->max_body,
              cfg->push_token && *cfg->push_token ? "bearer" : "none");

@@ -486,6 +486,32 @@ def test_framing_split_merged_and_broken():
     finish(p)
 
 
+def test_startup_errors():
+    import subprocess
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    exe = os.path.join(w.BIN, "ws-api")
+    for args, rc, text in (
+            (["--http-listen", "127.0.0.1:%d" % port, "--grpc-listen", "127.0.0.1:0"], 1,
+             "cannot start HTTP server"),
+            (["--grpc-listen", "127.0.0.1:%d" % port, "--http-listen", "127.0.0.1:0"], 1,
+             "Address already in use"),
+            (["--grpc-listen", "nowhere"], 1, "want host:port"),
+            (["--handler", "shout"], 2, "unknown --handler"),
+            (["--max-message", "12"], 2, "out of range")):
+        r = subprocess.run([exe] + args, capture_output=True, text=True, timeout=20)
+        w.eq(r.returncode, rc, "exit code for %s: %s" % (args, r.stderr[-500:]))
+        w.check(text in r.stderr, "%r not in stderr: %s" % (text, r.stderr[-500:]))
+    busy.close()
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=20)
+    w.eq(r.returncode, 0)
+    for flag in ("--grpc-listen", "--http-listen", "--handler", "--push-token", "--max-message",
+                 "WSGW_PUSH_TOKEN"):
+        w.check(flag in r.stdout, "--help lacks %s" % flag)
+
+
 def test_sigterm_exits_zero():
     p, gp, hp = start_api("--shutdown-timeout", "1s")
     gw = Gateway(gp, "gw-term")
