@@ -185,5 +185,65 @@ def test_throughput_4_streams():
     finish(p)
 
 
+# ---- benchmark mode (not a test) -------------------------------------------------------------
+# /usr/bin/python3 tests/integration/test_api_load.py --bench [PROCS] [MSGS_PER_STREAM] [BATCH]
+# 4 streams spread over PROCS client processes (python is the bottleneck: more processes, more
+# load), every batch queued at once; prints echoed msg/s and ws-api's own CPU use.
+
+def _bench_worker(gp, idx, nstreams, nmsgs, batch, q_out, q_go):
+    gw = Gateway(gp, "gw-bench-%d" % idx)
+    streams = [gw.stream(raw=True) for _ in range(nstreams)]
+    batches = [build_batches(idx * 10 + i, nmsgs, batch, 50, payload_len=40)
+               for i in range(nstreams)]
+    res = {}
+    q_out.put(("ready", idx))
+    q_go.get()
+    t0 = time.monotonic()
+    th = [threading.Thread(target=run_stream, args=(streams[i], batches[i], nmsgs, 300, res, i))
+          for i in range(nstreams)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    ok = all(v is None for v in res.values()) and all(len(st.commands) == nmsgs for st in streams)
+    q_out.put(("done", idx, nstreams * nmsgs, time.monotonic() - t0, ok))
+    gw.close()
+
+
+def _cpu_seconds(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench(nprocs=4, nmsgs=500000, batch=100):
+    import multiprocessing as mp
+    p, gp, hp = start_api("--log-level", "warn")
+    q_out, q_go = mp.Queue(), mp.Queue()
+    procs = [mp.Process(target=_bench_worker, args=(gp, i, 4 // nprocs, nmsgs, batch, q_out, q_go))
+             for i in range(nprocs)]
+    for pr in procs:
+        pr.start()
+    for _ in procs:
+        q_out.get()
+    c0, t0 = _cpu_seconds(p.pid), time.monotonic()
+    for _ in procs:
+        q_go.put(1)
+    total, ok = 0, True
+    for _ in procs:
+        m = q_out.get()
+        total += m[2]
+        ok = ok and m[4]
+    dt, cpu = time.monotonic() - t0, _cpu_seconds(p.pid) - c0
+    for pr in procs:
+        pr.join()
+    print("bench streams=4 procs=%d batch=%d payload~50B echoed=%d all_ok=%s secs=%.2f "
+          "msg_per_s=%.0f ws_api_cpu=%.0f%% msg_per_ws_api_cpu_second=%.0f"
+          % (nprocs, batch, total, ok, dt, total / dt, 100 * cpu / dt, total / max(cpu, 0.01)))
+    finish(p)
+
+
 if __name__ == "__main__":
-    w.run(globals())
+    if len(sys.argv) > 1 and sys.argv[1] == "--bench":
+        bench(*[int(a) for a in sys.argv[2:5]])
+    else:
+        w.run(globals())
