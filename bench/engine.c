@@ -40,6 +40,7 @@
 #define SWEEP_NS 100000000LL /* connect-timeout sweep period */
 #define STOP_TAG UINT64_MAX
 #define PUSH_PREFIX 32       /* bytes of each pushed message parsed for its time stamp */
+#define PUSH_QUIET_NS 500000000LL /* push mode: deliveries are over after this long without one */
 
 enum cstate { C_IDLE = 0, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DONE, C_FAILED };
 
@@ -90,7 +91,7 @@ typedef struct ethread {
     uint32_t started, pending, open, closing, senders, first_pending;
     uint32_t max_pending;
     int64_t connect_gap_ns, next_connect, next_sweep;
-    int64_t send_deadline, drain_deadline, final_deadline;
+    int64_t send_deadline, drain_deadline, final_deadline, stop_at;
     bool ready, stopping, drained, final, send_over;
     sched_t *heap;
     uint32_t heap_len, heap_cap;
@@ -904,8 +905,24 @@ static void enter_final(ethread_t *t)
 static void on_stop(ethread_t *t)
 {
     t->stopping = true;
+    t->stop_at = t->now;
     epoll_ctl(t->ep, EPOLL_CTL_DEL, t->e->stop_fd, NULL);
+    if (t->e->cfg->mode == MODE_PUSH && t->ready) {
+        /* deliveries may still be on their way: wait until none came for PUSH_QUIET_NS,
+         * at most --drain */
+        t->drained = true;
+        t->drain_deadline = t->now + t->e->cfg->drain_ns;
+        return;
+    }
     enter_final(t);
+}
+
+/* push mode, stopping: the time the quiet wait ends */
+static int64_t push_quiet_end(const ethread_t *t)
+{
+    int64_t last = t->rep.t_last_recv > t->stop_at ? t->rep.t_last_recv : t->stop_at;
+    int64_t q = last + PUSH_QUIET_NS;
+    return q < t->drain_deadline ? q : t->drain_deadline;
 }
 
 static void check_phases(ethread_t *t)
@@ -938,6 +955,8 @@ static void check_phases(ethread_t *t)
         if (t->drained && t->now >= t->drain_deadline)
             enter_final(t);
     }
+    if (cfg->mode == MODE_PUSH && t->stopping && !t->final && t->now >= push_quiet_end(t))
+        enter_final(t);
     if (t->final && t->now >= t->final_deadline) {
         for (uint32_t j = 0; j < t->n; j++)
             if (t->conns[j].state == C_CLOSING)
@@ -969,6 +988,8 @@ static int wait_ms(const ethread_t *t)
         next = t->send_deadline;
     if (t->drained && !t->final && t->drain_deadline < next)
         next = t->drain_deadline;
+    if (t->e->cfg->mode == MODE_PUSH && t->stopping && !t->final && push_quiet_end(t) < next)
+        next = push_quiet_end(t);
     if (t->final && t->final_deadline < next)
         next = t->final_deadline;
     int64_t d = next - t->now;

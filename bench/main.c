@@ -142,8 +142,6 @@ int main(int argc, char **argv)
             if (pusher_run(&po, stop_fd, push_rep, perr) < 0) {
                 fprintf(stderr, "ws-bench: %s\n", perr);
                 setup_failed = 1;
-            } else {
-                group_sleep(g, stop_fd, o.drain_us / 1000);
             }
         }
         push_rep->deliveries_expected =
