@@ -260,6 +260,12 @@ void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason
         c->close_reason = reason;
     }
     gw_outq_free(&c->outq);
+    /* reads back on: the client's close acknowledgement must get through (a paused
+     * connection would sit out lws' 5 s close timeout instead) */
+    if (c->paused) {
+        c->paused = false;
+        lws_rx_flow_control(c->wsi, 1);
+    }
     lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)r, rl);
     if (s->nclosing == s->cap_closing) {
         size_t ncap = s->cap_closing ? s->cap_closing * 2 : 64;

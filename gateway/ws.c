@@ -284,7 +284,16 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
     gw_svc_t *s = svc_of(wsi);
     if (!c->established)
         return;
-    int code = c->close_code ? c->close_code : c->peer_code ? c->peer_code : 1006;
+    int code = c->close_code ? c->close_code : c->peer_code;
+    if (!code && lws_get_close_length(wsi) >= 2) {
+        /* lws closed it itself (protocol error 1002, ...): its close frame payload is here */
+        const uint8_t *p = lws_get_close_payload(wsi);
+        code = p[0] << 8 | p[1];
+        log_rl_warn("client closed for a protocol violation", "conn_id=%llu code=%d",
+                    (unsigned long long)c->id, code);
+    }
+    if (!code)
+        code = 1006; /* RFC 6455 §7.1.5: closed abnormally, no close frame */
     const char *reason = "";
     size_t rlen = 0;
     if (c->close_reason) {
