@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# case_fanout.sh: broadcast of 64-byte pushes (POST /v1/push {"all":true}) to every connection
+# of one gateway (2 threads): 10 000 connections, and in full mode 18 000, and 100 000 over six
+# gateways (one ws-api). Delivery latency = client receive time - send time in the payload.
+. "$(dirname "$0")/lib.sh"
+have ws-gateway ws-api ws-bench || exit 0
+D=$(pick 10s 30s)
+fan() { # LABEL RATE N HOSTS WATCH [extra ws-bench flags]
+    local label=$1 rate=$2 n=$3 hosts=$4 watch=$5
+    shift 5
+    run_bench "$label" "$watch" push --host "$hosts" --user "$n" --target all --size 64 \
+        --rate "$rate" --duration "$D" --push-url "$API_HTTP_URL" --connect-rate "$CONNECT_RATE" \
+        --settle 2s --drain 20s "$@"
+}
+start_api echo || exit 1
+start_gw fan1 2 "$API_GRPC" || exit 1
+fan "all 10000 at 5/s" 5 10000 "127.0.0.1:$GW_PORT" "gateway:$GW_PID api:$API_PID"
+if [ "$MODE" = full ]; then
+    fan "all 18000 at 3/s" 3 18000 "127.0.0.1:$GW_PORT" "gateway:$GW_PID api:$API_PID"
+    cleanup
+    start_api echo || exit 1
+    hosts="" pids=""
+    for i in 1 2 3 4 5 6; do
+        start_gw "fan$i" 1 "$API_GRPC" || exit 1
+        hosts="$hosts${hosts:+,}127.0.0.1:$GW_PORT"
+        pids="$pids${pids:++}$GW_PID"
+    done
+    fan "all 100000 (6 gateways) at 1/s" 1 100000 "$hosts" "gateway:$pids api:$API_PID" \
+        --procs 6 --source-ips 127.0.0.1-127.0.0.8 --max-pending 200
+fi
+cleanup
+finish "Fan-out: broadcast of 64 B to every connection" cdf \
+    "msg/s here is deliveries per second (first push to last delivery); sent = pushes accepted, received = deliveries."
