@@ -45,6 +45,7 @@ typedef struct up_stream {
     int32_t id;                /* nghttp2 stream id, 0 when not open */
     bool acking;               /* the server answered x-wsgw-ack: 1 */
     bool headers;              /* response headers seen */
+    bool ending;               /* GOAWAY seen: end the request once everything queued is out */
     uint64_t next_seq;
     gw_batch_t *head, *tail;   /* every batch not yet released, oldest first */
     gw_batch_t *cur;           /* first batch not fully handed to nghttp2; NULL = none */
@@ -373,6 +374,7 @@ static void stream_rewind(gw_up_t *u, up_stream_t *st)
         gw_batch_set_seq(b, st->next_seq++);
     st->cur = st->head;
     st->cur_off = 0;
+    st->ending = false;
     st->acking = false;
     st->headers = false;
     st->grpc_status = -1;
@@ -404,8 +406,15 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_
             metrics_inc(gwm.batches);
         }
     }
-    if (n == 0)
+    if (n == 0) {
+        if (st->ending) {
+            /* the node is going away: half-close so it can answer the rest and finish; what
+             * is queued later waits for the next connection */
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            return 0;
+        }
         return NGHTTP2_ERR_DEFERRED; /* long-lived: resumed when a batch is queued */
+    }
     return (ssize_t)n;
 }
 
@@ -623,6 +632,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         /* route new messages elsewhere while this node finishes */
         atomic_store(&u->connected, 0);
         metrics_gauge_set(p->m_connected, 0);
+        for (int i = 0; i < p->nstreams; i++) {
+            up_stream_t *st = &p->streams[i];
+            st->ending = true;
+            if (st->id)
+                nghttp2_session_resume_data(s, st->id);
+        }
         log_info("API node sent GOAWAY", "node=%s error=%u", u->name,
                  frame->goaway.error_code);
         break;

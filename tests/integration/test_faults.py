@@ -160,6 +160,31 @@ def test_sigterm_flushes_in_flight_echoes():
     eq(gw.proc.wait(10), 0)
 
 
+def test_api_sigterm_goaway_gateway_half_closes_and_reconnects():
+    api, gport, hport = restartable_api()
+    gw = Gateway(["127.0.0.1:%d" % gport], streams=4)
+
+    async def main():
+        ws = await connect(gw.url("g"))
+        await ws.send("one")
+        eq(await asyncio.wait_for(ws.recv(), 5), "one")
+        t0 = time.monotonic()
+        api.send_signal(signal.SIGTERM)
+        rc = await asyncio.get_running_loop().run_in_executor(None, api.wait, 10)
+        took = time.monotonic() - t0
+        p2, _, _ = restartable_api(gport, hport)
+        await ws.send("two")
+        got = await asyncio.wait_for(ws.recv(), 10)
+        await ws.close()
+        return rc, took, got
+    rc, took, got = arun(main())
+    eq(rc, 0)
+    # the gateway half-closes its streams on GOAWAY, so ws-api need not wait out its
+    # 3 s shutdown timeout
+    check(took < 2.0, "ws-api took %.2fs to exit" % took)
+    eq(got, "two")
+
+
 def raw_connect(port, request):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(request)
