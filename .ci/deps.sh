@@ -35,6 +35,9 @@ need_py websockets python3-websockets
 need_cmd curl curl
 need_cmd openssl openssl
 need_cmd timeout coreutils
+# docker-compose validates deploy/docker-compose.yml in tests/integration/test_deploy.py
+# (`docker-compose config` only: no Docker engine is needed or used)
+need_cmd docker-compose docker-compose
 # clang for `make fuzz` (libFuzzer) and the clang build check
 need_cmd clang clang
 if [ ${#missing[@]} -eq 0 ]; then
