@@ -38,6 +38,9 @@ need_cmd timeout coreutils
 # docker-compose validates deploy/docker-compose.yml in tests/integration/test_deploy.py
 # (`docker-compose config` only: no Docker engine is needed or used)
 need_cmd docker-compose docker-compose
+# promtool (Debian package prometheus) checks both /metrics outputs in
+# tests/integration/test_metrics_promtool.py; the prometheus daemon itself is not started
+need_cmd promtool prometheus
 # clang for `make fuzz` (libFuzzer) and the clang build check
 need_cmd clang clang
 if [ ${#missing[@]} -eq 0 ]; then
