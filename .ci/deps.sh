@@ -32,6 +32,8 @@ need_file /usr/bin/python3 python3
 need_py grpc python3-grpcio
 need_py grpc_tools python3-grpc-tools
 need_py websockets python3-websockets
+# test_deploy.py parses deploy/k8s/*.yaml and docker-compose.yml
+need_py yaml python3-yaml
 need_cmd curl curl
 need_cmd openssl openssl
 need_cmd timeout coreutils
