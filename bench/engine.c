@@ -29,6 +29,9 @@
 #include "clock.h"
 #include "handshake.h"
 #include "log.h"
+#include "sched.h"
+#include "tsq.h"
+#include "wbuf.h"
 #include "ws_frame.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -50,16 +53,6 @@ typedef struct hs_state {
     char *buf;    /* HS_MAX_RESPONSE bytes, only when the response came in pieces */
 } hs_state_t;
 
-typedef struct outq {
-    uint32_t off, len, cap;
-    uint8_t data[];
-} outq_t;
-
-typedef struct tsq { /* ring of send times, oldest first */
-    uint32_t head, len, cap;
-    int64_t ts[];
-} tsq_t;
-
 typedef struct bconn {
     int fd;
     uint8_t state;
@@ -68,14 +61,9 @@ typedef struct bconn {
     int64_t t_connect;
     ws_rx_t rx;
     hs_state_t *hs;
-    outq_t *out;
-    tsq_t *fifo;
+    wbuf_t *out;  /* bytes the socket did not take yet */
+    tsq_t *fifo;  /* send times of the messages waiting for their reply */
 } bconn_t;
-
-typedef struct sched {
-    int64_t due;
-    uint32_t c;
-} sched_t;
 
 /* Actions a parser callback asks for; carried out after ws_rx_feed returns (never free a
  * connection inside its own callback). */
@@ -93,8 +81,7 @@ typedef struct ethread {
     int64_t connect_gap_ns, next_connect, next_sweep;
     int64_t send_deadline, drain_deadline, final_deadline, stop_at;
     bool ready, stopping, drained, final, send_over;
-    sched_t *heap;
-    uint32_t heap_len, heap_cap;
+    sched_t sched;              /* open loop: next send time of each connection */
     uint8_t *rxbuf;
     buf_t tx;
     uint64_t rng;
@@ -143,85 +130,9 @@ static void notify(struct engine *e)
         log_warn("notify failed", "errno=%d", errno);
 }
 
-static int tsq_push(tsq_t **q, int64_t ts, uint32_t hint)
-{
-    tsq_t *f = *q;
-    if (!f || f->len == f->cap) {
-        uint32_t cap = f ? f->cap * 2 : (hint < 4 ? 4 : hint);
-        tsq_t *nf = malloc(sizeof *nf + cap * sizeof(int64_t));
-        if (!nf)
-            return -1;
-        nf->head = 0;
-        nf->len = 0;
-        nf->cap = cap;
-        if (f) {
-            for (uint32_t i = 0; i < f->len; i++)
-                nf->ts[i] = f->ts[(f->head + i) % f->cap];
-            nf->len = f->len;
-            free(f);
-        }
-        *q = f = nf;
-    }
-    f->ts[(f->head + f->len) % f->cap] = ts;
-    f->len++;
-    return 0;
-}
+static uint32_t outstanding(const bconn_t *c) { return tsq_len(c->fifo); }
 
-static bool tsq_pop(tsq_t *f, int64_t *ts)
-{
-    if (!f || !f->len)
-        return false;
-    *ts = f->ts[f->head];
-    f->head = (f->head + 1) % f->cap;
-    f->len--;
-    return true;
-}
-
-static uint32_t outstanding(const bconn_t *c) { return c->fifo ? c->fifo->len : 0; }
-
-static void heap_push(ethread_t *t, int64_t due, uint32_t c)
-{
-    if (t->heap_len == t->heap_cap) {
-        uint32_t cap = t->heap_cap ? t->heap_cap * 2 : 1024;
-        sched_t *h = realloc(t->heap, cap * sizeof *h);
-        if (!h) {
-            log_rl_error("out of memory", "what=%s", "schedule");
-            return;
-        }
-        t->heap = h;
-        t->heap_cap = cap;
-    }
-    uint32_t i = t->heap_len++;
-    while (i) {
-        uint32_t p = (i - 1) / 2;
-        if (t->heap[p].due <= due)
-            break;
-        t->heap[i] = t->heap[p];
-        i = p;
-    }
-    t->heap[i] = (sched_t){due, c};
-}
-
-static sched_t heap_pop(ethread_t *t)
-{
-    sched_t top = t->heap[0];
-    sched_t last = t->heap[--t->heap_len];
-    uint32_t i = 0, n = t->heap_len;
-    for (;;) {
-        uint32_t l = 2 * i + 1, m = i;
-        if (l < n && t->heap[l].due < last.due)
-            m = l;
-        if (l + 1 < n && t->heap[l + 1].due < (m == i ? last.due : t->heap[m].due))
-            m = l + 1;
-        if (m == i)
-            break;
-        t->heap[i] = t->heap[m];
-        i = m;
-    }
-    if (n)
-        t->heap[i] = last;
-    return top;
-}
+static void schedule(ethread_t *t, bconn_t *c, int64_t due);
 
 /* ---- writing --------------------------------------------------------------------------- */
 
@@ -229,84 +140,7 @@ static sched_t heap_pop(ethread_t *t)
  * connection at a safe point). */
 static int conn_write(bconn_t *c, const uint8_t *p, size_t len)
 {
-    if (c->out && c->out->len) {
-        outq_t *o = c->out;
-        if (o->off + o->len + len > o->cap) {
-            if (o->off) {
-                memmove(o->data, o->data + o->off, o->len);
-                o->off = 0;
-            }
-            if (o->len + len > o->cap) {
-                uint32_t cap = o->cap;
-                while (cap < o->len + len)
-                    cap *= 2;
-                outq_t *no = realloc(o, sizeof *o + cap);
-                if (!no)
-                    return -1;
-                c->out = o = no;
-                o->cap = cap;
-            }
-        }
-        memcpy(o->data + o->off + o->len, p, len);
-        o->len += (uint32_t)len;
-        return 0;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = send(c->fd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0) {
-            done += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        return -1;
-    }
-    if (done == len)
-        return 0;
-    size_t rest = len - done;
-    uint32_t cap = 4096;
-    while (cap < rest)
-        cap *= 2;
-    outq_t *o = c->out;
-    if (!o || o->cap < rest) {
-        free(o);
-        o = malloc(sizeof *o + cap);
-        if (!o) {
-            c->out = NULL;
-            return -1;
-        }
-        o->cap = cap;
-    }
-    o->off = 0;
-    o->len = (uint32_t)rest;
-    memcpy(o->data, p + done, rest);
-    c->out = o; /* EPOLLOUT (edge) tells us when there is room again */
-    return 0;
-}
-
-/* Flushes queued output; frees the queue once empty. Returns 0 or -1 (broken). */
-static int conn_flush(bconn_t *c)
-{
-    outq_t *o = c->out;
-    while (o && o->len) {
-        ssize_t w = send(c->fd, o->data + o->off, o->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0) {
-            o->off += (uint32_t)w;
-            o->len -= (uint32_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return -1;
-    }
-    free(o);
-    c->out = NULL;
-    return 0;
+    return wbuf_write(&c->out, c->fd, p, len);
 }
 
 /* One masked client frame (RFC 6455 §5.3: a fresh key per frame) appended to t->tx. */
@@ -614,7 +448,7 @@ static void conn_opened(ethread_t *t, bconn_t *c)
         if (send_msgs(t, c, 1) < 0)
             return;
         if (!c->send_done)
-            heap_push(t, now + cfg->interval_ns, (uint32_t)(c - t->conns));
+            schedule(t, c, now + cfg->interval_ns);
     }
     if (c->state == C_OPEN)
         maybe_finish(t, c);
@@ -819,7 +653,7 @@ static void conn_event(ethread_t *t, uint32_t j, uint32_t ev)
     if (c->state < C_HANDSHAKE || c->state > C_CLOSING)
         return;
     if ((ev & EPOLLOUT) && c->out) {
-        if (conn_flush(c) < 0) {
+        if (wbuf_flush(&c->out, c->fd) < 0) {
             conn_end(t, c, c->state == C_CLOSING ? -1 : ERR_CLOSED);
             return;
         }
@@ -862,18 +696,29 @@ static void sweep_timeouts(ethread_t *t)
     }
 }
 
+/* Open loop: c sends its next message at `due`. Out of memory ends the connection (counted)
+ * rather than leaving it silent. */
+static void schedule(ethread_t *t, bconn_t *c, int64_t due)
+{
+    if (sched_push(&t->sched, due, (uint32_t)(c - t->conns)) < 0) {
+        log_rl_error("out of memory", "what=%s", "schedule");
+        conn_end(t, c, ERR_CLOSED);
+    }
+}
+
 static void run_schedule(ethread_t *t)
 {
     const bench_cfg_t *cfg = t->e->cfg;
-    while (t->heap_len && t->heap[0].due <= t->now) {
-        sched_t s = heap_pop(t);
-        bconn_t *c = &t->conns[s.c];
+    int64_t due;
+    while (sched_peek(&t->sched, &due) && due <= t->now) {
+        sched_item_t s = sched_pop(&t->sched);
+        bconn_t *c = &t->conns[s.id];
         if (c->state != C_OPEN || c->send_done)
             continue;
         if (send_msgs(t, c, 1) < 0)
             continue;
         if (c->state == C_OPEN && !c->send_done)
-            heap_push(t, s.due + cfg->interval_ns, s.c);
+            schedule(t, c, s.due + cfg->interval_ns); /* from the due time: no drift */
         else
             maybe_finish(t, c);
     }
@@ -893,10 +738,8 @@ static void enter_final(ethread_t *t)
         if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) {
             conn_end(t, c, -1);
         } else if (c->state == C_OPEN) {
-            if (c->fifo) {
-                t->rep.errors[ERR_UNANSWERED] += c->fifo->len;
-                c->fifo->len = 0;
-            }
+            t->rep.errors[ERR_UNANSWERED] += tsq_len(c->fifo);
+            tsq_clear(c->fifo);
             conn_start_close(t, c);
         }
     }
@@ -982,8 +825,9 @@ static int wait_ms(const ethread_t *t)
         next = t->next_connect;
     if (t->pending && t->next_sweep < next)
         next = t->next_sweep;
-    if (t->heap_len && t->heap[0].due < next)
-        next = t->heap[0].due;
+    int64_t due;
+    if (sched_peek(&t->sched, &due) && due < next)
+        next = due;
     if (t->send_deadline && !t->send_over && t->send_deadline < next)
         next = t->send_deadline;
     if (t->drained && !t->final && t->drain_deadline < next)
@@ -1160,7 +1004,7 @@ void engine_join(engine_t *e, report_t *out)
         report_merge(out, &t->rep);
         free(t->conns);
         free(t->rxbuf);
-        free(t->heap);
+        sched_free(&t->sched);
         buf_free(&t->tx);
         close(t->ep);
     }
