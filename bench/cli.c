@@ -25,7 +25,8 @@ const char cli_usage[] =
     "           the chat handler), then POST /v1/push to --push-url at --rate with the send\n"
     "           time in the data; clients measure delivery latency and deliveries/s.\n"
     "\n"
-    "Connection i uses user id u<i> (?user=u<i> added to --path), host i %% #hosts.\n"
+    "Connection i uses user id u<i> (?user=u<i> added to --path) and host number\n"
+    "i mod (number of hosts).\n"
     "--user beyond ~19 000 per process needs --procs (RLIMIT_NOFILE 20 000 here); beyond\n"
     "~28 000 per destination needs --source-ips (ephemeral ports).\n"
     "\n"
@@ -233,7 +234,7 @@ static int read_file(const char *path, uint8_t **out, size_t *len, char *err)
 
 static char *extra_headers(const char *h)
 {
-    /* "A: b\nC: d" -> "A: b\r\nC: d\r\n" */
+    /* "A: b\nC: d" (a newline or the two characters backslash n) -> "A: b\r\nC: d\r\n" */
     size_t n = strlen(h);
     char *out = malloc(n * 2 + 3);
     if (!out)
@@ -242,7 +243,8 @@ static char *extra_headers(const char *h)
     for (size_t i = 0; i < n; i++) {
         if (h[i] == '\r')
             continue;
-        if (h[i] == '\n') {
+        bool nl = h[i] == '\n' || (h[i] == '\\' && h[i + 1] == 'n' && ++i);
+        if (nl) {
             out[o++] = '\r';
             out[o++] = '\n';
         } else {

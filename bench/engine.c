@@ -1,6 +1,6 @@
 /* engine.c: epoll load engine, one loop per thread (see engine.h).
  *
- * A connection lives in a fixed slot of its thread's array (~110 bytes) and owns heap memory
+ * A connection lives in a fixed slot of its thread's array (96 bytes) and owns heap memory
  * only while it needs it: the handshake state while connecting, the unsent tail of a write
  * while the socket is full, the parser's hold buffer while a header is split across reads, and
  * the FIFO of send times while messages are outstanding. Reads go into one buffer per thread.
