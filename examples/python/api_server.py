@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""A wsgw API service in Python (grpcio, asyncio): implements wsgw.v1.Exchange with the same
+echo and chat handlers as ws-api, so ws-gateway can use it in place of ws-api:
+
+    /usr/bin/python3 examples/python/api_server.py --listen 127.0.0.1:8081 --handler chat
+    bin/ws-gateway --upstream 127.0.0.1:8081
+
+What it shows (examples/README.md explains each point):
+- one Stream call per (gateway, stream slot); the gateway names itself in `x-gateway-id`;
+- the `x-wsgw-ack: 1` response header, and `Downstream.ack` = the Upstream.seq fully handled,
+  sent after the commands that batch produced (at-least-once delivery with replay);
+- duplicates after a replay dropped by (conn_id, Message.seq);
+- presence from Open/Close (replicated to every API node), dropped with a gateway's last stream;
+- rooms live on the gateways: Join/Leave commands, and a room Send goes to every gateway,
+  on the sender's own stream for its own gateway (so it follows the sender's earlier Join);
+- backpressure: bounded per-stream queues; a full queue stops reading that stream, and HTTP/2
+  flow control then slows the gateway down.
+
+Needs Debian's python3-grpcio and python3-grpc-tools (stubs are generated from
+proto/wsgw.proto at start-up into a temporary directory: no generated code in git).
+"""
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+import grpc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PROTO = os.path.join(HERE, "..", "..", "proto", "wsgw.proto")
+QUEUE_MAX = 1024  # Downstream messages queued per stream before its reader stops
+
+
+def log(event, **kv):
+    """One logfmt line on stderr, like the C binaries."""
+    parts = ["ts=%.3f" % time.time(), "msg=%s" % json.dumps(event)]
+    parts += ["%s=%s" % (k, json.dumps(v) if isinstance(v, str) else v) for k, v in kv.items()]
+    print(" ".join(parts), file=sys.stderr, flush=True)
+
+
+def load_stubs(proto_path):
+    """(wsgw_pb2, wsgw_pb2_grpc) generated from proto_path with grpc_tools.protoc into a
+    temporary directory that is removed at exit."""
+    from grpc_tools import protoc
+    out = tempfile.mkdtemp(prefix="wsgw-py-")
+    import atexit
+    atexit.register(shutil.rmtree, out, True)
+    proto_dir = os.path.dirname(os.path.abspath(proto_path))
+    rc = protoc.main(["protoc", "-I" + proto_dir, "--python_out=" + out, "--grpc_python_out=" + out,
+                      os.path.abspath(proto_path)])
+    if rc != 0:
+        raise SystemExit("protoc failed on %s" % proto_path)
+    sys.path.insert(0, out)
+    return importlib.import_module("wsgw_pb2"), importlib.import_module("wsgw_pb2_grpc")
+
+
+def chat_parse(payload, binary):
+    """(op, room, text) for a chat command, or None for anything else (which is echoed).
+    Same rules as ws-api: JSON object, "op" join|leave|say, non-empty "room", say needs "text"."""
+    if binary or not payload.startswith(b"{"):
+        return None
+    try:
+        o = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(o, dict):
+        return None
+    op, room, text = o.get("op"), o.get("room"), o.get("text")
+    if not isinstance(op, str) or not isinstance(room, str) or not room:
+        return None
+    if op in ("join", "leave"):
+        return op, room, None
+    if op == "say" and isinstance(text, str):
+        return op, room, text
+    return None
+
+
+class Stream:
+    """One Exchange/Stream call: the gateway it belongs to and its outbound queue."""
+
+    def __init__(self, gateway_id):
+        self.gateway_id = gateway_id
+        self.out = asyncio.Queue(QUEUE_MAX)
+
+
+class Exchange:
+    """wsgw.v1.Exchange with an echo or chat handler. Runs on one asyncio loop: no locks."""
+
+    def __init__(self, pb2, handler):
+        self.pb2 = pb2
+        self.handler = handler
+        self.streams = {}   # gateway id -> [Stream, ...] (live calls)
+        self.presence = {}  # gateway id -> {conn_id: user_id}
+        self.last_seq = {}  # conn_id -> highest Message.seq handled (duplicate filter)
+
+    # ---- the gRPC method ----------------------------------------------------------------
+    async def Stream(self, request_iterator, context):
+        md = dict(context.invocation_metadata())
+        gid = md.get("x-gateway-id") or context.peer()
+        # The promise: this server sends Downstream.ack, so the gateway keeps every batch until
+        # acked and replays the rest after a reconnect (at-least-once).
+        await context.send_initial_metadata((("x-wsgw-ack", "1"),))
+        st = Stream(gid)
+        self.streams.setdefault(gid, []).append(st)
+        log("gateway stream opened", gateway=gid, streams=len(self.streams[gid]))
+        reader = asyncio.create_task(self._read(request_iterator, st))
+        try:
+            while True:
+                ds = await st.out.get()
+                if ds is None:  # the gateway half-closed: end with status OK
+                    break
+                yield ds
+        finally:
+            reader.cancel()
+            self._stream_gone(st)
+
+    # ---- inbound ---------------------------------------------------------------------------
+    async def _read(self, request_iterator, st):
+        try:
+            async for up in request_iterator:
+                cmds = []
+                for ev in up.events:
+                    kind = ev.WhichOneof("kind")
+                    if kind == "open":
+                        self.presence.setdefault(st.gateway_id, {})[ev.conn_id] = ev.user_id
+                    elif kind == "close":
+                        self.presence.get(st.gateway_id, {}).pop(ev.conn_id, None)
+                        self.last_seq.pop(ev.conn_id, None)
+                    elif kind == "message":
+                        m = ev.message
+                        if m.seq and m.seq <= self.last_seq.get(ev.conn_id, 0):
+                            continue  # a replayed duplicate: handled before
+                        self.last_seq[ev.conn_id] = m.seq
+                        await self._message(st, ev, cmds)
+                # Commands first, then the ack, in one Downstream: the batch is fully handled.
+                await st.out.put(self.pb2.Downstream(commands=cmds, ack=up.seq))
+        except asyncio.CancelledError:
+            raise
+        except grpc.RpcError as e:  # the call broke (gateway gone)
+            log("gateway stream broken", gateway=st.gateway_id, error=str(e.code()))
+        except Exception as e:  # a bug here: end this stream (the gateway reconnects), say why
+            log("stream handler failed", gateway=st.gateway_id, error=repr(e))
+        finally:
+            try:
+                st.out.put_nowait(None)
+            except asyncio.QueueFull:
+                pass  # the writer ends with the call anyway
+
+    async def _message(self, st, ev, cmds):
+        pb2 = self.pb2
+        m = ev.message
+        c = chat_parse(m.payload, m.binary) if self.handler == "chat" else None
+        if self.handler == "none":
+            return
+        if c is None:  # echo to the connection, on the stream the message came up on
+            cmds.append(pb2.Command(send=pb2.Send(
+                target=pb2.Target(conn_ids=[ev.conn_id]), payload=m.payload, binary=m.binary,
+                api_ns=time.time_ns())))
+            return
+        op, room, text = c
+        if op == "join":
+            cmds.append(pb2.Command(join=pb2.Join(conn_id=ev.conn_id, room=room)))
+        elif op == "leave":
+            cmds.append(pb2.Command(leave=pb2.Leave(conn_id=ev.conn_id, room=room)))
+        else:
+            body = json.dumps({"op": "said", "room": room, "from": ev.user_id, "text": text},
+                              separators=(",", ":"), ensure_ascii=False).encode()
+            send = pb2.Command(send=pb2.Send(target=pb2.Target(room=room), payload=body,
+                                             api_ns=time.time_ns()))
+            # Rooms live on the gateways: every gateway gets the Send once. Our own gateway on
+            # this stream (after the Join it carried), the others on their first live stream.
+            cmds.append(send)
+            for gid, streams in self.streams.items():
+                if gid != st.gateway_id and streams:
+                    await streams[0].out.put(pb2.Downstream(commands=[send]))
+
+    def _stream_gone(self, st):
+        streams = self.streams.get(st.gateway_id, [])
+        if st in streams:
+            streams.remove(st)
+        log("gateway stream closed", gateway=st.gateway_id, streams=len(streams))
+        if not streams:
+            # The gateway re-sends Open for its live connections when it comes back.
+            self.streams.pop(st.gateway_id, None)
+            for conn_id in self.presence.pop(st.gateway_id, {}):
+                self.last_seq.pop(conn_id, None)
+
+
+async def serve(args):
+    pb2, pb2_grpc = load_stubs(args.proto)
+    ex = Exchange(pb2, args.handler)
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 16 << 20),
+                                      ("grpc.max_send_message_length", 16 << 20)])
+    handler = grpc.method_handlers_generic_handler("wsgw.v1.Exchange", {
+        "Stream": grpc.stream_stream_rpc_method_handler(
+            ex.Stream, request_deserializer=pb2.Upstream.FromString,
+            response_serializer=pb2.Downstream.SerializeToString)})
+    server.add_generic_rpc_handlers((handler,))
+    if server.add_insecure_port(args.listen) == 0:
+        raise SystemExit("cannot listen on %s" % args.listen)
+    await server.start()
+    log("listening", addr=args.listen, handler=args.handler)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, stop.set)
+    await stop.wait()
+    log("stopping", grace_s=args.grace)
+    await server.stop(args.grace)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--listen", default=os.environ.get("WSGW_GRPC_LISTEN", "0.0.0.0:8081"),
+                    help="gRPC (h2c) address (env WSGW_GRPC_LISTEN; default %(default)s)")
+    ap.add_argument("--handler", choices=("echo", "chat", "none"),
+                    default=os.environ.get("WSGW_HANDLER", "chat"),
+                    help="echo, chat or none (env WSGW_HANDLER; default %(default)s)")
+    ap.add_argument("--proto", default=DEFAULT_PROTO, help="path of wsgw.proto")
+    ap.add_argument("--grace", type=float, default=3.0, help="seconds streams may finish on SIGTERM")
+    asyncio.run(serve(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
