@@ -10,10 +10,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bearer.h"
 #include "buf.h"
 #include "grpc_frame.h"
 #include "grpc_server.h"
 #include "stream.h"
+#include "tls_server.h"
 
 #define READ_BUF (256 * 1024)
 #define READ_BUDGET (4 * READ_BUF) /* per readable event, so one peer cannot starve others */
@@ -73,11 +75,18 @@ typedef struct gstream {
     struct gstream *prev, *next; /* conn's list */
 } gstream_t;
 
-/* One accepted TCP connection. Owned by the server; owns its fd, nghttp2 session and streams;
- * freed in the uv_close callback of its poll handle, never inside an nghttp2 callback. */
+/* One accepted TCP connection. Owned by the server; owns its fd, TLS state (when the listener
+ * speaks TLS), nghttp2 session and streams; freed in the uv_close callback of its poll handle,
+ * never inside an nghttp2 callback. */
 struct gconn {
     grpc_server_t *srv;
     int fd;
+    SSL *ssl;            /* NULL: h2c. Freed (close_notify first when healthy) in conn_close */
+    bool tls_ready;      /* handshake done and ALPN h2 agreed: HTTP/2 bytes may flow */
+    bool hs_wants_write; /* the handshake waits for the socket to be writable */
+    bool rd_wants_write; /* the last SSL read needs the socket writable (e.g. KeyUpdate reply) */
+    bool wr_wants_read;  /* the last SSL write needs the socket readable before its retry */
+    uint64_t hs_deadline_ms; /* uv_now() after which an unfinished handshake is dropped */
     uv_poll_t poll;
     int events; /* UV_READABLE | UV_WRITABLE currently polled */
     nghttp2_session *ng;
@@ -103,6 +112,10 @@ struct grpc_server {
     router_t *r;
     presence_t *pres;
     int lfd;
+    tls_server_t *tls; /* NULL: h2c */
+    bearer_t push_auth, gateway_auth;
+    uv_timer_t hs_timer; /* TLS only: drops handshakes past cfg.tls_handshake_timeout_ms */
+    size_t nhandshaking; /* TLS connections not yet ready */
     uv_poll_t lpoll;
     bool listening;
     uv_timer_t accept_timer; /* re-arms accept after EMFILE */

@@ -1,6 +1,6 @@
-/* grpc_server.c: h2c gRPC server on nghttp2 + libuv (see grpc_server.h): the listener, the
- * connections (socket I/O, nghttp2 session, its callbacks) and the per-iteration flush. What a
- * single call does lives in grpc_stream.c.
+/* grpc_server.c: gRPC server on nghttp2 + libuv, h2c or h2 over TLS (see grpc_server.h): the
+ * listener, the connections (socket or TLS I/O, nghttp2 session, its callbacks) and the
+ * per-iteration flush. What a single call does lives in grpc_stream.c.
  *
  * Threads: everything here runs on ws-api's single loop thread (uv callbacks and the nghttp2
  * callbacks they trigger). No locks.
@@ -41,6 +41,7 @@ static void conn_count_failure(gconn_t *c)
 }
 
 static void conn_close(gconn_t *c, const char *why);
+static void conn_handshake(gconn_t *c);
 static void on_conn_poll(uv_poll_t *h, int status, int events);
 
 static char *dupn(const uint8_t *p, size_t n)
@@ -194,11 +195,19 @@ static int on_error(nghttp2_session *ng, int code, const char *msg, size_t len, 
 
 /* ---- connection I/O ------------------------------------------------------------------------ */
 
+/* What the socket is polled for. Readable always (the peer may send or close at any time);
+ * writable while bytes wait for it, or while a TLS call needs it (handshake, or a read that must
+ * write first), but not while the pending TLS write waits to read. */
 static void poll_update(gconn_t *c)
 {
     if (c->closing)
         return;
-    int ev = UV_READABLE | (c->out.len > c->out_off ? UV_WRITABLE : 0);
+    bool wr;
+    if (c->ssl && !c->tls_ready)
+        wr = c->hs_wants_write;
+    else
+        wr = (c->out.len > c->out_off && !c->wr_wants_read) || c->rd_wants_write;
+    int ev = UV_READABLE | (wr ? UV_WRITABLE : 0);
     if (ev != c->events) {
         c->events = ev;
         uv_poll_start(&c->poll, ev, on_conn_poll);
@@ -222,21 +231,96 @@ static bool conn_unblock(gconn_t *c)
     return any;
 }
 
+/* ---- transport: plain socket or TLS ------------------------------------------------------- */
+
+enum { IO_AGAIN = -1, IO_CLOSED = -2, IO_FAILED = -3 };
+
+/* Bytes from the peer: > 0, IO_AGAIN (wait: readable, or writable when rd_wants_write),
+ * IO_CLOSED (peer gone or socket error) or IO_FAILED (TLS protocol error); why says which. */
+static ssize_t conn_recv(gconn_t *c, uint8_t *buf, size_t len, char why[TLS_SERVER_ERR_LEN])
+{
+    if (c->ssl) {
+        c->rd_wants_write = false;
+        ssize_t n = tls_server_read(c->ssl, buf, len, why);
+        if (n > 0)
+            return n;
+        if (n == TLS_IO_WANT_WRITE)
+            c->rd_wants_write = true;
+        if (n == TLS_IO_WANT_READ || n == TLS_IO_WANT_WRITE)
+            return IO_AGAIN;
+        return n == TLS_IO_CLOSED ? IO_CLOSED : IO_FAILED;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, len, 0);
+        if (n > 0)
+            return n;
+        if (n == 0) {
+            snprintf(why, TLS_SERVER_ERR_LEN, "peer closed");
+            return IO_CLOSED;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return IO_AGAIN;
+        snprintf(why, TLS_SERVER_ERR_LEN, "%s", strerror(errno));
+        return IO_CLOSED;
+    }
+}
+
+/* Sends a prefix of p: the count, IO_AGAIN (wait: writable, or readable when wr_wants_read;
+ * then call again with the same bytes), IO_CLOSED or IO_FAILED (why says which). */
+static ssize_t conn_send(gconn_t *c, const uint8_t *p, size_t len, char why[TLS_SERVER_ERR_LEN])
+{
+    if (c->ssl) {
+        c->wr_wants_read = false;
+        ssize_t n = tls_server_write(c->ssl, p, len, why);
+        if (n > 0)
+            return n;
+        if (n == TLS_IO_WANT_READ)
+            c->wr_wants_read = true;
+        if (n == TLS_IO_WANT_READ || n == TLS_IO_WANT_WRITE)
+            return IO_AGAIN;
+        return n == TLS_IO_CLOSED ? IO_CLOSED : IO_FAILED;
+    }
+    for (;;) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return IO_AGAIN;
+        snprintf(why, TLS_SERVER_ERR_LEN, "%s", strerror(errno));
+        return IO_CLOSED;
+    }
+}
+
+/* A TLS error on an established connection: counted like any broken HTTP/2 connection. */
+static void conn_io_failed(gconn_t *c, const char *why)
+{
+    conn_count_failure(c);
+    log_rl_warn("tls connection failed", "conn=%llu peer=%s error=\"%s\"",
+                (unsigned long long)c->serial, c->peer, why);
+    conn_close(c, NULL);
+}
+
 /* Writes what nghttp2 has, as far as the socket takes it. Loop thread, outside nghttp2. */
 static void conn_write(gconn_t *c)
 {
-    if (c->closing)
-        return;
+    if (c->closing || (c->ssl && !c->tls_ready))
+        return; /* TLS: nothing goes out before the handshake; conn_handshake calls back */
+    char why[TLS_SERVER_ERR_LEN];
     for (;;) {
         while (c->out.len > c->out_off) {
-            ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-                             MSG_NOSIGNAL);
+            ssize_t n = conn_send(c, c->out.data + c->out_off, c->out.len - c->out_off, why);
+            if (n == IO_AGAIN)
+                goto wait_writable;
+            if (n == IO_FAILED) {
+                conn_io_failed(c, why);
+                return;
+            }
             if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    goto wait_writable;
-                conn_close(c, strerror(errno));
+                conn_close(c, why);
                 return;
             }
             c->out_off += (size_t)n;
@@ -281,22 +365,24 @@ void grpc__conn_want_write(gconn_t *c)
     c->srv->wlist = c;
 }
 
+/* Feeds what arrived to nghttp2, at most READ_BUDGET bytes per call so one peer cannot starve
+ * the others (the socket stays readable, poll comes back). With TLS, bytes OpenSSL already
+ * took off the socket are invisible to poll, so they are always consumed before returning. */
 static void conn_read(gconn_t *c)
 {
     grpc_server_t *srv = c->srv;
     size_t budget = READ_BUDGET;
-    while (budget && !c->closing) {
-        ssize_t n = recv(c->fd, srv->rbuf, sizeof srv->rbuf, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            conn_close(c, strerror(errno));
+    char why[TLS_SERVER_ERR_LEN];
+    while (!c->closing && (budget || (c->ssl && tls_server_pending(c->ssl)))) {
+        ssize_t n = conn_recv(c, srv->rbuf, sizeof srv->rbuf, why);
+        if (n == IO_AGAIN)
+            break;
+        if (n == IO_FAILED) {
+            conn_io_failed(c, why);
             return;
         }
-        if (n == 0) {
-            conn_close(c, "peer closed");
+        if (n < 0) {
+            conn_close(c, why);
             return;
         }
         ssize_t rv = nghttp2_session_mem_recv(c->ng, srv->rbuf, (size_t)n);
@@ -304,18 +390,19 @@ static void conn_read(gconn_t *c)
             conn_count_failure(c);
             log_warn("http2 connection failed", "conn=%llu peer=%s error=\"%s\"",
                      (unsigned long long)c->serial, c->peer, nghttp2_strerror((int)rv));
-            /* Try to tell the peer (GOAWAY) before closing. */
+            /* Try to tell the peer (GOAWAY) before closing: one attempt, and only when no
+             * earlier frame is half written (its bytes must not be interleaved). */
             nghttp2_session_terminate_session(c->ng, NGHTTP2_PROTOCOL_ERROR);
             const uint8_t *d;
             ssize_t m = nghttp2_session_mem_send(c->ng, &d);
-            if (m > 0)
-                (void)!send(c->fd, d, (size_t)m, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (m > 0 && c->out.len == c->out_off)
+                (void)conn_send(c, d, (size_t)m, why);
             conn_close(c, NULL);
             return;
         }
         budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-        if ((size_t)n < sizeof srv->rbuf)
-            break;
+        if (!c->ssl && (size_t)n < sizeof srv->rbuf)
+            break; /* the socket is most likely drained: poll says when more comes */
     }
     grpc__conn_want_write(c);
 }
@@ -331,10 +418,66 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
         conn_close(c, e ? strerror(e) : uv_strerror(status));
         return;
     }
-    if (events & UV_READABLE)
+    if (c->ssl && !c->tls_ready) {
+        conn_handshake(c);
+        return;
+    }
+    if (events & UV_READABLE) {
         conn_read(c);
-    if (!c->closing && (events & UV_WRITABLE))
-        grpc__conn_want_write(c);
+        if (!c->closing && c->wr_wants_read)
+            grpc__conn_want_write(c); /* the pending TLS write may go on now */
+    }
+    if (!c->closing && (events & UV_WRITABLE)) {
+        if (c->rd_wants_write)
+            conn_read(c); /* the TLS read that had to write first */
+        if (!c->closing)
+            grpc__conn_want_write(c);
+    }
+}
+
+/* A failed or timed-out TLS handshake: counted by reason, logged, closed. Others go on. */
+static void conn_handshake_failed(gconn_t *c, int reason, const char *why)
+{
+    static const char *const names[] = {"eof", "protocol", "alpn", "timeout"};
+    metrics_inc(wsapi_m.tls_hs_errors[reason]);
+    if (reason == WSAPI_TLS_EOF && BIO_number_read(SSL_get_rbio(c->ssl)) == 0)
+        /* connected and left without a byte: port probes, health checks */
+        log_debug("tls connection closed before handshake", "conn=%llu peer=%s",
+                  (unsigned long long)c->serial, c->peer);
+    else
+        log_rl_warn("tls handshake failed", "conn=%llu peer=%s reason=%s error=\"%s\"",
+                    (unsigned long long)c->serial, c->peer, names[reason], why);
+    conn_close(c, NULL);
+}
+
+/* Advances the TLS handshake; once it is done, HTTP/2 starts (our SETTINGS, and whatever the
+ * client sent right behind its Finished). Loop thread, from the poll callback. */
+static void conn_handshake(gconn_t *c)
+{
+    char why[TLS_SERVER_ERR_LEN];
+    int rv = tls_server_handshake(c->ssl, why);
+    c->hs_wants_write = rv == TLS_IO_WANT_WRITE;
+    if (rv == TLS_IO_WANT_READ || rv == TLS_IO_WANT_WRITE) {
+        poll_update(c);
+        return;
+    }
+    if (rv < 0) {
+        conn_handshake_failed(c, rv == TLS_IO_CLOSED ? WSAPI_TLS_EOF
+                                 : rv == TLS_IO_ALPN ? WSAPI_TLS_ALPN
+                                                     : WSAPI_TLS_PROTOCOL,
+                              why);
+        return;
+    }
+    c->tls_ready = true;
+    c->srv->nhandshaking--;
+    metrics_inc(wsapi_m.tls_handshakes);
+    if (log_level >= LOG_DEBUG) {
+        char d[160];
+        tls_server_describe(c->ssl, d, sizeof d);
+        log_debug("tls established", "conn=%llu peer=%s tls=\"%s\"",
+                  (unsigned long long)c->serial, c->peer, d);
+    }
+    conn_read(c); /* also queues the first write (SETTINGS) */
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -385,6 +528,13 @@ static void conn_close(gconn_t *c, const char *why)
     srv->nconns--;
     metrics_gauge_add(wsapi_m.grpc_conns, -1);
     uv_poll_stop(&c->poll);
+    if (c->ssl) {
+        if (!c->tls_ready)
+            srv->nhandshaking--;
+        /* close_notify only on a healthy connection (never after a TLS or HTTP/2 failure) */
+        tls_server_conn_free(c->ssl, c->tls_ready && !c->failed);
+        c->ssl = NULL;
+    }
     close(c->fd);
     uv_close((uv_handle_t *)&c->poll, on_conn_closed);
 }
@@ -410,10 +560,12 @@ static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *s
     }
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
     snprintf(c->anon_gw, sizeof c->anon_gw, "anonymous-%llu", (unsigned long long)c->serial);
-    if (nghttp2_session_server_new2(&c->ng, srv->cbs, c, srv->opt) != 0) {
+    if (srv->tls && !(c->ssl = tls_server_conn(srv->tls, fd))) {
         free(c);
         return -1;
     }
+    if (nghttp2_session_server_new2(&c->ng, srv->cbs, c, srv->opt) != 0)
+        goto out_free;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1024},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, srv->cfg.stream_window},
@@ -422,15 +574,13 @@ static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *s
     };
     if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
         nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
-                                              (int32_t)srv->cfg.conn_window) != 0) {
-        nghttp2_session_del(c->ng);
-        free(c);
-        return -1;
-    }
-    if (uv_poll_init(srv->loop, &c->poll, fd) != 0) {
-        nghttp2_session_del(c->ng);
-        free(c);
-        return -1;
+                                              (int32_t)srv->cfg.conn_window) != 0)
+        goto out_session;
+    if (uv_poll_init(srv->loop, &c->poll, fd) != 0)
+        goto out_session;
+    if (c->ssl) {
+        srv->nhandshaking++;
+        c->hs_deadline_ms = uv_now(srv->loop) + srv->cfg.tls_handshake_timeout_ms;
     }
     c->poll.data = c;
     srv->handles_open++;
@@ -446,8 +596,30 @@ static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *s
     log_debug("grpc connection", "conn=%llu peer=%s", (unsigned long long)c->serial, c->peer);
     if (srv->shutting_down)
         nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
-    grpc__conn_want_write(c); /* our SETTINGS */
+    grpc__conn_want_write(c); /* our SETTINGS (TLS: once the handshake is done) */
     return 0;
+
+out_session:
+    nghttp2_session_del(c->ng);
+out_free:
+    tls_server_conn_free(c->ssl, 0);
+    free(c);
+    return -1;
+}
+
+/* TLS: drops connections whose handshake is not done by their deadline (slow or silent
+ * peers would otherwise hold a descriptor forever). Loop thread, every second. */
+static void on_hs_timer(uv_timer_t *t)
+{
+    grpc_server_t *srv = t->data;
+    if (srv->nhandshaking == 0)
+        return;
+    uint64_t now = uv_now(srv->loop);
+    for (gconn_t *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->ssl && !c->tls_ready && !c->closing && now >= c->hs_deadline_ms)
+            conn_handshake_failed(c, WSAPI_TLS_TIMEOUT, "handshake not finished in time");
+    }
 }
 
 /* ---- listener ------------------------------------------------------------------------------ */
@@ -537,6 +709,20 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
     srv->x = x;
     srv->r = r;
     srv->pres = pres;
+    srv->lfd = -1;
+    if (bearer_init(&srv->push_auth, cfg->push_token) < 0 ||
+        bearer_init(&srv->gateway_auth, cfg->gateway_token) < 0) {
+        snprintf(err, GRPC_SERVER_ERR_LEN, "cannot hash the bearer tokens (OpenSSL)");
+        goto out_free;
+    }
+    bool tls = cfg->tls_cert && *cfg->tls_cert && cfg->tls_key && *cfg->tls_key;
+    if (tls) {
+        char terr[TLS_SERVER_ERR_LEN];
+        if (!(srv->tls = tls_server_new(cfg->tls_cert, cfg->tls_key, "h2", terr))) {
+            snprintf(err, GRPC_SERVER_ERR_LEN, "%s", terr);
+            goto out_free;
+        }
+    }
     if ((srv->lfd = addr_listen(&ss, 1024, err)) < 0)
         goto out_free;
 
@@ -563,13 +749,23 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
     srv->accept_timer.data = srv;
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
-    srv->handles_open = 3;
+    uv_timer_init(loop, &srv->hs_timer);
+    srv->hs_timer.data = srv;
+    srv->handles_open = 4;
     uv_poll_start(&srv->lpoll, UV_READABLE, on_listen_poll);
     uv_check_start(&srv->check, on_check);
+    if (srv->tls) {
+        uint64_t every = cfg->tls_handshake_timeout_ms < 1000 ? cfg->tls_handshake_timeout_ms : 1000;
+        uv_timer_start(&srv->hs_timer, on_hs_timer, every ? every : 1, every ? every : 1);
+        uv_unref((uv_handle_t *)&srv->hs_timer); /* never keeps the loop alive by itself */
+    }
     srv->listening = true;
-    log_info("grpc listening", "addr=%s:%d max_message=%zu stream_window=%u conn_window=%u",
-             host, addr_local_port(srv->lfd), cfg->max_message, cfg->stream_window,
-             cfg->conn_window);
+    log_info("grpc listening",
+             "addr=%s:%d transport=%s max_message=%zu stream_window=%u conn_window=%u "
+             "push_auth=%s gateway_auth=%s",
+             host, addr_local_port(srv->lfd), srv->tls ? "h2-tls" : "h2c", cfg->max_message,
+             cfg->stream_window, cfg->conn_window, srv->push_auth.enabled ? "bearer" : "none",
+             srv->gateway_auth.enabled ? "bearer" : "none");
     return srv;
 
 out_close_fd:
@@ -577,6 +773,7 @@ out_close_fd:
     nghttp2_option_del(srv->opt);
     close(srv->lfd);
 out_free:
+    tls_server_free(srv->tls);
     free(srv);
     return NULL;
 }
@@ -606,6 +803,12 @@ void grpc_server_shutdown(grpc_server_t *srv)
 {
     srv->shutting_down = true;
     stop_listening(srv);
+    /* TLS connections still in their handshake have no calls to finish: close them now. */
+    for (gconn_t *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->ssl && !c->tls_ready)
+            conn_close(c, "shutting down during TLS handshake");
+    }
     for (gconn_t *c = srv->conns; c; c = c->next) {
         nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(c->ng), NGHTTP2_NO_ERROR,
@@ -634,9 +837,13 @@ void grpc_server_free(grpc_server_t *srv)
     srv->freeing = true;
     nghttp2_session_callbacks_del(srv->cbs);
     nghttp2_option_del(srv->opt);
+    tls_server_free(srv->tls); /* every connection's SSL went with conn_close above */
+    srv->tls = NULL;
     uv_check_stop(&srv->check);
+    uv_timer_stop(&srv->hs_timer);
     uv_close((uv_handle_t *)&srv->lpoll, on_noop_close);
     uv_close((uv_handle_t *)&srv->accept_timer, on_noop_close);
     uv_close((uv_handle_t *)&srv->check, on_noop_close);
+    uv_close((uv_handle_t *)&srv->hs_timer, on_noop_close);
 }
 

@@ -1,6 +1,21 @@
-/* grpc_server.h: ws-api's h2c gRPC server (nghttp2 on a libuv loop).
+/* grpc_server.h: ws-api's gRPC server (nghttp2 on a libuv loop), h2c or h2 over TLS.
  *
- * Prior-knowledge HTTP/2 over TCP (no TLS, no upgrade). Services:
+ * Transport: prior-knowledge HTTP/2 over TCP (h2c, no upgrade) by default; with tls_cert and
+ * tls_key, HTTP/2 over TLS only (tls_server.h: TLS 1.2+, ALPN "h2" required, no
+ * renegotiation, SNI ignored, no client certificates). The same nghttp2 session is then fed
+ * through SSL_read/SSL_write on the non-blocking socket; each SSL call's WANT_READ/WANT_WRITE
+ * decides what the socket is polled for (a read can need a write: TLS 1.3 KeyUpdate). A
+ * connection whose handshake fails (not TLS, no h2, bad version, peer gone) or does not finish
+ * within tls_handshake_timeout_ms is closed, logged and counted in
+ * wsapi_tls_handshake_errors_total{reason=eof|protocol|alpn|timeout}; other connections are
+ * not affected.
+ *
+ * Authentication (bearer.h, constant time): with push_token, /wsgw.v1.Push/Push needs request
+ * header "authorization: Bearer <push_token>"; with gateway_token, /wsgw.v1.Exchange/Stream
+ * needs "authorization: Bearer <gateway_token>". Otherwise that call alone is answered
+ * trailers-only with grpc-status 16 UNAUTHENTICATED (before any presence change), logged
+ * without the token, and counted in wsapi_auth_rejects_total{api,reason=missing|wrong}; the
+ * connection and its other calls go on. Services:
  *   /wsgw.v1.Exchange/Stream  bidirectional, long-lived: Upstream batches in, Downstream
  *                             (commands + ack) out; response header x-wsgw-ack: 1.
  *   /wsgw.v1.Push/Push        unary PushRequest -> PushReply{gateways}.
@@ -32,6 +47,9 @@ typedef struct grpc_server_cfg {
     const char *listen;    /* "host:port" (IPv4 or [IPv6]) */
     size_t max_message;    /* largest gRPC message accepted (bigger: status 8) */
     const char *push_token; /* when non-empty, Push needs "authorization: Bearer TOKEN" */
+    const char *gateway_token; /* when non-empty, Exchange needs "authorization: Bearer TOKEN" */
+    const char *tls_cert, *tls_key; /* both non-empty: h2 over TLS instead of h2c */
+    uint64_t tls_handshake_timeout_ms; /* TLS: unfinished handshakes are dropped after this */
     uint32_t stream_window; /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
     uint32_t conn_window;   /* connection receive window */
     size_t stream_queue;    /* outbound bytes per stream before inbound window is withheld */
@@ -41,7 +59,7 @@ typedef struct grpc_server grpc_server_t;
 
 /* grpc_server_new: binds and listens on cfg->listen and starts accepting on `loop`. Handles
  * Exchange batches through x (which routes through r over pres). Returns the server, or NULL
- * with a message in err. The caller owns the server (grpc_server_free); x, r, pres and cfg's
+ * with a message in err (bad address, port in use, unreadable or mismatched certificate/key). The caller owns the server (grpc_server_free); x, r, pres and cfg's
  * strings must outlive it. */
 grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, exchange_t *x,
                                router_t *r, presence_t *pres, char err[GRPC_SERVER_ERR_LEN]);

@@ -293,6 +293,17 @@ void grpc__stream_dispatch(gstream_t *s)
         return;
     }
     if (s->path && strcmp(s->path, "/wsgw.v1.Exchange/Stream") == 0) {
+        /* --gateway-token: checked before the stream touches presence or the handler. */
+        bearer_result_t br = bearer_check(&srv->gateway_auth, s->authorization);
+        if (br != BEARER_OK) {
+            char gw[96];
+            wsapi_metrics_auth_reject(WSAPI_AUTH_EXCHANGE, (int)br);
+            log_rl_warn("exchange unauthenticated", "reason=%s gateway=%s peer=%s",
+                        bearer_result_name(br), grpc__quote(gw, sizeof gw, s->gateway_id),
+                        s->c->peer);
+            submit_trailers_only(s, GRPC_UNAUTHENTICATED, "missing or wrong gateway token");
+            return;
+        }
         s->kind = GS_EXCHANGE;
         grpc_dec_init(&s->dec, srv->cfg.max_message);
         s->dec_init = true;
@@ -314,9 +325,12 @@ void grpc__stream_dispatch(gstream_t *s)
         return;
     }
     if (s->path && strcmp(s->path, "/wsgw.v1.Push/Push") == 0) {
-        if (!push_token_ok(srv->cfg.push_token, s->authorization)) {
+        bearer_result_t br = bearer_check(&srv->push_auth, s->authorization);
+        if (br != BEARER_OK) {
             metrics_inc(wsapi_m.grpc_push[GRPC_UNAUTHENTICATED]);
-            log_rl_warn("push unauthenticated", "peer=%s", s->c->peer);
+            wsapi_metrics_auth_reject(WSAPI_AUTH_GRPC_PUSH, (int)br);
+            log_rl_warn("push unauthenticated", "api=grpc reason=%s peer=%s",
+                        bearer_result_name(br), s->c->peer);
             submit_trailers_only(s, GRPC_UNAUTHENTICATED, "missing or wrong bearer token");
             return;
         }

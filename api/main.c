@@ -1,5 +1,21 @@
-/* main.c: ws-api, the API service behind ws-gateway: gRPC Exchange/Push over h2c (nghttp2) and
- * the HTTP/1.1 JSON push API (libwebsockets), presence, echo/chat/none handlers.
+/* main.c: ws-api, the API service behind ws-gateway: gRPC Exchange/Push over h2c or h2+TLS
+ * (nghttp2) and the HTTP/1.1 JSON push API over HTTP or HTTPS (libwebsockets), presence,
+ * echo/chat/none handlers.
+ *
+ * Security flags (each also WSGW_<NAME>, or a key in --config FILE; prefer those two for the
+ * tokens: a command line is visible to every local user in ps):
+ *   --push-token T          /v1/... (HTTP 401) and gRPC wsgw.v1.Push/Push (grpc-status 16)
+ *                           need "authorization: Bearer T".
+ *   --gateway-token T       gRPC wsgw.v1.Exchange/Stream needs "authorization: Bearer T"
+ *                           (else trailers-only grpc-status 16 on that stream only). The
+ *                           gateway sends it with its own --gateway-token.
+ *   --grpc-tls-cert/-key F  the gRPC port speaks only HTTP/2 over TLS (1.2+, ALPN h2 required);
+ *                           without them h2c (plain) as before. Both or neither.
+ *   --http-tls-cert/-key F  the HTTP port speaks only HTTPS (HTTP/1.1). Both or neither.
+ *   --tls-handshake-timeout a gRPC TLS handshake not done by then: connection dropped.
+ * Token checks are constant time (SHA-256 digests compared with CRYPTO_memcmp) and tokens are
+ * never logged. Rejections: wsapi_auth_rejects_total{api,reason}; TLS handshake failures:
+ * wsapi_tls_handshake_errors_total{reason}.
  *
  * One thread, one event loop: libuv. Why libuv: libwebsockets can join a libuv loop it does
  * not own (LWS_SERVER_OPTION_LIBUV + info.foreign_loops), so the HTTP push API and the nghttp2
@@ -34,7 +50,9 @@
 #define DRAIN_EXTRA_MS 2000
 
 static const char *grpc_listen, *http_listen, *handler_name, *push_token, *log_level_name;
+static const char *gateway_token, *grpc_tls_cert, *grpc_tls_key, *http_tls_cert, *http_tls_key;
 static int64_t max_message, max_body, stream_queue, stream_window, conn_window, shutdown_us;
+static int64_t tls_handshake_us;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
@@ -43,7 +61,18 @@ static const flag_t flag_tab[] = {
      "HTTP/1.1 JSON push API, /healthz, /metrics"},
     {"handler", FLAG_STR, "echo", &handler_name, "echo | chat | none"},
     {"push-token", FLAG_STR, "", &push_token,
-     "when set, /v1/* and gRPC Push need 'Authorization: Bearer TOKEN'"},
+     "when set, /v1/* (else 401) and gRPC Push (else grpc-status 16) need "
+     "'Authorization: Bearer TOKEN'"},
+    {"gateway-token", FLAG_STR, "", &gateway_token,
+     "when set, gRPC Exchange streams need 'authorization: Bearer TOKEN' (else grpc-status 16)"},
+    {"grpc-tls-cert", FLAG_STR, "", &grpc_tls_cert,
+     "PEM certificate chain: the gRPC port speaks HTTP/2 over TLS only (ALPN h2, TLS 1.2+)"},
+    {"grpc-tls-key", FLAG_STR, "", &grpc_tls_key, "PEM private key for --grpc-tls-cert"},
+    {"http-tls-cert", FLAG_STR, "", &http_tls_cert,
+     "PEM certificate chain: the HTTP port speaks HTTPS only"},
+    {"http-tls-key", FLAG_STR, "", &http_tls_key, "PEM private key for --http-tls-cert"},
+    {"tls-handshake-timeout", FLAG_DURATION, "10s", &tls_handshake_us,
+     "gRPC TLS: a connection whose handshake is not done by then is dropped"},
     {"max-message", FLAG_INT, "16m", &max_message,
      "largest gRPC message accepted (larger: grpc-status 8 on that stream)", 1024, 1LL << 30},
     {"max-body", FLAG_INT, "1m", &max_body, "largest HTTP request body (larger: 413)", 1024,
@@ -137,6 +166,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "ws-api: unknown --handler '%s' (echo | chat | none)\n", handler_name);
         return 2;
     }
+    if (!*grpc_tls_cert != !*grpc_tls_key) {
+        fprintf(stderr, "ws-api: --grpc-tls-cert and --grpc-tls-key go together\n");
+        return 2;
+    }
+    if (!*http_tls_cert != !*http_tls_key) {
+        fprintf(stderr, "ws-api: --http-tls-cert and --http-tls-key go together\n");
+        return 2;
+    }
+    if (tls_handshake_us < 1000) {
+        fprintf(stderr, "ws-api: --tls-handshake-timeout must be at least 1ms\n");
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     wsapi_metrics_init();
 
@@ -154,6 +195,10 @@ int main(int argc, char **argv)
         .listen = grpc_listen,
         .max_message = (size_t)max_message,
         .push_token = push_token,
+        .gateway_token = gateway_token,
+        .tls_cert = grpc_tls_cert,
+        .tls_key = grpc_tls_key,
+        .tls_handshake_timeout_ms = (uint64_t)(tls_handshake_us / 1000),
         .stream_window = (uint32_t)stream_window,
         .conn_window = (uint32_t)conn_window,
         .stream_queue = (size_t)stream_queue,
@@ -165,7 +210,8 @@ int main(int argc, char **argv)
         goto out_free;
     }
     push_http_cfg_t hcfg = {.listen = http_listen, .push_token = push_token,
-                            .max_body = (size_t)max_body};
+                            .max_body = (size_t)max_body, .tls_cert = http_tls_cert,
+                            .tls_key = http_tls_key};
     char herr[PUSH_HTTP_ERR_LEN];
     a.http = push_http_new(&a.loop, &hcfg, &router, &pres, herr);
     if (!a.http) {
@@ -184,8 +230,9 @@ int main(int argc, char **argv)
     uv_timer_init(&a.loop, &a.grace);
     a.tick.data = a.grace.data = &a;
 
-    log_info("ws-api started", "handler=%s grpc=%s http=%s", handler_name, grpc_listen,
-             http_listen);
+    log_info("ws-api started", "handler=%s grpc=%s grpc_tls=%s http=%s http_tls=%s", handler_name,
+             grpc_listen, *grpc_tls_cert ? "on" : "off", http_listen,
+             *http_tls_cert ? "on" : "off");
     uv_run(&a.loop, UV_RUN_DEFAULT);
     code = 0;
 

@@ -1,8 +1,7 @@
-/* push.c: push / kick routing and push-token check (see push.h). */
+/* push.c: push / kick routing (see push.h). */
 #include "push.h"
 
 #include <string.h>
-#include <strings.h>
 
 #include "clock.h"
 
@@ -28,20 +27,4 @@ int push_kick(router_t *r, const target_t *t, int code, const char *reason)
     cmd.kind_case = WSGW__V1__COMMAND__KIND_KICK;
     cmd.kick = &kick;
     return router_route(r, t, &cmd, NULL);
-}
-
-bool push_token_ok(const char *token, const char *authorization)
-{
-    if (!token || !*token)
-        return true;
-    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
-        return false;
-    const char *got = authorization + 7;
-    size_t n = strlen(token);
-    if (strlen(got) != n)
-        return false;
-    unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(got[i] ^ token[i]);
-    return diff == 0;
 }

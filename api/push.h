@@ -19,8 +19,4 @@ int push_send(router_t *r, const target_t *t, const uint8_t *payload, size_t len
 /* push_kick: Kick{target, code, reason}; same routing and return as push_send. */
 int push_kick(router_t *r, const target_t *t, int code, const char *reason);
 
-/* push_token_ok: whether an Authorization header value is "Bearer <token>" (constant-time in
- * the token's length). An empty or NULL token means no authentication: always true. */
-bool push_token_ok(const char *token, const char *authorization);
-
 #endif

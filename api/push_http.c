@@ -12,11 +12,13 @@
 #include <string.h>
 
 #include "addr.h"
+#include "bearer.h"
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
 #include "push.h"
 #include "push_json.h"
+#include "tls_server.h"
 #include "wsapi_metrics.h"
 
 #define WRITE_CHUNK 16384
@@ -27,6 +29,7 @@ struct push_http {
     push_http_cfg_t cfg;
     router_t *r;
     presence_t *pres;
+    bearer_t auth; /* --push-token */
     int port;
 };
 
@@ -194,12 +197,19 @@ static int on_request(struct lws *wsi, sess_t *s, const char *uri)
     s->v1 = strncmp(s->path, "/v1/", 4) == 0;
     bool post = s->method == LWSHUMETH_POST;
 
-    if (s->v1 && h->cfg.push_token && *h->cfg.push_token) {
+    if (s->v1 && h->auth.enabled) {
         char auth[512] = "";
-        if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
-            auth[0] = 0;
-        if (!push_token_ok(h->cfg.push_token, auth)) {
-            log_rl_warn("http unauthenticated", "path=%s", s->path);
+        bool has = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
+        if (has && lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+            auth[0] = 0; /* longer than any token we would accept: judged wrong below */
+        bearer_result_t br = bearer_check(&h->auth, has ? auth : NULL);
+        if (has && !auth[0])
+            br = BEARER_WRONG;
+        if (br != BEARER_OK) {
+            char q[96];
+            wsapi_metrics_auth_reject(WSAPI_AUTH_HTTP_PUSH, (int)br);
+            log_rl_warn("push unauthenticated", "api=http reason=%s path=%s", bearer_result_name(br),
+                        log_quote(q, sizeof q, s->path));
             const char *m = "missing or wrong bearer token";
             return post ? post_error(s, 401, m) : respond_error(wsi, s, 401, m);
         }
@@ -325,6 +335,24 @@ push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t
     h->cfg = *cfg;
     h->r = r;
     h->pres = pres;
+    if (bearer_init(&h->auth, cfg->push_token) < 0) {
+        snprintf(err, PUSH_HTTP_ERR_LEN, "cannot hash the push token (OpenSSL)");
+        free(h);
+        return NULL;
+    }
+    bool tls = cfg->tls_cert && *cfg->tls_cert && cfg->tls_key && *cfg->tls_key;
+    if (tls) {
+        /* Load and check the pair ourselves first: lws would only log a failure and leave a
+         * half-built foreign-loop context behind (see below). */
+        char terr[TLS_SERVER_ERR_LEN];
+        tls_server_t *probe = tls_server_new(cfg->tls_cert, cfg->tls_key, NULL, terr);
+        if (!probe) {
+            snprintf(err, PUSH_HTTP_ERR_LEN, "%s", terr);
+            free(h);
+            return NULL;
+        }
+        tls_server_free(probe);
+    }
     the_http = h;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
@@ -343,6 +371,18 @@ push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t
     info.max_http_header_data = 8192;
     info.keepalive_timeout = 30;
     info.timeout_secs = 30;
+    if (tls) {
+        /* lws does the TLS: OpenSSL initialised by lws, the default vhost serves HTTPS only
+         * (no ALLOW_NON_SSL_ON_SSL_PORT), HTTP/1.1 only (ALPN), same policy as the gRPC port. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        info.ssl_options_set = (long)(SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_SSLv3 |
+                                      SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                      SSL_OP_CIPHER_SERVER_PREFERENCE);
+        info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL";
+        info.alpn = "http/1.1";
+    }
     h->ctx = lws_create_context(&info);
     if (!h->ctx) {
         snprintf(err, PUSH_HTTP_ERR_LEN, "cannot create the HTTP server on %s (lws)", cfg->listen);
@@ -358,8 +398,8 @@ push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t
         snprintf(err, PUSH_HTTP_ERR_LEN, "cannot listen on %s", cfg->listen);
         return NULL;
     }
-    log_info("http listening", "addr=%s:%d max_body=%zu auth=%s", host, h->port, cfg->max_body,
-             cfg->push_token && *cfg->push_token ? "bearer" : "none");
+    log_info("http listening", "addr=%s:%d transport=%s max_body=%zu auth=%s", host, h->port,
+             tls ? "https" : "http", cfg->max_body, h->auth.enabled ? "bearer" : "none");
     return h;
 out_free:
     the_http = NULL;

@@ -15,6 +15,16 @@
  * over), 401 (--push-token set and the bearer token is
  * missing or wrong; /v1/... only), 404, 405, 413 (body over max_body).
  *
+ * Authentication: with push_token, every /v1/... request needs "Authorization: Bearer TOKEN"
+ * (bearer.h: constant time); otherwise 401 {"error":...}, a log line without the token, and
+ * wsapi_auth_rejects_total{api="http_push",reason=missing|wrong}. /healthz and /metrics stay
+ * open (bind --http-listen to an internal address if that matters).
+ *
+ * TLS: with tls_cert and tls_key the port speaks HTTPS only (lws does TLS itself with OpenSSL:
+ * LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT, the vhost's ssl_cert_filepath/ssl_private_key_filepath;
+ * TLS 1.2+, ECDHE+AEAD suites for 1.2, no renegotiation, ALPN http/1.1). The files are loaded
+ * and checked with OpenSSL before lws starts, so a bad file is a clear start-up error.
+ *
  * Why libwebsockets: it is already a dependency (the gateway), it is the one HTTP/1.1 server in
  * Debian that runs on a foreign libuv loop, so ws-api stays one thread and one loop; the request
  * bodies here are small JSON documents, which its callback API handles well enough.
@@ -35,12 +45,13 @@ typedef struct push_http_cfg {
     const char *listen;     /* "host:port" */
     const char *push_token; /* non-empty: /v1/... needs "Authorization: Bearer TOKEN" */
     size_t max_body;        /* larger request bodies: 413 */
+    const char *tls_cert, *tls_key; /* both non-empty: HTTPS only on this port */
 } push_http_cfg_t;
 
 typedef struct push_http push_http_t;
 
 /* push_http_new: creates the lws context on `loop` and listens. Returns the server, or NULL
- * with a message in err. The caller owns it (push_http_free); r, pres and cfg's strings must
+ * with a message in err (bad address, port in use, unreadable or mismatched certificate/key). The caller owns it (push_http_free); r, pres and cfg's strings must
  * outlive it. */
 push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t *r,
                            presence_t *pres, char err[PUSH_HTTP_ERR_LEN]);

@@ -17,6 +17,12 @@ int wsapi_metrics_http(int status)
     return -1;
 }
 
+void wsapi_metrics_auth_reject(int api, int reason)
+{
+    if (api >= 0 && api < 3 && reason >= 1 && reason <= 2)
+        metrics_inc(wsapi_m.auth_rejects[api][reason - 1]);
+}
+
 void wsapi_metrics_init(void)
 {
     wsapi_metrics_t *m = &wsapi_m;
@@ -69,5 +75,27 @@ void wsapi_metrics_init(void)
         snprintf(l, sizeof l, "status=\"%d\"", i);
         m->grpc_push[i] = metrics_counter("wsapi_grpc_push_requests_total", l,
                                           "gRPC wsgw.v1.Push/Push calls, by grpc-status.");
+    }
+    static const char *const apis[3] = {"exchange", "grpc_push", "http_push"};
+    static const char *const reasons[2] = {"missing", "wrong"};
+    for (int a = 0; a < 3; a++)
+        for (int r = 0; r < 2; r++) {
+            char l[64];
+            snprintf(l, sizeof l, "api=\"%s\",reason=\"%s\"", apis[a], reasons[r]);
+            m->auth_rejects[a][r] = metrics_counter(
+                "wsapi_auth_rejects_total", l,
+                "Requests refused for a missing or wrong bearer token (--gateway-token on "
+                "Exchange, --push-token on Push and /v1/*).");
+        }
+    m->tls_handshakes = metrics_counter("wsapi_tls_handshakes_total", NULL,
+                                        "TLS handshakes completed on the gRPC port.");
+    static const char *const tls_reasons[4] = {"eof", "protocol", "alpn", "timeout"};
+    for (int i = 0; i < 4; i++) {
+        char l[32];
+        snprintf(l, sizeof l, "reason=\"%s\"", tls_reasons[i]);
+        m->tls_hs_errors[i] = metrics_counter(
+            "wsapi_tls_handshake_errors_total", l,
+            "TLS handshakes that failed on the gRPC port: eof (peer left), protocol (not TLS, "
+            "bad version/cipher, alert), alpn (no h2), timeout (--tls-handshake-timeout).");
     }
 }

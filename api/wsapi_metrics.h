@@ -19,13 +19,24 @@ typedef struct wsapi_metrics {
     int stream_overflows;    /* a stream failed: its outbound queue passed the hard cap */
     int http_push[9];        /* wsapi_push_requests_total{code}: see wsapi_metrics_http() */
     int grpc_push[17];       /* wsapi_grpc_push_requests_total{status} */
+    /* wsapi_auth_rejects_total{api,reason}: [WSAPI_AUTH_*][bearer_result_t - 1] */
+    int auth_rejects[3][2];
+    int tls_handshakes;          /* wsapi_tls_handshakes_total: completed (gRPC port) */
+    int tls_hs_errors[4];        /* wsapi_tls_handshake_errors_total{reason}: WSAPI_TLS_* */
 } wsapi_metrics_t;
+
+enum { WSAPI_AUTH_EXCHANGE = 0, WSAPI_AUTH_GRPC_PUSH = 1, WSAPI_AUTH_HTTP_PUSH = 2 };
+enum { WSAPI_TLS_EOF = 0, WSAPI_TLS_PROTOCOL = 1, WSAPI_TLS_ALPN = 2, WSAPI_TLS_TIMEOUT = 3 };
 
 extern wsapi_metrics_t wsapi_m;
 
 /* wsapi_metrics_init: registers every series. Call once before the loop starts. Ids of failed
  * registrations are -1 (updates to them are ignored). */
 void wsapi_metrics_init(void);
+
+/* wsapi_metrics_auth_reject: counts one refused request: api is WSAPI_AUTH_*, reason a
+ * bearer_result_t other than BEARER_OK (1 missing, 2 wrong). */
+void wsapi_metrics_auth_reject(int api, int reason);
 
 /* wsapi_metrics_http: the counter id for an HTTP status of the push API (-1 if unknown). */
 int wsapi_metrics_http(int status);
