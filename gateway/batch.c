@@ -122,6 +122,7 @@ void gw_batch_free(gw_batch_t *b)
 {
     if (!b)
         return;
+    free(b->tmsgs);
     free(b->buf);
     free(b);
 }

@@ -15,6 +15,7 @@ typedef struct gw_batch {
     uint64_t seq;
     uint32_t nevents;
     uint32_t nmsgs;          /* Message events (for the lost-messages count) */
+    uint32_t *tmsgs;         /* Message events per source service thread (writer sets) */
     int64_t gateway_ns;      /* wall-clock stamp of the first event (api stage) */
     size_t ev_len;           /* encoded events */
     size_t wire_len;         /* prefix + events + seq field */

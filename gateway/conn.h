@@ -10,6 +10,8 @@
 
 #include "event.h"
 
+#define GW_NODE_NONE 0xFF
+
 typedef struct gw_outq gw_outq_t;
 typedef struct gw_member gw_member_t;
 typedef struct gw_user gw_user_t;
@@ -32,6 +34,9 @@ typedef struct gw_conn {
     bool established;
     bool closing;
     bool paused;             /* rx flow control off (backpressure) */
+    bool held;               /* messages held while its old node hands back (msgroute.c) */
+    uint8_t node;            /* API node its messages go to (GW_NODE_NONE before the first) */
+    uint32_t mark;           /* sent-counter value of its last message to `node` */
 } gw_conn_t;
 
 #endif

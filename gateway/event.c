@@ -88,5 +88,10 @@ void gw_cmd_free(gw_cmd_t *c)
 {
     if (c->payload)
         gw_payload_unref(c->payload);
+    while (c->events) {
+        gw_event_t *e = c->events;
+        c->events = e->next;
+        gw_event_free(e);
+    }
     free(c);
 }

@@ -72,7 +72,13 @@ static inline void gw_payload_unref(gw_payload_t *p)
         free(p);
 }
 
-typedef enum { GW_CMD_SEND = 1, GW_CMD_KICK = 2, GW_CMD_JOIN = 3, GW_CMD_LEAVE = 4 } gw_cmd_type_t;
+typedef enum {
+    GW_CMD_SEND = 1,
+    GW_CMD_KICK = 2,
+    GW_CMD_JOIN = 3,
+    GW_CMD_LEAVE = 4,
+    GW_CMD_REROUTE = 5, /* Message events a disconnected node hands back, oldest first */
+} gw_cmd_type_t;
 
 /* A command for one service thread: the targets that may live on it. */
 typedef struct gw_cmd {
@@ -82,6 +88,7 @@ typedef struct gw_cmd {
     int32_t code;          /* Kick */
     int64_t api_ns;
     gw_payload_t *payload; /* Send: payload; Kick: reason (text); owned by the command */
+    gw_event_t *events;    /* Reroute: list via next; owned by the command */
     uint32_t nconns;       /* conn ids on this thread */
     uint32_t nusers;
     uint32_t room_len;

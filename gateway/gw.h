@@ -13,6 +13,7 @@ typedef struct gw_up gw_up_t;
 typedef struct gw {
     int nsvc;                 /* service threads */
     int nup;                  /* API nodes = writer threads */
+    int nstreams;             /* streams per API node */
     gw_svc_t **svc;           /* immutable after start */
     gw_up_t **up;             /* immutable after start */
     uint16_t prefix;          /* conn_id prefix */

@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "event.h"
 #include "flags.h"
 #include "gw.h"
 #include "gwm.h"
@@ -244,6 +245,7 @@ int main(int argc, char **argv)
         return 1;
     g->nsvc = (int)gw_cfg.threads;
     g->nup = gw_cfg.nupstreams;
+    g->nstreams = (int)gw_cfg.streams;
     /* descriptors kept for listeners, upstream sockets, epoll/eventfds, lws internals, and
      * HTTP requests in flight */
     long reserve = 64 + 8L * g->nsvc + 4L * g->nup + 256;
@@ -312,7 +314,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < g->nsvc; k++)
             metrics_gauge_set(gwm_thread_conns(k), atomic_load(&g->svc[k]->nconns));
         for (int k = 0; !sig && k < g->nsvc; k++)
-            if (atomic_load(&g->svc[k]->done)) {
+            if (atomic_load(&g->svc[k]->ended)) {
                 log_error("service thread ended unexpectedly", "thread=%d", k);
                 sig = -1;
             }
@@ -321,21 +323,30 @@ int main(int argc, char **argv)
         log_info("signal received", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     drain(g);
 
+    /* Teardown order: writers end first (nothing calls lws_cancel_service any more), then
+     * the service threads destroy their lws contexts, then memory both sides shared. */
+    for (int u = 0; u < g->nup; u++)
+        gw_up_request(g->up[u], 2);
+    for (int u = 0; u < g->nup; u++)
+        gw_up_join(g->up[u]);
     for (int k = 0; k < g->nsvc; k++)
         gw_svc_request(g->svc[k], GW_SVC_STOP);
     for (int k = 0; k < g->nsvc; k++)
         gw_svc_join(g->svc[k]);
     for (int u = 0; u < g->nup; u++)
-        gw_up_request(g->up[u], 2);
-    for (int u = 0; u < g->nup; u++)
-        gw_up_join(g->up[u]);
+        gw_up_free(g->up[u]);
     for (int k = 0; k < g->nsvc; k++) {
         for (int u = 0; u < g->nup; u++) {
+            void *cmd; /* commands a writer queued after the service thread stopped */
+            while ((cmd = ring_pop(g->svc[k]->from_up[u])))
+                gw_cmd_free(cmd);
             ring_free(g->svc[k]->to_up[u]);
             ring_free(g->svc[k]->from_up[u]);
         }
         free(g->svc[k]->to_up);
         free(g->svc[k]->from_up);
+        free(g->svc[k]->want_room);
+        free((void *)g->svc[k]->done);
         free(g->svc[k]);
     }
     for (int i = 0; i < gw_cfg.nupstreams; i++)

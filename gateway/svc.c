@@ -18,12 +18,14 @@
 #include "gwm.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgroute.h"
 #include "outq.h"
 #include "upstream.h"
 #include "ws.h"
 
 #define ACCEPT_BURST 64
 #define CMD_BURST 64
+#define TICK_MS 50
 
 /* ---- set-up (main thread) ------------------------------------------------------------- */
 
@@ -77,8 +79,14 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     s->ovf_head = calloc((size_t)n, sizeof *s->ovf_head);
     s->ovf_tail = calloc((size_t)n, sizeof *s->ovf_tail);
     s->want_room = calloc((size_t)n, sizeof *s->want_room);
-    if (!s->to_up || !s->from_up || !s->ovf_head || !s->ovf_tail || !s->want_room)
+    s->sent = calloc((size_t)(n * g->nstreams), sizeof *s->sent);
+    s->done = calloc((size_t)(n * g->nstreams), sizeof *s->done);
+    if (!s->to_up || !s->from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
+        !s->done)
         goto fail_mem;
+    for (int i = 0; i < n * g->nstreams; i++)
+        atomic_init(&s->done[i], 0);
+    atomic_init(&s->want_done, 0);
     for (int u = 0; u < n; u++) {
         s->to_up[u] = ring_new((size_t)gw_cfg.ring_size);
         s->from_up[u] = ring_new((size_t)gw_cfg.ring_size);
@@ -90,7 +98,7 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     atomic_init(&s->wake_pending, 0);
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stop_req, 0);
-    atomic_init(&s->done, 0);
+    atomic_init(&s->ended, 0);
     return s;
 fail_mem:
     snprintf(err, errlen, "out of memory");
@@ -107,6 +115,8 @@ fail:
     free(s->ovf_head);
     free(s->ovf_tail);
     free(s->want_room);
+    free(s->sent);
+    free(s->done);
     free(s);
     return NULL;
 }
@@ -124,9 +134,12 @@ void gw_svc_wake(gw_svc_t *s)
 void gw_svc_request(gw_svc_t *s, int what)
 {
     atomic_store(&s->stop_req, what);
-    /* The context may not exist yet if the thread is still starting: it checks stop_req
-     * once its loop runs, so a lost wake here is harmless. */
-    gw_svc_wake(s);
+    /* STOP is not signalled: the thread destroys its lws context on it, and a concurrent
+     * lws_cancel_service() from here would race with that. The thread's tick timer sees it
+     * within TICK_MS. (The other requests come while the context certainly exists; before
+     * it exists the tick catches them too.) */
+    if (what != GW_SVC_STOP)
+        gw_svc_wake(s);
 }
 
 /* ---- events to writers ---------------------------------------------------------------- */
@@ -199,14 +212,17 @@ static void resume_paused(gw_svc_t *s)
 {
     if (atomic_load(&s->stop_req) >= 1)
         return; /* draining: reads stay off */
+    size_t keep = 0;
     for (size_t i = 0; i < s->npaused; i++) {
         gw_conn_t *c = gw_conn_table_get(&s->conns, s->paused[i]);
-        if (c && c->paused && !c->closing) {
+        if (c && c->held) {
+            s->paused[keep++] = s->paused[i]; /* stays paused until its handback */
+        } else if (c && c->paused && !c->closing) {
             c->paused = false;
             lws_rx_flow_control(c->wsi, 1);
         }
     }
-    s->npaused = 0;
+    s->npaused = keep;
 }
 
 /* ---- commands from writers ------------------------------------------------------------ */
@@ -363,6 +379,9 @@ static void run_cmd(gw_svc_t *s, gw_cmd_t *cmd)
     case GW_CMD_KICK:
         for_targets(s, cmd, kick_one);
         break;
+    case GW_CMD_REROUTE:
+        gw_msgroute_reroute(s, cmd);
+        break;
     case GW_CMD_JOIN:
     case GW_CMD_LEAVE:
         for (uint32_t i = 0; i < cmd->nconns; i++) {
@@ -417,10 +436,17 @@ static void close_all(gw_svc_t *s)
             gw_svc_close_conn(s, t->slots[i], 1001, NULL);
 }
 
-/* uv timer callback: destroys the lws context outside any lws callback. */
-static void on_stop_timer(uv_timer_t *t)
+/* uv timer, every TICK_MS: notices requests (STOP is never signalled, see gw_svc_request),
+ * and on STOP destroys the lws context, outside any lws callback. */
+static void on_tick(uv_timer_t *t)
 {
     gw_svc_t *s = t->data;
+    int req = atomic_load(&s->stop_req);
+    if (req != GW_SVC_STOP) {
+        if (req && !s->stopping)
+            gw_svc_on_wake(s);
+        return;
+    }
     if (s->stopping)
         return;
     s->stopping = true;
@@ -443,11 +469,14 @@ void gw_svc_on_wake(gw_svc_t *s)
             quiesce(s);
         if (req == GW_SVC_CLOSE_ALL)
             close_all(s);
-        if (req == GW_SVC_STOP) {
-            uv_timer_start(&s->drain_timer, on_stop_timer, 0, 0);
-            return;
-        }
+        if (req == GW_SVC_STOP)
+            return; /* the tick timer does it, outside lws callbacks */
     }
+
+    /* Held connections: which may go, judged before the rings are drained (a handback is in
+     * the ring before its writer publishes the counts). */
+    if (s->nheld)
+        gw_msgroute_snapshot(s);
 
     /* Commands first: replies free room in the writers' rings, which the API waits on. */
     void *cmds[CMD_BURST];
@@ -467,6 +496,8 @@ void gw_svc_on_wake(gw_svc_t *s)
             }
         }
     }
+    if (s->nheld)
+        gw_msgroute_release(s);
     if (flush_overflow(s) && s->npaused)
         resume_paused(s);
 }
@@ -598,6 +629,7 @@ static void *svc_main(void *arg)
     s->accept_timer.data = s;
     uv_timer_init(&s->loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_start(&s->drain_timer, on_tick, TICK_MS, TICK_MS);
     uv_timer_init(&s->loop, &s->close_timer);
     s->close_timer.data = s;
     if (atomic_load(&s->stop_req) == 0) {
@@ -618,7 +650,7 @@ out_loop:
     if (uv_loop_close(&s->loop) != 0)
         log_warn("uv loop closed with live handles", "thread=%d", s->idx);
 out:
-    atomic_store(&s->done, 1);
+    atomic_store(&s->ended, 1);
     return NULL;
 }
 
@@ -649,10 +681,13 @@ void gw_svc_join(gw_svc_t *s)
     gw_conn_table_free(&s->conns);
     free(s->paused);
     free(s->closing);
+    gw_msgroute_free(s);
     free(s->ovf_head);
     free(s->ovf_tail);
-    free(s->want_room);
-    /* rings are freed by main after both sides stopped */
+    free(s->sent);
+    s->ovf_head = s->ovf_tail = NULL;
+    s->sent = NULL;
+    /* rings, want_room and done are read by writers: main frees them after the writers */
 }
 
 /* lws log redirection is process-wide: set once by main. */

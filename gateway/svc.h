@@ -24,7 +24,7 @@ struct gw_svc {
     int listen_fd;
     uv_poll_t listen_poll;
     uv_timer_t accept_timer;   /* re-enables accept after EMFILE */
-    uv_timer_t drain_timer;
+    uv_timer_t drain_timer;    /* tick: requests from main, STOP */
     uv_timer_t close_timer;    /* runs close_pending() outside lws callbacks */
     uint64_t *closing;         /* ids of connections to close; this thread */
     size_t nclosing, cap_closing;
@@ -43,9 +43,16 @@ struct gw_svc {
     uint64_t *paused;          /* ids of connections paused for backpressure; this thread */
     size_t npaused, cap_paused;
     _Atomic int wake_pending;  /* coalesces lws_cancel_service; any thread raises */
+    /* Per (node u, stream st), index u * nstreams + st (msgroute.c): */
+    uint32_t *sent;            /* Messages this thread pushed; this thread only */
+    _Atomic uint32_t *done;    /* of those, resolved by writer u (acked, delivered without
+                                  acks, or handed back); writer u stores, we read */
+    _Atomic int want_done;     /* set while messages are held: writers wake us on progress */
+    struct gw_held *held;      /* connections whose messages wait for a handback */
+    size_t nheld, cap_held;
     _Atomic int64_t nconns;    /* this thread's connections (metrics, /status) */
     _Atomic int stop_req;      /* main thread requests: GW_SVC_* below */
-    _Atomic int done;          /* set by this thread when its loop has ended */
+    _Atomic int ended;         /* set by this thread when its loop has ended */
 };
 
 /* gw_svc_new: allocates thread `idx` with its listening socket bound (SO_REUSEPORT) and rings.
@@ -61,7 +68,8 @@ void gw_svc_wake(gw_svc_t *s);
  *   GW_SVC_STOP      destroy the lws context and end the loop. */
 enum { GW_SVC_QUIESCE = 1, GW_SVC_CLOSE_ALL = 2, GW_SVC_STOP = 3 };
 void gw_svc_request(gw_svc_t *s, int what);
-/* gw_svc_join (main thread): waits for the thread and frees everything. */
+/* gw_svc_join (main thread): waits for the thread and frees what only it used (rings,
+ * want_room and done stay: writers may still touch them; main frees those last). */
 void gw_svc_join(gw_svc_t *s);
 
 /* Called on the service thread (from ws.c): */

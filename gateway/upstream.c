@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "config.h"
+#include "conn_id.h"
 #include "downstream.h"
 #include "grpc_frame.h"
 #include "gwm.h"
@@ -27,6 +28,7 @@
 #include "route.h"
 #include "svc.h"
 #include "u64map.h"
+#include "wsgw.pb-c.h"
 
 #define RING_BURST 256
 #define READ_CHUNK 65536
@@ -80,12 +82,17 @@ struct gw_up_priv {
     uint64_t touched;          /* service threads to wake (bit per thread, < 64) */
     bool touched_all;
     int m_connected, m_reconnects;
+    uint32_t *dacc;            /* [nsvc * nstreams] messages resolved since the last publish */
+    bool dirty;                /* dacc holds something to publish */
+    gw_event_t **hb_head, **hb_tail; /* [nsvc] Message events to hand back (msgroute.h) */
+    bool hb_any;
     int64_t api_ns[64];        /* api_ns of the Sends in the Downstream being handled */
     int napi;
     uint64_t connects;         /* sessions established so far */
 };
 
 static void up_disconnect(gw_up_t *u, const char *why);
+static void emit_cmd(void *ud, int k, gw_cmd_t *cmd);
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -119,12 +126,58 @@ static void schedule_reconnect(gw_up_t *u)
     p->attempt++;
 }
 
+/* ---- resolved-message counts (msgroute.h) ----------------------------------------------- */
+
+/* n Message events from service thread k on stream st are resolved (acked, delivered without
+ * acks, handed back, or lost and counted). Published by publish_done(). */
+static void add_done(gw_up_t *u, int k, int st, uint32_t n)
+{
+    gw_up_priv_t *p = u->priv;
+    if (k < 0 || k >= u->gw->nsvc || !n)
+        return;
+    p->dacc[k * p->nstreams + st] += n;
+    p->dirty = true;
+}
+
+static void add_done_event(gw_up_t *u, const gw_event_t *e, int st)
+{
+    if (e->type == GW_EV_MESSAGE)
+        add_done(u, (int)conn_id_thread(e->conn_id), st, 1);
+}
+
+/* Stores the counts where the service threads read them. Only once every handback command is
+ * in a ring (a thread that sees the count must find the handback when it drains). */
+static void publish_done(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    if (!p->dirty || p->overflowing)
+        return;
+    for (int k = 0; k < u->gw->nsvc; k++) {
+        gw_svc_t *s = u->gw->svc[k];
+        bool any = false;
+        for (int st = 0; st < p->nstreams; st++) {
+            uint32_t n = p->dacc[k * p->nstreams + st];
+            if (!n)
+                continue;
+            _Atomic uint32_t *d = &s->done[u->idx * p->nstreams + st];
+            atomic_store_explicit(d, atomic_load_explicit(d, memory_order_relaxed) + n,
+                                  memory_order_release);
+            p->dacc[k * p->nstreams + st] = 0;
+            any = true;
+        }
+        if (any && atomic_load(&s->want_done))
+            gw_svc_wake(s);
+    }
+    p->dirty = false;
+}
+
 /* ---- batches and streams -------------------------------------------------------------- */
 
 static void batch_release(gw_up_t *u, up_stream_t *st, gw_batch_t *b)
 {
-    (void)st;
     u->priv->queued -= b->ev_len; /* ev_len: stable across renumbering */
+    for (int k = 0; b->tmsgs && k < u->gw->nsvc; k++)
+        add_done(u, k, st->idx, b->tmsgs[k]);
     gw_batch_free(b);
 }
 
@@ -174,9 +227,18 @@ static size_t encode_into(gw_up_t *u, up_stream_t *st, gw_event_t **evs, size_t 
             log_rl_error("out of memory encoding a batch", "node=%s events=%zu", u->name, j - i);
             return n - i;
         }
-        for (size_t k = i; k < j; k++)
-            if (evs[k]->type == GW_EV_MESSAGE)
-                metrics_observe(gwm.stage_ingress, (uint64_t)(now - evs[k]->t_read));
+        for (size_t k = i; k < j; k++) {
+            if (evs[k]->type != GW_EV_MESSAGE)
+                continue;
+            metrics_observe(gwm.stage_ingress, (uint64_t)(now - evs[k]->t_read));
+            unsigned th = conn_id_thread(evs[k]->conn_id);
+            if (!b->tmsgs)
+                b->tmsgs = calloc((size_t)u->gw->nsvc, sizeof *b->tmsgs);
+            if (b->tmsgs && th < (unsigned)u->gw->nsvc)
+                b->tmsgs[th]++;
+            /* (without tmsgs the counts are not reported: a connection then merely stays
+             * on this node longer) */
+        }
         u->priv->queued += b->ev_len;
         append_batch(st, b);
         i = j;
@@ -201,8 +263,10 @@ static void encode_pending(gw_up_t *u)
         size_t failed = encode_into(u, st, st->pend, st->npend);
         size_t lost_msgs = 0;
         for (size_t k = st->npend - failed; k < st->npend; k++)
-            if (st->pend[k]->type == GW_EV_MESSAGE)
+            if (st->pend[k]->type == GW_EV_MESSAGE) {
                 lost_msgs++;
+                add_done_event(u, st->pend[k], st->idx);
+            }
         if (lost_msgs) /* counted, never silent: out of memory is the one way to lose them */
             metrics_add(gwm.lost, lost_msgs);
         for (size_t k = 0; k < st->npend; k++)
@@ -286,6 +350,7 @@ static void take_event(gw_up_t *u, gw_event_t *e)
             log_rl_error("out of memory queueing a message", "node=%s conn_id=%llu", u->name,
                          (unsigned long long)e->conn_id);
             metrics_inc(gwm.lost);
+            add_done_event(u, e, st->idx);
             gw_event_free(e);
         }
         return;
@@ -314,6 +379,129 @@ static void drain_rings(gw_up_t *u)
         }
     }
     encode_pending(u);
+}
+
+/* ---- handback (msgroute.h) ----------------------------------------------------------------- */
+
+static bool other_node_up(gw_up_t *u)
+{
+    for (int i = 0; i < u->gw->nup; i++)
+        if (i != u->idx && atomic_load_explicit(&u->gw->up[i]->connected, memory_order_relaxed))
+            return true;
+    return false;
+}
+
+/* Queues a Message event for its service thread (takes e); `count` adds it to the resolved
+ * counts (batches count theirs when released). */
+static void hb_add(gw_up_t *u, gw_event_t *e, int st, bool count)
+{
+    gw_up_priv_t *p = u->priv;
+    unsigned k = conn_id_thread(e->conn_id);
+    if (k >= (unsigned)u->gw->nsvc) { /* not one of ours: cannot happen for our own events */
+        metrics_inc(gwm.lost);
+        gw_event_free(e);
+        return;
+    }
+    if (count)
+        add_done(u, (int)k, st, 1);
+    e->next = NULL;
+    if (p->hb_tail[k])
+        p->hb_tail[k]->next = e;
+    else
+        p->hb_head[k] = e;
+    p->hb_tail[k] = e;
+    p->hb_any = true;
+}
+
+/* The Message events of an encoded batch, back as events. */
+static void hb_batch(gw_up_t *u, up_stream_t *st, gw_batch_t *b)
+{
+    if (!b->nmsgs)
+        return;
+    Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(NULL, b->wire_len - GRPC_FRAME_HDR_LEN,
+                                                        b->buf + GRPC_FRAME_HDR_LEN);
+    size_t got = 0;
+    int64_t now = now_ns();
+    for (size_t i = 0; up && i < up->n_events; i++) {
+        const Wsgw__V1__Event *ev = up->events[i];
+        if (ev->kind_case != WSGW__V1__EVENT__KIND_MESSAGE)
+            continue;
+        const char *user = ev->user_id ? ev->user_id : "";
+        gw_event_t *e = gw_event_new(GW_EV_MESSAGE, ev->conn_id, user, strlen(user),
+                                     ev->message->payload.data, ev->message->payload.len, NULL,
+                                     0, NULL, 0);
+        if (!e)
+            continue;
+        e->binary = ev->message->binary;
+        e->seq = ev->message->seq;
+        e->gateway_ns = ev->gateway_ns;
+        e->t_read = now;
+        hb_add(u, e, st->idx, false);
+        got++;
+    }
+    if (up)
+        wsgw__v1__upstream__free_unpacked(up, NULL);
+    if (got < b->nmsgs) {
+        metrics_add(gwm.lost, b->nmsgs - got);
+        log_rl_error("messages lost handing back a batch (memory)", "node=%s lost=%zu", u->name,
+                     (size_t)(b->nmsgs - got));
+    }
+}
+
+/* Hands every queued Message back to its service thread, which re-sends it to a connected node
+ * ahead of that connection's newer messages. Only while this node is down and another is up. */
+static void handback_all(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    size_t n = 0;
+    for (int i = 0; i < p->nstreams; i++) {
+        up_stream_t *st = &p->streams[i];
+        while (st->head) {
+            gw_batch_t *b = st->head;
+            st->head = b->next;
+            n += b->nmsgs;
+            hb_batch(u, st, b);
+            batch_release(u, st, b);
+        }
+        st->tail = st->cur = NULL;
+        st->cur_off = 0;
+        for (size_t k = 0; k < st->npend; k++) {
+            gw_event_t *e = st->pend[k];
+            if (e->type == GW_EV_MESSAGE) {
+                hb_add(u, e, st->idx, true);
+                n++;
+            } else {
+                free_pending_event(e); /* Opens stay in the presence map */
+            }
+        }
+        p->queued -= st->pend_bytes;
+        st->npend = 0;
+        st->pend_bytes = 0;
+    }
+    for (int k = 0; k < u->gw->nsvc; k++) {
+        if (!p->hb_head[k])
+            continue;
+        gw_cmd_t *cmd = gw_cmd_new(GW_CMD_REROUTE, NULL, 0, NULL, 0, NULL, NULL, 0);
+        if (!cmd) {
+            size_t lost = 0;
+            while (p->hb_head[k]) {
+                gw_event_t *e = p->hb_head[k];
+                p->hb_head[k] = e->next;
+                gw_event_free(e);
+                lost++;
+            }
+            metrics_add(gwm.lost, lost);
+            log_rl_error("messages lost handing back (memory)", "node=%s lost=%zu", u->name, lost);
+        } else {
+            cmd->events = p->hb_head[k];
+            p->hb_head[k] = NULL;
+            emit_cmd(u, k, cmd);
+        }
+        p->hb_tail[k] = NULL;
+    }
+    p->hb_any = false;
+    if (n)
+        log_info("messages handed back for another node", "node=%s messages=%zu", u->name, n);
 }
 
 /* Resync: every live connection of this stream gets its Open again, ahead of everything else
@@ -853,6 +1041,8 @@ static void up_disconnect(gw_up_t *u, const char *why)
     buf_reset(&p->wbuf);
     p->state = UP_IDLE;
     schedule_reconnect(u);
+    if (other_node_up(u))
+        handback_all(u);
 }
 
 static void up_connect(gw_up_t *u)
@@ -993,10 +1183,13 @@ static void *up_main(void *arg)
         }
         run_timers(u);
         drain_rings(u);
+        if (p->state != UP_CONNECTED && p->queued && other_node_up(u))
+            handback_all(u);
         flush_cmd_overflow(u);
         if (p->state == UP_CONNECTED && flush_out(u) < 0)
             up_disconnect(u, p->goaway ? "goaway" : "write failed");
         wake_touched(u);
+        publish_done(u);
         update_idle(u);
     }
     if (p->fd >= 0)
@@ -1049,9 +1242,13 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     p->rbuf = malloc(READ_CHUNK);
     p->ovf_head = calloc((size_t)g->nsvc, sizeof *p->ovf_head);
     p->ovf_tail = calloc((size_t)g->nsvc, sizeof *p->ovf_tail);
+    p->dacc = calloc((size_t)(g->nsvc * (int)gw_cfg.streams), sizeof *p->dacc);
+    p->hb_head = calloc((size_t)g->nsvc, sizeof *p->hb_head);
+    p->hb_tail = calloc((size_t)g->nsvc, sizeof *p->hb_tail);
     u->from_svc = calloc((size_t)g->nsvc, sizeof *u->from_svc);
     u->to_svc = calloc((size_t)g->nsvc, sizeof *u->to_svc);
-    if (p->epfd < 0 || !p->streams || !p->rbuf || !p->ovf_head || !p->ovf_tail ||
+    if (p->epfd < 0 || !p->streams || !p->rbuf || !p->ovf_head || !p->ovf_tail || !p->dacc ||
+        !p->hb_head || !p->hb_tail ||
         !u->from_svc || !u->to_svc)
         goto nomem;
     for (int i = 0; i < p->nstreams; i++) {
@@ -1070,7 +1267,7 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
 nomem:
     snprintf(err, errlen, "out of memory");
 fail:
-    gw_up_join(u);
+    gw_up_free(u);
     return NULL;
 }
 
@@ -1086,14 +1283,21 @@ void gw_up_request(gw_up_t *u, int what)
     gw_up_wake(u);
 }
 
-/* Main thread, after the writer thread ended (or was never started). */
 void gw_up_join(gw_up_t *u)
+{
+    if (u && u->tid) {
+        pthread_join(u->tid, NULL);
+        u->tid = 0;
+    }
+}
+
+/* Main thread, after the writer thread ended (or was never started). */
+void gw_up_free(gw_up_t *u)
 {
     if (!u)
         return;
     gw_up_priv_t *p = u->priv;
-    if (u->tid)
-        pthread_join(u->tid, NULL);
+    gw_up_join(u);
     if (p) {
         for (int i = 0; p->streams && i < p->nstreams; i++) {
             up_stream_t *st = &p->streams[i];
@@ -1128,6 +1332,15 @@ void gw_up_join(gw_up_t *u)
             while (u->from_svc[k] && (e = ring_pop(u->from_svc[k])))
                 gw_event_free(e);
         }
+        for (int k = 0; p->hb_head && k < u->gw->nsvc; k++)
+            while (p->hb_head[k]) {
+                gw_event_t *e = p->hb_head[k];
+                p->hb_head[k] = e->next;
+                gw_event_free(e);
+            }
+        free(p->hb_head);
+        free(p->hb_tail);
+        free(p->dacc);
         free(p->ovf_head);
         free(p->ovf_tail);
         free(p->streams);

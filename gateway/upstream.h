@@ -41,7 +41,10 @@ int gw_up_start(gw_up_t *u);
 static inline void gw_up_wake(gw_up_t *u) { wake_signal(&u->wake); }
 /* gw_up_request (main thread): 1 = drain (flush, wait for acks), 2 = stop. */
 void gw_up_request(gw_up_t *u, int what);
-/* gw_up_join (main thread): waits for the thread and frees the writer. */
+/* gw_up_join (main thread): waits for the writer thread to end (after gw_up_request 2). */
 void gw_up_join(gw_up_t *u);
+/* gw_up_free (main thread): frees the writer and the events left in its rings; after the
+ * service threads stopped (they wake writers until then). */
+void gw_up_free(gw_up_t *u);
 
 #endif

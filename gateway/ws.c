@@ -16,6 +16,7 @@
 #include "gwm.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgroute.h"
 #include "outq.h"
 #include "route.h"
 #include "svc.h"
@@ -235,6 +236,7 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
 {
     gw_svc_t *s = svc_of(wsi);
     c->wsi = wsi;
+    c->node = GW_NODE_NONE;
     if (gw_conn_table_add(&s->conns, c) < 0) {
         log_rl_error("connection table full", "thread=%d", s->idx);
         lws_close_reason(wsi, (enum lws_close_status)1013, (unsigned char *)"full", 4);
@@ -284,6 +286,7 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
     gw_svc_t *s = svc_of(wsi);
     if (!c->established)
         return;
+    gw_msgroute_forget(s, c); /* messages held for a failover go before the Close */
     int code = c->close_code ? c->close_code : c->peer_code;
     if (!code && lws_get_close_length(wsi) >= 2) {
         /* lws closed it itself (protocol error 1002, ...): its close frame payload is here */
@@ -352,13 +355,7 @@ static int message_done(struct lws *wsi, gw_conn_t *c, gw_event_t *e)
     e->gateway_ns = clock_wall_ns();
     metrics_inc(gwm.msgs_in);
     metrics_add(gwm.bytes_in, e->a_len);
-    int u;
-    if (c->user)
-        u = gw_route_node(s->gw, c->user, strlen(c->user));
-    else
-        u = gw_route_node(s->gw, &c->id, sizeof c->id);
-    if (!gw_svc_push_event(s, u, e))
-        gw_svc_pause(s, c);
+    gw_msgroute_send(s, c, e);
     return 0;
 }
 

@@ -318,6 +318,10 @@ class Gateway:
     def wait_ready(self, timeout=10):
         wait_until(self.ready, timeout, what="gateway /readyz")
 
+    def proc_log_has(self, text):
+        with open(self.proc.log_path, errors="replace") as f:
+            return text in f.read()
+
     def metric(self, name, labels=None):
         """Value of one series from /metrics (0 if absent)."""
         _, body = self.get("/metrics")
