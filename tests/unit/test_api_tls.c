@@ -1,0 +1,961 @@
+/* test_api_tls.c: ws-api's bearer tokens (bearer.c), server TLS (tls_server.c) over
+ * non-blocking socket pairs, and the gRPC server over TLS end to end (grpc_server.c on its own
+ * libuv loop thread, driven by an nghttp2 + OpenSSL client here):
+ *   - bearer: scheme/spacing rules, missing vs wrong, prefixes and extensions of the token;
+ *   - handshake with ALPN h2; ALPN refused (http/1.1 only, or none); garbage; EOF;
+ *   - partial writes and WANT_WRITE with the retry from a moved buffer, bytes intact;
+ *   - TLS 1.3 KeyUpdate (update_requested) both ways, also while the server's socket is full;
+ *   - TLS 1.2 renegotiation refused (no_renegotiation), connection usable afterwards;
+ *   - grpc_server over TLS: Exchange echo with a KeyUpdate after every message and in the
+ *     middle of a 4 MiB echo, the gateway token checked (status 16 without it).
+ * The certificate is made here with OpenSSL (P-256, self-signed, SAN localhost/127.0.0.1). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../../api/bearer.h"
+#include "../../api/exchange.h"
+#include "../../api/grpc_server.h"
+#include "../../api/presence.h"
+#include "../../api/router.h"
+#include "../../api/tls_server.h"
+#include "../../api/wsapi_metrics.h"
+#include "buf.h"
+#include "grpc_frame.h"
+#include "test.h"
+#include "wsgw.pb-c.h"
+
+static char cert_path[256], key_path[256], tmp_dir[128];
+
+/* ---- test certificate ---------------------------------------------------------------------- */
+
+static int make_cert(void)
+{
+    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/wsgw-tls-test-XXXXXX");
+    if (!mkdtemp(tmp_dir))
+        return -1;
+    snprintf(cert_path, sizeof cert_path, "%s/cert.pem", tmp_dir);
+    snprintf(key_path, sizeof key_path, "%s/key.pem", tmp_dir);
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (!pk || !x)
+        return -1;
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, pk);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, name);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
+                                              "DNS:localhost,IP:127.0.0.1");
+    if (!ext || !X509_add_ext(x, ext, -1))
+        return -1;
+    X509_EXTENSION_free(ext);
+    if (!X509_sign(x, pk, EVP_sha256()))
+        return -1;
+    FILE *f = fopen(cert_path, "w");
+    FILE *g = fopen(key_path, "w");
+    int ok = f && g && PEM_write_X509(f, x) && PEM_write_PrivateKey(g, pk, NULL, NULL, 0, NULL, NULL);
+    if (f)
+        fclose(f);
+    if (g)
+        fclose(g);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+    return ok ? 0 : -1;
+}
+
+/* ---- bearer -------------------------------------------------------------------------------- */
+
+static void test_bearer(void)
+{
+    bearer_t off, b;
+    CHECK_EQ(bearer_init(&off, ""), 0);
+    CHECK(!off.enabled);
+    CHECK_EQ(bearer_check(&off, NULL), BEARER_OK);
+    CHECK_EQ(bearer_check(&off, "Bearer anything"), BEARER_OK);
+    CHECK_EQ(bearer_init(&b, "s3cret-Tok"), 0);
+    CHECK(b.enabled);
+    CHECK_EQ(bearer_check(&b, "Bearer s3cret-Tok"), BEARER_OK);
+    CHECK_EQ(bearer_check(&b, "bearer s3cret-Tok"), BEARER_OK);  /* scheme case-insensitive */
+    CHECK_EQ(bearer_check(&b, "BEARER   s3cret-Tok  "), BEARER_OK);
+    CHECK_EQ(bearer_check(&b, "Bearer s3cret-tok"), BEARER_WRONG); /* token case-sensitive */
+    CHECK_EQ(bearer_check(&b, "Bearer s3cret-To"), BEARER_WRONG);  /* prefix */
+    CHECK_EQ(bearer_check(&b, "Bearer s3cret-Tok2"), BEARER_WRONG);
+    CHECK_EQ(bearer_check(&b, "Bearer s3cret-Tok x"), BEARER_WRONG);
+    CHECK_EQ(bearer_check(&b, NULL), BEARER_MISSING);
+    CHECK_EQ(bearer_check(&b, ""), BEARER_MISSING);
+    CHECK_EQ(bearer_check(&b, "Bearer"), BEARER_MISSING);
+    CHECK_EQ(bearer_check(&b, "Bearer   "), BEARER_MISSING);
+    CHECK_EQ(bearer_check(&b, "Bearers3cret-Tok"), BEARER_MISSING);
+    CHECK_EQ(bearer_check(&b, "Basic s3cret-Tok"), BEARER_MISSING);
+    CHECK_EQ(bearer_check(&b, "s3cret-Tok"), BEARER_MISSING);
+    CHECK_STR(bearer_result_name(BEARER_MISSING), "missing");
+    CHECK_STR(bearer_result_name(BEARER_WRONG), "wrong");
+    CHECK_STR(bearer_result_name(BEARER_OK), "ok");
+    /* the digest is what is kept, not the token */
+    bearer_t b2;
+    bearer_init(&b2, "s3cret-Tok");
+    CHECK(memcmp(b.digest, b2.digest, sizeof b.digest) == 0);
+    CHECK(memmem(&b, sizeof b, "s3cret", 6) == NULL);
+}
+
+/* ---- TLS over a socket pair ---------------------------------------------------------------- */
+
+typedef struct pair {
+    int sfd, cfd;
+    SSL *srv, *cli;
+    SSL_CTX *cctx;
+    int key_updates_seen; /* KeyUpdate handshake messages the client received */
+    int no_reneg_alerts;  /* no_renegotiation alerts the client received */
+} pair_t;
+
+static void set_nonblock(int fd)
+{
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Client-side message callback: counts what the server sent (KeyUpdate, alerts). */
+static void cli_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)ssl;
+    pair_t *p = arg;
+    const unsigned char *b = buf;
+    if (write_p || len < 1)
+        return;
+    if (content_type == SSL3_RT_HANDSHAKE && b[0] == 24 /* key_update */)
+        p->key_updates_seen++;
+    if (content_type == SSL3_RT_ALERT && len >= 2 && b[1] == SSL_AD_NO_RENEGOTIATION)
+        p->no_reneg_alerts++;
+}
+
+static SSL_CTX *client_ctx(const char *alpn, int max_version)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_load_verify_locations(c, cert_path, NULL);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    if (alpn) {
+        unsigned char wire[32];
+        size_t n = strlen(alpn);
+        wire[0] = (unsigned char)n;
+        memcpy(wire + 1, alpn, n);
+        SSL_CTX_set_alpn_protos(c, wire, (unsigned int)n + 1);
+    }
+    if (max_version)
+        SSL_CTX_set_max_proto_version(c, max_version);
+    return c;
+}
+
+static int pair_open(pair_t *p, tls_server_t *t, const char *alpn, int max_version)
+{
+    memset(p, 0, sizeof *p);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        return -1;
+    p->sfd = sv[0];
+    p->cfd = sv[1];
+    set_nonblock(p->sfd);
+    set_nonblock(p->cfd);
+    p->srv = tls_server_conn(t, p->sfd);
+    p->cctx = client_ctx(alpn, max_version);
+    p->cli = SSL_new(p->cctx);
+    SSL_set_fd(p->cli, p->cfd);
+    SSL_set_tlsext_host_name(p->cli, "localhost");
+    SSL_set1_host(p->cli, "localhost");
+    SSL_set_connect_state(p->cli);
+    SSL_set_msg_callback(p->cli, cli_msg_cb);
+    SSL_set_msg_callback_arg(p->cli, p);
+    return p->srv && p->cli ? 0 : -1;
+}
+
+static void pair_close(pair_t *p)
+{
+    tls_server_conn_free(p->srv, 0);
+    SSL_free(p->cli);
+    SSL_CTX_free(p->cctx);
+    close(p->sfd);
+    close(p->cfd);
+    ERR_clear_error();
+}
+
+/* Drives both handshakes; returns the server's final tls_server_handshake result. */
+static int pair_handshake(pair_t *p, char err[TLS_SERVER_ERR_LEN])
+{
+    int srv_rv = TLS_IO_WANT_READ, cli_done = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (!cli_done) {
+            int r = SSL_do_handshake(p->cli);
+            if (r == 1)
+                cli_done = 1;
+            else {
+                int e = SSL_get_error(p->cli, r);
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    cli_done = -1;
+                ERR_clear_error();
+            }
+        }
+        if (srv_rv == TLS_IO_WANT_READ || srv_rv == TLS_IO_WANT_WRITE)
+            srv_rv = tls_server_handshake(p->srv, err);
+        if (srv_rv != TLS_IO_WANT_READ && srv_rv != TLS_IO_WANT_WRITE && cli_done)
+            return srv_rv;
+    }
+    return srv_rv;
+}
+
+/* Client reads everything available into out (up to cap); returns bytes read. */
+static size_t cli_drain(pair_t *p, uint8_t *out, size_t cap)
+{
+    size_t got = 0, n = 0;
+    while (got < cap && SSL_read_ex(p->cli, out + got, cap - got, &n) == 1)
+        got += n;
+    ERR_clear_error();
+    return got;
+}
+
+static void test_handshake_alpn_h2(void)
+{
+    char err[TLS_SERVER_ERR_LEN] = "";
+    tls_server_t *t = tls_server_new(cert_path, key_path, "h2", err);
+    REQUIRE(t != NULL);
+    pair_t p;
+    REQUIRE(pair_open(&p, t, "h2", 0) == 0);
+    CHECK_EQ(pair_handshake(&p, err), 0);
+    CHECK_EQ(SSL_get_verify_result(p.cli), X509_V_OK);
+    char d[160];
+    tls_server_describe(p.srv, d, sizeof d);
+    CHECK(strstr(d, "TLSv1.3") != NULL);
+    CHECK(strstr(d, "alpn=h2") != NULL);
+    /* data both ways */
+    size_t n = 0;
+    CHECK(SSL_write_ex(p.cli, "hello", 5, &n) == 1 && n == 5);
+    uint8_t buf[64];
+    CHECK_EQ(tls_server_read(p.srv, buf, sizeof buf, err), 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK_EQ(tls_server_read(p.srv, buf, sizeof buf, err), TLS_IO_WANT_READ);
+    CHECK_EQ(tls_server_write(p.srv, "world", 5, err), 5);
+    CHECK_EQ(cli_drain(&p, buf, sizeof buf), 5);
+    /* client close_notify: CLOSED */
+    SSL_shutdown(p.cli);
+    CHECK_EQ(tls_server_read(p.srv, buf, sizeof buf, err), TLS_IO_CLOSED);
+    pair_close(&p);
+    /* TLS 1.2 with h2 works too (ECDHE + AEAD suite) */
+    REQUIRE(pair_open(&p, t, "h2", TLS1_2_VERSION) == 0);
+    CHECK_EQ(pair_handshake(&p, err), 0);
+    tls_server_describe(p.srv, d, sizeof d);
+    CHECK(strstr(d, "TLSv1.2") != NULL && strstr(d, "ECDHE") != NULL && strstr(d, "GCM") != NULL);
+    pair_close(&p);
+    tls_server_free(t);
+}
+
+static void test_alpn_refused_garbage_eof(void)
+{
+    char err[TLS_SERVER_ERR_LEN] = "";
+    tls_server_t *t = tls_server_new(cert_path, key_path, "h2", err);
+    REQUIRE(t != NULL);
+    pair_t p;
+    /* only http/1.1 offered: fatal alert in the handshake */
+    REQUIRE(pair_open(&p, t, "http/1.1", 0) == 0);
+    CHECK_EQ(pair_handshake(&p, err), TLS_IO_ALPN);
+    CHECK(strstr(err, "ALPN") != NULL);
+    pair_close(&p);
+    /* no ALPN at all: the handshake completes, the server refuses the connection */
+    REQUIRE(pair_open(&p, t, NULL, 0) == 0);
+    CHECK_EQ(pair_handshake(&p, err), TLS_IO_ALPN);
+    CHECK(strstr(err, "did not offer ALPN h2") != NULL);
+    pair_close(&p);
+    /* not TLS */
+    REQUIRE(pair_open(&p, t, "h2", 0) == 0);
+    const char *garbage = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK(write(p.cfd, garbage, strlen(garbage)) == (ssize_t)strlen(garbage));
+    CHECK_EQ(tls_server_handshake(p.srv, err), TLS_IO_ERROR);
+    CHECK(err[0] != 0);
+    CHECK_EQ(ERR_peek_error(), 0); /* queue left clean for the next connection */
+    pair_close(&p);
+    /* peer gone before a byte */
+    REQUIRE(pair_open(&p, t, "h2", 0) == 0);
+    shutdown(p.cfd, SHUT_WR);
+    CHECK_EQ(tls_server_handshake(p.srv, err), TLS_IO_CLOSED);
+    pair_close(&p);
+    /* peer gone in the middle of the handshake */
+    REQUIRE(pair_open(&p, t, "h2", 0) == 0);
+    SSL_do_handshake(p.cli); /* ClientHello out */
+    ERR_clear_error();
+    CHECK_EQ(tls_server_handshake(p.srv, err), TLS_IO_WANT_READ); /* ServerHello... sent */
+    shutdown(p.cfd, SHUT_WR);
+    CHECK_EQ(tls_server_handshake(p.srv, err), TLS_IO_CLOSED);
+    pair_close(&p);
+    tls_server_free(t);
+    /* bad files */
+    CHECK(tls_server_new("/nonexistent/cert.pem", key_path, "h2", err) == NULL);
+    CHECK(strstr(err, "/nonexistent/cert.pem") != NULL);
+    CHECK(tls_server_new(cert_path, cert_path, "h2", err) == NULL);
+    CHECK(strstr(err, "private key") != NULL);
+}
+
+static void small_buffers(pair_t *p)
+{
+    int sz = 4096;
+    setsockopt(p->sfd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    setsockopt(p->cfd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+}
+
+static void test_partial_writes_moving_buffer(void)
+{
+    char err[TLS_SERVER_ERR_LEN] = "";
+    tls_server_t *t = tls_server_new(cert_path, key_path, "h2", err);
+    REQUIRE(t != NULL);
+    pair_t p;
+    REQUIRE(pair_open(&p, t, "h2", 0) == 0);
+    REQUIRE(pair_handshake(&p, err) == 0);
+    size_t total = 4 << 20;
+    uint8_t *src = malloc(total), *got = malloc(total);
+    REQUIRE(src && got);
+    for (size_t i = 0; i < total; i++)
+        src[i] = (uint8_t)(i * 7 + (i >> 13));
+    size_t sent = 0, recvd = 0;
+    int want_write = 0, partial = 0, moves = 0;
+    uint8_t *moved = NULL; /* the unsent rest, copied to a new address after each WANT_WRITE */
+    for (int iter = 0; iter < 1000000 && recvd < total; iter++) {
+        if (sent < total) {
+            const uint8_t *from = moved ? moved : src + sent;
+            size_t len = total - sent;
+            ssize_t n = tls_server_write(p.srv, from, len, err);
+            if (n == TLS_IO_WANT_WRITE) {
+                want_write++;
+                /* the retry comes from another buffer with the same bytes
+                 * (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER) */
+                free(moved);
+                moved = malloc(len);
+                REQUIRE(moved);
+                memcpy(moved, src + sent, len);
+                moves++;
+                /* the client reads only now: the server really had to wait */
+                recvd += cli_drain(&p, got + recvd, total - recvd);
+            } else {
+                REQUIRE(n > 0);
+                if ((size_t)n < len)
+                    partial++;
+                sent += (size_t)n;
+                free(moved);
+                moved = NULL;
+            }
+        } else {
+            recvd += cli_drain(&p, got + recvd, total - recvd);
+        }
+    }
+    free(moved);
+    CHECK_EQ(recvd, total);
+    CHECK(memcmp(src, got, total) == 0);
+    /* OpenSSL semantics seen here: with SSL_MODE_ENABLE_PARTIAL_WRITE a call returns after
+     * one record when the socket takes it at once (partial count); a call that returned
+     * WANT_WRITE is completed by a retry that may report more than one record. */
+    CHECK(want_write > 0);
+    CHECK(partial > 0);
+    CHECK(moves > 0);
+    free(src);
+    free(got);
+    pair_close(&p);
+    tls_server_free(t);
+}
+
+/* Server reads until it has `want` bytes (the client writes as needed), checking content. */
+static bool srv_read_exact(pair_t *p, uint8_t *buf, size_t want, int *rd_wants_write)
+{
+    char err[TLS_SERVER_ERR_LEN];
+    size_t got = 0;
+    for (int i = 0; i < 100000 && got < want; i++) {
+        ssize_t n = tls_server_read(p->srv, buf + got, want - got, err);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == TLS_IO_WANT_WRITE)
+            (*rd_wants_write)++;
+        else if (n != TLS_IO_WANT_READ)
+            return false;
+        uint8_t sink[4096];
+        cli_drain(p, sink, sizeof sink); /* keep the server's writes flowing */
+    }
+    return got == want;
+}
+
+static void test_key_update_both_ways(void)
+{
+    char err[TLS_SERVER_ERR_LEN] = "";
+    tls_server_t *t = tls_server_new(cert_path, key_path, "h2", err);
+    REQUIRE(t != NULL);
+    pair_t p;
+    REQUIRE(pair_open(&p, t, "h2", 0) == 0);
+    REQUIRE(pair_handshake(&p, err) == 0);
+    int rww = 0;
+    uint8_t buf[8192];
+    /* client asks for a key update: the server must answer with its own KeyUpdate */
+    for (int round = 0; round < 5; round++) {
+        CHECK(SSL_key_update(p.cli, SSL_KEY_UPDATE_REQUESTED) == 1);
+        size_t n = 0;
+        CHECK(SSL_write_ex(p.cli, "ping", 4, &n) == 1);
+        CHECK(srv_read_exact(&p, buf, 4, &rww));
+        CHECK(memcmp(buf, "ping", 4) == 0);
+        CHECK_EQ(tls_server_write(p.srv, "pong", 4, err), 4);
+        size_t got = cli_drain(&p, buf, sizeof buf);
+        CHECK_EQ(got, 4);
+        CHECK(memcmp(buf, "pong", 4) == 0);
+        CHECK_EQ(p.key_updates_seen, round + 1);
+    }
+    /* server-initiated key update (OpenSSL call on our SSL): the client keeps reading */
+    CHECK(SSL_key_update(p.srv, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+    CHECK_EQ(tls_server_write(p.srv, "after", 5, err), 5);
+    CHECK_EQ(cli_drain(&p, buf, sizeof buf), 5);
+    CHECK_EQ(p.key_updates_seen, 6);
+
+    /* KeyUpdate (requested) arriving while the server's socket is full and a write pending */
+    small_buffers(&p);
+    static uint8_t big[1 << 20];
+    memset(big, 'z', sizeof big);
+    size_t sent = 0;
+    ssize_t n;
+    while ((n = tls_server_write(p.srv, big, sizeof big, err)) > 0)
+        sent += (size_t)n;
+    CHECK_EQ(n, TLS_IO_WANT_WRITE); /* pending: must be retried with the same bytes */
+    CHECK(SSL_key_update(p.cli, SSL_KEY_UPDATE_REQUESTED) == 1);
+    size_t cw = 0;
+    int cr = SSL_write_ex(p.cli, "mid", 3, &cw);
+    if (cr != 1) { /* the client's own socket may be full of nothing: retry after reading */
+        ERR_clear_error();
+    }
+    /* server reads while its write is pending (allowed), then the write goes on */
+    size_t got = 0, rest = sizeof big;
+    bool have_mid = false;
+    int ups_before = p.key_updates_seen;
+    static uint8_t sink[1 << 16];
+    for (int i = 0; i < 200000 && (!have_mid || got < sent + sizeof big); i++) {
+        if (cr != 1 && SSL_write_ex(p.cli, "mid", 3, &cw) == 1)
+            cr = 1;
+        ERR_clear_error();
+        if (!have_mid) {
+            ssize_t r = tls_server_read(p.srv, buf, sizeof buf, err);
+            if (r == 3 && memcmp(buf, "mid", 3) == 0)
+                have_mid = true;
+            else if (r == TLS_IO_WANT_WRITE)
+                rww++;
+            else if (r != TLS_IO_WANT_READ && r != TLS_IO_WANT_WRITE)
+                break;
+        }
+        if (rest) {
+            ssize_t w = tls_server_write(p.srv, big + (sizeof big - rest), rest, err);
+            if (w > 0)
+                rest -= (size_t)w;
+            else if (w != TLS_IO_WANT_WRITE && w != TLS_IO_WANT_READ)
+                break;
+        }
+        got += cli_drain(&p, sink, sizeof sink);
+    }
+    CHECK(have_mid);
+    CHECK_EQ(rest, 0);
+    CHECK_EQ(got, sent + sizeof big);
+    /* RFC 8446 §4.6.3: the answering KeyUpdate must precede the server's next application
+     * data; OpenSSL sends it at the start of the next write that has nothing pending. */
+    CHECK_EQ(tls_server_write(p.srv, "end", 3, err), 3);
+    CHECK_EQ(cli_drain(&p, buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "end", 3) == 0);
+    CHECK_EQ(p.key_updates_seen, ups_before + 1); /* the server answered the request */
+    (void)rww; /* OpenSSL 3.0 defers the answer to the next write: reads never WANT_WRITE */
+    pair_close(&p);
+    tls_server_free(t);
+}
+
+static void test_renegotiation_refused(void)
+{
+    char err[TLS_SERVER_ERR_LEN] = "";
+    tls_server_t *t = tls_server_new(cert_path, key_path, "h2", err);
+    REQUIRE(t != NULL);
+    pair_t p;
+    REQUIRE(pair_open(&p, t, "h2", TLS1_2_VERSION) == 0);
+    REQUIRE(pair_handshake(&p, err) == 0);
+    CHECK(SSL_renegotiate(p.cli) == 1);
+    int r = SSL_do_handshake(p.cli); /* sends the new ClientHello */
+    CHECK(r != 1);
+    ERR_clear_error();
+    uint8_t buf[64];
+    /* the server refuses (warning alert no_renegotiation) and stays usable */
+    CHECK_EQ(tls_server_read(p.srv, buf, sizeof buf, err), TLS_IO_WANT_READ);
+    for (int i = 0; i < 10; i++) {
+        SSL_do_handshake(p.cli);
+        ERR_clear_error();
+    }
+    CHECK_EQ(p.no_reneg_alerts, 1);
+    CHECK_EQ(SSL_renegotiate_pending(p.cli), 1); /* never completed */
+    pair_close(&p);
+    tls_server_free(t);
+}
+
+/* ---- grpc_server over TLS, end to end ----------------------------------------------------- */
+
+typedef struct server_thread {
+    uv_loop_t loop;
+    uv_async_t stop;
+    grpc_server_t *srv;
+    presence_t pres;
+    router_t router;
+    exchange_t x;
+    pthread_t th;
+    int port;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool ready;
+} server_thread_t;
+
+static void on_stop(uv_async_t *a)
+{
+    server_thread_t *st = a->data;
+    grpc_server_free(st->srv);
+    uv_close((uv_handle_t *)&st->stop, NULL);
+}
+
+static void *server_main(void *arg)
+{
+    server_thread_t *st = arg;
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int server_start(server_thread_t *st, const char *gateway_token)
+{
+    memset(st, 0, sizeof *st);
+    uv_loop_init(&st->loop);
+    presence_init(&st->pres);
+    router_init(&st->router, &st->pres, 1 << 20);
+    exchange_init(&st->x, &st->pres, &st->router, HANDLER_ECHO);
+    grpc_server_cfg_t cfg = {
+        .listen = "127.0.0.1:0",
+        .max_message = 16 << 20,
+        .push_token = "",
+        .gateway_token = gateway_token,
+        .tls_cert = cert_path,
+        .tls_key = key_path,
+        .tls_handshake_timeout_ms = 5000,
+        .stream_window = 16 << 20,
+        .conn_window = 64 << 20,
+        .stream_queue = 16 << 20,
+    };
+    char err[GRPC_SERVER_ERR_LEN];
+    st->srv = grpc_server_new(&st->loop, &cfg, &st->x, &st->router, &st->pres, err);
+    if (!st->srv) {
+        fprintf(stderr, "grpc_server_new: %s\n", err);
+        return -1;
+    }
+    st->port = grpc_server_port(st->srv);
+    uv_async_init(&st->loop, &st->stop, on_stop);
+    st->stop.data = st;
+    return pthread_create(&st->th, NULL, server_main, st) == 0 ? 0 : -1;
+}
+
+static void server_stop(server_thread_t *st)
+{
+    uv_async_send(&st->stop);
+    pthread_join(st->th, NULL);
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&st->loop);
+    exchange_free(&st->x);
+    router_free(&st->router);
+    presence_free(&st->pres);
+}
+
+/* An HTTP/2 client over TLS (nghttp2 + OpenSSL, non-blocking socket, poll): one Exchange
+ * stream; sends framed Upstream messages, collects Downstream messages. */
+typedef struct h2cli {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    nghttp2_session *ng;
+    int32_t sid;
+    buf_t up;       /* framed Upstream bytes not yet taken by nghttp2 */
+    size_t up_off;
+    bool deferred;
+    buf_t wire;     /* bytes from mem_send not yet taken by SSL_write */
+    size_t wire_off;
+    buf_t down;     /* DATA of our stream */
+    int downstreams, commands;
+    uint64_t ack;
+    buf_t payloads; /* every echoed payload, concatenated */
+    bool ack_header, closed;
+    int grpc_status;
+    int key_updates_seen;
+    bool failed;
+} h2cli_t;
+
+static void h2_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                      SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)ssl;
+    h2cli_t *k = arg;
+    if (!write_p && len >= 1 && content_type == SSL3_RT_HANDSHAKE &&
+        ((const unsigned char *)buf)[0] == 24)
+        k->key_updates_seen++;
+}
+
+static ssize_t up_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
+                       uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)ng;
+    (void)id;
+    (void)flags;
+    (void)src;
+    h2cli_t *k = ud;
+    size_t n = k->up.len - k->up_off;
+    if (n == 0) {
+        k->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (n > len)
+        n = len;
+    memcpy(buf, k->up.data + k->up_off, n);
+    k->up_off += n;
+    return (ssize_t)n;
+}
+
+static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *ud)
+{
+    (void)ng;
+    (void)f;
+    (void)flags;
+    h2cli_t *k = ud;
+    if (namelen == 10 && memcmp(name, "x-wsgw-ack", 10) == 0 && valuelen == 1 && value[0] == '1')
+        k->ack_header = true;
+    if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+        k->grpc_status = atoi((const char *)value);
+    return 0;
+}
+
+static int h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+                      size_t len, void *ud)
+{
+    (void)ng;
+    (void)flags;
+    (void)id;
+    h2cli_t *k = ud;
+    buf_append(&k->down, data, len);
+    size_t off = 0;
+    while (k->down.len - off >= 5) {
+        uint32_t n = (uint32_t)k->down.data[off + 1] << 24 | (uint32_t)k->down.data[off + 2] << 16 |
+                     (uint32_t)k->down.data[off + 3] << 8 | k->down.data[off + 4];
+        if (k->down.len - off < 5 + (size_t)n)
+            break;
+        Wsgw__V1__Downstream *d =
+            wsgw__v1__downstream__unpack(NULL, n, k->down.data + off + 5);
+        if (!d) {
+            k->failed = true;
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        k->downstreams++;
+        k->ack = d->ack;
+        for (size_t i = 0; i < d->n_commands; i++) {
+            Wsgw__V1__Command *c = d->commands[i];
+            if (c->kind_case == WSGW__V1__COMMAND__KIND_SEND) {
+                k->commands++;
+                buf_append(&k->payloads, c->send->payload.data, c->send->payload.len);
+            }
+        }
+        wsgw__v1__downstream__free_unpacked(d, NULL);
+        off += 5 + n;
+    }
+    memmove(k->down.data, k->down.data + off, k->down.len - off);
+    k->down.len -= off;
+    return 0;
+}
+
+static int h2_on_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
+{
+    (void)ng;
+    (void)id;
+    (void)code;
+    ((h2cli_t *)ud)->closed = true;
+    return 0;
+}
+
+static int h2cli_open(h2cli_t *k, int port, const char *token)
+{
+    memset(k, 0, sizeof *k);
+    k->grpc_status = -1;
+    k->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(k->fd, (struct sockaddr *)&a, sizeof a) < 0)
+        return -1;
+    set_nonblock(k->fd);
+    k->ctx = client_ctx("h2", 0);
+    k->ssl = SSL_new(k->ctx);
+    SSL_set_fd(k->ssl, k->fd);
+    SSL_set_tlsext_host_name(k->ssl, "localhost");
+    SSL_set1_host(k->ssl, "localhost"); /* verify as a gateway would: chain + host name */
+    SSL_set_connect_state(k->ssl);
+    SSL_set_msg_callback(k->ssl, h2_msg_cb);
+    SSL_set_msg_callback_arg(k->ssl, k);
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_close);
+    nghttp2_session_client_new(&k->ng, cbs, k);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 16 << 20}};
+    nghttp2_submit_settings(k->ng, NGHTTP2_FLAG_NONE, iv, 1);
+    nghttp2_session_set_local_window_size(k->ng, NGHTTP2_FLAG_NONE, 0, 64 << 20);
+    char auth[128];
+    snprintf(auth, sizeof auth, "Bearer %s", token ? token : "");
+#define NV(n, v)                                                                               \
+    {                                                                                          \
+        (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE             \
+    }
+    nghttp2_nv nva[] = {
+        NV(":method", "POST"),
+        NV(":scheme", "https"),
+        NV(":path", "/wsgw.v1.Exchange/Stream"),
+        NV(":authority", "localhost"),
+        NV("content-type", "application/grpc"),
+        NV("te", "trailers"),
+        NV("x-gateway-id", "gw-c-tls"),
+        NV("authorization", auth),
+    };
+#undef NV
+    nghttp2_data_provider dp = {.read_callback = up_read};
+    k->sid = nghttp2_submit_request(k->ng, NULL, nva, token ? 8 : 7, &dp, NULL);
+    return k->sid > 0 ? 0 : -1;
+}
+
+static void h2cli_close(h2cli_t *k)
+{
+    nghttp2_session_del(k->ng);
+    SSL_free(k->ssl);
+    SSL_CTX_free(k->ctx);
+    close(k->fd);
+    buf_free(&k->up);
+    buf_free(&k->wire);
+    buf_free(&k->down);
+    buf_free(&k->payloads);
+    ERR_clear_error();
+}
+
+static void h2cli_send_msg(h2cli_t *k, uint64_t seq, const uint8_t *payload, size_t len)
+{
+    Wsgw__V1__Message m = WSGW__V1__MESSAGE__INIT;
+    m.payload.data = (uint8_t *)payload;
+    m.payload.len = len;
+    m.seq = seq;
+    Wsgw__V1__Event ev = WSGW__V1__EVENT__INIT;
+    ev.conn_id = 42;
+    ev.kind_case = WSGW__V1__EVENT__KIND_MESSAGE;
+    ev.message = &m;
+    Wsgw__V1__Event *evs[1] = {&ev};
+    Wsgw__V1__Upstream up = WSGW__V1__UPSTREAM__INIT;
+    up.seq = seq;
+    up.n_events = 1;
+    up.events = evs;
+    size_t n = wsgw__v1__upstream__get_packed_size(&up);
+    uint8_t *b = malloc(GRPC_FRAME_HDR_LEN + n);
+    grpc_frame_header(b, (uint32_t)n);
+    wsgw__v1__upstream__pack(&up, b + GRPC_FRAME_HDR_LEN);
+    buf_append(&k->up, b, GRPC_FRAME_HDR_LEN + n);
+    free(b);
+    if (k->deferred) {
+        k->deferred = false;
+        nghttp2_session_resume_data(k->ng, k->sid);
+    }
+}
+
+static double now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+/* Moves bytes both ways until cond(k) or the deadline; returns cond(k). `mid` (optional) runs
+ * once after the first DATA arrives (used to start a key update in the middle of a transfer). */
+static bool h2cli_drive(h2cli_t *k, bool (*cond)(h2cli_t *), double secs,
+                        void (*mid)(h2cli_t *))
+{
+    double end = now_s() + secs;
+    bool mid_done = mid == NULL;
+    while (!cond(k) && !k->failed && now_s() < end) {
+        /* handshake, or a KeyUpdate with nothing else to write */
+        if (!SSL_is_init_finished(k->ssl) || SSL_get_key_update_type(k->ssl) != SSL_KEY_UPDATE_NONE) {
+            int r = SSL_do_handshake(k->ssl);
+            if (r != 1) {
+                int e = SSL_get_error(k->ssl, r);
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                    k->failed = true;
+                    break;
+                }
+            }
+            ERR_clear_error();
+        }
+        bool want_out = false;
+        if (SSL_is_init_finished(k->ssl)) {
+            for (;;) {
+                if (k->wire.len == k->wire_off) {
+                    k->wire.len = k->wire_off = 0;
+                    const uint8_t *d;
+                    ssize_t n = nghttp2_session_mem_send(k->ng, &d);
+                    if (n <= 0)
+                        break;
+                    buf_append(&k->wire, d, (size_t)n);
+                }
+                size_t w = 0;
+                if (SSL_write_ex(k->ssl, k->wire.data + k->wire_off, k->wire.len - k->wire_off,
+                                 &w) != 1) {
+                    int e = SSL_get_error(k->ssl, 0);
+                    ERR_clear_error();
+                    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                        k->failed = true;
+                    want_out = true;
+                    break;
+                }
+                k->wire_off += w;
+            }
+            uint8_t rb[65536];
+            size_t n = 0;
+            while (SSL_read_ex(k->ssl, rb, sizeof rb, &n) == 1) {
+                size_t before = k->payloads.len + (size_t)k->downstreams;
+                if (nghttp2_session_mem_recv(k->ng, rb, n) < 0) {
+                    k->failed = true;
+                    break;
+                }
+                if (!mid_done && k->payloads.len + (size_t)k->downstreams != before) {
+                    mid_done = true;
+                    mid(k);
+                }
+            }
+            int e = SSL_get_error(k->ssl, 0);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                k->closed = true; /* the server went away */
+            ERR_clear_error();
+            if (nghttp2_session_want_write(k->ng))
+                want_out = true;
+        }
+        struct pollfd pfd = {.fd = k->fd, .events = POLLIN | (want_out ? POLLOUT : 0)};
+        poll(&pfd, 1, 20);
+    }
+    return cond(k);
+}
+
+static int g_want;
+static bool acked_want(h2cli_t *k)
+{
+    return k->ack >= (uint64_t)g_want && k->commands >= g_want;
+}
+static bool stream_closed(h2cli_t *k)
+{
+    return k->closed;
+}
+static size_t g_big_len;
+static bool big_echoed(h2cli_t *k)
+{
+    return k->payloads.len >= g_big_len;
+}
+static void key_update_now(h2cli_t *k)
+{
+    SSL_key_update(k->ssl, SSL_KEY_UPDATE_REQUESTED);
+}
+
+static void test_grpc_server_tls_key_updates(void)
+{
+    server_thread_t st;
+    REQUIRE(server_start(&st, "gw-tok") == 0);
+    h2cli_t k;
+    REQUIRE(h2cli_open(&k, st.port, "gw-tok") == 0);
+    /* 20 echoes, a client KeyUpdate (update_requested) after each one */
+    int n = 20;
+    for (int i = 1; i <= n; i++) {
+        char msg[32];
+        int len = snprintf(msg, sizeof msg, "m%d", i);
+        h2cli_send_msg(&k, (uint64_t)i, (const uint8_t *)msg, (size_t)len);
+        g_want = i;
+        if (!h2cli_drive(&k, acked_want, 10, NULL))
+            break;
+        CHECK(SSL_key_update(k.ssl, i % 2 ? SSL_KEY_UPDATE_REQUESTED
+                                          : SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+    }
+    CHECK(!k.failed);
+    CHECK(k.ack_header);
+    CHECK_EQ(k.ack, n);
+    CHECK_EQ(k.commands, n);
+    CHECK(k.key_updates_seen >= n / 2 - 1); /* answered every requested update (the last may
+                                                still be in flight) */
+    CHECK_EQ(SSL_version(k.ssl), TLS1_3_VERSION);
+    /* a 4 MiB echo with a requested KeyUpdate in the middle of the transfer */
+    size_t big = 4 << 20;
+    uint8_t *p = malloc(big);
+    REQUIRE(p);
+    for (size_t i = 0; i < big; i++)
+        p[i] = (uint8_t)(i * 13);
+    size_t before = k.payloads.len;
+    int ups = k.key_updates_seen;
+    h2cli_send_msg(&k, (uint64_t)n + 1, p, big);
+    g_big_len = before + big;
+    CHECK(h2cli_drive(&k, big_echoed, 30, key_update_now));
+    CHECK(k.payloads.len == before + big && memcmp(k.payloads.data + before, p, big) == 0);
+    g_want = n + 1;
+    CHECK(h2cli_drive(&k, acked_want, 10, NULL));
+    /* one more echo: the server's answering KeyUpdate precedes its next application data */
+    h2cli_send_msg(&k, (uint64_t)n + 2, (const uint8_t *)"last", 4);
+    g_want = n + 2;
+    CHECK(h2cli_drive(&k, acked_want, 10, NULL));
+    CHECK(k.key_updates_seen > ups);
+    free(p);
+    h2cli_close(&k);
+
+    /* without the gateway token: grpc-status 16, nothing echoed */
+    h2cli_t bad;
+    REQUIRE(h2cli_open(&bad, st.port, NULL) == 0);
+    h2cli_send_msg(&bad, 1, (const uint8_t *)"x", 1);
+    CHECK(h2cli_drive(&bad, stream_closed, 10, NULL));
+    CHECK_EQ(bad.grpc_status, 16);
+    CHECK_EQ(bad.commands, 0);
+    h2cli_close(&bad);
+    server_stop(&st);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    wsapi_metrics_init();
+    if (make_cert() < 0) {
+        fprintf(stderr, "cannot make a test certificate\n");
+        return 1;
+    }
+    RUN(test_bearer);
+    RUN(test_handshake_alpn_h2);
+    RUN(test_alpn_refused_garbage_eof);
+    RUN(test_partial_writes_moving_buffer);
+    RUN(test_key_update_both_ways);
+    RUN(test_renegotiation_refused);
+    RUN(test_grpc_server_tls_key_updates);
+    unlink(cert_path);
+    unlink(key_path);
+    rmdir(tmp_dir);
+    return TEST_REPORT();
+}
