@@ -532,9 +532,9 @@ def https(port, method, path, body=None, token=None, ctx=None):
 
 
 def test_https_push_api():
-    p, gp, hp = start_api("--push-token", PUSH_TOKEN, http_tls=True)
-    # a gateway (h2c here) to receive the push
-    gw = SecGateway(gp, "gw-h", tls=False)
+    # both ports on TLS in one process (lws' OpenSSL set-up next to ours)
+    p, gp, hp = start_api("--push-token", PUSH_TOKEN, http_tls=True, grpc_tls=True)
+    gw = SecGateway(gp, "gw-h")
     s = gw.stream()
     s.send([ev_open(9, "bob", "gw-h")])
     s.wait_ack(1)

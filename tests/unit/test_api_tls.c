@@ -1,7 +1,6 @@
-/* test_api_tls.c: ws-api's bearer tokens (bearer.c), server TLS (tls_server.c) over
- * non-blocking socket pairs, and the gRPC server over TLS end to end (grpc_server.c on its own
- * libuv loop thread, driven by an nghttp2 + OpenSSL client here):
- *   - bearer: scheme/spacing rules, missing vs wrong, prefixes and extensions of the token;
+/* test_api_tls.c: ws-api's server TLS (tls_server.c) over non-blocking socket pairs, and the
+ * gRPC server over TLS end to end (grpc_server.c on its own libuv loop thread, driven by an
+ * nghttp2 + OpenSSL client here):
  *   - handshake with ALPN h2; ALPN refused (http/1.1 only, or none); garbage; EOF;
  *   - partial writes and WANT_WRITE with the retry from a moved buffer, bytes intact;
  *   - TLS 1.3 KeyUpdate (update_requested) both ways, also while the server's socket is full;
@@ -28,7 +27,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "../../api/bearer.h"
 #include "../../api/exchange.h"
 #include "../../api/grpc_server.h"
 #include "../../api/presence.h"
@@ -83,41 +81,6 @@ static int make_cert(void)
     X509_free(x);
     EVP_PKEY_free(pk);
     return ok ? 0 : -1;
-}
-
-/* ---- bearer -------------------------------------------------------------------------------- */
-
-static void test_bearer(void)
-{
-    bearer_t off, b;
-    CHECK_EQ(bearer_init(&off, ""), 0);
-    CHECK(!off.enabled);
-    CHECK_EQ(bearer_check(&off, NULL), BEARER_OK);
-    CHECK_EQ(bearer_check(&off, "Bearer anything"), BEARER_OK);
-    CHECK_EQ(bearer_init(&b, "s3cret-Tok"), 0);
-    CHECK(b.enabled);
-    CHECK_EQ(bearer_check(&b, "Bearer s3cret-Tok"), BEARER_OK);
-    CHECK_EQ(bearer_check(&b, "bearer s3cret-Tok"), BEARER_OK);  /* scheme case-insensitive */
-    CHECK_EQ(bearer_check(&b, "BEARER   s3cret-Tok  "), BEARER_OK);
-    CHECK_EQ(bearer_check(&b, "Bearer s3cret-tok"), BEARER_WRONG); /* token case-sensitive */
-    CHECK_EQ(bearer_check(&b, "Bearer s3cret-To"), BEARER_WRONG);  /* prefix */
-    CHECK_EQ(bearer_check(&b, "Bearer s3cret-Tok2"), BEARER_WRONG);
-    CHECK_EQ(bearer_check(&b, "Bearer s3cret-Tok x"), BEARER_WRONG);
-    CHECK_EQ(bearer_check(&b, NULL), BEARER_MISSING);
-    CHECK_EQ(bearer_check(&b, ""), BEARER_MISSING);
-    CHECK_EQ(bearer_check(&b, "Bearer"), BEARER_MISSING);
-    CHECK_EQ(bearer_check(&b, "Bearer   "), BEARER_MISSING);
-    CHECK_EQ(bearer_check(&b, "Bearers3cret-Tok"), BEARER_MISSING);
-    CHECK_EQ(bearer_check(&b, "Basic s3cret-Tok"), BEARER_MISSING);
-    CHECK_EQ(bearer_check(&b, "s3cret-Tok"), BEARER_MISSING);
-    CHECK_STR(bearer_result_name(BEARER_MISSING), "missing");
-    CHECK_STR(bearer_result_name(BEARER_WRONG), "wrong");
-    CHECK_STR(bearer_result_name(BEARER_OK), "ok");
-    /* the digest is what is kept, not the token */
-    bearer_t b2;
-    bearer_init(&b2, "s3cret-Tok");
-    CHECK(memcmp(b.digest, b2.digest, sizeof b.digest) == 0);
-    CHECK(memmem(&b, sizeof b, "s3cret", 6) == NULL);
 }
 
 /* ---- TLS over a socket pair ---------------------------------------------------------------- */
@@ -947,7 +910,6 @@ int main(void)
         fprintf(stderr, "cannot make a test certificate\n");
         return 1;
     }
-    RUN(test_bearer);
     RUN(test_handshake_alpn_h2);
     RUN(test_alpn_refused_garbage_eof);
     RUN(test_partial_writes_moving_buffer);
