@@ -24,6 +24,14 @@ typedef struct gw_config {
     int64_t replay_max_bytes; /* unacked bytes kept per API node before clients are paused */
     int64_t rcvbuf;           /* client SO_RCVBUF (0 = kernel default) */
     const char *log_level;
+    const char *allowed_origins;
+    bool require_origin;
+    int64_t max_conns_per_ip;
+    const char *tls_cert, *tls_key;
+    bool upstream_tls;
+    const char *upstream_ca;
+    const char *gateway_token;
+    const char *static_dir;
 
     /* derived */
     char listen_host[256];

@@ -37,6 +37,7 @@ typedef struct gw_conn {
     bool held;               /* messages held while its old node hands back (msgroute.c) */
     uint8_t node;            /* API node its messages go to (GW_NODE_NONE before the first) */
     uint32_t mark;           /* sent-counter value of its last message to `node` */
+    uint64_t iph;            /* address hash counted in the per-address limit (0 = none) */
 } gw_conn_t;
 
 #endif

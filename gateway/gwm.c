@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "auth.h"
 #include "metrics.h"
 
 gw_metric_ids_t gwm;
@@ -41,6 +42,15 @@ void gwm_init(void)
     gwm.rejected_400 = metrics_counter("wsgw_handshake_rejects_total", "status=\"400\"", rh);
     gwm.rejected_404 = metrics_counter("wsgw_handshake_rejects_total", "status=\"404\"", rh);
     gwm.rejected_503 = metrics_counter("wsgw_handshake_rejects_total", "status=\"503\"", rh);
+    gwm.rejected_401 = metrics_counter("wsgw_handshake_rejects_total", "status=\"401\"", rh);
+    gwm.rejected_403 = metrics_counter("wsgw_handshake_rejects_total", "status=\"403\"", rh);
+    gwm.rejected_429 = metrics_counter("wsgw_handshake_rejects_total", "status=\"429\"", rh);
+    for (int r = 1; r < GW_AUTH_NREASONS; r++) {
+        char lb[64];
+        snprintf(lb, sizeof lb, "reason=\"%s\"", gw_auth_reason((gw_auth_result_t)r));
+        gwm.auth_rejects[r] = metrics_counter("wsgw_auth_rejects_total", lb,
+                                              "WebSocket handshakes refused 401, by reason.");
+    }
     gwm.slow_consumer = metrics_counter("wsgw_slow_consumer_closes_total", NULL,
                                         "Clients closed 1008 for exceeding --send-queue.");
     gwm.undeliverable = metrics_counter("wsgw_undeliverable_total", NULL,

@@ -12,6 +12,8 @@ typedef struct gw_metric_ids {
     int lost;                /* wsgw_upstream_lost_messages_total */
     int stage_ingress, stage_api, stage_egress; /* wsgw_stage_seconds{stage} */
     int rejected_503, rejected_404, rejected_400; /* wsgw_handshake_rejects_total{status} */
+    int rejected_401, rejected_403, rejected_429;
+    int auth_rejects[8];     /* wsgw_auth_rejects_total{reason}, by gw_auth_result_t */
     int slow_consumer;       /* wsgw_slow_consumer_closes_total */
     int undeliverable;       /* wsgw_undeliverable_total: command for a connection that is gone */
     int accept_errors;       /* wsgw_accept_errors_total */

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "clock.h"
 #include "config.h"
 #include "event.h"
@@ -20,6 +21,7 @@
 #include "route.h"
 #include "svc.h"
 #include "upstream.h"
+#include "ws.h"
 
 gw_config_t gw_cfg;
 
@@ -34,7 +36,25 @@ static const flag_t flag_table[] = {
     {"gateway-id", FLAG_STR, "", &gw_cfg.gateway_id,
      "id sent to API nodes in x-gateway-id (empty = hostname:port)"},
     {"auth-secret", FLAG_STR, "", &gw_cfg.auth_secret,
-     "HS256 JWT secret; when set a token is required (reserved: not implemented yet)"},
+     "HS256 JWT secret; when set a token is required (Authorization: Bearer T or ?token=T), "
+     "user id = claim sub, exp/nbf enforced; 401 otherwise"},
+    {"allowed-origins", FLAG_STR, "", &gw_cfg.allowed_origins,
+     "comma-separated Origin values allowed at the handshake (empty = any; * = any); others 403"},
+    {"require-origin", FLAG_BOOL, "false", &gw_cfg.require_origin,
+     "refuse handshakes without an Origin header (403)"},
+    {"max-conns-per-ip", FLAG_INT, "0", &gw_cfg.max_conns_per_ip,
+     "open connections per client address; past it the handshake gets 429 (0 = no limit)", 0,
+     1LL << 32},
+    {"tls-cert", FLAG_STR, "", &gw_cfg.tls_cert, "PEM certificate: serve wss:// on --listen"},
+    {"tls-key", FLAG_STR, "", &gw_cfg.tls_key, "PEM private key for --tls-cert"},
+    {"upstream-tls", FLAG_BOOL, "false", &gw_cfg.upstream_tls,
+     "talk to API nodes over TLS (h2, ALPN), verifying their certificate and host name"},
+    {"upstream-ca", FLAG_STR, "", &gw_cfg.upstream_ca,
+     "PEM CA bundle for --upstream-tls (empty = the system's trust store)"},
+    {"gateway-token", FLAG_STR, "", &gw_cfg.gateway_token,
+     "sent as authorization: Bearer TOKEN on Exchange streams (ws-api --gateway-token)"},
+    {"static-dir", FLAG_STR, "", &gw_cfg.static_dir,
+     "directory served at / (the browser demo); empty = the installed demo if present"},
     {"max-message", FLAG_INT, "65536", &gw_cfg.max_message,
      "largest client message in bytes; larger: close 1009", 1, 1LL << 30},
     {"send-queue", FLAG_INT, "1048576", &gw_cfg.send_queue,
@@ -259,6 +279,13 @@ int main(int argc, char **argv)
 
     gwm_init();
     gw_svc_log_init();
+    if (gw_admit_init(gw_cfg.allowed_origins) < 0)
+        return 1;
+    gw_static_dir_init(gw_cfg.static_dir, argv[0]);
+    if ((*gw_cfg.tls_cert != 0) != (*gw_cfg.tls_key != 0)) {
+        fprintf(stderr, "ws-gateway: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
     int m_cap = metrics_gauge("wsgw_connection_limit", NULL,
                               "Connections this process accepts (flag and descriptor limit).");
     metrics_gauge_set(m_cap, g->conn_cap);

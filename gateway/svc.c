@@ -546,7 +546,12 @@ static void on_listen(uv_poll_t *h, int status, int events)
             int rb = (int)gw_cfg.rcvbuf;
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
         }
-        if (!lws_adopt_socket_vhost(s->vh, fd)) {
+        lws_sock_file_fd_type sock;
+        sock.sockfd = fd;
+        lws_adoption_type type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
+        if (*gw_cfg.tls_cert)
+            type |= LWS_ADOPT_ALLOW_SSL; /* wss: lws runs the TLS handshake */
+        if (!lws_adopt_descriptor_vhost(s->vh, type, sock, NULL, NULL)) {
             /* lws closed nothing: the descriptor is still ours */
             metrics_inc(gwm.accept_errors);
             log_rl_warn("lws refused an accepted socket", "thread=%d fd=%d", s->idx, fd);
@@ -613,6 +618,12 @@ static void *svc_main(void *arg)
     info.timeout_secs = 10;
     info.pt_serv_buf_size = 16384;
     info.vhost_name = "default";
+    if (*gw_cfg.tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = gw_cfg.tls_cert;
+        info.ssl_private_key_filepath = gw_cfg.tls_key;
+        info.alpn = "http/1.1"; /* WebSocket over HTTP/1.1 only: no h2 negotiation */
+    }
     s->ctx = lws_create_context(&info);
     if (!s->ctx) {
         log_error("lws_create_context failed", "thread=%d", s->idx);

@@ -49,6 +49,11 @@ struct gw_svc {
                                   acks, or handed back); writer u stores, we read */
     _Atomic int want_done;     /* set while messages are held: writers wake us on progress */
     struct gw_held *held;      /* connections whose messages wait for a handback */
+    /* What CONFIRM_UPGRADE found for the handshake lws is completing (ESTABLISHED follows on
+     * the same wsi within the same service call); this thread only. */
+    struct lws *hs_wsi;
+    uint64_t hs_iph;
+    char hs_user[256];
     size_t nheld, cap_held;
     _Atomic int64_t nconns;    /* this thread's connections (metrics, /status) */
     _Atomic int stop_req;      /* main thread requests: GW_SVC_* below */

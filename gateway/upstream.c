@@ -28,6 +28,7 @@
 #include "route.h"
 #include "svc.h"
 #include "u64map.h"
+#include "upsock.h"
 #include "wsgw.pb-c.h"
 
 #define RING_BURST 256
@@ -39,7 +40,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 
-typedef enum { UP_IDLE, UP_CONNECTING, UP_CONNECTED } up_state_t;
+typedef enum { UP_IDLE, UP_CONNECTING, UP_TLS, UP_CONNECTED } up_state_t;
 
 typedef struct up_stream {
     gw_up_t *up;
@@ -48,6 +49,8 @@ typedef struct up_stream {
     bool acking;               /* the server answered x-wsgw-ack: 1 */
     bool headers;              /* response headers seen */
     bool ending;               /* GOAWAY seen: end the request once everything queued is out */
+    bool healthy;              /* the node accepted it (response headers, not a refusal) */
+    int fails;                 /* consecutive failed opens (reopen backoff) */
     uint64_t next_seq;
     gw_batch_t *head, *tail;   /* every batch not yet released, oldest first */
     gw_batch_t *cur;           /* first batch not fully handed to nghttp2; NULL = none */
@@ -63,9 +66,11 @@ typedef struct up_stream {
 
 struct gw_up_priv {
     int epfd;
-    int fd;
+    gw_sock_t sock;            /* TCP (+ TLS) to the node; sock.fd < 0 when none */
+    SSL_CTX *tls;              /* --upstream-tls client context, or NULL */
     up_state_t state;
     bool goaway;
+    bool session_ready;        /* the node's SETTINGS arrived on this connection */
     nghttp2_session *sess;
     up_stream_t *streams;
     int nstreams;
@@ -609,24 +614,26 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_
 static int open_stream(gw_up_t *u, up_stream_t *st)
 {
     gw_up_priv_t *p = u->priv;
-    char authority[320];
+    char authority[320], bearer[1100];
     snprintf(authority, sizeof authority, "%s:%s", u->host, u->port);
+    snprintf(bearer, sizeof bearer, "Bearer %s", gw_cfg.gateway_token);
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
     nghttp2_nv hdrs[] = {
         NV(":method", "POST"),
-        NV(":scheme", "http"),
+        NV(":scheme", gw_cfg.upstream_tls ? "https" : "http"),
         NV(":path", "/wsgw.v1.Exchange/Stream"),
         NV(":authority", authority),
         NV("content-type", "application/grpc"),
         NV("te", "trailers"),
         NV("user-agent", "wsgw-gateway/0.1"),
         NV("x-gateway-id", gw_cfg.gateway_id),
+        NV("authorization", bearer),
     };
 #undef NV
+    size_t nhdrs = sizeof hdrs / sizeof hdrs[0] - (*gw_cfg.gateway_token ? 0 : 1);
     stream_rewind(u, st);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_read_data};
-    int32_t id = nghttp2_submit_request(p->sess, NULL, hdrs, sizeof hdrs / sizeof hdrs[0], &prd,
-                                        st);
+    int32_t id = nghttp2_submit_request(p->sess, NULL, hdrs, nhdrs, &prd, st);
     if (id < 0) {
         log_error("cannot open stream", "node=%s stream=%d err=%s", u->name, st->idx,
                   nghttp2_strerror(id));
@@ -785,8 +792,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         size_t n = valuelen < sizeof m - 1 ? valuelen : sizeof m - 1;
         memcpy(m, value, n);
         m[n] = 0;
-        log_warn("API stream error message", "node=%s stream=%d grpc_message=%s", st->up->name,
-                 st->idx, log_quote(q, sizeof q, m));
+        log_rl_warn("API stream error message", "node=%s stream=%d grpc_message=%s",
+                    st->up->name, st->idx, log_quote(q, sizeof q, m));
     }
     return 0;
 }
@@ -797,7 +804,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     gw_up_priv_t *p = u->priv;
     switch (frame->hd.type) {
     case NGHTTP2_SETTINGS:
-        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !atomic_load(&u->connected) && !p->goaway) {
+        /* connected once the node speaks HTTP/2 (some gRPC servers send response headers
+         * only with their first message); it becomes unusable again if it refuses every
+         * stream (on_stream_close) */
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !atomic_load(&u->connected) && !p->goaway &&
+            !p->session_ready) {
+            p->session_ready = true;
             atomic_store(&u->connected, 1);
             metrics_gauge_set(p->m_connected, 1);
             if (p->connects++)
@@ -810,8 +822,16 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         up_stream_t *st = stream_of(s, frame->hd.stream_id);
         if (st && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
             st->headers = true;
-            log_debug("stream open", "node=%s stream=%d acking=%d", u->name, st->idx,
-                      st->acking);
+            /* a trailers-only answer (grpc-status already here) is a refusal, not a stream */
+            st->healthy = st->grpc_status < 0 && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+            if (st->healthy) {
+                st->fails = 0;
+                if (!atomic_load(&u->connected) && !p->goaway) {
+                    atomic_store(&u->connected, 1);
+                    metrics_gauge_set(p->m_connected, 1);
+                    log_info("API node usable again", "node=%s", u->name);
+                }
+            }
         }
         break;
     }
@@ -865,11 +885,30 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     up_stream_t *st = stream_of(s, id);
     if (!st || st->id != id)
         return 0;
-    log_warn("API stream closed", "node=%s stream=%d grpc_status=%d h2_error=%u", u->name,
-             st->idx, st->grpc_status, error_code);
+    gw_up_priv_t *p = u->priv;
+    log_rl_warn("API stream closed", "node=%s stream=%d grpc_status=%d h2_error=%u", u->name,
+                st->idx, st->grpc_status, error_code);
     st->id = 0;
-    if (!u->priv->goaway)
-        st->reopen_at = now_ns() + (BACKOFF_MIN_MS / 2 + rnd() % BACKOFF_MIN_MS) * 1000000LL;
+    st->healthy = false;
+    bool any_open = false;
+    for (int i = 0; i < p->nstreams; i++)
+        any_open |= p->streams[i].id != 0;
+    if (!any_open && st->grpc_status > 0 && atomic_exchange(&u->connected, 0)) {
+        metrics_gauge_set(p->m_connected, 0);
+        log_warn("API node unusable: it refuses every stream", "node=%s grpc_status=%d",
+                 u->name, st->grpc_status);
+    }
+    if (!p->goaway) {
+        /* exponential backoff per stream: a node that keeps refusing is not hammered */
+        int64_t base = BACKOFF_MIN_MS / 2;
+        for (int i = 0; i < st->fails && base < BACKOFF_MAX_MS; i++)
+            base *= 2;
+        if (base > BACKOFF_MAX_MS)
+            base = BACKOFF_MAX_MS;
+        st->fails++;
+        st->reopen_at = now_ns() + (base / 2 + (int64_t)(rnd() % (uint32_t)(base / 2 + 1))) *
+                                       1000000LL;
+    }
     return 0;
 }
 
@@ -879,7 +918,7 @@ static void set_epoll(gw_up_t *u, bool want_out)
 {
     gw_up_priv_t *p = u->priv;
     struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.u32 = 1};
-    epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->fd, &ev);
+    epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->sock.fd, &ev);
 }
 
 /* Sends what nghttp2 has to send. Returns 0 or -1 (connection broken). */
@@ -905,15 +944,13 @@ static int flush_out(gw_up_t *u)
         }
         if (!p->wbuf.len)
             break;
-        ssize_t w = send(p->fd, p->wbuf.data, p->wbuf.len, MSG_NOSIGNAL);
+        ssize_t w = gw_sock_send(&p->sock, p->wbuf.data, p->wbuf.len);
+        if (w == GW_SOCK_AGAIN) {
+            set_epoll(u, true); /* (TLS may want a read first: EPOLLIN is always on) */
+            return 0;
+        }
         if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_epoll(u, true);
-                return 0;
-            }
-            if (errno == EINTR)
-                continue;
-            log_warn("send to API node failed", "node=%s err=%s", u->name, strerror(errno));
+            log_warn("send to API node failed", "node=%s err=%s", u->name, p->sock.err);
             return -1;
         }
         buf_consume(&p->wbuf, (size_t)w);
@@ -935,17 +972,18 @@ static int read_in(gw_up_t *u)
 {
     gw_up_priv_t *p = u->priv;
     for (int rounds = 0; rounds < 16; rounds++) {
-        ssize_t n = recv(p->fd, p->rbuf, READ_CHUNK, 0);
+        ssize_t n = gw_sock_recv(&p->sock, p->rbuf, READ_CHUNK);
         if (n == 0) {
             log_warn("API node closed the connection", "node=%s", u->name);
             return -1;
         }
+        if (n == GW_SOCK_AGAIN) {
+            if (p->sock.need_write)
+                set_epoll(u, true);
+            return 0;
+        }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            if (errno == EINTR)
-                continue;
-            log_warn("read from API node failed", "node=%s err=%s", u->name, strerror(errno));
+            log_warn("read from API node failed", "node=%s err=%s", u->name, p->sock.err);
             return -1;
         }
         ssize_t rv = nghttp2_session_mem_recv(p->sess, p->rbuf, (size_t)n);
@@ -988,6 +1026,7 @@ static int session_start(gw_up_t *u)
     nghttp2_submit_settings(p->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     nghttp2_session_set_local_window_size(p->sess, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
     p->goaway = false;
+    p->session_ready = false;
     p->state = UP_CONNECTED;
     for (int i = 0; i < p->nstreams; i++)
         open_stream(u, &p->streams[i]);
@@ -997,10 +1036,9 @@ static int session_start(gw_up_t *u)
 static void up_disconnect(gw_up_t *u, const char *why)
 {
     gw_up_priv_t *p = u->priv;
-    if (p->fd >= 0) {
-        epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-        close(p->fd);
-        p->fd = -1;
+    if (p->sock.fd >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->sock.fd, NULL);
+        gw_sock_close(&p->sock);
     }
     if (p->sess) {
         nghttp2_session_del(p->sess);
@@ -1013,6 +1051,7 @@ static void up_disconnect(gw_up_t *u, const char *why)
     for (int i = 0; i < p->nstreams; i++) {
         up_stream_t *st = &p->streams[i];
         st->id = 0;
+        st->healthy = false;
         st->reopen_at = 0;
         /* unsent and unacked batches stay; stream_rewind handles them on the next open */
     }
@@ -1075,7 +1114,7 @@ static void up_connect(gw_up_t *u)
         schedule_reconnect(u);
         return;
     }
-    p->fd = fd;
+    p->sock.fd = fd;
     p->state = UP_CONNECTING;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = 1};
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -1087,13 +1126,35 @@ static void on_socket(gw_up_t *u, uint32_t events)
     if (p->state == UP_CONNECTING) {
         int err = 0;
         socklen_t el = sizeof err;
-        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        getsockopt(p->sock.fd, SOL_SOCKET, SO_ERROR, &err, &el);
         if (err || (events & (EPOLLERR | EPOLLHUP))) {
             log_rl_warn("connect to API node failed", "node=%s err=%s", u->name,
                         strerror(err ? err : ECONNREFUSED));
             up_disconnect(u, "connect failed");
             return;
         }
+        if (p->tls) {
+            if (gw_sock_tls_begin(&p->sock, p->tls, u->host) < 0) {
+                log_rl_warn("TLS to API node failed", "node=%s err=%s", u->name, p->sock.err);
+                up_disconnect(u, "tls failed");
+                return;
+            }
+            p->state = UP_TLS;
+        }
+    }
+    if (p->state == UP_TLS) {
+        int rv = gw_sock_handshake(&p->sock);
+        if (rv == GW_SOCK_AGAIN) {
+            set_epoll(u, p->sock.need_write);
+            return;
+        }
+        if (rv < 0) {
+            log_rl_warn("TLS to API node failed", "node=%s err=%s", u->name, p->sock.err);
+            up_disconnect(u, "tls failed");
+            return;
+        }
+    }
+    if (p->state == UP_CONNECTING || p->state == UP_TLS) {
         if (session_start(u) < 0) {
             up_disconnect(u, "nghttp2 session failed");
             return;
@@ -1178,7 +1239,7 @@ static void *up_main(void *arg)
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u32 == 0)
                 wake_clear(&u->wake);
-            else if (p->fd >= 0)
+            else if (p->sock.fd >= 0)
                 on_socket(u, evs[i].events);
         }
         run_timers(u);
@@ -1192,9 +1253,8 @@ static void *up_main(void *arg)
         publish_done(u);
         update_idle(u);
     }
-    if (p->fd >= 0)
-        close(p->fd);
-    p->fd = -1;
+    if (p->sock.fd >= 0)
+        gw_sock_close(&p->sock);
     if (p->sess)
         nghttp2_session_del(p->sess);
     p->sess = NULL;
@@ -1236,7 +1296,12 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
         goto fail;
     }
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
-    p->fd = -1;
+    p->sock.fd = -1;
+    if (gw_cfg.upstream_tls) {
+        p->tls = gw_sock_client_ctx(gw_cfg.upstream_ca, err, errlen);
+        if (!p->tls)
+            goto fail;
+    }
     p->nstreams = (int)gw_cfg.streams;
     p->streams = calloc((size_t)p->nstreams, sizeof *p->streams);
     p->rbuf = malloc(READ_CHUNK);
@@ -1348,6 +1413,8 @@ void gw_up_free(gw_up_t *u)
         buf_free(&p->wbuf);
         if (p->epfd > 0)
             close(p->epfd);
+        if (p->tls)
+            SSL_CTX_free(p->tls);
         free(p);
     }
     if (u->wake.fd > 0)

@@ -7,8 +7,12 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include "admit.h"
+#include "auth.h"
 #include "buf.h"
 #include "clock.h"
 #include "config.h"
@@ -36,6 +40,37 @@ const struct lws_protocols gw_ws_protocols[] = {
     {"wsgw", ws_callback, sizeof(gw_conn_t), 512, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+static char static_dir[512];
+
+const char *gw_static_dir(void)
+{
+    return static_dir[0] ? static_dir : NULL;
+}
+
+void gw_static_dir_init(const char *flag, const char *argv0)
+{
+    struct stat st;
+    char cand[512];
+    static_dir[0] = 0;
+    if (flag && *flag) {
+        snprintf(static_dir, sizeof static_dir, "%s", flag);
+        goto trim;
+    }
+    if (stat("/usr/share/wsgw/demo", &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(static_dir, sizeof static_dir, "/usr/share/wsgw/demo");
+        return;
+    }
+    const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+    if (slash) {
+        snprintf(cand, sizeof cand, "%.*s/../demo", (int)(slash - argv0), argv0);
+        if (stat(cand, &st) == 0 && S_ISDIR(st.st_mode))
+            snprintf(static_dir, sizeof static_dir, "%s", cand);
+    }
+trim:
+    for (size_t n = strlen(static_dir); n > 1 && static_dir[n - 1] == '/'; n--)
+        static_dir[n - 1] = 0;
+}
 
 static gw_svc_t *svc_of(struct lws *wsi)
 {
@@ -75,6 +110,43 @@ static int http_text(struct lws *wsi, unsigned status, const char *text)
     return http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+static const char *mime_of(const char *path)
+{
+    static const struct {
+        const char *ext, *mime;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
+        {".png", "image/png"},                 {".ico", "image/x-icon"},
+        {".json", "application/json"},         {".txt", "text/plain; charset=utf-8"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].mime;
+    return "application/octet-stream";
+}
+
+/* GET of a file under --static-dir (the browser demo at /). lws sends it asynchronously. */
+static int serve_static(struct lws *wsi, const char *path)
+{
+    const char *dir = gw_static_dir();
+    if (!dir || path[0] != '/' || strstr(path, "..") || strchr(path, '\\') ||
+        strlen(path) > 200)
+        return http_text(wsi, 404, "not found\n");
+    char file[1024];
+    snprintf(file, sizeof file, "%s%s%s", dir, path, path[strlen(path) - 1] == '/' ? "index.html" : "");
+    struct stat st;
+    if (stat(file, &st) != 0 || !S_ISREG(st.st_mode))
+        return http_text(wsi, 404, "not found\n");
+    int n = lws_serve_http_file(wsi, file, mime_of(file), NULL, 0);
+    if (n < 0)
+        return -1;
+    if (n > 0 && lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
 static int on_http(struct lws *wsi, const char *path)
 {
     gw_svc_t *s = svc_of(wsi);
@@ -98,7 +170,7 @@ static int on_http(struct lws *wsi, const char *path)
     }
     if (strcmp(path, WS_PATH) == 0)
         return http_text(wsi, 400, "WebSocket upgrade required\n");
-    return http_text(wsi, 404, "not found\n");
+    return serve_static(wsi, path);
 }
 
 static const char *status_text(unsigned status)
@@ -133,10 +205,41 @@ static int refuse(struct lws *wsi, unsigned status, int metric, const char *why)
     return -1; /* lws flushes what is buffered, then closes */
 }
 
+/* The bearer token of a handshake: "Authorization: Bearer T", else ?token=T. */
+static const char *find_token(struct lws *wsi, char *buf, size_t cap)
+{
+    int n = lws_hdr_copy(wsi, buf, (int)cap, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && strncasecmp(buf, "Bearer ", 7) == 0) {
+        const char *t = buf + 7;
+        while (*t == ' ')
+            t++;
+        return t;
+    }
+    return lws_get_urlarg_by_name(wsi, "token=", buf, (int)cap);
+}
+
+static uint64_t peer_hash(struct lws *wsi)
+{
+    char ip[64] = "";
+    lws_get_peer_simple(wsi, ip, sizeof ip);
+    return gw_hash64(ip, strlen(ip), 0x5ca1ab1e) | 1; /* never 0 */
+}
+
+/* A reservation made for a handshake that never reached ESTABLISHED goes back. */
+static void drop_pending_handshake(gw_svc_t *s)
+{
+    if (s->hs_iph)
+        gw_admit_ip_put(s->hs_iph);
+    s->hs_wsi = NULL;
+    s->hs_iph = 0;
+    s->hs_user[0] = 0;
+}
+
 static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
     gw_svc_t *s = svc_of(wsi);
     char uri[128];
+    drop_pending_handshake(s);
     if (strcasecmp(upgrade, "websocket") != 0)
         return refuse(wsi, 400, gwm.rejected_400, "unsupported-upgrade");
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, WS_PATH) != 0)
@@ -149,6 +252,31 @@ static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
         return refuse(wsi, 503, gwm.rejected_503, "draining");
     if (atomic_load_explicit(&s->gw->nconns, memory_order_relaxed) >= s->gw->conn_cap)
         return refuse(wsi, 503, gwm.rejected_503, "at-capacity");
+    char origin[512];
+    int on = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+    if (!gw_admit_origin(on > 0 ? origin : NULL, gw_cfg.require_origin))
+        return refuse(wsi, 403, gwm.rejected_403, on > 0 ? "origin-not-allowed" : "origin-missing");
+    if (*gw_cfg.auth_secret) {
+        char tok[4096];
+        const char *t = find_token(wsi, tok, sizeof tok);
+        gw_auth_result_t r = gw_auth_check(t, gw_cfg.auth_secret, clock_wall_ns() / 1000000000,
+                                           s->hs_user, sizeof s->hs_user);
+        if (r != GW_AUTH_OK) {
+            metrics_inc(gwm.auth_rejects[r]);
+            s->hs_user[0] = 0;
+            /* the reason goes to the log and the metric, never to the client */
+            return refuse(wsi, 401, gwm.rejected_401, gw_auth_reason(r));
+        }
+    }
+    if (gw_cfg.max_conns_per_ip > 0) {
+        uint64_t h = peer_hash(wsi);
+        if (!gw_admit_ip_take(h, gw_cfg.max_conns_per_ip)) {
+            s->hs_user[0] = 0;
+            return refuse(wsi, 429, gwm.rejected_429, "too-many-per-address");
+        }
+        s->hs_iph = h;
+    }
+    s->hs_wsi = wsi;
     return 0;
 }
 
@@ -238,12 +366,28 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
     c->wsi = wsi;
     c->node = GW_NODE_NONE;
     if (gw_conn_table_add(&s->conns, c) < 0) {
+        drop_pending_handshake(s);
         log_rl_error("connection table full", "thread=%d", s->idx);
         lws_close_reason(wsi, (enum lws_close_status)1013, (unsigned char *)"full", 4);
         return -1;
     }
     char user[USER_MAX], query[1024], peer[80];
-    size_t ulen = copy_user(wsi, user, sizeof user);
+    size_t ulen;
+    if (s->hs_wsi != wsi) {
+        /* CONFIRM_UPGRADE always precedes ESTABLISHED on the same wsi: never here */
+        log_error("handshake state lost", "thread=%d", s->idx);
+        drop_pending_handshake(s);
+        return -1;
+    }
+    if (*gw_cfg.auth_secret) {
+        ulen = strlen(s->hs_user);
+        memcpy(user, s->hs_user, ulen + 1);
+    } else {
+        ulen = copy_user(wsi, user, sizeof user);
+    }
+    c->iph = s->hs_iph;
+    s->hs_iph = 0; /* the connection owns the reservation now */
+    drop_pending_handshake(s);
     size_t qlen = copy_query(wsi, query, sizeof query);
     size_t plen = copy_peer(wsi, peer, sizeof peer);
     if (ulen) {
@@ -284,6 +428,10 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
 static void on_closed(struct lws *wsi, gw_conn_t *c)
 {
     gw_svc_t *s = svc_of(wsi);
+    if (c->iph) {
+        gw_admit_ip_put(c->iph);
+        c->iph = 0;
+    }
     if (!c->established)
         return;
     gw_msgroute_forget(s, c); /* messages held for a failover go before the Close */
