@@ -154,6 +154,48 @@ def gateway_has_static_dir():
     return "--static-dir" in (r.stdout + r.stderr)
 
 
+def http_get(port, path):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, r.getheader("content-type") or "", body
+
+
+def check_gateway_serves_demo(port):
+    """The demo's files come back byte for byte with usable content types (browsers refuse a
+    stylesheet that is not text/css), and nothing outside the directory is served."""
+    for path, name, ctype in (("/", "index.html", "text/html"),
+                              ("/index.html", "index.html", "text/html"),
+                              ("/app.js", "app.js", "javascript"),
+                              ("/style.css", "style.css", "text/css"),
+                              ("/favicon.svg", "favicon.svg", "image/svg+xml")):
+        st, ct, body = http_get(port, path)
+        with open(os.path.join(DEMO, name), "rb") as f:
+            want = f.read()
+        check(st == 200 and body == want,
+              "ws-gateway --static-dir %s: GET %s gave %d (%d bytes), not demo/%s"
+              % (DEMO, path, st, len(body), name))
+        check(ctype in ct, "GET %s: content-type %r, want %s" % (path, ct, ctype))
+    for path in ("/../README.md", "/%2e%2e/README.md", "/..%2fREADME.md", "/nope.html"):
+        st, _, body = http_get(port, path)
+        check(st in (400, 403, 404), "GET %s: status %d" % (path, st))
+        check(b"wsgw" not in body or st != 200, path)
+
+
+def test_gateway_serves_the_demo():
+    if not gateway_has_static_dir():
+        print("skip: ws-gateway has no --static-dir yet", flush=True)
+        return
+    api = Api(handler="chat")
+    gw = Gateway([api.grpc_addr], extra=["--static-dir", DEMO])
+    check_gateway_serves_demo(gw.port)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        eq(gw.get(path)[0], 200, path)
+
+
 def test_two_chromium_pages_chat_through_the_gateway():
     if not ensure_chromium():
         return
@@ -163,6 +205,7 @@ def test_two_chromium_pages_chat_through_the_gateway():
     api = Api(handler="chat")
     if gateway_has_static_dir():
         gw = Gateway([api.grpc_addr], extra=["--static-dir", DEMO])
+        check_gateway_serves_demo(gw.port)
         base = "http://127.0.0.1:%d/?room=demo" % gw.port
         served_by = "gateway"
     else:
