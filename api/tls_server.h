@@ -14,8 +14,12 @@
  * Non-blocking use: every call returns TLS_IO_WANT_READ / TLS_IO_WANT_WRITE when the socket
  * must become readable / writable before the same call can make progress. Either can come
  * from any call: a read may have to write (a TLS 1.3 KeyUpdate with update_requested is
- * answered at once), a write may have to read. A write that returned WANT_* must be repeated
- * with the same bytes (they may sit at a different address); it may be repeated with more.
+ * answered; OpenSSL 3.0 defers that answer to the next write, but callers must not rely on
+ * it), a write may have to read. A write that returned WANT_* must be repeated starting at the
+ * same first byte with at least as many bytes (they may sit at a different address); its
+ * result then counts every byte written since that first byte, including records the failed
+ * call already queued. Measured (tests/unit/test_api_tls.c): a call returns after one record
+ * when the socket takes it at once.
  *
  * Errors: TLS_IO_* codes below, plus a message in the caller's err[TLS_SERVER_ERR_LEN] (the
  * OpenSSL reason, never key material). The OpenSSL error queue is cleared before each call
