@@ -32,6 +32,8 @@ typedef struct gw_config {
     const char *upstream_ca;
     const char *gateway_token;
     const char *static_dir;
+    int64_t dns_interval_us;
+    int64_t max_upstreams;
 
     /* derived */
     char listen_host[256];

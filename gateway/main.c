@@ -18,18 +18,24 @@
 #include "gwm.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolver.h"
 #include "route.h"
 #include "svc.h"
 #include "upstream.h"
 #include "ws.h"
 
-gw_config_t gw_cfg;
+
 
 static const flag_t flag_table[] = {
     {"listen", FLAG_STR, "0.0.0.0:8080", &gw_cfg.listen,
      "WebSocket endpoint ws://HOST:PORT/gateway/ws; GET /healthz, /readyz, /metrics on the same port"},
     {"upstream", FLAG_STR, "127.0.0.1:8081", &gw_cfg.upstream,
-     "comma-separated API nodes (h2c gRPC, host:port)"},
+     "comma-separated API nodes (gRPC, host:port); dns:///name:port = every A/AAAA record of "
+     "name, re-resolved every --dns-interval"},
+    {"dns-interval", FLAG_DURATION, "5", &gw_cfg.dns_interval_us,
+     "how often dns:/// upstreams are re-resolved"},
+    {"max-upstreams", FLAG_INT, "8", &gw_cfg.max_upstreams,
+     "writer slots per dns:/// upstream (most API nodes it can use at once)", 1, 64},
     {"streams", FLAG_INT, "4", &gw_cfg.streams, "concurrent HTTP/2 streams per API node", 1, 100},
     {"threads", FLAG_INT, "0", &gw_cfg.threads,
      "lws service threads (0 = number of cores)", 0, 63},
@@ -84,6 +90,24 @@ static const char usage[] =
     "usage: ws-gateway [options]\n"
     "WebSocket gateway: clients on ws://HOST:PORT/gateway/ws, events to API nodes over gRPC.";
 
+#define MAX_DNS 4
+static gw_resolver_t resolvers[MAX_DNS];
+static int nresolvers;
+
+static int add_upstream(const char *addr, int *n, char *err, size_t errlen)
+{
+    char **nu = realloc(gw_cfg.upstreams, (size_t)(*n + 1) * sizeof *nu);
+    if (!nu || !(nu[*n] = strdup(addr))) {
+        if (nu)
+            gw_cfg.upstreams = nu;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    gw_cfg.upstreams = nu;
+    (*n)++;
+    return 0;
+}
+
 static int split_upstreams(char *err, size_t errlen)
 {
     char *copy = strdup(gw_cfg.upstream);
@@ -97,14 +121,30 @@ static int split_upstreams(char *err, size_t errlen)
             tok++;
         if (!*tok)
             continue;
-        char **nu = realloc(gw_cfg.upstreams, (size_t)(n + 1) * sizeof *nu);
-        if (!nu) {
+        if (strncmp(tok, "dns:///", 7) == 0) {
+            /* every A/AAAA record is a node: --max-upstreams writer slots, filled at run time */
+            if (nresolvers == MAX_DNS) {
+                snprintf(err, errlen, "--upstream: at most %d dns:/// entries", MAX_DNS);
+                free(copy);
+                return -1;
+            }
+            if (gw_resolver_init(&resolvers[nresolvers], tok + 7, n, (int)gw_cfg.max_upstreams,
+                                 err, errlen) < 0) {
+                free(copy);
+                return -1;
+            }
+            nresolvers++;
+            for (int i = 0; i < gw_cfg.max_upstreams; i++)
+                if (add_upstream("", &n, err, errlen) < 0) {
+                    free(copy);
+                    return -1;
+                }
+            continue;
+        }
+        if (add_upstream(tok, &n, err, errlen) < 0) {
             free(copy);
-            snprintf(err, errlen, "out of memory");
             return -1;
         }
-        gw_cfg.upstreams = nu;
-        gw_cfg.upstreams[n++] = strdup(tok);
     }
     free(copy);
     if (n == 0) {
@@ -333,8 +373,16 @@ int main(int argc, char **argv)
         }
 
     int sig = 0;
+    int64_t next_resolve = 0;
     while (!sig) {
+        if (nresolvers && clock_mono_ns() >= next_resolve) {
+            for (int i = 0; i < nresolvers; i++)
+                gw_resolver_tick(&resolvers[i], g);
+            next_resolve = clock_mono_ns() + gw_cfg.dns_interval_us * 1000;
+        }
         struct timespec ts = {1, 0};
+        if (nresolvers && gw_cfg.dns_interval_us < 1000000)
+            ts = (struct timespec){0, (long)gw_cfg.dns_interval_us * 1000};
         int s = sigtimedwait(&sigs, NULL, &ts);
         if (s > 0)
             sig = s;
@@ -376,6 +424,8 @@ int main(int argc, char **argv)
         free((void *)g->svc[k]->done);
         free(g->svc[k]);
     }
+    for (int i = 0; i < nresolvers; i++)
+        gw_resolver_free(&resolvers[i]);
     for (int i = 0; i < gw_cfg.nupstreams; i++)
         free(gw_cfg.upstreams[i]);
     free(gw_cfg.upstreams);

@@ -29,7 +29,9 @@ int gw_route_node(const gw_t *g, const void *key, size_t len)
     int best = 0, best_up = -1;
     uint64_t best_score = 0, best_up_score = 0;
     for (int u = 0; u < g->nup; u++) {
-        uint64_t score = gw_hash64(key, len, (uint64_t)(u + 1) * 0x9e3779b97f4a7c15ULL);
+        /* seed: the node's address, so a node keeps its users whatever its slot */
+        uint64_t seed = atomic_load_explicit(&g->up[u]->seed, memory_order_relaxed);
+        uint64_t score = gw_hash64(key, len, seed);
         if (u == 0 || score > best_score) {
             best = u;
             best_score = score;

@@ -94,10 +94,12 @@ struct gw_up_priv {
     int64_t api_ns[64];        /* api_ns of the Sends in the Downstream being handled */
     int napi;
     uint64_t connects;         /* sessions established so far */
+    uint32_t seen_gen;         /* addr_gen followed */
 };
 
 static void up_disconnect(gw_up_t *u, const char *why);
 static void emit_cmd(void *ud, int k, gw_cmd_t *cmd);
+static void follow_addr(gw_up_t *u);
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -1088,6 +1090,8 @@ static void up_connect(gw_up_t *u)
 {
     gw_up_priv_t *p = u->priv;
     p->reconnect_at = 0;
+    if (!u->host[0])
+        return; /* a dynamic slot without a node */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
     int rv = getaddrinfo(u->host, u->port, &hints, &res);
@@ -1242,6 +1246,7 @@ static void *up_main(void *arg)
             else if (p->sock.fd >= 0)
                 on_socket(u, evs[i].events);
         }
+        follow_addr(u);
         run_timers(u);
         drain_rings(u);
         if (p->state != UP_CONNECTED && p->queued && other_node_up(u))
@@ -1265,6 +1270,80 @@ static void *up_main(void *arg)
 
 /* ---- set-up and teardown (main thread) ------------------------------------------------ */
 
+/* "host:port" or "[v6]:port" into u->host, u->port, u->name. */
+static int split_addr(gw_up_t *u, const char *addr, char *err, size_t errlen)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || !colon[1]) {
+        snprintf(err, errlen, "--upstream: '%s' is not host:port", addr);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - addr);
+    const char *h = addr;
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') { /* [v6]:port */
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof u->host || strlen(colon + 1) >= sizeof u->port) {
+        snprintf(err, errlen, "--upstream: '%s' is too long", addr);
+        return -1;
+    }
+    memcpy(u->host, h, hl);
+    u->host[hl] = 0;
+    snprintf(u->port, sizeof u->port, "%s", colon + 1);
+    snprintf(u->name, sizeof u->name, "%s", addr);
+    return 0;
+}
+
+static pthread_mutex_t addr_lock = PTHREAD_MUTEX_INITIALIZER; /* next_addr; rare, not per message */
+
+void gw_up_set_addr(gw_up_t *u, const char *addr)
+{
+    pthread_mutex_lock(&addr_lock);
+    snprintf(u->next_addr, sizeof u->next_addr, "%s", addr);
+    atomic_fetch_add(&u->addr_gen, 1);
+    pthread_mutex_unlock(&addr_lock);
+    gw_up_wake(u);
+}
+
+/* Writer thread: follows an address change of a dynamic slot. */
+static void follow_addr(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    uint32_t gen = atomic_load(&u->addr_gen);
+    if (!u->dynamic || gen == p->seen_gen)
+        return;
+    char addr[300];
+    pthread_mutex_lock(&addr_lock);
+    snprintf(addr, sizeof addr, "%s", u->next_addr);
+    gen = atomic_load(&u->addr_gen);
+    pthread_mutex_unlock(&addr_lock);
+    p->seen_gen = gen;
+    bool had = u->host[0] != 0;
+    if (had && strcmp(addr, u->name) == 0)
+        return;
+    if (had) {
+        log_info("API node removed", "node=%s", u->name);
+        if (p->state != UP_IDLE)
+            up_disconnect(u, "address changed"); /* hands messages back */
+        metrics_gauge_set(p->m_connected, 0);
+        p->attempt = 0;
+    }
+    char err[160];
+    if (!*addr || split_addr(u, addr, err, sizeof err) < 0) {
+        u->host[0] = 0;
+        snprintf(u->name, sizeof u->name, "unassigned-%d", u->idx);
+        p->reconnect_at = 0;
+        return;
+    }
+    atomic_store(&u->seed, gw_hash64(u->name, strlen(u->name), 0));
+    p->m_connected = gwm_up_connected(u->name);
+    p->m_reconnects = gwm_up_reconnects(u->name);
+    p->connects = 0;
+    log_info("API node added", "node=%s slot=%d", u->name, u->idx);
+    p->reconnect_at = now_ns(); /* connect now */
+}
+
 gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
 {
     gw_up_t *u = calloc(1, sizeof *u);
@@ -1274,23 +1353,14 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     u->priv = p;
     u->idx = idx;
     u->gw = g;
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr || !colon[1]) {
-        snprintf(err, errlen, "--upstream: '%s' is not host:port", addr);
+    if (!*addr) {
+        u->dynamic = true;
+        snprintf(u->name, sizeof u->name, "unassigned-%d", idx);
+    } else if (split_addr(u, addr, err, errlen) < 0) {
         goto fail;
     }
-    size_t hl = (size_t)(colon - addr);
-    if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') { /* [v6]:port */
-        addr++;
-        hl -= 2;
-    }
-    if (hl >= sizeof u->host || strlen(colon + 1) >= sizeof u->port) {
-        snprintf(err, errlen, "--upstream: '%s' is too long", addr);
-        goto fail;
-    }
-    memcpy(u->host, addr, hl);
-    snprintf(u->port, sizeof u->port, "%s", colon + 1);
-    snprintf(u->name, sizeof u->name, "%s:%s", u->host, u->port);
+    atomic_init(&u->seed, gw_hash64(u->name, strlen(u->name), 0));
+    atomic_init(&u->addr_gen, 0);
     if (wake_init(&u->wake) < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         goto fail;

@@ -27,14 +27,22 @@ struct gw_up {
     _Atomic int connected;     /* writer sets: session up and streams open */
     _Atomic int stop_req;      /* main thread: 1 = flush and finish, 2 = stop now */
     _Atomic int idle;          /* writer sets: nothing queued, unacked or in the rings */
+    bool dynamic;              /* address assigned at run time (dns:///), may be none */
+    _Atomic uint64_t seed;     /* routing identity: hash of the address (writer stores) */
+    _Atomic uint32_t addr_gen; /* bumped by gw_up_set_addr; the writer follows */
+    char next_addr[300];       /* guarded by the resolver lock (gw_up_set_addr) */
     ring_t **from_svc;         /* [nsvc] = svc[k]->to_up[idx]; this thread consumes */
     ring_t **to_svc;           /* [nsvc] = svc[k]->from_up[idx]; this thread produces */
     gw_up_priv_t *priv;        /* writer thread only */
 };
 
-/* gw_up_new: writer for API node `addr` ("host:port"), index idx. The rings are attached by
+/* gw_up_new: writer for API node `addr` ("host:port"; "" = a dynamic slot with no node yet),
+ * index idx. The rings are attached by
  * the caller before gw_up_start. Returns NULL with a message in err. Main thread. */
 gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen);
+/* gw_up_set_addr (main thread): points a dynamic writer at "host:port" ("" = no node); the
+ * writer disconnects from the old address (handing its messages back) and connects. */
+void gw_up_set_addr(gw_up_t *u, const char *addr);
 /* gw_up_start: starts the writer thread. Returns 0 or -errno. */
 int gw_up_start(gw_up_t *u);
 /* gw_up_wake (any thread): coalesced wake-up of the writer. */

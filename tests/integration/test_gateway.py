@@ -309,6 +309,23 @@ def test_slow_consumer_closed_1008_reader_unaffected():
     slow.close()
 
 
+def test_dns_upstream():
+    """--upstream dns:///name:port: every address record is an API node (here localhost ->
+    127.0.0.1), connected without being listed."""
+    api = Api()
+    gw = Gateway(["dns:///localhost:%d" % api.grpc_port], extra=["--dns-interval", "200ms",
+                                                                 "--max-upstreams", "3"])
+
+    async def main():
+        ws = await connect(gw.url("dns"))
+        await ws.send("via dns")
+        r = await recv(ws)
+        await ws.close()
+        return r
+    eq(arun(main()), "via dns")
+    eq(gw.metric("wsgw_upstream_connected", {"node": "127.0.0.1:%d" % api.grpc_port}), 1)
+
+
 def test_grpcio_api_without_ack():
     """A stock grpcio server implementing wsgw.v1.Exchange (no x-wsgw-ack) as the API."""
     import grpc
