@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "reasm.h"
 
 #define GW_NODE_NONE 0xFF
 
@@ -22,9 +23,7 @@ typedef struct gw_conn {
     char *user;              /* NULL when anonymous */
     uint64_t seq;            /* last Message.seq sent upstream */
     gw_outq_t *outq;         /* NULL while nothing is queued */
-    gw_event_t *rx;          /* message being reassembled (the Message event itself, grown as
-                                chunks arrive); NULL while no message is in flight */
-    uint32_t rx_cap;         /* payload capacity of rx */
+    gw_reasm_t rx;           /* message being reassembled; empty while none is in flight */
     gw_member_t *rooms;      /* room memberships (conn_next list) */
     gw_user_t *uentry;       /* user index entry */
     struct gw_conn *user_prev, *user_next;

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "msgroute.h"
 #include "outq.h"
+#include "reasm.h"
 #include "route.h"
 #include "svc.h"
 #include "upstream.h"
@@ -466,8 +467,7 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
     gw_index_remove_conn(&s->index, c);
     gw_conn_table_remove(&s->conns, c);
     gw_outq_free(&c->outq);
-    free(c->rx);
-    c->rx = NULL;
+    gw_reasm_reset(&c->rx);
     if (c->close_reason)
         gw_payload_unref(c->close_reason);
     c->close_reason = NULL;
@@ -511,74 +511,24 @@ static int on_receive(struct lws *wsi, gw_conn_t *c, const void *in, size_t len)
 {
     if (c->closing || !c->established)
         return 0; /* input after we decided to close is ignored */
-    bool first = lws_is_first_fragment(wsi);
-    bool final = lws_is_final_fragment(wsi);
     size_t max = (size_t)gw_cfg.max_message;
-    size_t ulen = c->user ? strlen(c->user) : 0;
-
-    if (!c->rx && first && final) {
-        /* The whole message in one callback: no reassembly buffer. */
-        if (len > max) {
-            log_rl_warn("message too big", "conn_id=%llu len=%zu max=%zu",
-                        (unsigned long long)c->id, len, max);
-            return close_now(wsi, c, 1009, "message too big");
-        }
-        gw_event_t *e = gw_event_new(GW_EV_MESSAGE, c->id, c->user, ulen, in, len, NULL, 0,
-                                     NULL, 0);
-        if (!e)
-            return close_now(wsi, c, 1011, "out of memory");
-        e->binary = lws_frame_is_binary(wsi);
+    gw_event_t *e;
+    int rv = gw_reasm_add(&c->rx, c->id, c->user, c->user ? strlen(c->user) : 0,
+                          lws_frame_is_binary(wsi), in, len, lws_is_final_fragment(wsi),
+                          lws_remaining_packet_payload(wsi), max, &e);
+    switch (rv) {
+    case GW_REASM_MORE:
+        return 0;
+    case GW_REASM_TOO_BIG:
+        log_rl_warn("message too big", "conn_id=%llu max=%zu", (unsigned long long)c->id, max);
+        return close_now(wsi, c, 1009, "message too big");
+    case GW_REASM_NOMEM:
+        log_rl_error("out of memory reading a message", "conn_id=%llu", (unsigned long long)c->id);
+        return close_now(wsi, c, 1011, "out of memory");
+    default:
         e->t_read = clock_mono_ns();
         return message_done(wsi, c, e);
     }
-
-    /* Reassembly: the event itself is the buffer (user \0 payload ...), grown as needed. */
-    gw_event_t *e = c->rx;
-    size_t have = e ? e->a_len : 0;
-    if (have + len > max) {
-        log_rl_warn("message too big", "conn_id=%llu len>%zu max=%zu", (unsigned long long)c->id,
-                    have + len, max);
-        free(c->rx);
-        c->rx = NULL;
-        return close_now(wsi, c, 1009, "message too big");
-    }
-    size_t cap = e ? c->rx_cap : 0;
-    if (have + len > cap) {
-        size_t want = have + len + lws_remaining_packet_payload(wsi);
-        if (want < cap * 2)
-            want = cap * 2;
-        if (want > max)
-            want = max;
-        gw_event_t *ne = realloc(e, sizeof *ne + ulen + 1 + want + 3);
-        if (!ne) {
-            free(c->rx);
-            c->rx = NULL;
-            return close_now(wsi, c, 1011, "out of memory");
-        }
-        if (!e) {
-            memset(ne, 0, sizeof *ne);
-            ne->type = GW_EV_MESSAGE;
-            ne->conn_id = c->id;
-            ne->user_len = (uint32_t)ulen;
-            if (ulen)
-                memcpy(ne->data, c->user, ulen);
-            ne->data[ulen] = 0;
-            ne->binary = lws_frame_is_binary(wsi);
-            ne->t_read = clock_mono_ns();
-        }
-        e = ne;
-        c->rx = e;
-        c->rx_cap = (uint32_t)want;
-    }
-    memcpy(e->data + ulen + 1 + have, in, len);
-    e->a_len = (uint32_t)(have + len);
-    if (!final)
-        return 0;
-    char *tail = e->data + ulen + 1 + e->a_len;
-    tail[0] = tail[1] = tail[2] = 0; /* payload \0, empty b \0, empty c \0 */
-    c->rx = NULL;
-    c->rx_cap = 0;
-    return message_done(wsi, c, e);
 }
 
 static int on_writeable(struct lws *wsi, gw_conn_t *c)

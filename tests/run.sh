@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/run.sh [FILTER]: runs every unit test binary and integration test, counts "ok NAME" and
+# tests/run.sh [FILTER[,FILTER...]]: runs every unit test binary and integration test, counts "ok NAME" and
 # "FAIL NAME" lines, and ends with "N passed, N failed" (exit 1 on any failure).
 # Env: BIN (binaries), BUILD (build dir with tests/), PY (python with grpcio/websockets),
 #      SANITIZE (set when running a sanitizer build; tests may scale themselves down).
@@ -45,7 +45,16 @@ run_one() { # name, timeout seconds, command...
     echo "  [$name] $p passed, $f failed ($((SECONDS - t0)) s)"
 }
 
-match() { [ -z "$FILTER" ] || [[ "$1" == *"$FILTER"* ]]; }
+# FILTER: comma-separated substrings; a test runs when its name contains any of them.
+match() {
+    [ -z "$FILTER" ] && return 0
+    local f
+    IFS=, read -ra pats <<<"$FILTER"
+    for f in "${pats[@]}"; do
+        [[ "$1" == *"$f"* ]] && return 0
+    done
+    return 1
+}
 
 echo "== unit tests"
 for t in "$BUILD"/tests/test_*; do
