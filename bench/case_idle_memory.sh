@@ -29,9 +29,10 @@ if [ "$MODE" = full ]; then
             hosts="$hosts${hosts:+,}127.0.0.1:$GW_PORT"
             pids="$pids${pids:++}$GW_PID"
         done
+        # six gateways and six bench workers share 2 cores: connect slower, wait longer
         hold_bench "6 gateways 100000" "server:$pids api:$API_PID" conn --host "$hosts" \
             --user 100000 --procs 6 --source-ips 127.0.0.1-127.0.0.8 --sleep "$HOLD" \
-            --connect-rate "$CONNECT_RATE" --max-pending 200
+            --connect-rate 2000 --max-pending 200 --timeout 30s
         cleanup
     fi
     hosts="" pids=""
@@ -41,8 +42,8 @@ if [ "$MODE" = full ]; then
         pids="$pids${pids:++}$RE_PID"
     done
     hold_bench "6 refecho 100000" "server:$pids" conn --host "$hosts" --user 100000 --procs 6 \
-        --source-ips 127.0.0.1-127.0.0.8 --sleep "$HOLD" --connect-rate "$CONNECT_RATE" \
-        --max-pending 200
+        --source-ips 127.0.0.1-127.0.0.8 --sleep "$HOLD" --connect-rate 2000 \
+        --max-pending 200 --timeout 30s
     cleanup
 fi
 finish "Idle connections: server RSS per connection" bars:server_bytes_per_conn \

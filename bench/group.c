@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -161,6 +162,10 @@ static int child_main(const bench_cfg_t *cfg, uint64_t first, uint64_t count, in
     rep->rss_ready_kb = rss_ready ? rss_ready : engine_rss_kb();
     rep->rss_end_kb = engine_rss_kb();
     rep->rss_peak_kb = engine_rss_peak_kb();
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        rep->cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     int rc = send_msg(res_w, MSG_RESULT, rep, sizeof *rep) < 0 ? 2 : 0;
     free(rep);
     close(stop_fd);

@@ -70,9 +70,9 @@ stop_pid() {
     wait "$p" 2>/dev/null
 }
 
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+cleanup() { # newest first: gateways stop before the API they talk to
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
     PIDS=()
 }
 trap cleanup EXIT
@@ -160,6 +160,7 @@ run_bench() {
     local w name pid
     for w in $watch; do t0[${w%%:*}]=$(cpu_ticks "${w#*:}"); done
     local s0 s1 rc
+    rm -f "$BENCH_JSON"
     s0=$(now_s)
     "$BIN/ws-bench" "$@" --json "$BENCH_JSON" >"$WORK/$slug.out" 2>"$WORK/$slug.err"
     rc=$?
@@ -191,8 +192,12 @@ hold_bench() {
     local w name pid i open=0
     for w in $watch; do r0[${w%%:*}]=$(rss_kb "${w#*:}"); done
     BENCH_JSON=$WORK/$slug.json
+    # emptied here, not by the redirections of the background job: those run later, and the
+    # loop below must not read a previous run's "connected" line
+    rm -f "$BENCH_JSON" "$WORK/$slug.out"
+    : >"$WORK/$slug.err"
     "$BIN/ws-bench" "$@" --log-level info --json "$BENCH_JSON" >"$WORK/$slug.out" \
-        2>"$WORK/$slug.err" &
+        2>>"$WORK/$slug.err" &
     local bp=$!
     for ((i = 0; i < 6000; i++)); do # up to 10 minutes of connecting
         if grep -q 'msg=connected' "$WORK/$slug.err" 2>/dev/null; then break; fi

@@ -151,6 +151,10 @@ int main(int argc, char **argv)
         group_stop(g);
     }
     int died = group_collect(g, stop_fd, rep);
+    struct rusage ru; /* this process: the pusher, the coordination */
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        rep->cpu_s += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     if (cfg.mode == MODE_PUSH) {
         report_merge(rep, push_rep);
         if (rep->received < rep->deliveries_expected)

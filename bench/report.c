@@ -85,6 +85,7 @@ void report_merge(report_t *d, const report_t *s)
     d->rss_ready_kb += s->rss_ready_kb;
     d->rss_end_kb += s->rss_end_kb;
     d->rss_peak_kb += s->rss_peak_kb;
+    d->cpu_s += s->cpu_s;
     d->procs += s->procs;
     d->threads += s->threads;
     hist_merge(&d->latency, &s->latency);
@@ -179,6 +180,8 @@ void report_print(const report_t *r, const char *mode, int with_conns, FILE *out
                  "per_conn=%.0fB\n",
             (long long)r->rss_base_kb, (long long)r->rss_ready_kb, (long long)r->rss_end_kb,
             report_mem_per_conn(r));
+    fprintf(out, "bench cpu: %.2fs (%.0f%% of one core over the run)\n", r->cpu_s,
+            run_s > 0 ? 100.0 * r->cpu_s / run_s : 0);
     fprintf(out, "sent=%llu received=%llu errors=%llu p50_us=%llu p99_us=%llu",
             (unsigned long long)r->sent, (unsigned long long)r->received,
             (unsigned long long)report_errors(r), us(hist_percentile(&r->latency, 50)),
@@ -275,6 +278,10 @@ int report_json(const report_t *r, const char *mode, void *config, const char *p
                                   (json_int_t)r->rss_end_kb, "rss_peak_kb",
                                   (json_int_t)r->rss_peak_kb, "bytes_per_conn",
                                   report_mem_per_conn(r)));
+    double run_s = r->t_end > r->t_start ? (double)(r->t_end - r->t_start) / 1e9 : 0;
+    json_object_set_new(root, "bench_cpu",
+                        json_pack("{s:f,s:f}", "seconds", r->cpu_s, "pct_of_core",
+                                  run_s > 0 ? 100.0 * r->cpu_s / run_s : 0.0));
     int rv = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS);
     if (rv < 0)
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));

@@ -57,6 +57,7 @@ typedef struct report {
     int64_t t_start, t_ready, t_first_send, t_last_send, t_last_recv, t_end;
     /* the bench's own memory: summed over processes */
     int64_t rss_base_kb, rss_ready_kb, rss_end_kb, rss_peak_kb;
+    double cpu_s;   /* the bench's own CPU time (user + system), summed over processes */
     uint32_t procs, threads;
     hist_t latency; /* ns: message round trip, or push delivery latency */
     hist_t connect; /* ns: connect() to validated 101 */

@@ -40,11 +40,13 @@ def machine():
         load = open("/proc/loadavg").read().split()[:3]
     except OSError:
         load = []
-    try:
-        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True).stdout.strip()
-    except OSError:
-        rev = ""
+    rev = os.environ.get("BENCH_REV", "")  # set by run.sh: the binaries' revision
+    if not rev:
+        try:
+            rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip()
+        except OSError:
+            rev = ""
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
             "loadavg_at_end": " ".join(load), "git": rev}
 
@@ -63,6 +65,7 @@ def summary(b):
         "mb_per_s": b.get("mb_per_s") if b.get("messages", {}).get("received") else None,
         "p50_us": lat.get("p50"), "p90_us": lat.get("p90"), "p99_us": lat.get("p99"),
         "p999_us": lat.get("p999"), "max_us": lat.get("max"),
+        "bench_cpu_pct": b.get("bench_cpu", {}).get("pct_of_core"),
         # per connection only means something when connections outweigh fixed buffers
         "bench_bytes_per_conn": b.get("bench_memory", {}).get("bytes_per_conn")
         if (b.get("conns", {}).get("open_at_ready") or 0) >= 1000 else None,
@@ -195,7 +198,7 @@ def main():
             if k not in extra_keys:
                 extra_keys.append(k)
     cols = ["run", "conns", "sent", "received", "errors", "msg/s", "MB/s", "p50 ms", "p90 ms",
-            "p99 ms", "p99.9 ms", "max ms", "bench B/conn"] + extra_keys
+            "p99 ms", "p99.9 ms", "max ms", "bench B/conn", "bench cpu %"] + extra_keys
     lines = ["", "## %s" % a.title, "",
              "%s · %s mode · nproc %s · %s · kernel %s · load average at the end %s · git %s" %
              (now, a.mode, m["nproc"], m["cpu"], m["kernel"], m["loadavg_at_end"], m["git"]),
@@ -211,7 +214,8 @@ def main():
                fmt(s.get("errors")), fmt(s.get("msgs_per_s")), fmt(s.get("mb_per_s")),
                fmt(us_to_ms(s.get("p50_us"))), fmt(us_to_ms(s.get("p90_us"))),
                fmt(us_to_ms(s.get("p99_us"))), fmt(us_to_ms(s.get("p999_us"))),
-               fmt(us_to_ms(s.get("max_us"))), fmt(s.get("bench_bytes_per_conn"))]
+               fmt(us_to_ms(s.get("max_us"))), fmt(s.get("bench_bytes_per_conn")),
+               fmt(s.get("bench_cpu_pct"))]
         row += [fmt(r["extra"].get(k)) for k in extra_keys]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")

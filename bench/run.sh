@@ -10,6 +10,13 @@ MODE=${1:-short}
 case "$MODE" in short | full) ;; *) echo "usage: bench/run.sh short|full" >&2; exit 2 ;; esac
 export BENCH_MODE=$MODE
 export BIN=${BIN:-$PWD/bin}
+# the revision the results are filed under: HEAD now (+ "-dirty" with local changes), unless
+# BENCH_REV names the revision the binaries in BIN were built from
+if [ -z "${BENCH_REV:-}" ]; then
+    BENCH_REV=$(git rev-parse --short HEAD 2>/dev/null)
+    [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && BENCH_REV="$BENCH_REV-dirty"
+fi
+export BENCH_REV
 CASES=${CASES:-"rtt throughput seed idle_memory fanout"}
 command -v gnuplot >/dev/null || echo "note: gnuplot (Debian gnuplot-nox) is not installed: no PNG plots" >&2
 rc=0
