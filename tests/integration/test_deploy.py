@@ -437,6 +437,14 @@ def test_k8s_config_files_start_the_real_binaries():
     gw = Gateway([api.grpc_addr], extra=["--config", os.path.join(td, "gateway.json")])
     eq(gw.get("/readyz")[0], 200)
     eq(gw.metric("wsgw_upstream_connected", {"node": api.grpc_addr}), 1.0)
+    # the file's upstream form, dns:///NAME:PORT, with a name that resolves here
+    dns = Gateway(["dns:///localhost:%d" % api.grpc_port],
+                  extra=["--config", os.path.join(td, "gateway.json"), "--dns-interval", "1"])
+    eq(dns.get("/readyz")[0], 200)
+    st, body = dns.get("/metrics")
+    check(re.search(r'wsgw_upstream_connected\{node="[^"]*127\.0\.0\.1:%d"\} 1' % api.grpc_port,
+                    body), "no connected 127.0.0.1 node via dns:///localhost:\n" +
+          "\n".join(l for l in body.splitlines() if "upstream_connected" in l))
     shutil.rmtree(td, ignore_errors=True)
 
 
