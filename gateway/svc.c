@@ -314,6 +314,16 @@ static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
         gw_svc_close_conn(s, c, 1008, NULL);
         return;
     }
+    /* Nothing queued and nothing left over in lws: write now instead of waiting for a
+     * WRITEABLE round trip (two epoll_ctl and a wake-up per message). We run from the
+     * thread's wake handler, not inside this connection's callback, so this is safe; a
+     * partial write stays in lws, which asks for WRITEABLE itself, and later messages queue
+     * behind it (so the send queue bound still holds). */
+    if (!c->outq && !lws_partial_buffered(c->wsi)) {
+        if (gw_ws_write(c, p) < 0)
+            gw_svc_close_conn(s, c, 1011, NULL);
+        return;
+    }
     if (gw_outq_push(&c->outq, p) < 0) {
         log_rl_error("out of memory queueing a message", "conn_id=%llu",
                      (unsigned long long)c->id);
@@ -552,10 +562,11 @@ static void on_listen(uv_poll_t *h, int status, int events)
         if (*gw_cfg.tls_cert)
             type |= LWS_ADOPT_ALLOW_SSL; /* wss: lws runs the TLS handshake */
         if (!lws_adopt_descriptor_vhost(s->vh, type, sock, NULL, NULL)) {
-            /* lws closed nothing: the descriptor is still ours */
+            /* lws has closed the descriptor itself on every failure path (closing it again
+             * here could hit a descriptor another thread just got). Usually a TLS client that
+             * went away before its handshake (e.g. a port probe). */
             metrics_inc(gwm.accept_errors);
-            log_rl_warn("lws refused an accepted socket", "thread=%d fd=%d", s->idx, fd);
-            close(fd);
+            log_rl_warn("lws refused an accepted socket", "thread=%d", s->idx);
         }
     }
 }

@@ -5,7 +5,13 @@
 
 #include <libwebsockets.h>
 
+#include "conn.h"
+
 extern const struct lws_protocols gw_ws_protocols[];
+
+/* gw_ws_write: one WebSocket message to c (service thread of c, outside c's own callbacks or
+ * in its WRITEABLE). Counts it and its egress time. Returns 0, or -1 when lws refused it. */
+int gw_ws_write(gw_conn_t *c, gw_payload_t *p);
 
 /* gw_static_dir: the directory served at / (set once by main; NULL = none). */
 const char *gw_static_dir(void);
