@@ -1393,8 +1393,9 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
         p->streams[i].grpc_status = -1;
         grpc_dec_init(&p->streams[i].dec, MAX_DOWNSTREAM);
     }
-    p->m_connected = gwm_up_connected(u->name);
-    p->m_reconnects = gwm_up_reconnects(u->name);
+    /* per-node series exist once a node does (dynamic slots register on assignment) */
+    p->m_connected = u->dynamic ? -1 : gwm_up_connected(u->name);
+    p->m_reconnects = u->dynamic ? -1 : gwm_up_reconnects(u->name);
     atomic_init(&u->connected, 0);
     atomic_init(&u->stop_req, 0);
     atomic_init(&u->idle, 1);
