@@ -1,6 +1,8 @@
 /* event.c: allocation of cross-thread events and commands (see event.h). */
 #include "event.h"
 
+#include "recycle.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +22,7 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);
+    e->owner = (int16_t)gw_recycle_owner(GW_RC_SVC);
     e->type = (uint8_t)type;
     e->conn_id = conn_id;
     e->user_len = (uint32_t)user_len;
@@ -41,6 +44,7 @@ gw_event_t *gw_event_dup(const gw_event_t *e)
     if (d) {
         memcpy(d, e, n);
         d->next = NULL;
+        d->owner = (int16_t)gw_recycle_owner(GW_RC_SVC);
     }
     return d;
 }
@@ -51,6 +55,7 @@ gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t 
     if (!p)
         return NULL;
     p->refs = 1;
+    p->owner = (int16_t)gw_recycle_owner(GW_RC_WRITER);
     p->len = (uint32_t)len;
     p->binary = binary;
     p->t_recv = t_recv;
@@ -70,6 +75,7 @@ gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, c
     if (!c)
         return NULL;
     memset(c, 0, sizeof *c);
+    c->owner = (int16_t)gw_recycle_owner(GW_RC_WRITER);
     c->type = (uint8_t)type;
     c->nconns = (uint32_t)nconns;
     c->nusers = (uint32_t)nusers;
@@ -93,5 +99,15 @@ void gw_cmd_free(gw_cmd_t *c)
         c->events = e->next;
         gw_event_free(e);
     }
-    free(c);
+    gw_recycle(c, c->owner);
+}
+
+void gw_event_free(gw_event_t *e)
+{
+    gw_recycle(e, e->owner);
+}
+
+void gw_payload_free(gw_payload_t *p)
+{
+    gw_recycle(p, p->owner);
 }

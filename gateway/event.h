@@ -18,6 +18,7 @@ typedef struct gw_event {
     struct gw_event *next; /* overflow list link; owner thread only */
     uint8_t type;          /* gw_ev_type_t */
     bool binary;
+    int16_t owner;         /* service thread that allocated it (recycle.h), or -1 */
     int32_t code;          /* Close */
     uint64_t conn_id;
     uint64_t seq;          /* Message: per connection, from 1 */
@@ -47,7 +48,8 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
                          const void *a, size_t a_len, const char *b, size_t b_len,
                          const char *c, size_t c_len);
 gw_event_t *gw_event_dup(const gw_event_t *e);
-static inline void gw_event_free(gw_event_t *e) { free(e); }
+/* gw_event_free: done with e (any thread: it goes home to be freed, recycle.h). */
+void gw_event_free(gw_event_t *e);
 static inline size_t gw_event_size(const gw_event_t *e)
 {
     return sizeof *e + e->user_len + e->a_len + e->b_len + e->c_len + 4;
@@ -57,6 +59,7 @@ static inline size_t gw_event_size(const gw_event_t *e)
  * thread per command, shared by every recipient on that thread (refcount: that thread only). */
 typedef struct gw_payload {
     uint32_t refs;     /* owner service thread only */
+    int16_t owner;     /* writer that allocated it (recycle.h), or -1 */
     uint32_t len;
     bool binary;
     int64_t t_recv;    /* monotonic: command read from HTTP/2 (egress stage start) */
@@ -66,10 +69,11 @@ typedef struct gw_payload {
 static inline uint8_t *gw_payload_data(gw_payload_t *p) { return p->buf + LWS_PRE; }
 gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t t_recv);
 static inline void gw_payload_ref(gw_payload_t *p) { p->refs++; }
+void gw_payload_free(gw_payload_t *p);
 static inline void gw_payload_unref(gw_payload_t *p)
 {
     if (--p->refs == 0)
-        free(p);
+        gw_payload_free(p);
 }
 
 typedef enum {
@@ -85,6 +89,7 @@ typedef struct gw_cmd {
     struct gw_cmd *next;   /* overflow list link; owner (writer) only */
     uint8_t type;          /* gw_cmd_type_t */
     bool all;
+    int16_t owner;         /* writer that allocated it (recycle.h), or -1 */
     int32_t code;          /* Kick */
     int64_t api_ns;
     gw_payload_t *payload; /* Send: payload; Kick: reason (text); owned by the command */

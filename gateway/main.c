@@ -18,6 +18,7 @@
 #include "gwm.h"
 #include "log.h"
 #include "metrics.h"
+#include "recycle.h"
 #include "resolver.h"
 #include "route.h"
 #include "svc.h"
@@ -415,11 +416,14 @@ int main(int argc, char **argv)
             void *cmd; /* commands a writer queued after the service thread stopped */
             while ((cmd = ring_pop(g->svc[k]->from_up[u])))
                 gw_cmd_free(cmd);
+            gw_recycle_drain(g->svc[k]->ret_from_up[u]);
             ring_free(g->svc[k]->to_up[u]);
             ring_free(g->svc[k]->from_up[u]);
+            ring_free(g->svc[k]->ret_from_up[u]);
         }
         free(g->svc[k]->to_up);
         free(g->svc[k]->from_up);
+        free(g->svc[k]->ret_from_up);
         free(g->svc[k]->want_room);
         free((void *)g->svc[k]->done);
         free(g->svc[k]);

@@ -1,6 +1,8 @@
 /* reasm.c: WebSocket message reassembly (see reasm.h). */
 #include "reasm.h"
 
+#include "recycle.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +51,7 @@ int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen,
         }
         if (!e) {
             memset(ne, 0, sizeof *ne);
+            ne->owner = (int16_t)gw_recycle_owner(GW_RC_SVC);
             ne->type = GW_EV_MESSAGE;
             ne->conn_id = conn_id;
             ne->user_len = (uint32_t)ulen;

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "msgroute.h"
 #include "outq.h"
+#include "recycle.h"
 #include "upstream.h"
 #include "ws.h"
 
@@ -76,12 +77,13 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     int n = g->nup;
     s->to_up = calloc((size_t)n, sizeof *s->to_up);
     s->from_up = calloc((size_t)n, sizeof *s->from_up);
+    s->ret_from_up = calloc((size_t)n, sizeof *s->ret_from_up);
     s->ovf_head = calloc((size_t)n, sizeof *s->ovf_head);
     s->ovf_tail = calloc((size_t)n, sizeof *s->ovf_tail);
     s->want_room = calloc((size_t)n, sizeof *s->want_room);
     s->sent = calloc((size_t)(n * g->nstreams), sizeof *s->sent);
     s->done = calloc((size_t)(n * g->nstreams), sizeof *s->done);
-    if (!s->to_up || !s->from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
+    if (!s->to_up || !s->from_up || !s->ret_from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
         !s->done)
         goto fail_mem;
     for (int i = 0; i < n * g->nstreams; i++)
@@ -90,7 +92,8 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     for (int u = 0; u < n; u++) {
         s->to_up[u] = ring_new((size_t)gw_cfg.ring_size);
         s->from_up[u] = ring_new((size_t)gw_cfg.ring_size);
-        if (!s->to_up[u] || !s->from_up[u])
+        s->ret_from_up[u] = ring_new((size_t)gw_cfg.ring_size);
+        if (!s->to_up[u] || !s->from_up[u] || !s->ret_from_up[u])
             goto fail_mem;
         atomic_init(&s->want_room[u], 0);
     }
@@ -109,9 +112,12 @@ fail:
         ring_free(s->to_up[u]);
         if (s->from_up)
             ring_free(s->from_up[u]);
+        if (s->ret_from_up)
+            ring_free(s->ret_from_up[u]);
     }
     free(s->to_up);
     free(s->from_up);
+    free(s->ret_from_up);
     free(s->ovf_head);
     free(s->ovf_tail);
     free(s->want_room);
@@ -488,6 +494,9 @@ void gw_svc_on_wake(gw_svc_t *s)
     if (s->nheld)
         gw_msgroute_snapshot(s);
 
+    for (int u = 0; u < s->gw->nup; u++)
+        gw_recycle_drain(s->ret_from_up[u]);
+
     /* Commands first: replies free room in the writers' rings, which the API waits on. */
     void *cmds[CMD_BURST];
     for (int u = 0; u < s->gw->nup; u++) {
@@ -598,6 +607,14 @@ static void *svc_main(void *arg)
     snprintf(name, sizeof name, "gw-svc-%d", s->idx);
     pthread_setname_np(pthread_self(), name);
 
+    {
+        /* our return rings toward each writer: its commands and payloads go home */
+        ring_t **to_peer = calloc((size_t)s->gw->nup, sizeof *to_peer);
+        for (int u = 0; to_peer && u < s->gw->nup; u++)
+            to_peer[u] = s->gw->up[u]->ret_from_svc[s->idx];
+        s->rc_peers = to_peer;
+        gw_recycle_register(GW_RC_SVC, s->idx, to_peer, to_peer ? s->gw->nup : 0);
+    }
     if (uv_loop_init(&s->loop) != 0) {
         log_error("uv_loop_init failed", "thread=%d", s->idx);
         goto out;
@@ -672,6 +689,9 @@ out_loop:
     if (uv_loop_close(&s->loop) != 0)
         log_warn("uv loop closed with live handles", "thread=%d", s->idx);
 out:
+    gw_recycle_register(GW_RC_NONE, 0, NULL, 0);
+    free(s->rc_peers);
+    s->rc_peers = NULL;
     atomic_store(&s->ended, 1);
     return NULL;
 }

@@ -36,6 +36,8 @@ struct gw_svc {
 
     ring_t **to_up;            /* [nup] producer: this thread; consumer: writer u */
     ring_t **from_up;          /* [nup] producer: writer u; consumer: this thread */
+    ring_t **ret_from_up;      /* [nup] our events coming home from writer u (recycle.h) */
+    ring_t **rc_peers;         /* [nup] = up[u]->ret_from_svc[idx]; this thread's view */
     gw_event_t **ovf_head;     /* [nup] events that did not fit in to_up[u]; this thread */
     gw_event_t **ovf_tail;
     _Atomic int *want_room;    /* [nup] set by this thread when to_up[u] overflowed; the writer

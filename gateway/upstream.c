@@ -25,6 +25,7 @@
 #include "gwm.h"
 #include "log.h"
 #include "metrics.h"
+#include "recycle.h"
 #include "route.h"
 #include "svc.h"
 #include "u64map.h"
@@ -1234,6 +1235,9 @@ static void *up_main(void *arg)
     snprintf(name, sizeof name, "gw-up-%d", u->idx);
     pthread_setname_np(pthread_self(), name);
 
+    for (int k = 0; k < u->gw->nsvc; k++)
+        u->rc_peers[k] = u->gw->svc[k]->ret_from_up[u->idx];
+    gw_recycle_register(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, u->wake.fd, &ev);
     up_connect(u);
@@ -1246,6 +1250,8 @@ static void *up_main(void *arg)
             else if (p->sock.fd >= 0)
                 on_socket(u, evs[i].events);
         }
+        for (int k = 0; k < u->gw->nsvc; k++)
+            gw_recycle_drain(u->ret_from_svc[k]);
         follow_addr(u);
         run_timers(u);
         drain_rings(u);
@@ -1265,6 +1271,7 @@ static void *up_main(void *arg)
     p->sess = NULL;
     atomic_store(&u->connected, 0);
     gw_batch_thread_cleanup();
+    gw_recycle_register(GW_RC_NONE, 0, NULL, 0);
     return NULL;
 }
 
@@ -1382,9 +1389,14 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     p->hb_tail = calloc((size_t)g->nsvc, sizeof *p->hb_tail);
     u->from_svc = calloc((size_t)g->nsvc, sizeof *u->from_svc);
     u->to_svc = calloc((size_t)g->nsvc, sizeof *u->to_svc);
+    u->ret_from_svc = calloc((size_t)g->nsvc, sizeof *u->ret_from_svc);
+    u->rc_peers = calloc((size_t)g->nsvc, sizeof *u->rc_peers);
+    for (int k = 0; u->ret_from_svc && k < g->nsvc; k++)
+        if (!(u->ret_from_svc[k] = ring_new((size_t)gw_cfg.ring_size)))
+            goto nomem;
     if (p->epfd < 0 || !p->streams || !p->rbuf || !p->ovf_head || !p->ovf_tail || !p->dacc ||
         !p->hb_head || !p->hb_tail ||
-        !u->from_svc || !u->to_svc)
+        !u->from_svc || !u->to_svc || !u->ret_from_svc || !u->rc_peers)
         goto nomem;
     for (int i = 0; i < p->nstreams; i++) {
         p->streams[i].up = u;
@@ -1490,6 +1502,13 @@ void gw_up_free(gw_up_t *u)
     }
     if (u->wake.fd > 0)
         wake_destroy(&u->wake);
+    for (int k = 0; u->ret_from_svc && k < u->gw->nsvc; k++)
+        if (u->ret_from_svc[k]) {
+            gw_recycle_drain(u->ret_from_svc[k]);
+            ring_free(u->ret_from_svc[k]);
+        }
+    free(u->ret_from_svc);
+    free(u->rc_peers);
     free(u->from_svc);
     free(u->to_svc);
     free(u);

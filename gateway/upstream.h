@@ -33,6 +33,8 @@ struct gw_up {
     char next_addr[300];       /* guarded by the resolver lock (gw_up_set_addr) */
     ring_t **from_svc;         /* [nsvc] = svc[k]->to_up[idx]; this thread consumes */
     ring_t **to_svc;           /* [nsvc] = svc[k]->from_up[idx]; this thread produces */
+    ring_t **ret_from_svc;     /* [nsvc] our commands/payloads coming home (recycle.h) */
+    ring_t **rc_peers;         /* [nsvc] = svc[k]->ret_from_up[idx]; writer thread's view */
     gw_up_priv_t *priv;        /* writer thread only */
 };
 
