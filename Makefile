@@ -86,7 +86,9 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps test unit run fuzz fuzz-build bench bench-full clean sanitize
 # Keep objects that only feed test/fuzz binaries (make would delete them as intermediates).
-.SECONDARY:
+# (Not a bare .SECONDARY: that makes every file intermediate, and a missing intermediate does
+# not trigger a rebuild: a newly added source file was then left out of its library.)
+.PRECIOUS: $(BUILD)/%.o
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(UNIT_BINS)

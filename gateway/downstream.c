@@ -85,7 +85,7 @@ int gw_downstream_handle(const uint8_t *msg, size_t len, const gw_ds_sink_t *k,
                          gw_ds_result_t *res)
 {
     memset(res, 0, sizeof *res);
-    Wsgw__V1__Downstream *d = wsgw__v1__downstream__unpack(NULL, len, msg);
+    Wsgw__V1__Downstream *d = wsgw__v1__downstream__unpack(k->alloc, len, msg);
     if (!d)
         return -1;
     for (size_t i = 0; i < d->n_commands; i++) {
@@ -119,6 +119,6 @@ int gw_downstream_handle(const uint8_t *msg, size_t len, const gw_ds_sink_t *k,
     }
     res->has_ack = d->ack != 0;
     res->ack = d->ack;
-    wsgw__v1__downstream__free_unpacked(d, NULL);
+    wsgw__v1__downstream__free_unpacked(d, k->alloc);
     return 0;
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "event.h"
 
 typedef struct gw_ds_sink {
@@ -19,6 +21,7 @@ typedef struct gw_ds_sink {
     /* api_ns: called for every Send carrying api_ns (may be NULL). */
     void (*api_ns)(void *ud, int64_t api_ns);
     void *ud;
+    ProtobufCAllocator *alloc; /* for the decoded message (an arena), or NULL for malloc */
 } gw_ds_sink_t;
 
 typedef struct gw_ds_result {

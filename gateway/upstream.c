@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "batch.h"
 #include "buf.h"
 #include "clock.h"
@@ -92,6 +93,7 @@ struct gw_up_priv {
     bool dirty;                /* dacc holds something to publish */
     gw_event_t **hb_head, **hb_tail; /* [nsvc] Message events to hand back (msgroute.h) */
     bool hb_any;
+    arena_t arena;             /* protobuf-c allocations of the Downstream being handled */
     int64_t api_ns[64];        /* api_ns of the Sends in the Downstream being handled */
     int napi;
     uint64_t connects;         /* sessions established so far */
@@ -748,10 +750,12 @@ static int on_downstream(void *ud, const uint8_t *msg, size_t len)
     gw_up_t *u = st->up;
     gw_up_priv_t *p = u->priv;
     gw_ds_sink_t sink = {.nsvc = u->gw->nsvc, .prefix = u->gw->prefix, .t_recv = now_ns(),
-                         .emit = emit_cmd, .api_ns = on_api_ns, .ud = u};
+                         .emit = emit_cmd, .api_ns = on_api_ns, .ud = u, .alloc = &p->arena.pa};
     gw_ds_result_t res;
     p->napi = 0;
-    if (gw_downstream_handle(msg, len, &sink, &res) < 0) {
+    int hrv = gw_downstream_handle(msg, len, &sink, &res);
+    arena_reset(&p->arena); /* the commands copied what they keep */
+    if (hrv < 0) {
         metrics_inc(gwm.bad_downstream);
         log_rl_error("undecodable Downstream from API node", "node=%s stream=%d len=%zu",
                      u->name, st->idx, len);
@@ -1372,6 +1376,7 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         goto fail;
     }
+    arena_init(&p->arena, 64 * 1024);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     p->sock.fd = -1;
     if (gw_cfg.upstream_tls) {
@@ -1489,6 +1494,7 @@ void gw_up_free(gw_up_t *u)
         free(p->hb_head);
         free(p->hb_tail);
         free(p->dacc);
+        arena_free(&p->arena);
         free(p->ovf_head);
         free(p->ovf_tail);
         free(p->streams);

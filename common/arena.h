@@ -3,8 +3,8 @@
  * Unpacking an Upstream batch of 100 events with the default allocator costs ~300 malloc/free
  * pairs; with the arena it is a few pointer bumps and one reset. free() is a no-op; everything
  * goes at arena_reset. Loop thread only (one arena per decoder user). */
-#ifndef WSGW_API_ARENA_H
-#define WSGW_API_ARENA_H
+#ifndef WSGW_ARENA_H
+#define WSGW_ARENA_H
 
 #include <stddef.h>
 
