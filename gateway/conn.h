@@ -15,7 +15,6 @@
 
 typedef struct gw_outq gw_outq_t;
 typedef struct gw_member gw_member_t;
-typedef struct gw_user gw_user_t;
 
 typedef struct gw_conn {
     struct lws *wsi;
@@ -25,7 +24,6 @@ typedef struct gw_conn {
     gw_outq_t *outq;         /* NULL while nothing is queued */
     gw_reasm_t rx;           /* message being reassembled; empty while none is in flight */
     gw_member_t *rooms;      /* room memberships (conn_next list) */
-    gw_user_t *uentry;       /* user index entry */
     struct gw_conn *user_prev, *user_next;
     gw_payload_t *close_reason; /* Kick reason (text), when closing on command */
     uint16_t close_code;     /* set when we decided to close; sent on the next WRITEABLE */
@@ -34,6 +32,7 @@ typedef struct gw_conn {
     bool closing;
     bool paused;             /* rx flow control off (backpressure) */
     bool held;               /* messages held while its old node hands back (msgroute.c) */
+    bool indexed;            /* in the thread's user index */
     uint8_t node;            /* API node its messages go to (GW_NODE_NONE before the first) */
     uint32_t mark;           /* sent-counter value of its last message to `node` */
     uint64_t iph;            /* address hash counted in the per-address limit (0 = none) */

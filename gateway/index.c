@@ -4,34 +4,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+static uint64_t user_key(const char *user, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)user[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h | 1; /* u64map keys are never 0 */
+}
+
+static bool same_user(const gw_conn_t *c, const char *user, size_t len)
+{
+    return c->user && strncmp(c->user, user, len) == 0 && c->user[len] == 0;
+}
+
 int gw_index_add_user(gw_index_t *ix, gw_conn_t *c)
 {
     if (!c->user)
         return 0;
-    size_t len = strlen(c->user);
-    gw_user_t *u;
-    HASH_FIND(hh, ix->users, c->user, len, u);
-    if (!u) {
-        u = calloc(1, sizeof *u + len + 1);
-        if (!u)
-            return -1;
-        memcpy(u->name, c->user, len);
-        HASH_ADD(hh, ix->users, name[0], len, u);
-    }
-    c->uentry = u;
+    uint64_t k = user_key(c->user, strlen(c->user));
+    gw_conn_t *head = u64map_get(&ix->users, k);
+    if (u64map_put(&ix->users, k, c, NULL) < 0)
+        return -1;
     c->user_prev = NULL;
-    c->user_next = u->head;
-    if (u->head)
-        u->head->user_prev = c;
-    u->head = c;
+    c->user_next = head;
+    if (head)
+        head->user_prev = c;
+    c->indexed = true;
     return 0;
+}
+
+gw_conn_t *gw_index_next_user(gw_conn_t *c, const char *user, size_t len)
+{
+    while (c && !same_user(c, user, len))
+        c = c->user_next;
+    return c;
 }
 
 gw_conn_t *gw_index_find_user(gw_index_t *ix, const char *user, size_t len)
 {
-    gw_user_t *u;
-    HASH_FIND(hh, ix->users, user, len, u);
-    return u ? u->head : NULL;
+    return gw_index_next_user(u64map_get(&ix->users, user_key(user, len)), user, len);
 }
 
 gw_room_t *gw_index_find_room(gw_index_t *ix, const char *room, size_t len)
@@ -117,30 +130,26 @@ void gw_index_remove_conn(gw_index_t *ix, gw_conn_t *c)
         c->rooms = m->conn_next;
         unlink_member(ix, m);
     }
-    gw_user_t *u = c->uentry;
-    if (u) {
-        if (c->user_prev)
+    if (c->indexed) {
+        if (c->user_prev) {
             c->user_prev->user_next = c->user_next;
-        else
-            u->head = c->user_next;
+        } else {
+            uint64_t k = user_key(c->user, strlen(c->user));
+            if (c->user_next)
+                u64map_put(&ix->users, k, c->user_next, NULL); /* replaces: cannot fail */
+            else
+                u64map_del(&ix->users, k);
+        }
         if (c->user_next)
             c->user_next->user_prev = c->user_prev;
-        if (!u->head) {
-            HASH_DEL(ix->users, u);
-            free(u);
-        }
-        c->uentry = NULL;
+        c->indexed = false;
         c->user_prev = c->user_next = NULL;
     }
 }
 
 void gw_index_free(gw_index_t *ix)
 {
-    gw_user_t *u, *ut;
-    HASH_ITER(hh, ix->users, u, ut) {
-        HASH_DEL(ix->users, u);
-        free(u);
-    }
+    u64map_free(&ix->users);
     gw_room_t *r, *rt;
     HASH_ITER(hh, ix->rooms, r, rt) {
         while (r->head) {

@@ -9,12 +9,8 @@
 #include <uthash.h>
 
 #include "conn.h"
+#include "u64map.h"
 
-struct gw_user {
-    UT_hash_handle hh;
-    gw_conn_t *head;        /* conns of this user, via user_next/user_prev */
-    char name[];
-};
 
 typedef struct gw_room {
     UT_hash_handle hh;
@@ -31,15 +27,19 @@ struct gw_member {
 };
 
 typedef struct gw_index {
-    gw_user_t *users;       /* uthash head */
+    u64map_t users;         /* hash of the user id -> first connection; the connections of
+                               users with that hash are chained by user_next/user_prev (16
+                               bytes per user instead of a uthash entry of ~100) */
     gw_room_t *rooms;       /* uthash head */
     size_t nrooms;
 } gw_index_t;
 
 /* gw_index_add_user: links c (with c->user set) under its user. Returns 0 or -1 (memory). */
 int gw_index_add_user(gw_index_t *ix, gw_conn_t *c);
-/* gw_index_find_user: first connection of a user on this thread, or NULL. */
+/* gw_index_find_user: first connection on this thread whose user hashes like this one, or
+ * NULL; walk with gw_index_next_user, which skips other users sharing the hash. */
 gw_conn_t *gw_index_find_user(gw_index_t *ix, const char *user, size_t len);
+gw_conn_t *gw_index_next_user(gw_conn_t *c, const char *user, size_t len);
 
 /* gw_index_join: adds c to room (idempotent). Returns 0, or -1 (memory). */
 int gw_index_join(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len);

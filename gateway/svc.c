@@ -364,7 +364,8 @@ static void for_targets(gw_svc_t *s, gw_cmd_t *cmd, target_fn fn)
     const char *str = cmd->strs + cmd->room_len + 1;
     for (uint32_t i = 0; i < cmd->nusers; i++) {
         size_t len = strlen(str);
-        for (gw_conn_t *c = gw_index_find_user(&s->index, str, len); c; c = c->user_next)
+        for (gw_conn_t *c = gw_index_find_user(&s->index, str, len); c;
+             c = gw_index_next_user(c->user_next, str, len))
             fn(s, c, cmd);
         str += len + 1;
     }

@@ -93,7 +93,7 @@ static void test_index_users_and_rooms(void)
     CHECK_EQ(gw_index_add_user(&ix, &c), 0);
     CHECK_EQ(gw_index_add_user(&ix, &d), 0); /* anonymous: not indexed */
     int n = 0;
-    for (gw_conn_t *x = gw_index_find_user(&ix, "ann", 3); x; x = x->user_next)
+    for (gw_conn_t *x = gw_index_find_user(&ix, "ann", 3); x; x = gw_index_next_user(x->user_next, "ann", 3))
         n++;
     CHECK_EQ(n, 2);
     CHECK(gw_index_find_user(&ix, "an", 2) == NULL);
