@@ -80,6 +80,9 @@ static const flag_t flag_table[] = {
      "bytes per Upstream batch (a single larger event still goes alone)", 1024, 1LL << 30},
     {"replay-max-bytes", FLAG_INT, "67108864", &gw_cfg.replay_max_bytes,
      "queued + unacknowledged bytes per API node before clients are paused", 65536, 1LL << 40},
+    {"rx-buffer", FLAG_INT, "512", &gw_cfg.rx_buffer,
+     "lws receive buffer per connection in bytes (memory per idle connection vs. reads per "
+     "large message)", 128, 1 << 20},
     {"rcvbuf", FLAG_INT, "0", &gw_cfg.rcvbuf,
      "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite sooner)",
      0, 1 << 30},
@@ -323,6 +326,7 @@ int main(int argc, char **argv)
     if (gw_admit_init(gw_cfg.allowed_origins) < 0)
         return 1;
     gw_static_dir_init(gw_cfg.static_dir, argv[0]);
+    gw_ws_protocols[0].rx_buffer_size = (size_t)gw_cfg.rx_buffer;
     if ((*gw_cfg.tls_cert != 0) != (*gw_cfg.tls_key != 0)) {
         fprintf(stderr, "ws-gateway: --tls-cert and --tls-key go together\n");
         return 2;

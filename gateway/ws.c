@@ -35,7 +35,7 @@
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len);
 
-const struct lws_protocols gw_ws_protocols[] = {
+struct lws_protocols gw_ws_protocols[] = {
     /* One protocol for HTTP and WebSocket: clients need not name a subprotocol.
      * rx_buffer_size 512 keeps idle connections small (FIELD-NOTES: ~2 KB instead of ~5).
      * tx_packet_size: without it lws caps every send(2) at rx_buffer_size + LWS_PRE + 4

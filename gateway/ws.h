@@ -7,7 +7,8 @@
 
 #include "conn.h"
 
-extern const struct lws_protocols gw_ws_protocols[];
+/* rx_buffer_size of [0] is set from --rx-buffer by main before any context exists. */
+extern struct lws_protocols gw_ws_protocols[];
 
 /* gw_ws_write: one WebSocket message to c (service thread of c, outside c's own callbacks or
  * in its WRITEABLE). Counts it and its egress time. Returns 0, or -1 when lws refused it. */
