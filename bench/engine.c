@@ -828,7 +828,7 @@ static int wait_ms(const ethread_t *t)
     int64_t due;
     if (sched_peek(&t->sched, &due) && due < next)
         next = due;
-    if (t->send_deadline && !t->send_over && t->send_deadline < next)
+    if (t->send_deadline && !t->send_over && !t->final && t->send_deadline < next)
         next = t->send_deadline;
     if (t->drained && !t->final && t->drain_deadline < next)
         next = t->drain_deadline;
@@ -927,7 +927,7 @@ engine_t *engine_start(const bench_cfg_t *cfg, uint64_t first, uint64_t count, i
             t->max_pending = 1;
         if (cfg->connect_rate > 0)
             t->connect_gap_ns = (int64_t)(1e9 * e->nth / cfg->connect_rate);
-        if (cfg->duration_ns)
+        if (cfg->duration_ns && cfg->mode == MODE_MESSAGE) /* push: the pusher's business */
             t->send_deadline = t0 + cfg->duration_ns;
         t->rng = (seed[0] ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1) + first)) | 1;
         report_init(&t->rep);

@@ -203,4 +203,15 @@ def test_conn_mode_holds_and_reports_memory():
     check("per_conn=" in out)
 
 
+def test_idle_hold_does_not_spin():
+    # --duration only bounds sending in message mode; in conn/push mode a deadline the loop
+    # never acted on made epoll_wait return at once, forever (a busy loop on one core)
+    p, port = server()
+    rc, kv, doc, out = bench("conn", "--host", "127.0.0.1:%d" % port, "--user", "5",
+                             "--sleep", "2s", "--duration", "100ms")
+    eq(rc, 0, out)
+    check(doc["bench_cpu"]["pct_of_core"] < 50, "bench CPU while idle: %s\n%s"
+          % (doc["bench_cpu"], out))
+
+
 run(globals())
