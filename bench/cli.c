@@ -73,7 +73,7 @@ static const flag_t tab[] = {
     {"timeout", FLAG_DURATION, "10s", &O.timeout_us, "connect + handshake timeout"},
     {"drain", FLAG_DURATION, "5s", &O.drain_us,
      "after the last send: wait at most this long for replies (push: for deliveries, ending "
-     "early after 0.5 s without one)"},
+     "early after 2 s without one)"},
     {"close-wait", FLAG_DURATION, "2s", &O.close_wait_us,
      "wait for the server's close frame before resetting"},
     {"sleep", FLAG_DURATION, "10s", &O.sleep_us, "conn mode: hold the connections this long"},

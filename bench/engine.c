@@ -43,7 +43,8 @@
 #define SWEEP_NS 100000000LL /* connect-timeout sweep period */
 #define STOP_TAG UINT64_MAX
 #define PUSH_PREFIX 32       /* bytes of each pushed message parsed for its time stamp */
-#define PUSH_QUIET_NS 500000000LL /* push mode: deliveries are over after this long without one */
+/* push mode: deliveries are over after this long without one (a loaded gateway may stall) */
+#define PUSH_QUIET_NS 2000000000LL
 
 enum cstate { C_IDLE = 0, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DONE, C_FAILED };
 
