@@ -20,6 +20,7 @@ typedef struct gw_conn {
     struct lws *wsi;
     uint64_t id;             /* 0 until established */
     char *user;              /* NULL when anonymous */
+    char *query;             /* request query without user= and token= (Open.query), or NULL */
     uint64_t seq;            /* last Message.seq sent upstream */
     gw_outq_t *outq;         /* NULL while nothing is queued */
     gw_reasm_t rx;           /* message being reassembled; empty while none is in flight */

@@ -12,7 +12,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { GW_EV_OPEN = 1, GW_EV_MESSAGE = 2, GW_EV_CLOSE = 3 } gw_ev_type_t;
+typedef enum {
+    GW_EV_OPEN = 1,        /* code != 0: a resync Open of resync generation `code` */
+    GW_EV_MESSAGE = 2,
+    GW_EV_CLOSE = 3,
+    GW_EV_RESYNC_DONE = 4, /* this thread sent all its resync Opens (code = generation) */
+} gw_ev_type_t;
 
 typedef struct gw_event {
     struct gw_event *next; /* overflow list link; owner thread only */
@@ -82,6 +87,7 @@ typedef enum {
     GW_CMD_JOIN = 3,
     GW_CMD_LEAVE = 4,
     GW_CMD_REROUTE = 5, /* Message events a disconnected node hands back, oldest first */
+    GW_CMD_RESYNC = 6,  /* send an Open for every live connection (code = generation) */
 } gw_cmd_type_t;
 
 /* A command for one service thread: the targets that may live on it. */

@@ -82,9 +82,11 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     s->ovf_tail = calloc((size_t)n, sizeof *s->ovf_tail);
     s->want_room = calloc((size_t)n, sizeof *s->want_room);
     s->sent = calloc((size_t)(n * g->nstreams), sizeof *s->sent);
+    s->rs_gen = calloc((size_t)n, sizeof *s->rs_gen);
+    s->rs_cursor = calloc((size_t)n, sizeof *s->rs_cursor);
     s->done = calloc((size_t)(n * g->nstreams), sizeof *s->done);
     if (!s->to_up || !s->from_up || !s->ret_from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
-        !s->done)
+        !s->done || !s->rs_gen || !s->rs_cursor)
         goto fail_mem;
     for (int i = 0; i < n * g->nstreams; i++)
         atomic_init(&s->done[i], 0);
@@ -99,6 +101,7 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     }
     gw_conn_table_init(&s->conns, g->prefix, (unsigned)idx, 0);
     atomic_init(&s->wake_pending, 0);
+    atomic_init(&s->ctx_pub, NULL);
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stop_req, 0);
     atomic_init(&s->ended, 0);
@@ -123,6 +126,8 @@ fail:
     free(s->want_room);
     free(s->sent);
     free(s->done);
+    free(s->rs_gen);
+    free(s->rs_cursor);
     free(s);
     return NULL;
 }
@@ -132,8 +137,12 @@ fail:
 /* Any thread. lws_cancel_service is the only lws call that is safe off the service thread. */
 void gw_svc_wake(gw_svc_t *s)
 {
-    if (wake_raise(&s->wake_pending) && s->ctx)
-        lws_cancel_service(s->ctx);
+    if (!wake_raise(&s->wake_pending))
+        return;
+    /* before the context exists the raised flag is enough: the thread takes it on start */
+    struct lws_context *ctx = atomic_load_explicit(&s->ctx_pub, memory_order_acquire);
+    if (ctx)
+        lws_cancel_service(ctx);
 }
 
 /* Main thread. */
@@ -197,8 +206,11 @@ static bool flush_overflow(gw_svc_t *s)
     bool clear = true;
     for (int u = 0; u < s->gw->nup; u++) {
         bool pushed = false;
-        while (s->ovf_head[u] && ring_push(s->to_up[u], s->ovf_head[u])) {
-            s->ovf_head[u] = s->ovf_head[u]->next;
+        while (s->ovf_head[u]) {
+            gw_event_t *e = s->ovf_head[u], *next = e->next; /* e is theirs once pushed */
+            if (!ring_push(s->to_up[u], e))
+                break;
+            s->ovf_head[u] = next;
             pushed = true;
         }
         if (!s->ovf_head[u])
@@ -386,9 +398,14 @@ static void kick_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
     gw_svc_close_conn(s, c, cmd->code ? cmd->code : 4000, cmd->payload);
 }
 
-static void run_cmd(gw_svc_t *s, gw_cmd_t *cmd)
+static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
 {
     switch (cmd->type) {
+    case GW_CMD_RESYNC:
+        /* (a newer request replaces one still running) */
+        s->rs_gen[u] = (uint32_t)cmd->code;
+        s->rs_cursor[u] = 0;
+        break;
     case GW_CMD_SEND:
         if (cmd->payload)
             for_targets(s, cmd, send_one);
@@ -415,6 +432,46 @@ static void run_cmd(gw_svc_t *s, gw_cmd_t *cmd)
         }
         break;
     }
+}
+
+/* Presence resync for writer u: an Open for every live connection, then the marker, straight
+ * into the ring (not the overflow list: if the ring fills, the rest waits for the next wake,
+ * with want_room set). The writer puts these Opens ahead of everything else it queued, so
+ * events of this thread that enter the ring in between are fine. */
+static void resync_run(gw_svc_t *s, int u)
+{
+    gw_conn_table_t *t = &s->conns;
+    uint32_t gen = s->rs_gen[u];
+    for (uint32_t i = s->rs_cursor[u]; i < t->used; i++) {
+        gw_conn_t *c = t->slots[i];
+        if (!c || !c->established || c->closing) {
+            s->rs_cursor[u] = i + 1;
+            continue;
+        }
+        gw_event_t *e = gw_ws_open_event(c, gen);
+        if (!e || !ring_push(s->to_up[u], e)) {
+            if (e)
+                gw_event_free(e);
+            else
+                log_rl_error("out of memory during presence resync", "thread=%d", s->idx);
+            goto later;
+        }
+        s->rs_cursor[u] = i + 1;
+    }
+    gw_event_t *done = gw_event_new(GW_EV_RESYNC_DONE, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
+    if (done)
+        done->code = (int32_t)gen;
+    if (!done || !ring_push(s->to_up[u], done)) {
+        if (done)
+            gw_event_free(done);
+        goto later;
+    }
+    s->rs_gen[u] = 0;
+    gw_up_wake(s->gw->up[u]);
+    return;
+later:
+    atomic_store_explicit(&s->want_room[u], 1, memory_order_seq_cst);
+    gw_up_wake(s->gw->up[u]);
 }
 
 /* ---- drain ---------------------------------------------------------------------------- */
@@ -460,7 +517,8 @@ static void on_tick(uv_timer_t *t)
     gw_svc_t *s = t->data;
     int req = atomic_load(&s->stop_req);
     if (req != GW_SVC_STOP) {
-        if (req && !s->stopping)
+        /* also a wake raised before our lws context existed (no lws_cancel_service then) */
+        if ((req || atomic_load(&s->wake_pending)) && !s->stopping)
             gw_svc_on_wake(s);
         return;
     }
@@ -473,6 +531,7 @@ static void on_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)&s->close_timer, NULL);
     /* With a foreign loop lws closes its handles asynchronously; uv_run then returns once
      * every handle is closed. */
+    atomic_store_explicit(&s->ctx_pub, NULL, memory_order_release);
     lws_context_destroy(s->ctx);
 }
 
@@ -505,7 +564,7 @@ void gw_svc_on_wake(gw_svc_t *s)
         int rounds = 0;
         while ((n = ring_pop_batch(s->from_up[u], cmds, CMD_BURST)) > 0) {
             for (size_t i = 0; i < n; i++) {
-                run_cmd(s, cmds[i]);
+                run_cmd(s, u, cmds[i]);
                 gw_cmd_free(cmds[i]);
             }
             /* The writer may be paused on a full ring: tell it there is room now. */
@@ -518,6 +577,9 @@ void gw_svc_on_wake(gw_svc_t *s)
     }
     if (s->nheld)
         gw_msgroute_release(s);
+    for (int u = 0; u < s->gw->nup; u++)
+        if (s->rs_gen[u])
+            resync_run(s, u);
     if (flush_overflow(s) && s->npaused)
         resume_paused(s);
 }
@@ -676,7 +738,9 @@ static void *svc_main(void *arg)
         uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
         s->accepting = true;
     }
-    /* A request may have come before the context existed. */
+    atomic_store_explicit(&s->ctx_pub, s->ctx, memory_order_release);
+    /* A wake may have been raised before the context existed: take it now. */
+    wake_lower(&s->wake_pending);
     gw_svc_wake(s);
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -728,6 +792,9 @@ void gw_svc_join(gw_svc_t *s)
     free(s->ovf_head);
     free(s->ovf_tail);
     free(s->sent);
+    free(s->rs_gen);
+    free(s->rs_cursor);
+    s->rs_gen = s->rs_cursor = NULL;
     s->ovf_head = s->ovf_tail = NULL;
     s->sent = NULL;
     /* rings, want_room and done are read by writers: main frees them after the writers */

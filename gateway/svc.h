@@ -19,7 +19,8 @@ struct gw_svc {
     gw_t *gw;
     pthread_t tid;
     uv_loop_t loop;
-    struct lws_context *ctx;
+    struct lws_context *ctx;   /* this thread */
+    _Atomic(struct lws_context *) ctx_pub; /* ctx as other threads may see it (wake-ups) */
     struct lws_vhost *vh;
     int listen_fd;
     uv_poll_t listen_poll;
@@ -51,6 +52,8 @@ struct gw_svc {
                                   acks, or handed back); writer u stores, we read */
     _Atomic int want_done;     /* set while messages are held: writers wake us on progress */
     struct gw_held *held;      /* connections whose messages wait for a handback */
+    uint32_t *rs_gen;          /* [nup] presence resync requested by writer u (0 = none) */
+    uint32_t *rs_cursor;       /* [nup] next connection slot to resync */
     /* What CONFIRM_UPGRADE found for the handshake lws is completing (ESTABLISHED follows on
      * the same wsi within the same service call); this thread only. */
     struct lws *hs_wsi;

@@ -29,7 +29,6 @@
 #include "recycle.h"
 #include "route.h"
 #include "svc.h"
-#include "u64map.h"
 #include "upsock.h"
 #include "wsgw.pb-c.h"
 
@@ -59,6 +58,8 @@ typedef struct up_stream {
     size_t cur_off;
     gw_event_t **pend;         /* events waiting for the next batch */
     size_t npend, cap_pend;
+    gw_event_t **rs;           /* resync Opens for this stream (while resyncing) */
+    size_t nrs, cap_rs;
     size_t pend_bytes;
     grpc_dec_t dec;
     size_t unconsumed;         /* received bytes not yet given back to flow control */
@@ -80,9 +81,12 @@ struct gw_up_priv {
     uint8_t *rbuf;
     int64_t reconnect_at;      /* monotonic ns; 0 = none */
     int attempt;
-    u64map_t opens;            /* conn_id -> its Open event (presence resync) */
-    gw_event_t **deferred;     /* Opens of closed connections, freed after the next encode */
-    size_t ndeferred, cap_deferred;
+    /* Presence resync after (re)connecting: the service threads send an Open for every live
+     * connection (GW_CMD_RESYNC); streams open once every thread's marker arrived, with those
+     * Opens ahead of everything else queued. No per-connection state lives here. */
+    bool resyncing;
+    uint32_t rs_gen;           /* generation of the resync in progress (stale ones ignored) */
+    int rs_waiting;            /* service threads whose marker has not arrived */
     size_t queued;             /* bytes in batches and pending events, all streams */
     gw_cmd_t **ovf_head, **ovf_tail; /* [nsvc] commands that did not fit in a ring */
     bool overflowing;
@@ -258,8 +262,7 @@ static size_t encode_into(gw_up_t *u, up_stream_t *st, gw_event_t **evs, size_t 
 
 static void free_pending_event(gw_event_t *e)
 {
-    if (e->type != GW_EV_OPEN) /* Opens belong to the presence map */
-        gw_event_free(e);
+    gw_event_free(e);
 }
 
 /* Turns every stream's pending events into batches. */
@@ -287,9 +290,6 @@ static void encode_pending(gw_up_t *u)
         if (st->id && st->cur)
             nghttp2_session_resume_data(p->sess, st->id);
     }
-    for (size_t k = 0; k < p->ndeferred; k++)
-        gw_event_free(p->deferred[k]);
-    p->ndeferred = 0;
 }
 
 static int pend_push(gw_up_t *u, up_stream_t *st, gw_event_t *e)
@@ -309,21 +309,21 @@ static int pend_push(gw_up_t *u, up_stream_t *st, gw_event_t *e)
     return 0;
 }
 
-static void defer_free(gw_up_priv_t *p, gw_event_t *e)
+static int ev_push(gw_event_t ***arr, size_t *n, size_t *cap, gw_event_t *e)
 {
-    if (p->ndeferred == p->cap_deferred) {
-        size_t ncap = p->cap_deferred ? p->cap_deferred * 2 : 64;
-        gw_event_t **nd = realloc(p->deferred, ncap * sizeof *nd);
-        if (!nd) {
-            /* cannot defer: the event may still be pending; leak it rather than corrupt */
-            log_rl_error("out of memory deferring a free", "%s", "");
-            return;
-        }
-        p->deferred = nd;
-        p->cap_deferred = ncap;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 256;
+        gw_event_t **na = realloc(*arr, ncap * sizeof *na);
+        if (!na)
+            return -1;
+        *arr = na;
+        *cap = ncap;
     }
-    p->deferred[p->ndeferred++] = e;
+    (*arr)[(*n)++] = e;
+    return 0;
 }
+
+static void resync_finish(gw_up_t *u);
 
 /* One event from a ring. Takes e. */
 static void take_event(gw_up_t *u, gw_event_t *e)
@@ -332,29 +332,30 @@ static void take_event(gw_up_t *u, gw_event_t *e)
     up_stream_t *st = &p->streams[gw_route_stream(e->conn_id, p->nstreams)];
     bool live = p->state == UP_CONNECTED;
     switch (e->type) {
-    case GW_EV_OPEN: {
-        void *old = NULL;
-        if (u64map_put(&p->opens, e->conn_id, e, &old) < 0) {
-            log_rl_error("out of memory tracking presence", "node=%s", u->name);
+    case GW_EV_OPEN:
+        if (e->code) { /* a resync Open (code = resync generation) */
+            if (p->resyncing && (uint32_t)e->code == p->rs_gen &&
+                ev_push(&st->rs, &st->nrs, &st->cap_rs, e) == 0)
+                return;
+            if (p->resyncing && (uint32_t)e->code == p->rs_gen)
+                log_rl_error("out of memory during presence resync", "node=%s", u->name);
             gw_event_free(e);
             return;
         }
-        if (old)
-            defer_free(p, old);
-        /* While disconnected the resync on connect sends it. */
-        if (live && pend_push(u, st, e) < 0)
-            log_rl_error("out of memory queueing an Open", "node=%s", u->name);
+        /* While disconnected nothing is sent: the resync on connect covers it. */
+        if (!live || pend_push(u, st, e) < 0)
+            gw_event_free(e);
         return;
-    }
-    case GW_EV_CLOSE: {
-        gw_event_t *open = u64map_del(&p->opens, e->conn_id);
-        if (open)
-            defer_free(p, open);
+    case GW_EV_RESYNC_DONE:
+        if (p->resyncing && (uint32_t)e->code == p->rs_gen && --p->rs_waiting == 0)
+            resync_finish(u);
+        gw_event_free(e);
+        return;
+    case GW_EV_CLOSE:
         /* While disconnected the node forgets this gateway's presence anyway. */
         if (!live || pend_push(u, st, e) < 0)
             gw_event_free(e);
         return;
-    }
     default:
         if (pend_push(u, st, e) < 0) {
             log_rl_error("out of memory queueing a message", "node=%s conn_id=%llu", u->name,
@@ -481,7 +482,7 @@ static void handback_all(gw_up_t *u)
                 hb_add(u, e, st->idx, true);
                 n++;
             } else {
-                free_pending_event(e); /* Opens stay in the presence map */
+                gw_event_free(e); /* Opens and Closes: the next connection resyncs */
             }
         }
         p->queued -= st->pend_bytes;
@@ -514,32 +515,16 @@ static void handback_all(gw_up_t *u)
         log_info("messages handed back for another node", "node=%s messages=%zu", u->name, n);
 }
 
-/* Resync: every live connection of this stream gets its Open again, ahead of everything else
- * queued on the stream (the node dropped this gateway's presence when its streams went). */
-static void resync_stream(gw_up_t *u, up_stream_t *st)
+/* Resync: the Opens the service threads sent for this stream go ahead of everything else
+ * queued on it (the node dropped this gateway's presence when its streams went). */
+static void resync_splice(gw_up_t *u, up_stream_t *st)
 {
-    gw_up_priv_t *p = u->priv;
-    gw_event_t **evs = NULL;
-    size_t n = 0, cap = 0;
-    for (size_t i = 0; i < p->opens.cap; i++) {
-        u64map_entry_t *en = &p->opens.slots[i];
-        if (!en->key || gw_route_stream(en->key, p->nstreams) != st->idx)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            gw_event_t **ne = realloc(evs, cap * sizeof *ne);
-            if (!ne) {
-                log_rl_error("out of memory during presence resync", "node=%s", u->name);
-                break;
-            }
-            evs = ne;
-        }
-        evs[n++] = en->val;
-    }
-    /* encode into a separate chain, then splice it in front */
     gw_batch_t *old_head = st->head, *old_tail = st->tail;
     st->head = st->tail = st->cur = NULL;
-    encode_into(u, st, evs, n);
+    size_t failed = encode_into(u, st, st->rs, st->nrs);
+    if (failed)
+        log_rl_error("out of memory during presence resync", "node=%s lost_opens=%zu", u->name,
+                     failed);
     if (st->tail) {
         st->tail->next = old_head;
         if (old_tail)
@@ -548,9 +533,62 @@ static void resync_stream(gw_up_t *u, up_stream_t *st)
         st->head = old_head;
         st->tail = old_tail;
     }
-    free(evs);
-    if (n)
-        log_info("presence resync", "node=%s stream=%d opens=%zu", u->name, st->idx, n);
+    for (size_t i = 0; i < st->nrs; i++)
+        gw_event_free(st->rs[i]);
+    st->nrs = 0;
+}
+
+static int open_stream(gw_up_t *u, up_stream_t *st);
+
+/* Every service thread has sent its Opens: put them first on each stream and open streams. */
+static void resync_finish(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    size_t n = 0;
+    encode_pending(u); /* what came before the markers queues behind the Opens */
+    for (int i = 0; i < p->nstreams; i++) {
+        n += p->streams[i].nrs;
+        resync_splice(u, &p->streams[i]);
+    }
+    p->resyncing = false;
+    log_info("presence resync", "node=%s opens=%zu", u->name, n);
+    for (int i = 0; i < p->nstreams; i++)
+        open_stream(u, &p->streams[i]);
+}
+
+static void resync_drop(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    for (int i = 0; i < p->nstreams; i++) {
+        up_stream_t *st = &p->streams[i];
+        for (size_t k = 0; k < st->nrs; k++)
+            gw_event_free(st->rs[k]);
+        st->nrs = 0;
+    }
+    p->resyncing = false;
+}
+
+/* Asks every service thread for the Opens of its live connections. */
+static void resync_begin(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    resync_drop(u);
+    if (++p->rs_gen == 0 || p->rs_gen > INT32_MAX)
+        p->rs_gen = 1;
+    p->resyncing = true;
+    p->rs_waiting = u->gw->nsvc;
+    for (int k = 0; k < u->gw->nsvc; k++) {
+        gw_cmd_t *c = gw_cmd_new(GW_CMD_RESYNC, NULL, 0, NULL, 0, NULL, NULL, 0);
+        if (!c) {
+            log_error("out of memory asking for a presence resync", "node=%s", u->name);
+            p->rs_waiting--;
+            continue;
+        }
+        c->code = (int32_t)p->rs_gen;
+        emit_cmd(u, k, c);
+    }
+    if (p->rs_waiting == 0)
+        resync_finish(u);
 }
 
 /* Prepares a stream for a new HTTP/2 stream: resync, renumber, restart from the oldest. */
@@ -566,7 +604,6 @@ static void stream_rewind(gw_up_t *u, up_stream_t *st)
         if (!st->head)
             st->tail = NULL;
     }
-    resync_stream(u, st);
     st->next_seq = 1;
     for (gw_batch_t *b = st->head; b; b = b->next)
         gw_batch_set_seq(b, st->next_seq++);
@@ -720,8 +757,11 @@ static void flush_cmd_overflow(gw_up_t *u)
         return;
     bool left = false;
     for (int k = 0; k < u->gw->nsvc; k++) {
-        while (p->ovf_head[k] && ring_push(u->to_svc[k], p->ovf_head[k])) {
-            p->ovf_head[k] = p->ovf_head[k]->next;
+        while (p->ovf_head[k]) {
+            gw_cmd_t *c = p->ovf_head[k], *next = c->next; /* c is theirs once pushed */
+            if (!ring_push(u->to_svc[k], c))
+                break;
+            p->ovf_head[k] = next;
             mark_touched(p, k);
         }
         if (p->ovf_head[k])
@@ -1035,8 +1075,7 @@ static int session_start(gw_up_t *u)
     p->goaway = false;
     p->session_ready = false;
     p->state = UP_CONNECTED;
-    for (int i = 0; i < p->nstreams; i++)
-        open_stream(u, &p->streams[i]);
+    resync_begin(u); /* streams open once the Opens of live connections are in */
     return 0;
 }
 
@@ -1085,6 +1124,7 @@ static void up_disconnect(gw_up_t *u, const char *why)
         }
     }
     buf_reset(&p->wbuf);
+    resync_drop(u);
     p->state = UP_IDLE;
     schedule_reconnect(u);
     if (other_node_up(u))
@@ -1205,7 +1245,7 @@ static void run_timers(gw_up_t *u)
     int64_t now = now_ns();
     if (p->reconnect_at && now >= p->reconnect_at && p->state == UP_IDLE)
         up_connect(u);
-    if (p->state == UP_CONNECTED && !p->goaway)
+    if (p->state == UP_CONNECTED && !p->goaway && !p->resyncing)
         for (int i = 0; i < p->nstreams; i++)
             if (p->streams[i].reopen_at && now >= p->streams[i].reopen_at && !p->streams[i].id)
                 open_stream(u, &p->streams[i]);
@@ -1462,15 +1502,12 @@ void gw_up_free(gw_up_t *u)
             for (size_t k = 0; k < st->npend; k++)
                 free_pending_event(st->pend[k]);
             free(st->pend);
+            for (size_t k = 0; k < st->nrs; k++)
+                gw_event_free(st->rs[k]);
+            free(st->rs);
             grpc_dec_free(&st->dec);
         }
-        for (size_t i = 0; i < p->opens.cap; i++)
-            if (p->opens.slots[i].key)
-                gw_event_free(p->opens.slots[i].val);
-        u64map_free(&p->opens);
-        for (size_t k = 0; k < p->ndeferred; k++)
-            gw_event_free(p->deferred[k]);
-        free(p->deferred);
+
         for (int k = 0; p->ovf_head && k < u->gw->nsvc; k++) {
             gw_cmd_t *c = p->ovf_head[k];
             while (c) {

@@ -297,6 +297,8 @@ static size_t copy_query(struct lws *wsi, char *out, size_t cap)
             break;
         if (strncmp(frag, "token=", 6) == 0)
             continue; /* credentials stay at the edge */
+        if (strncmp(frag, "user=", 5) == 0)
+            continue; /* it is Event.user_id; keeping it out keeps most stored queries empty */
         int w = snprintf(out + o, cap - o, "%s%s", o ? "&" : "", frag);
         if (w < 0 || (size_t)w >= cap - o)
             break;
@@ -364,6 +366,21 @@ static bool to_all_nodes(gw_svc_t *s, gw_event_t *e)
     return fit;
 }
 
+gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen)
+{
+    char peer[80];
+    size_t plen = copy_peer(c->wsi, peer, sizeof peer);
+    gw_event_t *e = gw_event_new(GW_EV_OPEN, c->id, c->user, c->user ? strlen(c->user) : 0,
+                                 peer, plen, c->query, c->query ? strlen(c->query) : 0, WS_PATH,
+                                 sizeof WS_PATH - 1);
+    if (!e)
+        return NULL;
+    e->code = (int32_t)resync_gen;
+    e->gateway_ns = clock_wall_ns();
+    e->t_read = clock_mono_ns();
+    return e;
+}
+
 static int on_established(struct lws *wsi, gw_conn_t *c)
 {
     gw_svc_t *s = svc_of(wsi);
@@ -392,8 +409,12 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
     c->iph = s->hs_iph;
     s->hs_iph = 0; /* the connection owns the reservation now */
     drop_pending_handshake(s);
-    size_t qlen = copy_query(wsi, query, sizeof query);
-    size_t plen = copy_peer(wsi, peer, sizeof peer);
+    if (copy_query(wsi, query, sizeof query) > 0 && !(c->query = strdup(query))) {
+        log_rl_error("out of memory on connect", "thread=%d", s->idx);
+        gw_conn_table_remove(&s->conns, c);
+        c->id = 0;
+        return -1;
+    }
     if (ulen) {
         c->user = strdup(user);
         if (!c->user || gw_index_add_user(&s->index, c) < 0) {
@@ -401,6 +422,8 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
             gw_conn_table_remove(&s->conns, c);
             free(c->user);
             c->user = NULL;
+            free(c->query);
+            c->query = NULL;
             c->id = 0;
             return -1;
         }
@@ -411,14 +434,12 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
     metrics_gauge_add(gwm.connections, 1);
     metrics_inc(gwm.accepted);
 
-    gw_event_t *e = gw_event_new(GW_EV_OPEN, c->id, user, ulen, peer, plen, query, qlen,
-                                 WS_PATH, sizeof WS_PATH - 1);
+    gw_event_t *e = gw_ws_open_event(c, 0);
     if (!e) {
         log_rl_error("out of memory on connect", "thread=%d", s->idx);
         return -1; /* CLOSED follows and cleans up */
     }
-    e->gateway_ns = clock_wall_ns();
-    e->t_read = clock_mono_ns();
+    copy_peer(wsi, peer, sizeof peer);
     if (!to_all_nodes(s, e))
         gw_svc_pause(s, c);
     if (atomic_load(&s->stop_req) >= GW_SVC_QUIESCE)
@@ -476,6 +497,8 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
     c->close_reason = NULL;
     free(c->user);
     c->user = NULL;
+    free(c->query);
+    c->query = NULL;
     c->established = false;
     atomic_fetch_sub_explicit(&s->gw->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);

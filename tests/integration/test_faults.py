@@ -79,6 +79,31 @@ def test_kill9_api_every_message_echoed_and_ready_within_2s():
     eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
 
 
+def test_resync_larger_than_the_rings():
+    """After ws-api restarts, the gateway re-sends an Open for every live connection; with
+    300 connections and rings of 64 the service threads send them over several wakes."""
+    api, gport, hport = restartable_api()
+    gw = Gateway(["127.0.0.1:%d" % gport], threads=2, extra=["--ring-size", "64"])
+
+    async def main():
+        socks = [await connect(gw.url("r%d" % i)) for i in range(300)]
+        api.send_signal(signal.SIGKILL)
+        api.wait()
+        restartable_api(gport, hport)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: wait_until(gw.ready, 5, what="ready after restart"))
+        for i, ws in enumerate(socks):
+            await ws.send("after-%d" % i)
+        got = [await asyncio.wait_for(ws.recv(), 10) for ws in socks]
+        for ws in socks:
+            await ws.close()
+        return got
+    eq(arun(main()), ["after-%d" % i for i in range(300)])
+    with open(gw.proc.log_path) as f:
+        check("presence resync" in f.read() and "opens=300" in open(gw.proc.log_path).read(),
+              "resync of 300 Opens not logged")
+
+
 def test_two_api_nodes_one_killed_echoes_continue():
     a, ga, _ = restartable_api()
     b, gb, _ = restartable_api()
