@@ -45,6 +45,8 @@ need_cmd docker-compose docker-compose
 need_cmd promtool prometheus
 # clang for `make fuzz` (libFuzzer) and the clang build check
 need_cmd clang clang
+# gnuplot for the benchmark plots (make bench)
+need_cmd gnuplot gnuplot-nox
 if [ ${#missing[@]} -eq 0 ]; then
     echo "deps: all present"
     exit 0

@@ -172,8 +172,9 @@ static int echo_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 }
 
 static const struct lws_protocols protocols[] = {
-    /* rx_buffer_size 512 as in the gateway (FIELD-NOTES: ~2 KB idle per connection) */
-    {"echo", echo_callback, sizeof(sess_t), 512, 0, NULL, 0},
+    /* rx_buffer_size 512 and tx_packet_size 256 KiB as in the gateway (without the latter lws
+     * caps every send at rx_buffer_size + 20 bytes) */
+    {"echo", echo_callback, sizeof(sess_t), 512, 0, NULL, 256 * 1024},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
