@@ -1,17 +1,14 @@
 /* index.c: per-thread user and room indexes on uthash (see index.h). Service thread only. */
 #include "index.h"
 
+#include "route.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 static uint64_t user_key(const char *user, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)user[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h | 1; /* u64map keys are never 0 */
+    return gw_hash64(user, len, 0x75736572) | 1; /* u64map keys are never 0 */
 }
 
 static bool same_user(const gw_conn_t *c, const char *user, size_t len)

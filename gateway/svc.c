@@ -16,6 +16,7 @@
 #include "config.h"
 #include "conn_id.h"
 #include "gwm.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgroute.h"
@@ -30,38 +31,6 @@
 
 /* ---- set-up (main thread) ------------------------------------------------------------- */
 
-static int open_listener(const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    int rv = getaddrinfo(*host ? host : NULL, ps, &hints, &res);
-    if (rv != 0) {
-        snprintf(err, errlen, "listen %s:%d: %s", host, port, gai_strerror(rv));
-        return -1;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        goto out_free;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* Every service thread binds its own socket to the same port; the kernel spreads new
-     * connections over them (FIELD-NOTES: lws listen-share does not work with LWS_MAX_SMP=1). */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
-        snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(errno));
-        close(fd);
-        fd = -1;
-    }
-out_free:
-    freeaddrinfo(res);
-    return fd;
-}
-
 gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
 {
     gw_svc_t *s = calloc(1, sizeof *s);
@@ -71,7 +40,8 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     }
     s->idx = idx;
     s->gw = g;
-    s->listen_fd = open_listener(gw_cfg.listen_host, gw_cfg.listen_port, err, errlen);
+    /* Every service thread binds its own SO_REUSEPORT socket to the same port. */
+    s->listen_fd = net_listen(gw_cfg.listen_host, gw_cfg.listen_port, true, err, errlen);
     if (s->listen_fd < 0)
         goto fail;
     int n = g->nup;

@@ -211,6 +211,18 @@ static void release_head(gw_up_t *u, up_stream_t *st, uint64_t acked, bool flush
     }
 }
 
+/* Frees every batch before cur (all handed over), whatever the acks. */
+static void release_handed(gw_up_t *u, up_stream_t *st)
+{
+    while (st->head && st->head != st->cur) {
+        gw_batch_t *b = st->head;
+        st->head = b->next;
+        batch_release(u, st, b);
+    }
+    if (!st->head)
+        st->tail = NULL;
+}
+
 static void append_batch(up_stream_t *st, gw_batch_t *b)
 {
     b->next = NULL;
@@ -595,15 +607,8 @@ static void resync_begin(gw_up_t *u)
 static void stream_rewind(gw_up_t *u, up_stream_t *st)
 {
     /* Without acks, batches handed over on the old stream count as delivered. */
-    if (!st->acking) {
-        while (st->head && st->head != st->cur) {
-            gw_batch_t *b = st->head;
-            st->head = b->next;
-            batch_release(u, st, b);
-        }
-        if (!st->head)
-            st->tail = NULL;
-    }
+    if (!st->acking)
+        release_handed(u, st);
     st->next_seq = 1;
     for (gw_batch_t *b = st->head; b; b = b->next)
         gw_batch_set_seq(b, st->next_seq++);
@@ -1114,13 +1119,7 @@ static void up_disconnect(gw_up_t *u, const char *why)
                 log_warn("messages lost with the connection (API does not ack)",
                          "node=%s stream=%d messages=%zu", u->name, st->idx, lost);
             }
-            while (st->head && st->head != st->cur) {
-                gw_batch_t *b = st->head;
-                st->head = b->next;
-                batch_release(u, st, b);
-            }
-            if (!st->head)
-                st->tail = NULL;
+            release_handed(u, st);
         }
     }
     buf_reset(&p->wbuf);

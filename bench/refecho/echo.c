@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "listen.h"
 #include "log.h"
 #include "refecho.h"
 
@@ -180,34 +181,7 @@ static const struct lws_protocols protocols[] = {
 
 int refecho_listen(const char *host, int port, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    int rv = getaddrinfo(*host ? host : NULL, ps, &hints, &res);
-    if (rv) {
-        snprintf(err, errlen, "listen %s:%d: %s", host, port, gai_strerror(rv));
-        return -1;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        goto out;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* each thread binds its own socket to the port; the kernel spreads connections
-     * (FIELD-NOTES: lws listen-share does nothing with LWS_MAX_SMP 1) */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
-        snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(errno));
-        close(fd);
-        fd = -1;
-    }
-out:
-    freeaddrinfo(res);
-    return fd;
+    return net_listen(host, port, true, err, errlen); /* own socket per thread, one port */
 }
 
 static void on_accept_timer(uv_timer_t *t);
