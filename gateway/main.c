@@ -84,7 +84,8 @@ static const flag_t flag_table[] = {
      "lws receive buffer per connection in bytes (memory per idle connection vs. reads per "
      "large message)", 128, 1 << 20},
     {"rcvbuf", FLAG_INT, "0", &gw_cfg.rcvbuf,
-     "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite sooner)",
+     "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite "
+     "sooner, but a few KB also cap each client's upload rate through the TCP window)",
      0, 1 << 30},
     {"log-level", FLAG_STR, "info", &gw_cfg.log_level, "error, warn, info or debug"},
     {NULL},
