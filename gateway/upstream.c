@@ -531,6 +531,10 @@ static void handback_all(gw_up_t *u)
  * queued on it (the node dropped this gateway's presence when its streams went). */
 static void resync_splice(gw_up_t *u, up_stream_t *st)
 {
+    /* Without acks, what the old stream handed over counts as delivered (as in
+     * stream_rewind); everything from cur on has not been sent on any stream yet. */
+    if (!st->acking)
+        release_handed(u, st);
     gw_batch_t *old_head = st->head, *old_tail = st->tail;
     st->head = st->tail = st->cur = NULL;
     size_t failed = encode_into(u, st, st->rs, st->nrs);
@@ -545,6 +549,11 @@ static void resync_splice(gw_up_t *u, up_stream_t *st)
         st->head = old_head;
         st->tail = old_tail;
     }
+    /* The new stream starts from the oldest batch: the Opens, then whatever was queued
+     * before the resync (with no Opens, cur must not stay NULL: stream_rewind would take
+     * every queued batch for handed over and free it unsent). */
+    st->cur = st->head;
+    st->cur_off = 0;
     for (size_t i = 0; i < st->nrs; i++)
         gw_event_free(st->rs[i]);
     st->nrs = 0;

@@ -104,6 +104,34 @@ def test_resync_larger_than_the_rings():
               "resync of 300 Opens not logged")
 
 
+def test_message_queued_before_the_first_connect_reaches_the_api():
+    """The gateway starts before ws-api; a client sends and leaves before ws-api is up. No
+    connection is live at the first resync (0 Opens) and no stream was ever open: the queued
+    message must still reach ws-api (a regression: that resync once took such batches for
+    handed over and freed them unsent, uncounted)."""
+    import urllib.request
+    gport, hport = free_port(), free_port()
+    gw = Gateway(["127.0.0.1:%d" % gport], threads=2, wait_ready=False)
+
+    async def main():
+        ws = await connect(gw.url("early"))
+        await ws.send("sent before the API was up")
+        await ws.close()
+    arun(main())
+    time.sleep(0.2)  # the writer has queued it as a batch
+    restartable_api(gport, hport)
+
+    def api_messages():
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % hport, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith('wsapi_events_total{kind="message"}'):
+                    return float(line.split()[-1])
+        return 0
+    wait_until(gw.ready, 5, what="ready once ws-api is up")
+    wait_until(lambda: api_messages() == 1, 5, what="the queued message at ws-api")
+    eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
+
+
 def test_two_api_nodes_one_killed_echoes_continue():
     a, ga, _ = restartable_api()
     b, gb, _ = restartable_api()
