@@ -14,10 +14,10 @@ static int idx(const gw_svc_t *s, int node, int stream)
     return node * s->gw->nstreams + stream;
 }
 
+/* Judged on the counts seen at the start of the last wake (svc.h done_seen). */
 static bool resolved(gw_svc_t *s, int node, int stream, uint32_t mark)
 {
-    uint32_t d = atomic_load_explicit(&s->done[idx(s, node, stream)], memory_order_acquire);
-    return (int32_t)(d - mark) >= 0;
+    return (int32_t)(s->done_seen[idx(s, node, stream)] - mark) >= 0;
 }
 
 static int preferred(gw_svc_t *s, const char *user, uint64_t conn_id)
@@ -73,6 +73,9 @@ static void hold(gw_svc_t *s, gw_conn_t *c, gw_event_t *e, int st)
         h->mark = c->mark;
         c->held = true;
         atomic_store(&s->want_done, 1);
+        /* done_seen may be older than done: look again on the next wake, whether or not
+         * a writer publishes more */
+        gw_svc_wake(s);
         gw_svc_pause(s, c);
     }
     e->next = NULL;
@@ -115,6 +118,9 @@ void gw_msgroute_reroute(gw_svc_t *s, gw_cmd_t *cmd)
 
 void gw_msgroute_snapshot(gw_svc_t *s)
 {
+    int n = s->gw->nup * s->gw->nstreams;
+    for (int i = 0; i < n; i++)
+        s->done_seen[i] = atomic_load_explicit(&s->done[i], memory_order_acquire);
     for (size_t i = 0; i < s->nheld; i++) {
         gw_held_t *h = &s->held[i];
         h->ready = resolved(s, h->node, h->stream, h->mark);

@@ -28,7 +28,9 @@ typedef struct gw_held {
 void gw_msgroute_send(gw_svc_t *s, gw_conn_t *c, gw_event_t *e);
 /* gw_msgroute_reroute: re-sends the handed-back events of a GW_CMD_REROUTE (takes them). */
 void gw_msgroute_reroute(gw_svc_t *s, gw_cmd_t *cmd);
-/* On wake: gw_msgroute_snapshot before draining the rings, gw_msgroute_release after. */
+/* On every wake: gw_msgroute_snapshot before draining the rings (it copies the writers'
+ * resolved counts into done_seen, which every routing decision until the next wake uses),
+ * gw_msgroute_release after. */
 void gw_msgroute_snapshot(gw_svc_t *s);
 void gw_msgroute_release(gw_svc_t *s);
 /* gw_msgroute_forget: c is closing: its held messages go out now. */

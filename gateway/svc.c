@@ -55,8 +55,9 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     s->rs_gen = calloc((size_t)n, sizeof *s->rs_gen);
     s->rs_cursor = calloc((size_t)n, sizeof *s->rs_cursor);
     s->done = calloc((size_t)(n * g->nstreams), sizeof *s->done);
+    s->done_seen = calloc((size_t)(n * g->nstreams), sizeof *s->done_seen);
     if (!s->to_up || !s->from_up || !s->ret_from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
-        !s->done || !s->rs_gen || !s->rs_cursor)
+        !s->done || !s->done_seen || !s->rs_gen || !s->rs_cursor)
         goto fail_mem;
     for (int i = 0; i < n * g->nstreams; i++)
         atomic_init(&s->done[i], 0);
@@ -95,6 +96,7 @@ fail:
     free(s->ovf_tail);
     free(s->want_room);
     free(s->sent);
+    free(s->done_seen);
     free(s->done);
     free(s->rs_gen);
     free(s->rs_cursor);
@@ -519,10 +521,9 @@ void gw_svc_on_wake(gw_svc_t *s)
             return; /* the tick timer does it, outside lws callbacks */
     }
 
-    /* Held connections: which may go, judged before the rings are drained (a handback is in
-     * the ring before its writer publishes the counts). */
-    if (s->nheld)
-        gw_msgroute_snapshot(s);
+    /* Resolved counts, and so which held connections may go, judged before the rings are
+     * drained (a handback is in the ring before its writer publishes the counts). */
+    gw_msgroute_snapshot(s);
 
     for (int u = 0; u < s->gw->nup; u++)
         gw_recycle_drain(s->ret_from_up[u]);
@@ -762,6 +763,7 @@ void gw_svc_join(gw_svc_t *s)
     free(s->ovf_head);
     free(s->ovf_tail);
     free(s->sent);
+    free(s->done_seen);
     free(s->rs_gen);
     free(s->rs_cursor);
     s->rs_gen = s->rs_cursor = NULL;

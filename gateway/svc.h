@@ -50,6 +50,11 @@ struct gw_svc {
     uint32_t *sent;            /* Messages this thread pushed; this thread only */
     _Atomic uint32_t *done;    /* of those, resolved by writer u (acked, delivered without
                                   acks, or handed back); writer u stores, we read */
+    uint32_t *done_seen;       /* done as read at the start of the last wake, before the rings
+                                  were drained: routing decisions use this copy, never done
+                                  itself (a writer publishes done after its handback is in a
+                                  ring; a later count without the handback drained would let a
+                                  newer message overtake the handed-back ones); this thread only */
     _Atomic int want_done;     /* set while messages are held: writers wake us on progress */
     struct gw_held *held;      /* connections whose messages wait for a handback */
     uint32_t *rs_gen;          /* [nup] presence resync requested by writer u (0 = none) */
