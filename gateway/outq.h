@@ -23,6 +23,11 @@ static inline gw_payload_t *gw_outq_peek(const gw_outq_t *q)
 {
     return q && q->count ? q->items[q->head] : NULL;
 }
+/* gw_outq_at: the i-th queued payload (i < count). */
+static inline gw_payload_t *gw_outq_at(const gw_outq_t *q, uint32_t i)
+{
+    return q->items[(q->head + i) % q->cap];
+}
 /* gw_outq_pop: removes the head and drops its reference; frees the queue (sets *q = NULL)
  * when it becomes empty. */
 void gw_outq_pop(gw_outq_t **q);

@@ -24,6 +24,7 @@
 #include "recycle.h"
 #include "upstream.h"
 #include "ws.h"
+#include "wsout.h"
 
 #define ACCEPT_BURST 64
 #define CMD_BURST 64
@@ -56,7 +57,8 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     s->rs_cursor = calloc((size_t)n, sizeof *s->rs_cursor);
     s->done = calloc((size_t)(n * g->nstreams), sizeof *s->done);
     s->done_seen = calloc((size_t)(n * g->nstreams), sizeof *s->done_seen);
-    if (!s->to_up || !s->from_up || !s->ret_from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
+    s->wscratch = malloc(LWS_PRE + GW_WSOUT_SCRATCH);
+    if (!s->wscratch || !s->to_up || !s->from_up || !s->ret_from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
         !s->done || !s->done_seen || !s->rs_gen || !s->rs_cursor)
         goto fail_mem;
     for (int i = 0; i < n * g->nstreams; i++)
@@ -255,6 +257,11 @@ void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason
 {
     if (c->closing)
         return;
+    if (c->dirty) {
+        /* what this drain queued before the close goes out first (a Send then a Kick) */
+        c->dirty = false;
+        gw_wsout_flush(c, s->wscratch);
+    }
     c->closing = true;
     c->close_code = (uint16_t)code;
     const char *r = reason ? (const char *)gw_payload_data(reason) : default_reason(code);
@@ -302,6 +309,33 @@ static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
         metrics_inc(gwm.slow_consumer);
         metrics_inc(gwm.undeliverable);
         gw_svc_close_conn(s, c, 1008, NULL);
+        return;
+    }
+    /* Draining commands: queue, and flush once per connection after the drain. */
+    if (s->coalescing) {
+        if (gw_outq_push(&c->outq, p) < 0) {
+            log_rl_error("out of memory queueing a message", "conn_id=%llu",
+                         (unsigned long long)c->id);
+            metrics_inc(gwm.undeliverable);
+            gw_svc_close_conn(s, c, 1011, NULL);
+            return;
+        }
+        if (!c->dirty && !lws_partial_buffered(c->wsi)) {
+            if (s->ndirty == s->cap_dirty) {
+                size_t ncap = s->cap_dirty ? s->cap_dirty * 2 : 256;
+                uint64_t *d = realloc(s->dirty, ncap * sizeof *d);
+                if (!d) { /* cannot list it: WRITEABLE flushes it instead */
+                    lws_callback_on_writable(c->wsi);
+                    return;
+                }
+                s->dirty = d;
+                s->cap_dirty = ncap;
+            }
+            s->dirty[s->ndirty++] = c->id;
+            c->dirty = true;
+        } else if (!c->dirty && c->outq->count == 1) {
+            lws_callback_on_writable(c->wsi); /* lws holds a partial write: after it */
+        }
         return;
     }
     /* Nothing queued and nothing left over in lws: write now instead of waiting for a
@@ -507,6 +541,20 @@ static void on_tick(uv_timer_t *t)
     lws_context_destroy(s->ctx);
 }
 
+/* Writes what the command drain queued, once per connection. */
+static void flush_dirty(gw_svc_t *s)
+{
+    for (size_t i = 0; i < s->ndirty; i++) {
+        gw_conn_t *c = gw_conn_table_get(&s->conns, s->dirty[i]);
+        if (!c || !c->dirty)
+            continue; /* gone, or flushed when it was closed */
+        c->dirty = false;
+        if (gw_wsout_flush(c, s->wscratch) < 0)
+            gw_svc_close_conn(s, c, 1011, NULL);
+    }
+    s->ndirty = 0;
+}
+
 void gw_svc_on_wake(gw_svc_t *s)
 {
     wake_lower(&s->wake_pending);
@@ -529,6 +577,7 @@ void gw_svc_on_wake(gw_svc_t *s)
         gw_recycle_drain(s->ret_from_up[u]);
 
     /* Commands first: replies free room in the writers' rings, which the API waits on. */
+    s->coalescing = true;
     void *cmds[CMD_BURST];
     for (int u = 0; u < s->gw->nup; u++) {
         size_t n;
@@ -546,6 +595,8 @@ void gw_svc_on_wake(gw_svc_t *s)
             }
         }
     }
+    s->coalescing = false;
+    flush_dirty(s);
     if (s->nheld)
         gw_msgroute_release(s);
     for (int u = 0; u < s->gw->nup; u++)
@@ -764,6 +815,10 @@ void gw_svc_join(gw_svc_t *s)
     free(s->ovf_tail);
     free(s->sent);
     free(s->done_seen);
+    free(s->wscratch);
+    free(s->dirty);
+    s->wscratch = NULL;
+    s->dirty = NULL;
     free(s->rs_gen);
     free(s->rs_cursor);
     s->rs_gen = s->rs_cursor = NULL;

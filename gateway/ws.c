@@ -27,9 +27,9 @@
 #include "svc.h"
 #include "upstream.h"
 #include "utf8.h"
+#include "wsout.h"
 
 #define WS_PATH "/gateway/ws"
-#define WRITES_PER_WRITEABLE 16
 #define USER_MAX 256
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -575,19 +575,7 @@ static int on_writeable(struct lws *wsi, gw_conn_t *c)
 {
     if (c->closing)
         return 0; /* the close frame is on its way (gw_svc_close_conn) */
-    for (int n = 0; n < WRITES_PER_WRITEABLE; n++) {
-        gw_payload_t *p = gw_outq_peek(c->outq);
-        if (!p)
-            break;
-        if (gw_ws_write(c, p) < 0)
-            return -1;
-        gw_outq_pop(&c->outq);
-        if (lws_partial_buffered(wsi))
-            break; /* the socket is full: lws keeps the rest and asks for WRITEABLE */
-    }
-    if (c->outq)
-        lws_callback_on_writable(wsi);
-    return 0;
+    return gw_wsout_flush(c, svc_of(wsi)->wscratch);
 }
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
