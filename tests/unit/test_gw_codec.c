@@ -1,5 +1,5 @@
 /* test_gw_codec.c: gateway wire code: UTF-8 validation, Upstream batch encoding with seq
- * rewriting, Downstream decoding and per-thread fan-out, node routing. */
+ * rewriting, Downstream decoding and per-thread fan-out, node routing, server frame headers. */
 #include <stdlib.h>
 
 #include "../../gateway/batch.h"
@@ -8,6 +8,7 @@
 #include "../../gateway/route.h"
 #include "../../gateway/upstream.h"
 #include "../../gateway/utf8.h"
+#include "../../gateway/wsout.h"
 #include "grpc_frame.h"
 #include "test.h"
 #include "wsgw.pb-c.h"
@@ -228,11 +229,33 @@ static void test_route_stable_and_failover(void)
         CHECK(gw_route_stream((uint64_t)s * 7919, 4) >= 0 && gw_route_stream((uint64_t)s, 4) < 4);
 }
 
+/* RFC 6455 §5.2: FIN + opcode, no mask bit, then the shortest length form. */
+static void test_ws_frame_header(void)
+{
+    uint8_t h[GW_WS_HDR_MAX];
+    CHECK_EQ(gw_ws_frame_header(h, false, 0), 2);
+    CHECK(h[0] == 0x81 && h[1] == 0);
+    CHECK_EQ(gw_ws_frame_header(h, true, 125), 2);
+    CHECK(h[0] == 0x82 && h[1] == 125);
+    CHECK_EQ(gw_ws_frame_header(h, false, 126), 4);
+    CHECK(h[1] == 126 && h[2] == 0 && h[3] == 126);
+    CHECK_EQ(gw_ws_frame_header(h, false, 65535), 4);
+    CHECK(h[1] == 126 && h[2] == 0xff && h[3] == 0xff);
+    CHECK_EQ(gw_ws_frame_header(h, true, 65536), 10);
+    CHECK(h[0] == 0x82 && h[1] == 127);
+    static const uint8_t len65536[8] = {0, 0, 0, 0, 0, 1, 0, 0};
+    CHECK(memcmp(h + 2, len65536, 8) == 0);
+    CHECK_EQ(gw_ws_frame_header(h, false, 0x0102030405060708ULL), 10);
+    static const uint8_t big[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK(memcmp(h + 2, big, 8) == 0);
+}
+
 int main(void)
 {
     RUN(test_utf8);
     RUN(test_batch_roundtrip_and_renumber);
     RUN(test_downstream_fanout);
     RUN(test_route_stable_and_failover);
+    RUN(test_ws_frame_header);
     return TEST_REPORT();
 }
