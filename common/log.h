@@ -52,6 +52,7 @@ const char *log_quote(char *out, size_t outlen, const char *s);
             log_write((lvl), msg, fmt " suppressed=%llu", __VA_ARGS__,                         \
                       (unsigned long long)log__supp);                                          \
     } while (0)
+#define log_rl_info(msg, fmt, ...) log_rl(LOG_INFO, msg, fmt, __VA_ARGS__)
 #define log_rl_warn(msg, fmt, ...) log_rl(LOG_WARN, msg, fmt, __VA_ARGS__)
 #define log_rl_error(msg, fmt, ...) log_rl(LOG_ERROR, msg, fmt, __VA_ARGS__)
 

@@ -35,8 +35,10 @@ typedef struct gw_conn {
     bool held;               /* messages held while its old node hands back (msgroute.c) */
     bool indexed;            /* in the thread's user index */
     bool dirty;              /* listed in the thread's dirty list (svc.h) */
+    bool pinged;             /* a ping went out since alive_ms (keepalive.h) */
     uint8_t node;            /* API node its messages go to (GW_NODE_NONE before the first) */
     uint32_t mark;           /* sent-counter value of its last message to `node` */
+    uint32_t alive_ms;       /* monotonic ms (wrapping) it was last known alive (keepalive.h) */
     uint64_t iph;            /* address hash counted in the per-address limit (0 = none) */
 } gw_conn_t;
 

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "conn_id.h"
 #include "gwm.h"
+#include "keepalive.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -517,6 +518,14 @@ static void close_all(gw_svc_t *s)
             gw_svc_close_conn(s, t->slots[i], 1001, NULL);
 }
 
+/* uv timer, every gw_keepalive_tick_ms: server pings and dead-peer hang-ups. */
+static void on_keepalive(uv_timer_t *t)
+{
+    gw_svc_t *s = t->data;
+    if (!s->stopping)
+        gw_keepalive_sweep(s);
+}
+
 /* uv timer, every TICK_MS: notices requests (STOP is never signalled, see gw_svc_request),
  * and on STOP destroys the lws context, outside any lws callback. */
 static void on_tick(uv_timer_t *t)
@@ -536,6 +545,7 @@ static void on_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)&s->accept_timer, NULL);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
     uv_close((uv_handle_t *)&s->close_timer, NULL);
+    uv_close((uv_handle_t *)&s->ka_timer, NULL);
     /* With a foreign loop lws closes its handles asynchronously; uv_run then returns once
      * every handle is closed. */
     atomic_store_explicit(&s->ctx_pub, NULL, memory_order_release);
@@ -707,18 +717,12 @@ static void *svc_main(void *arg)
         goto out;
     }
     static const uint32_t backoff[] = {1000};
-    /* lws counts in whole seconds: a sub-second interval rounds up to 1 s; 0 = off */
-    int64_t ping_us = gw_cfg.ping_interval_us;
-    uint16_t ping_s = (uint16_t)(ping_us <= 0 ? 0 : ping_us < 1000000 ? 1
-                                 : ping_us / 1000000 > 20000 ? 20000 : ping_us / 1000000);
+    /* No lws validity timers (secs_since_valid_* 0): keepalive.h pings instead, because
+     * lws 4.1.6 re-arms them in O(connections) each. */
     lws_retry_bo_t retry = {
         .retry_ms_table = backoff,
         .retry_ms_table_count = 1,
         .conceal_count = 1,
-        /* Server pings after ping-interval without a pong; hangs up when none came within
-         * two more intervals (lws validity timers, one per connection in its timer list). */
-        .secs_since_valid_ping = ping_s,
-        .secs_since_valid_hangup = (uint16_t)(3 * ping_s),
     };
     void *loops[1] = {&s->loop};
     struct lws_context_creation_info info;
@@ -768,6 +772,11 @@ static void *svc_main(void *arg)
     uv_timer_start(&s->drain_timer, on_tick, TICK_MS, TICK_MS);
     uv_timer_init(&s->loop, &s->close_timer);
     s->close_timer.data = s;
+    uv_timer_init(&s->loop, &s->ka_timer);
+    s->ka_timer.data = s;
+    uint64_t ka_ms = gw_keepalive_tick_ms(gw_cfg.ping_interval_us);
+    if (ka_ms)
+        uv_timer_start(&s->ka_timer, on_keepalive, ka_ms, ka_ms);
     if (atomic_load(&s->stop_req) == 0) {
         uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
         s->accepting = true;

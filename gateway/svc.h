@@ -27,6 +27,7 @@ struct gw_svc {
     uv_timer_t accept_timer;   /* re-enables accept after EMFILE */
     uv_timer_t drain_timer;    /* tick: requests from main, STOP */
     uv_timer_t close_timer;    /* runs close_pending() outside lws callbacks */
+    uv_timer_t ka_timer;       /* keepalive sweep (keepalive.h) */
     uint64_t *closing;         /* ids of connections to close; this thread */
     size_t nclosing, cap_closing;
     bool accepting;

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "conn.h"
 #include "gwm.h"
+#include "keepalive.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgroute.h"
@@ -429,6 +430,7 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
         }
     }
     c->established = true;
+    gw_keepalive_alive(s, c);
     atomic_fetch_add_explicit(&s->gw->nconns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
     metrics_gauge_add(gwm.connections, 1);
@@ -593,6 +595,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return on_receive(wsi, c, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writeable(wsi, c);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->established)
+            gw_keepalive_alive(svc_of(wsi), c);
+        return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (len >= 2 && c) {
             const uint8_t *p = in;

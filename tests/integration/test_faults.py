@@ -470,6 +470,8 @@ def test_ping_timeout_closes_silent_client():
     check(took < 8, "silent client still open after %.1fs" % took)
     eq(data[:1], b"\x89", "the silent client should have been pinged first")
     silent.close()
+    wait_until(lambda: gw.metric("wsgw_closes_total", {"code": "1006"}) >= 1, 5,
+               what="the silent client counted as closed abnormally (1006)")
 
 
 def test_undecodable_downstream_fails_one_stream_only():

@@ -1,0 +1,64 @@
+/* keepalive.c: server pings by a periodic sweep (see keepalive.h). Service thread only. */
+#include "keepalive.h"
+
+#include <libwebsockets.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "svc.h"
+
+uint64_t gw_keepalive_tick_ms(int64_t ping_interval_us)
+{
+    if (ping_interval_us <= 0)
+        return 0;
+    uint64_t t = (uint64_t)ping_interval_us / 4000;
+    return t < 50 ? 50 : t > 1000 ? 1000 : t;
+}
+
+static uint32_t now_ms(void)
+{
+    return (uint32_t)(clock_mono_ns() / 1000000); /* wraps every 49 days: compared by difference */
+}
+
+void gw_keepalive_alive(struct gw_svc *s, gw_conn_t *c)
+{
+    (void)s;
+    c->alive_ms = now_ms();
+    c->pinged = false;
+}
+
+void gw_keepalive_sweep(struct gw_svc *s)
+{
+    uint32_t now = now_ms();
+    uint64_t ping_ms = (uint64_t)gw_cfg.ping_interval_us / 1000;
+    uint64_t hup_ms = 3 * ping_ms;
+    gw_conn_table_t *t = &s->conns;
+    for (uint32_t i = 0; i < t->used; i++) {
+        gw_conn_t *c = t->slots[i];
+        if (!c || !c->established || c->closing)
+            continue;
+        uint32_t silent = now - c->alive_ms;
+        if (silent >= hup_ms) {
+            log_rl_info("no pong: closing", "conn_id=%llu silent_ms=%u",
+                        (unsigned long long)c->id, silent);
+            /* counted as wsgw_closes_total{code="1006"} by on_closed: no close frame,
+             * the peer is gone */
+            c->closing = true;
+            /* no close handshake with a peer that does not answer (lws would wait 5 s for
+             * its close acknowledgement): end the socket, lws sees the hang-up and closes */
+            shutdown(lws_get_socket_fd(c->wsi), SHUT_RDWR);
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (silent >= ping_ms && !c->pinged && !lws_partial_buffered(c->wsi)) {
+            /* a whole frame, never inside one of ours (a partial write is in lws: next tick).
+             * Not empty: lws 4.1.6 does not pass an empty pong to the callback. */
+            uint8_t buf[LWS_PRE + 4];
+            memcpy(buf + LWS_PRE, "wsgw", 4);
+            if (lws_write(c->wsi, buf + LWS_PRE, 4, LWS_WRITE_PING) < 4)
+                log_rl_warn("ping write failed", "conn_id=%llu", (unsigned long long)c->id);
+            c->pinged = true;
+        }
+    }
+}
