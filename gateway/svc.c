@@ -313,43 +313,8 @@ static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
         gw_svc_close_conn(s, c, 1008, NULL);
         return;
     }
-    /* Draining commands: queue, and flush once per connection after the drain. */
-    if (s->coalescing) {
-        if (gw_outq_push(&c->outq, p) < 0) {
-            log_rl_error("out of memory queueing a message", "conn_id=%llu",
-                         (unsigned long long)c->id);
-            metrics_inc(gwm.undeliverable);
-            gw_svc_close_conn(s, c, 1011, NULL);
-            return;
-        }
-        if (!c->dirty && !lws_partial_buffered(c->wsi)) {
-            if (s->ndirty == s->cap_dirty) {
-                size_t ncap = s->cap_dirty ? s->cap_dirty * 2 : 256;
-                uint64_t *d = realloc(s->dirty, ncap * sizeof *d);
-                if (!d) { /* cannot list it: WRITEABLE flushes it instead */
-                    lws_callback_on_writable(c->wsi);
-                    return;
-                }
-                s->dirty = d;
-                s->cap_dirty = ncap;
-            }
-            s->dirty[s->ndirty++] = c->id;
-            c->dirty = true;
-        } else if (!c->dirty && c->outq->count == 1) {
-            lws_callback_on_writable(c->wsi); /* lws holds a partial write: after it */
-        }
-        return;
-    }
-    /* Nothing queued and nothing left over in lws: write now instead of waiting for a
-     * WRITEABLE round trip (two epoll_ctl and a wake-up per message). We run from the
-     * thread's wake handler, not inside this connection's callback, so this is safe; a
-     * partial write stays in lws, which asks for WRITEABLE itself, and later messages queue
-     * behind it (so the send queue bound still holds). */
-    if (!c->outq && !lws_partial_buffered(c->wsi)) {
-        if (gw_ws_write(c, p) < 0)
-            gw_svc_close_conn(s, c, 1011, NULL);
-        return;
-    }
+    /* Commands are delivered only while a wake drains the rings: queue, and flush once per
+     * connection after the drain (flush_dirty; wsout.h). */
     if (gw_outq_push(&c->outq, p) < 0) {
         log_rl_error("out of memory queueing a message", "conn_id=%llu",
                      (unsigned long long)c->id);
@@ -357,8 +322,25 @@ static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
         gw_svc_close_conn(s, c, 1011, NULL);
         return;
     }
-    if (c->outq->count == 1)
-        lws_callback_on_writable(c->wsi);
+    if (c->dirty)
+        return;
+    if (lws_partial_buffered(c->wsi)) {
+        if (c->outq->count == 1)
+            lws_callback_on_writable(c->wsi); /* lws holds a partial write: after it */
+        return;
+    }
+    if (s->ndirty == s->cap_dirty) {
+        size_t ncap = s->cap_dirty ? s->cap_dirty * 2 : 256;
+        uint64_t *d = realloc(s->dirty, ncap * sizeof *d);
+        if (!d) { /* cannot list it: WRITEABLE flushes it instead */
+            lws_callback_on_writable(c->wsi);
+            return;
+        }
+        s->dirty = d;
+        s->cap_dirty = ncap;
+    }
+    s->dirty[s->ndirty++] = c->id;
+    c->dirty = true;
 }
 
 typedef void (*target_fn)(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd);
@@ -588,7 +570,6 @@ void gw_svc_on_wake(gw_svc_t *s)
         gw_recycle_drain(s->ret_from_up[u]);
 
     /* Commands first: replies free room in the writers' rings, which the API waits on. */
-    s->coalescing = true;
     void *cmds[CMD_BURST];
     for (int u = 0; u < s->gw->nup; u++) {
         size_t n;
@@ -606,7 +587,6 @@ void gw_svc_on_wake(gw_svc_t *s)
             }
         }
     }
-    s->coalescing = false;
     flush_dirty(s);
     if (s->nheld)
         gw_msgroute_release(s);

@@ -35,7 +35,6 @@ struct gw_svc {
     /* While a wake drains the command rings, deliveries queue and the connections they touch
      * are listed here; after the drain each is flushed once (wsout.h: a burst of messages to
      * one connection leaves in one write). Service thread only. */
-    bool coalescing;
     uint64_t *dirty;           /* ids of connections with messages queued in this drain */
     size_t ndirty, cap_dirty;
     uint8_t *wscratch;         /* LWS_PRE + GW_WSOUT_SCRATCH bytes for coalesced writes */

@@ -11,8 +11,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from wsgwtest import (SLOW, Api, Gateway, check, eq, free_port, proto, run, start, stop,  # noqa: E402
-                      wait_port, wait_until)
+from wsgwtest import (Api, Gateway, check, eq, free_port, grpc_exchange_server, proto, run,  # noqa: E402
+                      start, wait_port, wait_until)
 
 
 def arun(coro, timeout=90):
@@ -478,7 +478,6 @@ def test_undecodable_downstream_fails_one_stream_only():
     """A gRPC API node that answers one stream with bytes that are not a Downstream: that stream
     fails (logged, counted) and is reopened; other connections keep working."""
     import grpc
-    from concurrent import futures
     pb2, pb2_grpc = proto()
     bad_once = {"done": False}
 
@@ -499,11 +498,7 @@ def test_undecodable_downstream_fails_one_stream_only():
         "Stream": grpc.stream_stream_rpc_method_handler(
             stream, request_deserializer=pb2.Upstream.FromString,
             response_serializer=lambda b: b)})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((handler,))
-    port = free_port()
-    server.add_insecure_port("127.0.0.1:%d" % port)
-    server.start()
+    server, port = grpc_exchange_server(handler=handler)
     try:
         gw = Gateway(["127.0.0.1:%d" % port], streams=4)
 

@@ -5,12 +5,11 @@ import base64
 import os
 import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from wsgwtest import (SLOW, Api, Gateway, check, eq, free_port, proto, run, thread_of,  # noqa: E402
-                      wait_until)
+from wsgwtest import (SLOW, Api, Gateway, check, eq, grpc_exchange_server, proto, run,  # noqa: E402
+                      thread_of, wait_until)
 
 
 def arun(coro, timeout=60):
@@ -328,8 +327,6 @@ def test_dns_upstream():
 
 def test_grpcio_api_without_ack():
     """A stock grpcio server implementing wsgw.v1.Exchange (no x-wsgw-ack) as the API."""
-    import grpc
-    from concurrent import futures
     pb2, pb2_grpc = proto()
     seen = []
 
@@ -347,11 +344,7 @@ def test_grpcio_api_without_ack():
                 if cmds:
                     yield pb2.Downstream(commands=cmds)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    pb2_grpc.add_ExchangeServicer_to_server(Exchange(), server)
-    port = free_port()
-    server.add_insecure_port("127.0.0.1:%d" % port)
-    server.start()
+    server, port = grpc_exchange_server(Exchange(), workers=8)
     try:
         gw = Gateway(["127.0.0.1:%d" % port], streams=4, extra=["--gateway-id", "gw-py"])
 
@@ -378,8 +371,6 @@ def test_burst_to_one_connection_in_order_then_kick():
     small messages are framed together into one write) of every length class (7-bit, 16-bit,
     64-bit; empty; above the copy limit), text and binary, then a Kick: every message arrives
     intact and in order, before the close."""
-    import grpc
-    from concurrent import futures
     pb2, pb2_grpc = proto()
     sizes = [0, 1, 125, 126, 127, 200, 4095, 4096, 4097, 65535, 65536, 70000]
 
@@ -402,11 +393,7 @@ def test_burst_to_one_connection_in_order_then_kick():
                     cmds.append(pb2.Command(kick=pb2.Kick(target=t, code=4001, reason="bye")))
                     yield pb2.Downstream(commands=cmds)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb2_grpc.add_ExchangeServicer_to_server(Exchange(), server)
-    port = free_port()
-    server.add_insecure_port("127.0.0.1:%d" % port)
-    server.start()
+    server, port = grpc_exchange_server(Exchange(), workers=4)
     try:
         gw = Gateway(["127.0.0.1:%d" % port], streams=2)
 

@@ -234,6 +234,22 @@ def run(namespace, only=None):
 
 # ---- wsgw processes ---------------------------------------------------------------------
 
+def grpc_exchange_server(servicer=None, handler=None, workers=8):
+    """A python3-grpcio server on a free loopback port serving wsgw.v1.Exchange, with an
+    ExchangeServicer or a generic RPC handler. Returns (server, port); server.stop(0) ends it."""
+    import grpc
+    from concurrent import futures
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    if servicer is not None:
+        proto()[1].add_ExchangeServicer_to_server(servicer, server)
+    if handler is not None:
+        server.add_generic_rpc_handlers((handler,))
+    port = free_port()
+    server.add_insecure_port("127.0.0.1:%d" % port)
+    server.start()
+    return server, port
+
+
 class Api:
     """A running bin/ws-api: grpc_port, http_port, proc."""
 
