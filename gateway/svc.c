@@ -101,6 +101,7 @@ fail:
     free(s->want_room);
     free(s->sent);
     free(s->done_seen);
+    free(s->wscratch);
     free(s->done);
     free(s->rs_gen);
     free(s->rs_cursor);
