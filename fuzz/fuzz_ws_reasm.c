@@ -32,7 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         elen += n;
         if (rv == GW_REASM_DONE) {
             if (e->a_len != elen || memcmp(gw_event_a(e), expect, elen) != 0 || elen > max ||
-                strcmp(gw_event_user(e), "user") != 0 || gw_event_a(e)[elen] != 0)
+                strcmp(gw_event_user(e), "user") != 0 || gw_event_a(e)[elen] != 0 ||
+                e->b_len != 0 || e->c_len != 0 || gw_event_b(e)[0] != 0 ||
+                gw_event_size(e) != sizeof *e + 4 + elen + 4)
                 abort();
             (void)gw_utf8_valid((const uint8_t *)gw_event_a(e), e->a_len);
             gw_event_free(e);

@@ -10,7 +10,6 @@ void gw_reasm_reset(gw_reasm_t *r)
 {
     free(r->ev);
     r->ev = NULL;
-    r->cap = 0;
 }
 
 int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen, bool binary,
@@ -38,10 +37,11 @@ int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen,
     }
     if (e)
         ulen = e->user_len; /* fixed by the first chunk */
-    if (have + len > r->cap) {
+    size_t cap = e ? e->b_len : 0; /* payload capacity while in flight (reasm.h) */
+    if (have + len > cap) {
         size_t want = have + len + (remaining < max ? remaining : max);
-        if (want < (size_t)r->cap * 2)
-            want = (size_t)r->cap * 2;
+        if (want < cap * 2)
+            want = cap * 2;
         if (want > max)
             want = max;
         gw_event_t *ne = realloc(e, sizeof *ne + ulen + 1 + want + 3);
@@ -62,7 +62,7 @@ int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen,
         }
         e = ne;
         r->ev = e;
-        r->cap = (uint32_t)want;
+        e->b_len = (uint32_t)want;
     }
     if (len)
         memcpy(e->data + ulen + 1 + have, in, len);
@@ -71,8 +71,8 @@ int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen,
         return GW_REASM_MORE;
     char *tail = e->data + ulen + 1 + e->a_len;
     tail[0] = tail[1] = tail[2] = 0; /* payload \0, empty b \0, empty c \0 */
+    e->b_len = 0;                    /* no longer the capacity: b is the empty string */
     r->ev = NULL;
-    r->cap = 0;
     *out = e;
     return GW_REASM_DONE;
 }
