@@ -80,7 +80,7 @@ static const flag_t flag_table[] = {
      "bytes per Upstream batch (a single larger event still goes alone)", 1024, 1LL << 30},
     {"replay-max-bytes", FLAG_INT, "67108864", &gw_cfg.replay_max_bytes,
      "queued + unacknowledged bytes per API node before clients are paused", 65536, 1LL << 40},
-    {"rx-buffer", FLAG_INT, "512", &gw_cfg.rx_buffer,
+    {"rx-buffer", FLAG_INT, "384", &gw_cfg.rx_buffer,
      "lws receive buffer per connection in bytes (memory per idle connection vs. reads per "
      "large message)", 128, 1 << 20},
     {"rcvbuf", FLAG_INT, "0", &gw_cfg.rcvbuf,

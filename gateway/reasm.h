@@ -1,5 +1,5 @@
 /* reasm.h: WebSocket message reassembly. lws hands a message over in chunks (one per rx
- * buffer, 512 bytes here, and per frame of a fragmented message); the Message event itself
+ * buffer, --rx-buffer bytes, and per frame of a fragmented message); the Message event itself
  * is the buffer (user \0 payload), allocated only while a message is in flight and grown from
  * lws' count of the frame bytes still to come. Service thread; pure (no lws calls). */
 #ifndef GW_REASM_H

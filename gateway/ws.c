@@ -38,11 +38,15 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
 struct lws_protocols gw_ws_protocols[] = {
     /* One protocol for HTTP and WebSocket: clients need not name a subprotocol.
-     * rx_buffer_size 512 keeps idle connections small (FIELD-NOTES: ~2 KB instead of ~5).
+     * rx_buffer_size (--rx-buffer, default 384) is what lws allocates per connection for
+     * receiving and also the most it reads per recv(2). 384 keeps an idle connection under
+     * 2 KB (2 026 B at 18 000; 512: 2 158 B) at the price of one more read per 1 KB
+     * message (3 instead of 2): +10-20 % gateway CPU per 1 KB message in closed loop
+     * (bench/RESULTS.md, experiment 22). Larger messages: raise it.
      * tx_packet_size: without it lws caps every send(2) at rx_buffer_size + LWS_PRE + 4
      * bytes, so a 1.4 KB message went out in three sends with two POLLOUT round trips
      * (epoll_ctl + epoll_wait each) in between. */
-    {"wsgw", ws_callback, sizeof(gw_conn_t), 512, 0, NULL, 256 * 1024},
+    {"wsgw", ws_callback, sizeof(gw_conn_t), 384, 0, NULL, 256 * 1024},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
