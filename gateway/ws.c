@@ -42,7 +42,7 @@ struct lws_protocols gw_ws_protocols[] = {
      * receiving and also the most it reads per recv(2). 384 keeps an idle connection under
      * 2 KB (2 026 B at 18 000; 512: 2 158 B) at the price of one more read per 1 KB
      * message (3 instead of 2): +10-20 % gateway CPU per 1 KB message in closed loop
-     * (bench/RESULTS.md, experiment 22). Larger messages: raise it.
+     * (bench/RESULTS.md, experiments 23-24). Larger messages: raise it.
      * tx_packet_size: without it lws caps every send(2) at rx_buffer_size + LWS_PRE + 4
      * bytes, so a 1.4 KB message went out in three sends with two POLLOUT round trips
      * (epoll_ctl + epoll_wait each) in between. */
