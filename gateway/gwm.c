@@ -61,6 +61,9 @@ void gwm_init(void)
                                          "Undecodable messages or framing from API nodes.");
     gwm.batches = metrics_counter("wsgw_upstream_batches_total", NULL,
                                   "Upstream batches written to API nodes.");
+    gwm.writer_wakeups = metrics_counter("wsgw_writer_wakeups_total", NULL,
+                                         "Turns of the API-node writer loops (each a wake-up "
+                                         "but for the 1 s idle timeout); see --coalesce.");
     for (size_t i = 0; i < sizeof close_ids / sizeof close_ids[0]; i++)
         atomic_init(&close_ids[i], -2);
 }

@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "arena.h"
 #include "batch.h"
@@ -1286,6 +1287,9 @@ static void update_idle(gw_up_t *u)
     atomic_store(&u->idle, idle);
 }
 
+enum { COALESCE_QUIET = 4 }; /* empty windows before a coalescing writer sleeps until an event */
+
+/* Writer thread: the event loop of one API node. */
 static void *up_main(void *arg)
 {
     gw_up_t *u = arg;
@@ -1300,20 +1304,57 @@ static void *up_main(void *arg)
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, u->wake.fd, &ev);
     up_connect(u);
+    /* Coalescing (--coalesce): the first wake-up by a service thread switches the loop to
+     * polling. The wake flag then stays raised, so service threads push without signalling;
+     * the loop wakes when the window is over, or earlier when the API node sent something,
+     * and takes all ring items in one turn. After COALESCE_QUIET empty windows it lowers
+     * the flag, drains once more (wake.h: an item pushed after that raises a fresh signal)
+     * and goes back to sleeping until an event. */
+    const int64_t window_us = gw_cfg.coalesce_us;
+    bool polling = false;
+    int quiet = 0;
     while (atomic_load(&u->stop_req) < 2) {
         struct epoll_event evs[8];
-        int n = epoll_wait(p->epfd, evs, 8, timeout_ms(u));
+        int n;
+        if (polling) {
+            /* the rest of the window; the API node's answers still wake the loop at once */
+            struct timespec ts = {.tv_sec = window_us / 1000000,
+                                  .tv_nsec = (long)(window_us % 1000000) * 1000};
+            n = epoll_pwait2(p->epfd, evs, 8, &ts, NULL);
+        } else {
+            n = epoll_wait(p->epfd, evs, 8, timeout_ms(u));
+        }
+        metrics_inc(gwm.writer_wakeups);
+        bool work = false;
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.u32 == 0)
-                wake_clear(&u->wake);
-            else if (p->sock.fd >= 0)
+            if (evs[i].data.u32 == 0) {
+                if (window_us) {
+                    uint64_t v; /* consume the signal; the flag stays raised while polling */
+                    if (read(u->wake.fd, &v, sizeof v) < 0 && errno != EAGAIN)
+                        log_rl_warn("wake read failed", "node=%s err=%s", u->name,
+                                    strerror(errno));
+                    polling = true;
+                    quiet = 0;
+                } else {
+                    wake_clear(&u->wake);
+                }
+            } else if (p->sock.fd >= 0) {
                 on_socket(u, evs[i].events);
+                work = true;
+            }
+        }
+        if (polling && quiet >= COALESCE_QUIET) {
+            polling = false;
+            wake_lower(&u->wake.pending); /* then drain below */
         }
         for (int k = 0; k < u->gw->nsvc; k++)
             gw_recycle_drain(u->ret_from_svc[k]);
         follow_addr(u);
         run_timers(u);
+        if (!rings_empty(u))
+            work = true;
         drain_rings(u);
+        quiet = work ? 0 : quiet + 1;
         if (p->state != UP_CONNECTED && p->queued && other_node_up(u))
             handback_all(u);
         flush_cmd_overflow(u);

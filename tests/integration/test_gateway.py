@@ -5,11 +5,12 @@ import base64
 import os
 import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
 from wsgwtest import (SLOW, Api, Gateway, check, eq, grpc_exchange_server, proto, run,  # noqa: E402
-                      thread_of, wait_until)
+                      stop, thread_of, wait_until)
 
 
 def arun(coro, timeout=60):
@@ -87,6 +88,55 @@ def test_echo_200_conns_100_messages_in_order():
     eq(gw.metric("wsgw_messages_total", {"direction": "out"}), nconn * nmsg)
     # both service threads served clients (SO_REUSEPORT spread)
     wait_until(lambda: gw.metric("wsgw_connections") == 0, 10, what="connections closed")
+
+
+def test_coalescing_writer_wakes_per_window_and_loses_nothing():
+    """--coalesce: while messages flow, the writer wakes once per window, not once per event.
+    Ten clients send a message every 2 ms each for 0.6 s (about 3 000 events upstream and as
+    many echoes back, spread out in time so that without coalescing nearly every one is a
+    wake-up of its own); every echo arrives in order, and the writer loop turned only a few
+    times per 20 ms window. Control: the same load without --coalesce turns it far more often."""
+    api = Api()
+    nconn, nmsg = 10, 300
+
+    def load(gw):
+        async def client(i):
+            ws = await connect(gw.url("co%d" % i))
+            sent = ["c%d-%d" % (i, k) for k in range(nmsg)]
+
+            async def reader():
+                for k in range(nmsg):
+                    got = await recv(ws, 20)
+                    if got != sent[k]:
+                        raise AssertionError("conn %d message %d: %r != %r" % (i, k, got, sent[k]))
+            rd = asyncio.ensure_future(reader())
+            for m in sent:
+                await ws.send(m)
+                await asyncio.sleep(0.002)
+            await rd
+            await ws.close()
+            return nmsg
+
+        async def main():
+            return sum(await asyncio.gather(*[client(i) for i in range(nconn)]))
+        before = gw.metric("wsgw_writer_wakeups_total")
+        t0 = time.monotonic()
+        eq(arun(main(), 120), nconn * nmsg)
+        elapsed = time.monotonic() - t0
+        eq(gw.metric("wsgw_messages_total", {"direction": "out"}), nconn * nmsg)
+        return gw.metric("wsgw_writer_wakeups_total") - before, elapsed
+
+    gw = Gateway([api.grpc_addr], threads=2, extra=["--coalesce", "20ms"])
+    turns, elapsed = load(gw)
+    # per window: its end, plus the API node's answers (one per stream that got a batch: at
+    # most 4), a few quiet windows at the end, and the 1 s idle timeout
+    bound = elapsed / 0.020 * 6 + 20
+    check(turns <= bound, "coalescing writer turned %d times in %.2f s (bound %d)"
+          % (turns, elapsed, bound))
+    stop(gw.proc)
+    gw = Gateway([api.grpc_addr], threads=2)
+    control, _ = load(gw)
+    check(control > 3 * turns, "without --coalesce: %d turns, with: %d" % (control, turns))
 
 
 def test_connections_spread_over_threads():
