@@ -41,8 +41,8 @@ static int grow(gw_conn_table_t *t)
     if (!g)
         return -1;
     t->gens = g;
-    memset(t->slots + t->cap, 0, (ncap - t->cap) * sizeof *s);
-    memset(t->gens + t->cap, 0, (ncap - t->cap) * sizeof *g);
+    /* Slots from `used` on are never read before gw_conn_table_add sets them, so the new
+     * part is left as it is: pages nobody touched cost no memory. */
     t->cap = ncap;
     return 0;
 }
@@ -80,6 +80,7 @@ int gw_conn_table_add(gw_conn_table_t *t, gw_conn_t *c)
         if (t->used == t->cap && grow(t) < 0)
             return -1;
         slot = t->used++;
+        t->gens[slot] = 0; /* first use of the slot */
     }
     t->gens[slot]++;
     t->slots[slot] = c;

@@ -34,19 +34,28 @@ int u64map_put(u64map_t *m, uint64_t key, void *val, void **old)
 {
     if (old)
         *old = NULL;
-    if ((m->len + 1) * 2 > m->cap && resize(m, m->cap ? m->cap * 2 : 64) < 0)
+    if (m->cap) {
+        /* replacing never resizes, so it cannot fail */
+        size_t mask = m->cap - 1, i = hash(key, mask);
+        while (m->slots[i].key && m->slots[i].key != key)
+            i = (i + 1) & mask;
+        if (m->slots[i].key == key) {
+            if (old)
+                *old = m->slots[i].val;
+            m->slots[i].val = val;
+            return 0;
+        }
+    }
+    /* load factor at most 3/4 (deletion shifts back, no tombstones): at 9 000 users on a
+     * thread the table is 256 KB, not 512 KB (about 29 bytes per connection less) */
+    if ((m->len + 1) * 4 > m->cap * 3 && resize(m, m->cap ? m->cap * 2 : 64) < 0)
         return -1;
     size_t mask = m->cap - 1, i = hash(key, mask);
-    while (m->slots[i].key && m->slots[i].key != key)
+    while (m->slots[i].key)
         i = (i + 1) & mask;
-    if (m->slots[i].key == key) {
-        if (old)
-            *old = m->slots[i].val;
-    } else {
-        m->slots[i].key = key;
-        m->len++;
-    }
+    m->slots[i].key = key;
     m->slots[i].val = val;
+    m->len++;
     return 0;
 }
 
