@@ -134,7 +134,7 @@ def test_coalescing_writer_wakes_per_window_and_loses_nothing():
     check(turns <= bound, "coalescing writer turned %d times in %.2f s (bound %d)"
           % (turns, elapsed, bound))
     stop(gw.proc)
-    gw = Gateway([api.grpc_addr], threads=2)
+    gw = Gateway([api.grpc_addr], threads=2, env={"WSGW_COALESCE": "0"})
     control, _ = load(gw)
     check(control > 3 * turns, "without --coalesce: %d turns, with: %d" % (control, turns))
 
