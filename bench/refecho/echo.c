@@ -12,6 +12,7 @@
 
 #include "listen.h"
 #include "log.h"
+#include "raw.h"
 #include "refecho.h"
 
 #define WRITES_PER_WRITEABLE 16
@@ -176,6 +177,8 @@ static const struct lws_protocols protocols[] = {
     /* rx_buffer_size 512 and tx_packet_size 256 KiB as in the gateway (without the latter lws
      * caps every send at rx_buffer_size + 20 bytes) */
     {"echo", echo_callback, sizeof(sess_t), 512, 0, NULL, 256 * 1024},
+    /* --raw: lws raw sockets, the upgrade and the framing done by raw.c */
+    {"raw-echo", refecho_raw_callback, sizeof(raw_sess_t), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -207,7 +210,14 @@ static void on_listen(uv_poll_t *h, int status, int events)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!lws_adopt_socket_vhost(s->vh, fd)) {
+        struct lws *w;
+        if (refecho_cfg.raw) {
+            lws_sock_file_fd_type d = {.sockfd = fd};
+            w = lws_adopt_descriptor_vhost(s->vh, LWS_ADOPT_SOCKET, d, "raw-echo", NULL);
+        } else {
+            w = lws_adopt_socket_vhost(s->vh, fd);
+        }
+        if (!w) {
             log_rl_warn("lws refused an accepted socket", "thread=%d fd=%d", s->idx, fd);
             close(fd);
             continue;

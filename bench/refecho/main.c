@@ -26,6 +26,9 @@ static const flag_t tab[] = {
     {"max-queue", FLAG_INT, "1048576", &max_queue,
      "bytes of echoes queued to one client before its input is paused", 1024, 1LL << 34},
     {"log-level", FLAG_STR, "warn", &level, "error, warn, info, debug"},
+    {"raw", FLAG_BOOL, "false", &refecho_cfg.raw,
+     "lws raw sockets: the upgrade and the framing done by ws-refecho itself, not by lws' "
+     "WebSocket role (to measure what that role costs)"},
     {NULL},
 };
 

@@ -8,6 +8,7 @@
 #define WSGW_REFECHO_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <uv.h>
@@ -19,6 +20,7 @@ typedef struct refecho_cfg {
     const char *listen_host;
     int listen_port;
     int64_t max_queue; /* bytes queued to one client before its input is paused */
+    bool raw;          /* lws raw sockets, upgrade and framing by raw.c */
 } refecho_cfg_t;
 
 extern refecho_cfg_t refecho_cfg; /* set by main before the threads start, then read-only */

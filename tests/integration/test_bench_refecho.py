@@ -14,10 +14,10 @@ from wsgwtest import BIN, BUILD, ROOT, SLOW, check, eq, free_port, proc_log, run
 import websockets  # noqa: E402
 
 
-def refecho(threads=1):
+def refecho(threads=1, extra=()):
     port = free_port()
     p = start(["ws-refecho", "--listen", "127.0.0.1:%d" % port, "--threads", str(threads),
-               "--log-level", "info"])
+               "--log-level", "info"] + list(extra))
     wait_port(port, proc=p)
     return p, port
 
@@ -55,6 +55,35 @@ def test_python_client_echo_in_order_with_fragments_and_binary():
     asyncio.run(asyncio.wait_for(go(), 20))
     eq(stop(p), 0)
     check("messages=51" in proc_log(p), proc_log(p))
+
+
+def test_raw_mode_echo_ping_close_and_bench():
+    """--raw (lws raw sockets, upgrade and framing by ws-refecho): a stock client gets its
+    messages back in order, text and binary, fragmented and 70 000 bytes large, its ping
+    answered and its close echoed; ws-bench sees every echo with no error."""
+    p, port = refecho(threads=2, extra=["--raw"])
+
+    async def go():
+        async with websockets.connect("ws://127.0.0.1:%d/x" % port, compression=None,
+                                      max_size=None) as ws:
+            sent = ["t%d-" % i + "é" * (i * 53) for i in range(30)] + [b"", "", b"\x00" * 70000]
+            for m in sent:
+                await ws.send(m)
+            await ws.send([b"\x01", b"\x02" * 3000, b"\x03"])  # fragmented binary
+            got = [await ws.recv() for _ in range(len(sent) + 1)]
+            eq(got[:-1], sent)
+            eq(got[-1], b"\x01" + b"\x02" * 3000 + b"\x03")
+            pong = await ws.ping(b"abc")
+            await asyncio.wait_for(pong, 5)
+            await ws.close(1000, "done")
+            eq(ws.close_code, 1000)
+    asyncio.run(asyncio.wait_for(go(), 20))
+    rc, kv, doc, out = bench("message", "--host", "127.0.0.1:%d" % port, "--path", "/x",
+                             "--user", "50", "--interval", "0", "--inflight", "4",
+                             "--file", os.path.join(ROOT, "testdata", "1k.txt"), "--times", "20")
+    eq(rc, 0, out)
+    eq((kv["sent"], kv["received"], kv["errors"]), (1000, 1000, 0))
+    eq(stop(p), 0)
 
 
 def test_bench_closed_loop_two_threads():
