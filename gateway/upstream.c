@@ -1311,7 +1311,7 @@ static void *up_main(void *arg)
      * the flag, drains once more (wake.h: an item pushed after that raises a fresh signal)
      * and goes back to sleeping until an event. */
     const int64_t window_us = gw_cfg.coalesce_us;
-    bool polling = false;
+    bool polling = false, pwait2_missing = false;
     int quiet = 0;
     while (atomic_load(&u->stop_req) < 2) {
         struct epoll_event evs[8];
@@ -1320,7 +1320,13 @@ static void *up_main(void *arg)
             /* the rest of the window; the API node's answers still wake the loop at once */
             struct timespec ts = {.tv_sec = window_us / 1000000,
                                   .tv_nsec = (long)(window_us % 1000000) * 1000};
-            n = epoll_pwait2(p->epfd, evs, 8, &ts, NULL);
+            n = pwait2_missing ? -1 : epoll_pwait2(p->epfd, evs, 8, &ts, NULL);
+            if (n < 0 && (pwait2_missing || errno == ENOSYS)) {
+                /* kernel before 5.11: sleep the window out, then look */
+                pwait2_missing = true;
+                nanosleep(&ts, NULL);
+                n = epoll_wait(p->epfd, evs, 8, 0);
+            }
         } else {
             n = epoll_wait(p->epfd, evs, 8, timeout_ms(u));
         }
