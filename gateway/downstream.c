@@ -119,6 +119,7 @@ int gw_downstream_handle(const uint8_t *msg, size_t len, const gw_ds_sink_t *k,
     }
     res->has_ack = d->ack != 0;
     res->ack = d->ack;
-    wsgw__v1__downstream__free_unpacked(d, k->alloc);
+    if (!k->alloc) /* an arena is reset by the caller: walking the message to free it is waste */
+        wsgw__v1__downstream__free_unpacked(d, NULL);
     return 0;
 }

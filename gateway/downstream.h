@@ -21,7 +21,9 @@ typedef struct gw_ds_sink {
     /* api_ns: called for every Send carrying api_ns (may be NULL). */
     void (*api_ns)(void *ud, int64_t api_ns);
     void *ud;
-    ProtobufCAllocator *alloc; /* for the decoded message (an arena), or NULL for malloc */
+    ProtobufCAllocator *alloc; /* an arena for the decoded message, which the caller resets
+                                * after the call (it is not walked to be freed), or NULL for
+                                * malloc (freed before gw_downstream_handle returns) */
 } gw_ds_sink_t;
 
 typedef struct gw_ds_result {
