@@ -25,12 +25,8 @@ if [ "$MODE" = full ]; then
     fan "all 18000 at 100/s" 100 18000 "127.0.0.1:$GW_PORT" "gateway:$GW_PID api:$API_PID"
     cleanup
     start_api echo || exit 1
-    hosts="" pids=""
-    for i in 1 2 3 4 5 6; do
-        start_gw "fan$i" 1 "$API_GRPC" || exit 1
-        hosts="$hosts${hosts:+,}127.0.0.1:$GW_PORT"
-        pids="$pids${pids:++}$GW_PID"
-    done
+    start_six_gw fan || exit 1
+    hosts=$SIX_HOSTS pids=$SIX_PIDS
     # six gateways and six bench workers share 2 cores: connect slower, wait longer
     CONNECT_RATE=2000 fan "all 100000 (6 gateways) at 0.4/s" 0.4 100000 "$hosts" \
         "gateway:$pids api:$API_PID" --procs 6 --source-ips 127.0.0.1-127.0.0.8 \

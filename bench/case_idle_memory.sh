@@ -23,12 +23,8 @@ cleanup
 if [ "$MODE" = full ]; then
     if have ws-gateway ws-api; then
         start_api echo || exit 1
-        hosts="" pids=""
-        for i in 1 2 3 4 5 6; do
-            start_gw "gw$i" 1 "$API_GRPC" || exit 1
-            hosts="$hosts${hosts:+,}127.0.0.1:$GW_PORT"
-            pids="$pids${pids:++}$GW_PID"
-        done
+        start_six_gw gw || exit 1
+        hosts=$SIX_HOSTS pids=$SIX_PIDS
         # six gateways and six bench workers share 2 cores: connect slower, wait longer
         hold_bench "6 gateways 100000" "server:$pids api:$API_PID" conn --host "$hosts" \
             --user 100000 --procs 6 --source-ips 127.0.0.1-127.0.0.8 --sleep "$HOLD" \

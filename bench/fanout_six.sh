@@ -9,12 +9,8 @@ CASE=fan6
 have ws-gateway ws-api ws-bench || exit 0
 [ $# -gt 0 ] || { echo "usage: $0 RATE..." >&2; exit 2; }
 start_api echo || exit 1
-hosts="" pids=""
-for i in 1 2 3 4 5 6; do
-    start_gw "fan$i" 1 "$API_GRPC" || exit 1
-    hosts="$hosts${hosts:+,}127.0.0.1:$GW_PORT"
-    pids="$pids${pids:++}$GW_PID"
-done
+start_six_gw fan || exit 1
+hosts=$SIX_HOSTS pids=$SIX_PIDS
 for r in "$@"; do
     # six gateways and six bench workers share the cores: connect slower, wait longer
     run_bench "all 100000 (6 gateways) at $r/s" "gateway:$pids api:$API_PID" push \

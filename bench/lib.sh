@@ -108,6 +108,18 @@ start_gw() {
     return 1
 }
 
+# start_six_gw ID_PREFIX: six gateways (--threads 1 each, ids PREFIX1..PREFIX6) on $API_GRPC;
+# SIX_HOSTS (comma list of host:port) and SIX_PIDS (pid+pid+...: hold_bench's summed watch)
+start_six_gw() {
+    local i
+    SIX_HOSTS="" SIX_PIDS=""
+    for i in 1 2 3 4 5 6; do
+        start_gw "$1$i" 1 "$API_GRPC" || return 1
+        SIX_HOSTS="$SIX_HOSTS${SIX_HOSTS:+,}127.0.0.1:$GW_PORT"
+        SIX_PIDS="$SIX_PIDS${SIX_PIDS:++}$GW_PID"
+    done
+}
+
 # start_refecho THREADS: RE_PID, RE_PORT
 start_refecho() {
     RE_PORT=$(free_port)
