@@ -33,12 +33,8 @@ void ws_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset)
         p[i] ^= key[(offset + i) & 3];
 }
 
-size_t ws_frame_encode(uint8_t *out, size_t cap, int opcode, bool fin, const void *payload,
-                       size_t len, const uint8_t *mask)
+size_t ws_frame_header(uint8_t *out, int opcode, bool fin, size_t len, const uint8_t *mask)
 {
-    size_t hl = ws_frame_header_len(len, mask != NULL);
-    if (cap < hl || cap - hl < len)
-        return 0;
     uint8_t *h = out;
     *h++ = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
     uint8_t mbit = mask ? 0x80 : 0;
@@ -57,6 +53,16 @@ size_t ws_frame_encode(uint8_t *out, size_t cap, int opcode, bool fin, const voi
         memcpy(h, mask, 4);
         h += 4;
     }
+    return (size_t)(h - out);
+}
+
+size_t ws_frame_encode(uint8_t *out, size_t cap, int opcode, bool fin, const void *payload,
+                       size_t len, const uint8_t *mask)
+{
+    size_t hl = ws_frame_header_len(len, mask != NULL);
+    if (cap < hl || cap - hl < len)
+        return 0;
+    uint8_t *h = out + ws_frame_header(out, opcode, fin, len, mask);
     if (len)
         memcpy(h, payload, len);
     if (mask)

@@ -39,6 +39,9 @@ enum {
 /* ws_frame_header_len: bytes of header for a payload of len (mask adds 4). */
 size_t ws_frame_header_len(size_t len, bool masked);
 
+/* ws_frame_header: writes the header of one frame of len payload bytes (with the mask key when
+ * mask is non-NULL) to out (ws_frame_header_len bytes of room); returns its length. */
+size_t ws_frame_header(uint8_t *out, int opcode, bool fin, size_t len, const uint8_t *mask);
 /* ws_frame_encode: writes one frame (header + payload, masked with `mask` when it is non-NULL)
  * into out. Returns the frame's size, or 0 when cap is too small. The payload is copied. */
 size_t ws_frame_encode(uint8_t *out, size_t cap, int opcode, bool fin, const void *payload,

@@ -32,10 +32,15 @@ void wake_signal(wake_t *w)
         ;
 }
 
-void wake_clear(wake_t *w)
+void wake_consume(wake_t *w)
 {
     uint64_t v;
     while (read(w->fd, &v, sizeof v) < 0 && errno == EINTR)
         ;
+}
+
+void wake_clear(wake_t *w)
+{
+    wake_consume(w);
     wake_lower(&w->pending);
 }

@@ -35,6 +35,9 @@ static inline void wake_lower(_Atomic int *pending)
 
 /* wake_signal (any thread): coalesced wake of the consumer. */
 void wake_signal(wake_t *w);
+/* wake_consume (consumer thread): reads the eventfd but leaves the flag raised, so producers
+ * keep pushing without signalling (a consumer that polls; lower it with wake_lower later). */
+void wake_consume(wake_t *w);
 /* wake_clear (consumer thread): reads the eventfd and lowers the flag; drain afterwards. */
 void wake_clear(wake_t *w);
 

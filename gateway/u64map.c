@@ -34,12 +34,13 @@ int u64map_put(u64map_t *m, uint64_t key, void *val, void **old)
 {
     if (old)
         *old = NULL;
+    size_t i = 0;
     if (m->cap) {
-        /* replacing never resizes, so it cannot fail */
-        size_t mask = m->cap - 1, i = hash(key, mask);
+        size_t mask = m->cap - 1;
+        i = hash(key, mask);
         while (m->slots[i].key && m->slots[i].key != key)
             i = (i + 1) & mask;
-        if (m->slots[i].key == key) {
+        if (m->slots[i].key == key) { /* replacing never resizes, so it cannot fail */
             if (old)
                 *old = m->slots[i].val;
             m->slots[i].val = val;
@@ -47,12 +48,16 @@ int u64map_put(u64map_t *m, uint64_t key, void *val, void **old)
         }
     }
     /* load factor at most 3/4 (deletion shifts back, no tombstones): at 9 000 users on a
-     * thread the table is 256 KB, not 512 KB (about 29 bytes per connection less) */
-    if ((m->len + 1) * 4 > m->cap * 3 && resize(m, m->cap ? m->cap * 2 : 64) < 0)
-        return -1;
-    size_t mask = m->cap - 1, i = hash(key, mask);
-    while (m->slots[i].key)
-        i = (i + 1) & mask;
+     * thread the table is 256 KB, not 512 KB (about 29 bytes per connection less). Without
+     * a resize the probe above already stopped at the free slot. */
+    if ((m->len + 1) * 4 > m->cap * 3) {
+        if (resize(m, m->cap ? m->cap * 2 : 64) < 0)
+            return -1;
+        size_t mask = m->cap - 1;
+        i = hash(key, mask);
+        while (m->slots[i].key)
+            i = (i + 1) & mask;
+    }
     m->slots[i].key = key;
     m->slots[i].val = val;
     m->len++;

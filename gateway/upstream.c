@@ -1335,10 +1335,7 @@ static void *up_main(void *arg)
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u32 == 0) {
                 if (window_us) {
-                    uint64_t v; /* consume the signal; the flag stays raised while polling */
-                    if (read(u->wake.fd, &v, sizeof v) < 0 && errno != EAGAIN)
-                        log_rl_warn("wake read failed", "node=%s err=%s", u->name,
-                                    strerror(errno));
+                    wake_consume(&u->wake); /* the flag stays raised while polling */
                     polling = true;
                     quiet = 0;
                 } else {

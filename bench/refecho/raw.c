@@ -66,18 +66,7 @@ static int send_frame(raw_sess_t *s, int opcode, uint8_t *buf, size_t len)
 {
     size_t h = ws_frame_header_len(len, false);
     uint8_t *f = buf + MSG_HEAD - h;
-    f[0] = (uint8_t)(0x80 | opcode);
-    if (len < 126) {
-        f[1] = (uint8_t)len;
-    } else if (len < 65536) {
-        f[1] = 126;
-        f[2] = (uint8_t)(len >> 8);
-        f[3] = (uint8_t)len;
-    } else {
-        f[1] = 127;
-        for (int i = 0; i < 8; i++)
-            f[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
-    }
+    ws_frame_header(f, opcode, true, len, NULL);
     /* lws keeps what the socket did not take and sends it on the next POLLOUT */
     return lws_write(s->wsi, f, h + len, LWS_WRITE_RAW) < 0 ? 1 : 0;
 }
