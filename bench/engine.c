@@ -27,7 +27,7 @@
 
 #include "buf.h"
 #include "clock.h"
-#include "handshake.h"
+#include "ws_handshake.h"
 #include "log.h"
 #include "sched.h"
 #include "tsq.h"

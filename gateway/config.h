@@ -23,7 +23,6 @@ typedef struct gw_config {
     int64_t batch_max_bytes;  /* bytes per Upstream batch */
     int64_t replay_max_bytes; /* unacked bytes kept per API node before clients are paused */
     int64_t rcvbuf;           /* client SO_RCVBUF (0 = kernel default) */
-    int64_t rx_buffer;        /* lws rx_buffer_size */
     int64_t coalesce_us;      /* writer wake-up coalescing window (0 = wake per event) */
     const char *log_level;
     const char *allowed_origins;

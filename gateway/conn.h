@@ -1,5 +1,5 @@
-/* conn.h: one WebSocket client connection. It is the lws per-session data (lws allocates and
- * frees it with the wsi), so a connection costs no allocation of ours while idle.
+/* conn.h: one client connection. It is the lws per-session data of the raw socket (lws
+ * allocates and frees it with the wsi), so a connection costs no allocation of ours while idle.
  * Every field belongs to the connection's service thread. */
 #ifndef GW_CONN_H
 #define GW_CONN_H
@@ -10,6 +10,7 @@
 
 #include "event.h"
 #include "reasm.h"
+#include "ws_frame.h"
 
 #define GW_NODE_NONE 0xFF
 
@@ -24,12 +25,16 @@ typedef struct gw_conn {
     uint64_t seq;            /* last Message.seq sent upstream */
     gw_outq_t *outq;         /* NULL while nothing is queued */
     gw_reasm_t rx;           /* message being reassembled; empty while none is in flight */
+    ws_rx_t ws;              /* frame parser (ws.c); holds no buffer between frames */
+    char *hs;                /* request head split over reads, until the 101; else NULL */
     gw_member_t *rooms;      /* room memberships (conn_next list) */
     struct gw_conn *user_prev, *user_next;
     gw_payload_t *close_reason; /* Kick reason (text), when closing on command */
-    uint16_t close_code;     /* set when we decided to close; sent on the next WRITEABLE */
+    uint16_t close_code;     /* set when we sent our close frame (ws.c gw_ws_close) */
     uint16_t peer_code;      /* close code the client sent */
-    bool established;
+    uint16_t hs_len;         /* bytes in hs */
+    bool established;        /* upgraded (101 sent); before: the HTTP request */
+    bool rx_binary;          /* the message being read is binary */
     bool closing;
     bool paused;             /* rx flow control off (backpressure) */
     bool held;               /* messages held while its old node hands back (msgroute.c) */

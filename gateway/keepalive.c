@@ -9,6 +9,8 @@
 #include "config.h"
 #include "log.h"
 #include "svc.h"
+#include "ws.h"
+#include "ws_frame.h"
 
 uint64_t gw_keepalive_tick_ms(int64_t ping_interval_us)
 {
@@ -51,12 +53,9 @@ void gw_keepalive_sweep(struct gw_svc *s)
              * its close acknowledgement): end the socket, lws sees the hang-up and closes */
             shutdown(lws_get_socket_fd(c->wsi), SHUT_RDWR);
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        } else if (silent >= ping_ms && !c->pinged && !lws_partial_buffered(c->wsi)) {
-            /* a whole frame, never inside one of ours (a partial write is in lws: next tick).
-             * Not empty: lws 4.1.6 does not pass an empty pong to the callback. */
-            uint8_t buf[LWS_PRE + 4];
-            memcpy(buf + LWS_PRE, "wsgw", 4);
-            if (lws_write(c->wsi, buf + LWS_PRE, 4, LWS_WRITE_PING) < 4)
+        } else if (silent >= ping_ms && !c->pinged) {
+            /* a whole frame: if lws still holds part of an earlier one, it goes after that */
+            if (gw_ws_control(c, WS_OP_PING, "wsgw", 4) < 0)
                 log_rl_warn("ping write failed", "conn_id=%llu", (unsigned long long)c->id);
             c->pinged = true;
         }

@@ -23,6 +23,7 @@
 #include "route.h"
 #include "svc.h"
 #include "upstream.h"
+#include "httpd.h"
 #include "ws.h"
 
 
@@ -80,9 +81,6 @@ static const flag_t flag_table[] = {
      "bytes per Upstream batch (a single larger event still goes alone)", 1024, 1LL << 30},
     {"replay-max-bytes", FLAG_INT, "67108864", &gw_cfg.replay_max_bytes,
      "queued + unacknowledged bytes per API node before clients are paused", 65536, 1LL << 40},
-    {"rx-buffer", FLAG_INT, "384", &gw_cfg.rx_buffer,
-     "lws receive buffer per connection in bytes (memory per idle connection vs. reads per "
-     "large message)", 128, 1 << 20},
     {"coalesce", FLAG_DURATION, "0", &gw_cfg.coalesce_us,
      "writer wake-up coalescing: while messages flow, each API-node writer wakes once per this "
      "window (e.g. 200us) instead of once per event; adds up to two windows of latency; 0 = off",
@@ -331,7 +329,6 @@ int main(int argc, char **argv)
     if (gw_admit_init(gw_cfg.allowed_origins) < 0)
         return 1;
     gw_static_dir_init(gw_cfg.static_dir, argv[0]);
-    gw_ws_protocols[0].rx_buffer_size = (size_t)gw_cfg.rx_buffer;
     if (gw_cfg.coalesce_us < 0 || gw_cfg.coalesce_us > 100000) {
         fprintf(stderr, "ws-gateway: --coalesce: 0 to 100ms\n");
         return 2;

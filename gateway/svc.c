@@ -222,25 +222,6 @@ static void resume_paused(gw_svc_t *s)
 
 /* ---- commands from writers ------------------------------------------------------------ */
 
-/* uv timer: starts the close of every connection gw_svc_close_conn marked. */
-static void close_pending(uv_timer_t *t)
-{
-    gw_svc_t *s = t->data;
-    /* closing a connection runs CLOSED, which may mark others: take the list first */
-    while (s->nclosing) {
-        size_t n = s->nclosing;
-        uint64_t *ids = s->closing;
-        s->closing = NULL;
-        s->nclosing = s->cap_closing = 0;
-        for (size_t i = 0; i < n; i++) {
-            gw_conn_t *c = gw_conn_table_get(&s->conns, ids[i]);
-            if (c)
-                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-        }
-        free(ids);
-    }
-}
-
 static const char *default_reason(int code)
 {
     switch (code) {
@@ -251,11 +232,9 @@ static const char *default_reason(int code)
     }
 }
 
-/* Closes c with code and reason (NULL: a default text for the code). lws_close_reason()
- * records the close frame; the close itself starts from close_pending() on a uv timer, outside
- * any lws callback: LWS_TO_KILL_SYNC takes lws' polite path (close frame, wait for the ack).
- * Returning -1 from WRITEABLE would not do: lws takes it for a failed write and drops the
- * socket without a close frame; an async kill timeout is just as violent. */
+/* Closes c with code and reason (NULL: a default text for the code): the close frame goes out
+ * now, after whatever was queued for c in this drain; the connection ends when the client
+ * answers with its own close frame, or CLOSE_ACK_TIMEOUT_S later (ws.c gw_ws_close). */
 void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason)
 {
     if (c->closing)
@@ -265,8 +244,6 @@ void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason
         c->dirty = false;
         gw_wsout_flush(c, s->wscratch);
     }
-    c->closing = true;
-    c->close_code = (uint16_t)code;
     const char *r = reason ? (const char *)gw_payload_data(reason) : default_reason(code);
     size_t rl = reason ? reason->len : strlen(r);
     if (rl > 123)
@@ -276,26 +253,13 @@ void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason
         c->close_reason = reason;
     }
     gw_outq_free(&c->outq);
-    /* reads back on: the client's close acknowledgement must get through (a paused
-     * connection would sit out lws' 5 s close timeout instead) */
+    /* reads back on: the client's close frame must get through (a paused connection would
+     * sit out the close timeout instead) */
     if (c->paused) {
         c->paused = false;
         lws_rx_flow_control(c->wsi, 1);
     }
-    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)r, rl);
-    if (s->nclosing == s->cap_closing) {
-        size_t ncap = s->cap_closing ? s->cap_closing * 2 : 64;
-        uint64_t *q = realloc(s->closing, ncap * sizeof *q);
-        if (!q) {
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); /* abrupt */
-            return;
-        }
-        s->closing = q;
-        s->cap_closing = ncap;
-    }
-    s->closing[s->nclosing++] = c->id;
-    if (s->nclosing == 1)
-        uv_timer_start(&s->close_timer, close_pending, 0, 0);
+    gw_ws_close(c, code, r, rl);
 }
 
 static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
@@ -527,7 +491,6 @@ static void on_tick(uv_timer_t *t)
     stop_accepting(s);
     uv_close((uv_handle_t *)&s->accept_timer, NULL);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
-    uv_close((uv_handle_t *)&s->close_timer, NULL);
     uv_close((uv_handle_t *)&s->ka_timer, NULL);
     /* With a foreign loop lws closes its handles asynchronously; uv_run then returns once
      * every handle is closed. */
@@ -644,7 +607,7 @@ static void on_listen(uv_poll_t *h, int status, int events)
         }
         lws_sock_file_fd_type sock;
         sock.sockfd = fd;
-        lws_adoption_type type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
+        lws_adoption_type type = LWS_ADOPT_SOCKET; /* raw: ws.c does HTTP and WebSocket */
         if (*gw_cfg.tls_cert)
             type |= LWS_ADOPT_ALLOW_SSL; /* wss: lws runs the TLS handshake */
         if (!lws_adopt_descriptor_vhost(s->vh, type, sock, NULL, NULL)) {
@@ -751,8 +714,6 @@ static void *svc_main(void *arg)
     uv_timer_init(&s->loop, &s->drain_timer);
     s->drain_timer.data = s;
     uv_timer_start(&s->drain_timer, on_tick, TICK_MS, TICK_MS);
-    uv_timer_init(&s->loop, &s->close_timer);
-    s->close_timer.data = s;
     uv_timer_init(&s->loop, &s->ka_timer);
     s->ka_timer.data = s;
     uint64_t ka_ms = gw_keepalive_tick_ms(gw_cfg.ping_interval_us);
@@ -812,7 +773,6 @@ void gw_svc_join(gw_svc_t *s)
     gw_index_free(&s->index);
     gw_conn_table_free(&s->conns);
     free(s->paused);
-    free(s->closing);
     gw_msgroute_free(s);
     free(s->ovf_head);
     free(s->ovf_tail);

@@ -26,10 +26,7 @@ struct gw_svc {
     uv_poll_t listen_poll;
     uv_timer_t accept_timer;   /* re-enables accept after EMFILE */
     uv_timer_t drain_timer;    /* tick: requests from main, STOP */
-    uv_timer_t close_timer;    /* runs close_pending() outside lws callbacks */
     uv_timer_t ka_timer;       /* keepalive sweep (keepalive.h) */
-    uint64_t *closing;         /* ids of connections to close; this thread */
-    size_t nclosing, cap_closing;
     bool accepting;
     bool stopping;
     /* While a wake drains the command rings, deliveries queue and the connections they touch
@@ -66,11 +63,6 @@ struct gw_svc {
     struct gw_held *held;      /* connections whose messages wait for a handback */
     uint32_t *rs_gen;          /* [nup] presence resync requested by writer u (0 = none) */
     uint32_t *rs_cursor;       /* [nup] next connection slot to resync */
-    /* What CONFIRM_UPGRADE found for the handshake lws is completing (ESTABLISHED follows on
-     * the same wsi within the same service call); this thread only. */
-    struct lws *hs_wsi;
-    uint64_t hs_iph;
-    char hs_user[256];
     size_t nheld, cap_held;
     _Atomic int64_t nconns;    /* this thread's connections (metrics, /status) */
     _Atomic int stop_req;      /* main thread requests: GW_SVC_* below */

@@ -1,6 +1,10 @@
-/* ws.c: the lws protocol of ws-gateway: HTTP endpoints (/healthz, /readyz, /metrics), the
- * WebSocket handshake checks, and client events -> rings. Every function runs on the service
- * thread that owns the lws context (lws calls them from its loop). */
+/* ws.c: the client side of ws-gateway on lws raw sockets. lws keeps the event loop, the reads
+ * (up to pt_serv_buf_size, 16 KB, per recv), the writes it could not finish and TLS; this file
+ * does the rest: the request head (http1.c), the WebSocket handshake checks and the 101, RFC 6455
+ * frames in (common/ws_frame.c) and out, ping/pong and the close handshake, and client events
+ * -> rings. lws' own ws role is not used: it costs ~600 B more per idle connection and reads a
+ * 1.4 KB message in 3-4 recvs (bench/RESULTS.md, experiments 28 and 30).
+ * Every function runs on the service thread that owns the lws context. */
 #include "ws.h"
 
 #include <arpa/inet.h>
@@ -9,15 +13,15 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include "admit.h"
 #include "auth.h"
-#include "buf.h"
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "gwm.h"
+#include "http1.h"
+#include "httpd.h"
 #include "keepalive.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,203 +32,116 @@
 #include "svc.h"
 #include "upstream.h"
 #include "utf8.h"
+#include "ws_frame.h"
+#include "ws_handshake.h"
 #include "wsout.h"
 
 #define WS_PATH "/gateway/ws"
 #define USER_MAX 256
+#define HANDSHAKE_TIMEOUT_S 10 /* from accept to a complete request head */
+#define CLOSE_ACK_TIMEOUT_S 5  /* from our close frame to the client's (RFC 6455 §7.1.1) */
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len);
 
 struct lws_protocols gw_ws_protocols[] = {
-    /* One protocol for HTTP and WebSocket: clients need not name a subprotocol.
-     * rx_buffer_size (--rx-buffer, default 384) is what lws allocates per connection for
-     * receiving and also the most it reads per recv(2). 384 keeps an idle connection under
-     * 2 KB (2 026 B at 18 000; 512: 2 158 B) at the price of one more read per 1 KB
-     * message (3 instead of 2): +10-20 % gateway CPU per 1 KB message in closed loop
-     * (bench/RESULTS.md, experiments 23-24). Larger messages: raise it.
-     * tx_packet_size: without it lws caps every send(2) at rx_buffer_size + LWS_PRE + 4
-     * bytes, so a 1.4 KB message went out in three sends with two POLLOUT round trips
-     * (epoll_ctl + epoll_wait each) in between. */
-    {"wsgw", ws_callback, sizeof(gw_conn_t), 384, 0, NULL, 256 * 1024},
+    /* The raw-socket protocol every accepted socket is adopted into. rx_buffer_size is not used
+     * by raw sockets (lws reads into its per-thread buffer). tx_packet_size: without it lws
+     * caps every send(2) at pt_serv_buf_size + LWS_PRE + 4 bytes. */
+    {"wsgw", ws_callback, sizeof(gw_conn_t), 0, 0, NULL, 256 * 1024},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
-
-static char static_dir[512];
-
-const char *gw_static_dir(void)
-{
-    return static_dir[0] ? static_dir : NULL;
-}
-
-void gw_static_dir_init(const char *flag, const char *argv0)
-{
-    struct stat st;
-    char cand[512];
-    static_dir[0] = 0;
-    if (flag && *flag) {
-        snprintf(static_dir, sizeof static_dir, "%s", flag);
-        goto trim;
-    }
-    if (stat("/usr/share/wsgw/demo", &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(static_dir, sizeof static_dir, "/usr/share/wsgw/demo");
-        return;
-    }
-    const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
-    if (slash) {
-        snprintf(cand, sizeof cand, "%.*s/../demo", (int)(slash - argv0), argv0);
-        if (stat(cand, &st) == 0 && S_ISDIR(st.st_mode))
-            snprintf(static_dir, sizeof static_dir, "%s", cand);
-    }
-trim:
-    for (size_t n = strlen(static_dir); n > 1 && static_dir[n - 1] == '/'; n--)
-        static_dir[n - 1] = 0;
-}
 
 static gw_svc_t *svc_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
 }
 
-/* ---- HTTP ----------------------------------------------------------------------------- */
+/* ---- frames out ----------------------------------------------------------------------- */
 
-/* Writes a complete response (headers + body in one write) and ends the transaction.
- * Returns what the callback should return. */
-static int http_reply(struct lws *wsi, unsigned status, const char *ctype, const void *body,
-                      size_t len)
+int gw_ws_write(gw_conn_t *c, gw_payload_t *p)
 {
-    size_t cap = LWS_PRE + 1024 + len;
-    uint8_t *buf = malloc(cap);
-    if (!buf)
+    uint8_t *d = gw_payload_data(p);
+    uint8_t hdr[GW_WS_HDR_MAX];
+    size_t h = gw_ws_frame_header(hdr, p->binary, p->len);
+    /* the header goes into the payload's headroom (LWS_PRE >= GW_WS_HDR_MAX bytes). A payload
+     * is shared only by the connections of one service thread, which all write the same
+     * header there. */
+    memcpy(d - h, hdr, h);
+    int w = lws_write(c->wsi, d - h, h + p->len, LWS_WRITE_RAW);
+    if (w < (int)(h + p->len)) {
+        log_rl_warn("write failed", "conn_id=%llu", (unsigned long long)c->id);
         return -1;
-    uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + cap;
-    int rv = -1;
-    if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)len, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_http_header(wsi, &p, end))
-        goto out;
-    memcpy(p, body, len);
-    p += len;
-    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
-        goto out;
-    rv = lws_http_transaction_completed(wsi) ? -1 : 0;
-out:
-    free(buf);
-    return rv;
-}
-
-static int http_text(struct lws *wsi, unsigned status, const char *text)
-{
-    return http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
-}
-
-static const char *mime_of(const char *path)
-{
-    static const struct {
-        const char *ext, *mime;
-    } types[] = {
-        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-        {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
-        {".png", "image/png"},                 {".ico", "image/x-icon"},
-        {".json", "application/json"},         {".txt", "text/plain; charset=utf-8"},
-    };
-    const char *dot = strrchr(path, '.');
-    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
-        if (strcmp(dot, types[i].ext) == 0)
-            return types[i].mime;
-    return "application/octet-stream";
-}
-
-/* GET of a file under --static-dir (the browser demo at /). lws sends it asynchronously. */
-static int serve_static(struct lws *wsi, const char *path)
-{
-    const char *dir = gw_static_dir();
-    if (!dir || path[0] != '/' || strstr(path, "..") || strchr(path, '\\') ||
-        strlen(path) > 200)
-        return http_text(wsi, 404, "not found\n");
-    char file[1024];
-    snprintf(file, sizeof file, "%s%s%s", dir, path, path[strlen(path) - 1] == '/' ? "index.html" : "");
-    struct stat st;
-    if (stat(file, &st) != 0 || !S_ISREG(st.st_mode))
-        return http_text(wsi, 404, "not found\n");
-    int n = lws_serve_http_file(wsi, file, mime_of(file), NULL, 0);
-    if (n < 0)
-        return -1;
-    if (n > 0 && lws_http_transaction_completed(wsi))
-        return -1;
+    }
+    metrics_observe(gwm.stage_egress, (uint64_t)(clock_mono_ns() - p->t_recv));
+    metrics_inc(gwm.msgs_out);
+    metrics_add(gwm.bytes_out, p->len);
     return 0;
 }
 
-static int on_http(struct lws *wsi, const char *path)
+int gw_ws_control(gw_conn_t *c, int opcode, const void *payload, size_t len)
 {
-    gw_svc_t *s = svc_of(wsi);
-    if (strcmp(path, "/healthz") == 0)
-        return http_text(wsi, 200, "ok\n");
-    if (strcmp(path, "/readyz") == 0) {
-        if (atomic_load(&s->gw->draining))
-            return http_text(wsi, 503, "draining\n");
-        return gw_ready(s->gw) ? http_text(wsi, 200, "ready\n")
-                               : http_text(wsi, 503, "no API node connected\n");
-    }
-    if (strcmp(path, "/metrics") == 0) {
-        buf_t b = BUF_INIT;
-        if (metrics_render(&b) < 0) {
-            buf_free(&b);
-            return http_text(wsi, 500, "out of memory\n");
-        }
-        int rv = http_reply(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-        buf_free(&b);
-        return rv;
-    }
-    if (strcmp(path, WS_PATH) == 0)
-        return http_text(wsi, 400, "WebSocket upgrade required\n");
-    return serve_static(wsi, path);
+    uint8_t buf[LWS_PRE + 2 + WS_MAX_CONTROL];
+    if (len > WS_MAX_CONTROL)
+        len = WS_MAX_CONTROL;
+    size_t n = ws_frame_encode(buf + LWS_PRE, sizeof buf - LWS_PRE, opcode, true, payload, len,
+                               NULL);
+    /* whole frames only: lws appends to what it still holds of earlier ones, in order */
+    return lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
 }
 
-static const char *status_text(unsigned status)
+void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen)
 {
-    switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    uint8_t body[WS_MAX_CONTROL];
+    size_t n = 0;
+    if (code != 1005) { /* 1005: the client's close had no code, so ours has none (§5.5.1) */
+        if (rlen > WS_MAX_CONTROL - 2)
+            rlen = WS_MAX_CONTROL - 2;
+        body[0] = (uint8_t)(code >> 8);
+        body[1] = (uint8_t)code;
+        if (rlen)
+            memcpy(body + 2, reason, rlen);
+        n = 2 + rlen;
     }
+    c->closing = true;
+    if (!c->close_code)
+        c->close_code = (uint16_t)code;
+    if (gw_ws_control(c, WS_OP_CLOSE, body, n) < 0)
+        log_rl_warn("close frame write failed", "conn_id=%llu", (unsigned long long)c->id);
+    /* the client answers with its close frame (frames_in closes then); if it does not, lws
+     * ends the connection after this timeout */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, CLOSE_ACK_TIMEOUT_S);
 }
 
-/* Refuses a WebSocket handshake with an HTTP status and closes the connection. Written by
- * hand: lws_return_http_status answers "HTTP/1.0" on the upgrade path (the request version is
- * not parsed there), which strict clients reject. Returns the CONFIRM_UPGRADE result. */
+/* ---- handshake ------------------------------------------------------------------------ */
+
+/* Refuses a request with an HTTP status; the callback then returns -1 (flush, close). */
 static int refuse(struct lws *wsi, unsigned status, int metric, const char *why)
 {
     char peer[64] = "";
     lws_get_peer_simple(wsi, peer, sizeof peer);
     log_rl_warn("handshake refused", "status=%u reason=%s peer=%s", status, why, peer);
     metrics_inc(metric);
-    uint8_t buf[LWS_PRE + 256];
-    const char *text = status_text(status);
-    int n = snprintf((char *)buf + LWS_PRE, sizeof buf - LWS_PRE,
-                     "HTTP/1.1 %u %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
-                     "connection: close\r\n\r\n%s\n",
-                     status, text, strlen(text) + 1, text);
-    lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
-    return -1; /* lws flushes what is buffered, then closes */
+    const char *text = gw_httpd_status_text(status);
+    char body[64];
+    int n = snprintf(body, sizeof body, "%s\n", text);
+    gw_httpd_reply(wsi, status, "text/plain", body, (size_t)n, false);
+    return -1;
 }
 
 /* The bearer token of a handshake: "Authorization: Bearer T", else ?token=T. */
-static const char *find_token(struct lws *wsi, char *buf, size_t cap)
+static const char *find_token(const gw_http_req_t *r, char *buf, size_t cap)
 {
-    int n = lws_hdr_copy(wsi, buf, (int)cap, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > 7 && strncasecmp(buf, "Bearer ", 7) == 0) {
-        const char *t = buf + 7;
-        while (*t == ' ')
-            t++;
-        return t;
+    const gw_slice_t *a = gw_http_header(r, "authorization");
+    if (a && a->n > 7 && strncasecmp(a->p, "Bearer ", 7) == 0) {
+        gw_slice_t t = {a->p + 7, a->n - 7};
+        while (t.n && *t.p == ' ') {
+            t.p++;
+            t.n--;
+        }
+        return gw_http_copy(t, buf, cap) >= 0 ? buf : NULL;
     }
-    return lws_get_urlarg_by_name(wsi, "token=", buf, (int)cap);
+    return gw_http_query_arg(r->query, "token", buf, cap) >= 0 ? buf : NULL;
 }
 
 static uint64_t peer_hash(struct lws *wsi)
@@ -234,83 +151,43 @@ static uint64_t peer_hash(struct lws *wsi)
     return gw_hash64(ip, strlen(ip), 0x5ca1ab1e) | 1; /* never 0 */
 }
 
-/* A reservation made for a handshake that never reached ESTABLISHED goes back. */
-static void drop_pending_handshake(gw_svc_t *s)
-{
-    if (s->hs_iph)
-        gw_admit_ip_put(s->hs_iph);
-    s->hs_wsi = NULL;
-    s->hs_iph = 0;
-    s->hs_user[0] = 0;
-}
-
-static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
-{
-    gw_svc_t *s = svc_of(wsi);
-    char uri[128];
-    drop_pending_handshake(s);
-    if (strcasecmp(upgrade, "websocket") != 0)
-        return refuse(wsi, 400, gwm.rejected_400, "unsupported-upgrade");
-    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, WS_PATH) != 0)
-        return refuse(wsi, 404, gwm.rejected_404, "unknown-path");
-    char ver[8];
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0 ||
-        lws_hdr_copy(wsi, ver, sizeof ver, WSI_TOKEN_VERSION) <= 0 || strcmp(ver, "13") != 0)
-        return refuse(wsi, 400, gwm.rejected_400, "bad-handshake");
-    if (atomic_load(&s->gw->draining) || atomic_load(&s->stop_req))
-        return refuse(wsi, 503, gwm.rejected_503, "draining");
-    if (atomic_load_explicit(&s->gw->nconns, memory_order_relaxed) >= s->gw->conn_cap)
-        return refuse(wsi, 503, gwm.rejected_503, "at-capacity");
-    char origin[512];
-    int on = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
-    if (!gw_admit_origin(on > 0 ? origin : NULL, gw_cfg.require_origin))
-        return refuse(wsi, 403, gwm.rejected_403, on > 0 ? "origin-not-allowed" : "origin-missing");
-    if (*gw_cfg.auth_secret) {
-        char tok[4096];
-        const char *t = find_token(wsi, tok, sizeof tok);
-        gw_auth_result_t r = gw_auth_check(t, gw_cfg.auth_secret, clock_wall_ns() / 1000000000,
-                                           s->hs_user, sizeof s->hs_user);
-        if (r != GW_AUTH_OK) {
-            metrics_inc(gwm.auth_rejects[r]);
-            s->hs_user[0] = 0;
-            /* the reason goes to the log and the metric, never to the client */
-            return refuse(wsi, 401, gwm.rejected_401, gw_auth_reason(r));
-        }
-    }
-    if (gw_cfg.max_conns_per_ip > 0) {
-        uint64_t h = peer_hash(wsi);
-        if (!gw_admit_ip_take(h, gw_cfg.max_conns_per_ip)) {
-            s->hs_user[0] = 0;
-            return refuse(wsi, 429, gwm.rejected_429, "too-many-per-address");
-        }
-        s->hs_iph = h;
-    }
-    s->hs_wsi = wsi;
-    return 0;
-}
-
-/* ---- connection life ------------------------------------------------------------------ */
-
-/* Copies the request query (URI args joined by '&', minus any token=) into out. */
-static size_t copy_query(struct lws *wsi, char *out, size_t cap)
+/* The request query minus token= and user= (credentials stay at the edge; user= is
+ * Event.user_id), each argument decoded, joined by '&'. */
+static size_t copy_query(gw_slice_t query, char *out, size_t cap)
 {
     size_t o = 0;
-    char frag[512];
-    for (int i = 0; o + 1 < cap; i++) {
-        int n = lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (n <= 0)
+    const char *p = query.p, *end = query.p + query.n;
+    while (p < end && o + 1 < cap) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        gw_slice_t f = {p, (size_t)((amp ? amp : end) - p)};
+        p = amp ? amp + 1 : end;
+        if (!f.n || (f.n >= 6 && memcmp(f.p, "token=", 6) == 0) ||
+            (f.n >= 5 && memcmp(f.p, "user=", 5) == 0))
+            continue;
+        if (o)
+            out[o++] = '&';
+        long n = gw_http_decode(f, true, out + o, cap - o);
+        if (n < 0) {
+            o -= o ? 1 : 0;
             break;
-        if (strncmp(frag, "token=", 6) == 0)
-            continue; /* credentials stay at the edge */
-        if (strncmp(frag, "user=", 5) == 0)
-            continue; /* it is Event.user_id; keeping it out keeps most stored queries empty */
-        int w = snprintf(out + o, cap - o, "%s%s", o ? "&" : "", frag);
-        if (w < 0 || (size_t)w >= cap - o)
-            break;
-        o += (size_t)w;
+        }
+        o += (size_t)n;
     }
     out[o] = 0;
     return o;
+}
+
+/* The user id without --auth-secret: ?user= or X-User-Id. */
+static size_t copy_user(const gw_http_req_t *r, char *out, size_t cap)
+{
+    long n = gw_http_query_arg(r->query, "user", out, cap);
+    if (n >= 0)
+        return (size_t)n;
+    const gw_slice_t *h = gw_http_header(r, "x-user-id");
+    if (h && (n = gw_http_copy(*h, out, cap)) >= 0)
+        return (size_t)n;
+    out[0] = 0;
+    return 0;
 }
 
 static size_t copy_peer(struct lws *wsi, char *out, size_t cap)
@@ -321,35 +198,16 @@ static size_t copy_peer(struct lws *wsi, char *out, size_t cap)
     out[0] = 0;
     if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl) < 0)
         return 0;
-    int port = 0;
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-        port = ntohs(a->sin_port);
-        snprintf(out, cap, "%s:%d", ip, port);
+        snprintf(out, cap, "%s:%d", ip, ntohs(a->sin_port));
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-        port = ntohs(a->sin6_port);
-        snprintf(out, cap, "[%s]:%d", ip, port);
+        snprintf(out, cap, "[%s]:%d", ip, ntohs(a->sin6_port));
     }
     return strlen(out);
-}
-
-/* The user id without --auth-secret: ?user= or X-User-Id. */
-static size_t copy_user(struct lws *wsi, char *out, size_t cap)
-{
-    out[0] = 0;
-    const char *v = lws_get_urlarg_by_name(wsi, "user=", out, (int)cap);
-    if (v) {
-        memmove(out, v, strlen(v) + 1);
-        return strlen(out);
-    }
-    int n = lws_hdr_custom_copy(wsi, out, (int)cap, "x-user-id:", 10);
-    if (n > 0)
-        return (size_t)n;
-    out[0] = 0;
-    return 0;
 }
 
 /* Sends e (a copy per node) to every API node: Open and Close are replicated. Takes e.
@@ -386,54 +244,92 @@ gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen)
     return e;
 }
 
-static int on_established(struct lws *wsi, gw_conn_t *c)
+/* The checks of a WebSocket upgrade request, in the order a client can fix them. Returns 0
+ * with the user (JWT subject, or ?user= / X-User-Id) in user and the per-address reservation
+ * in *iph, or the -1 of refuse(). */
+static int check_upgrade(gw_svc_t *s, struct lws *wsi, const gw_http_req_t *r,
+                         const gw_slice_t *upgrade, char *user, size_t ucap, uint64_t *iph)
 {
-    gw_svc_t *s = svc_of(wsi);
-    c->wsi = wsi;
-    c->node = GW_NODE_NONE;
-    if (gw_conn_table_add(&s->conns, c) < 0) {
-        drop_pending_handshake(s);
-        log_rl_error("connection table full", "thread=%d", s->idx);
-        lws_close_reason(wsi, (enum lws_close_status)1013, (unsigned char *)"full", 4);
-        return -1;
-    }
-    char user[USER_MAX], query[1024], peer[80];
-    size_t ulen;
-    if (s->hs_wsi != wsi) {
-        /* CONFIRM_UPGRADE always precedes ESTABLISHED on the same wsi: never here */
-        log_error("handshake state lost", "thread=%d", s->idx);
-        drop_pending_handshake(s);
-        return -1;
-    }
+    char path[128], tok[4096], origin[512];
+    *iph = 0;
+    if (!gw_http_has_token(upgrade, "websocket"))
+        return refuse(wsi, 400, gwm.rejected_400, "unsupported-upgrade");
+    if (gw_http_decode(r->path, false, path, sizeof path) < 0 || strcmp(path, WS_PATH) != 0)
+        return refuse(wsi, 404, gwm.rejected_404, "unknown-path");
+    const gw_slice_t *key = gw_http_header(r, "sec-websocket-key");
+    const gw_slice_t *ver = gw_http_header(r, "sec-websocket-version");
+    if (r->method.n != 3 || memcmp(r->method.p, "GET", 3) != 0 || r->minor != 1 ||
+        !gw_http_has_token(gw_http_header(r, "connection"), "upgrade") || !key || !key->n ||
+        key->n > 64 || !ver || ver->n != 2 || memcmp(ver->p, "13", 2) != 0)
+        return refuse(wsi, 400, gwm.rejected_400, "bad-handshake");
+    if (atomic_load(&s->gw->draining) || atomic_load(&s->stop_req))
+        return refuse(wsi, 503, gwm.rejected_503, "draining");
+    if (atomic_load_explicit(&s->gw->nconns, memory_order_relaxed) >= s->gw->conn_cap)
+        return refuse(wsi, 503, gwm.rejected_503, "at-capacity");
+    const gw_slice_t *o = gw_http_header(r, "origin");
+    bool have_origin = o && gw_http_copy(*o, origin, sizeof origin) > 0;
+    if (!gw_admit_origin(have_origin ? origin : NULL, gw_cfg.require_origin))
+        return refuse(wsi, 403, gwm.rejected_403,
+                      have_origin ? "origin-not-allowed" : "origin-missing");
     if (*gw_cfg.auth_secret) {
-        ulen = strlen(s->hs_user);
-        memcpy(user, s->hs_user, ulen + 1);
-    } else {
-        ulen = copy_user(wsi, user, sizeof user);
-    }
-    c->iph = s->hs_iph;
-    s->hs_iph = 0; /* the connection owns the reservation now */
-    drop_pending_handshake(s);
-    if (copy_query(wsi, query, sizeof query) > 0 && !(c->query = strdup(query))) {
-        log_rl_error("out of memory on connect", "thread=%d", s->idx);
-        gw_conn_table_remove(&s->conns, c);
-        c->id = 0;
-        return -1;
-    }
-    if (ulen) {
-        c->user = strdup(user);
-        if (!c->user || gw_index_add_user(&s->index, c) < 0) {
-            log_rl_error("out of memory on connect", "thread=%d", s->idx);
-            gw_conn_table_remove(&s->conns, c);
-            free(c->user);
-            c->user = NULL;
-            free(c->query);
-            c->query = NULL;
-            c->id = 0;
-            return -1;
+        const char *t = find_token(r, tok, sizeof tok);
+        gw_auth_result_t ar = gw_auth_check(t, gw_cfg.auth_secret, clock_wall_ns() / 1000000000,
+                                            user, ucap);
+        if (ar != GW_AUTH_OK) {
+            metrics_inc(gwm.auth_rejects[ar]);
+            /* the reason goes to the log and the metric, never to the client */
+            return refuse(wsi, 401, gwm.rejected_401, gw_auth_reason(ar));
         }
+    } else {
+        copy_user(r, user, ucap);
     }
-    c->established = true;
+    if (gw_cfg.max_conns_per_ip > 0) {
+        uint64_t h = peer_hash(wsi);
+        if (!gw_admit_ip_take(h, gw_cfg.max_conns_per_ip))
+            return refuse(wsi, 429, gwm.rejected_429, "too-many-per-address");
+        *iph = h;
+    }
+    return 0;
+}
+
+/* Answers 101 and makes c a live connection: table, user index, Open to every node. */
+static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_req_t *r,
+                     const char *user, uint64_t iph)
+{
+    c->node = GW_NODE_NONE;
+    c->iph = iph; /* given back by on_closed from here on */
+    if (gw_conn_table_add(&s->conns, c) < 0) {
+        log_rl_error("connection table full", "thread=%d", s->idx);
+        return refuse(wsi, 503, gwm.rejected_503, "table-full");
+    }
+    char query[1024];
+    size_t ulen = strlen(user);
+    if ((copy_query(r->query, query, sizeof query) > 0 && !(c->query = strdup(query))) ||
+        (ulen && (!(c->user = strdup(user)) || gw_index_add_user(&s->index, c) < 0))) {
+        log_rl_error("out of memory on connect", "thread=%d", s->idx);
+        gw_index_remove_conn(&s->index, c);
+        gw_conn_table_remove(&s->conns, c);
+        free(c->user);
+        c->user = NULL;
+        free(c->query);
+        c->query = NULL;
+        c->id = 0;
+        return refuse(wsi, 503, gwm.rejected_503, "out-of-memory");
+    }
+    const gw_slice_t *key = gw_http_header(r, "sec-websocket-key");
+    char k[65], accept[HS_ACCEPT_LEN + 1];
+    gw_http_copy(*key, k, sizeof k); /* <= 64 bytes: checked */
+    hs_accept(k, accept);
+    uint8_t resp[LWS_PRE + 160];
+    int n = snprintf((char *)resp + LWS_PRE, sizeof resp - LWS_PRE,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+    c->established = true; /* from here on on_closed undoes all of the above */
+    if (n < 0 || lws_write(wsi, resp + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < n)
+        return -1;
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    memset(&c->ws, 0, sizeof c->ws);
+    c->ws.expect_masked = 1; /* client frames are masked (§5.1); no size limit here: reasm's */
     gw_keepalive_alive(s, c);
     atomic_fetch_add_explicit(&s->gw->nconns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
@@ -443,22 +339,225 @@ static int on_established(struct lws *wsi, gw_conn_t *c)
     gw_event_t *e = gw_ws_open_event(c, 0);
     if (!e) {
         log_rl_error("out of memory on connect", "thread=%d", s->idx);
-        return -1; /* CLOSED follows and cleans up */
+        gw_ws_close(c, 1011, "out of memory", 13);
+        return 0;
     }
-    copy_peer(wsi, peer, sizeof peer);
     if (!to_all_nodes(s, e))
         gw_svc_pause(s, c);
     if (atomic_load(&s->stop_req) >= GW_SVC_QUIESCE)
         gw_svc_close_conn(s, c, 1001, NULL);
-    char q[USER_MAX + 8];
-    log_debug("connected", "conn_id=%llu user=%s peer=%s thread=%d", (unsigned long long)c->id,
-              log_quote(q, sizeof q, user), peer, s->idx);
+    if (log_level >= LOG_DEBUG) {
+        char q[USER_MAX + 8], peer[80];
+        copy_peer(wsi, peer, sizeof peer);
+        log_debug("connected", "conn_id=%llu user=%s peer=%s thread=%d",
+                  (unsigned long long)c->id, log_quote(q, sizeof q, user), peer, s->idx);
+    }
     return 0;
 }
+
+static int frames_in(gw_svc_t *s, gw_conn_t *c, uint8_t *p, size_t n);
+
+/* The request head: collected (in c->hs only when it spans reads), then a WebSocket upgrade
+ * or a plain HTTP request. Bytes after the head of an upgrade are the first frames. */
+static int request_in(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, uint8_t *in, size_t len)
+{
+    gw_http_req_t r;
+    uint8_t *buf = in, *more = NULL;
+    size_t blen = len, nmore = 0;
+    int rv;
+    if (!c->hs) {
+        rv = gw_http_parse((const char *)in, len, &r);
+        if (rv == GW_HTTP_AGAIN) {
+            if (!(c->hs = malloc(GW_HTTP_MAX_HEAD)))
+                return -1;
+            memcpy(c->hs, in, len); /* < GW_HTTP_MAX_HEAD, or the parse said BAD */
+            c->hs_len = (uint16_t)len;
+            return 0;
+        }
+    } else {
+        size_t take = len < GW_HTTP_MAX_HEAD - c->hs_len ? len : GW_HTTP_MAX_HEAD - c->hs_len;
+        memcpy(c->hs + c->hs_len, in, take);
+        c->hs_len = (uint16_t)(c->hs_len + take);
+        buf = (uint8_t *)c->hs;
+        blen = c->hs_len;
+        more = in + take;
+        nmore = len - take;
+        rv = gw_http_parse(c->hs, c->hs_len, &r);
+        if (rv == GW_HTTP_AGAIN && nmore)
+            rv = GW_HTTP_BAD; /* the buffer is full and the head goes on */
+        if (rv == GW_HTTP_AGAIN)
+            return 0;
+    }
+    if (rv != GW_HTTP_OK)
+        return refuse(wsi, 400, gwm.rejected_400, "bad-request");
+    const gw_slice_t *up = gw_http_header(&r, "upgrade");
+    if (!up) {
+        gw_httpd_serve(s, wsi, &r);
+        return -1; /* after the response is sent */
+    }
+    char user[USER_MAX];
+    uint64_t iph;
+    user[0] = 0;
+    if (check_upgrade(s, wsi, &r, up, user, sizeof user, &iph) < 0)
+        return -1;
+    if (establish(s, wsi, c, &r, user, iph) < 0)
+        return -1;
+    /* frames the client sent right behind its request */
+    rv = 0;
+    if (blen > r.head_len)
+        rv = frames_in(s, c, buf + r.head_len, blen - r.head_len);
+    if (!rv && nmore)
+        rv = frames_in(s, c, more, nmore);
+    free(c->hs);
+    c->hs = NULL;
+    c->hs_len = 0;
+    return rv;
+}
+
+/* ---- frames in ------------------------------------------------------------------------ */
+
+/* Hands a complete message upstream. Takes e. */
+static void message_done(gw_svc_t *s, gw_conn_t *c, gw_event_t *e)
+{
+    const uint8_t *payload = (const uint8_t *)gw_event_a(e);
+    if (!e->binary && !gw_utf8_valid(payload, e->a_len)) {
+        log_rl_warn("invalid UTF-8 in a text message", "conn_id=%llu len=%u",
+                    (unsigned long long)c->id, e->a_len);
+        gw_event_free(e);
+        gw_ws_close(c, 1007, "invalid UTF-8", 13);
+        return;
+    }
+    e->t_read = clock_mono_ns();
+    e->seq = ++c->seq;
+    e->gateway_ns = clock_wall_ns();
+    metrics_inc(gwm.msgs_in);
+    metrics_add(gwm.bytes_in, e->a_len);
+    gw_msgroute_send(s, c, e);
+}
+
+/* One chunk of a data message (final: the message ends with it). */
+static void chunk(gw_conn_t *c, const uint8_t *p, size_t n, bool final)
+{
+    size_t max = (size_t)gw_cfg.max_message;
+    gw_event_t *e;
+    int rv = gw_reasm_add(&c->rx, c->id, c->user, c->user ? strlen(c->user) : 0, c->rx_binary,
+                          p, n, final, (size_t)c->ws.remaining, max, &e);
+    switch (rv) {
+    case GW_REASM_MORE:
+        return;
+    case GW_REASM_TOO_BIG:
+        log_rl_warn("message too big", "conn_id=%llu max=%zu", (unsigned long long)c->id, max);
+        gw_ws_close(c, 1009, "message too big", 15);
+        return;
+    case GW_REASM_NOMEM:
+        log_rl_error("out of memory reading a message", "conn_id=%llu", (unsigned long long)c->id);
+        gw_ws_close(c, 1011, "out of memory", 13);
+        return;
+    default:
+        message_done(svc_of(c->wsi), c, e);
+    }
+}
+
+static int on_msg_begin(void *ctx, int opcode, const uint8_t *prefix, size_t n)
+{
+    gw_conn_t *c = ctx;
+    (void)prefix;
+    (void)n;
+    c->rx_binary = opcode == WS_OP_BINARY;
+    return 0;
+}
+
+static int on_data(void *ctx, const uint8_t *p, size_t n)
+{
+    gw_conn_t *c = ctx;
+    if (c->closing)
+        return 0; /* data after our close frame is read and dropped (§7.1.1: we wait for theirs) */
+    /* the whole message in this slice: one copy, no reassembly */
+    bool whole = !c->rx.ev && c->ws.remaining == 0 && c->ws.frame_fin && c->ws.msg_len == n;
+    chunk(c, p, n, whole);
+    return 0;
+}
+
+static int on_msg_end(void *ctx, uint64_t total)
+{
+    gw_conn_t *c = ctx;
+    if (c->closing)
+        return 0;
+    if (c->rx.ev || total == 0)
+        chunk(c, NULL, 0, true); /* reassembled, or an empty message */
+    return 0;
+}
+
+/* RFC 6455 §7.4: the codes a close frame may carry. */
+static bool close_code_ok(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* Ping, pong and close. Returns 1 when the connection is to end (the parser stops). */
+static int on_control(void *ctx, int opcode, const uint8_t *p, size_t n)
+{
+    gw_conn_t *c = ctx;
+    if (opcode == WS_OP_PONG) {
+        gw_keepalive_alive(svc_of(c->wsi), c);
+        return 0;
+    }
+    if (opcode == WS_OP_PING) {
+        if (!c->closing && gw_ws_control(c, WS_OP_PONG, p, n) < 0)
+            return 1;
+        return 0;
+    }
+    /* close */
+    int code = ws_close_code(p, n);
+    if (c->closing)
+        return 1; /* the answer to ours: done */
+    if (code != 1005 && !close_code_ok(code)) {
+        log_rl_warn("client closed for a protocol violation", "conn_id=%llu code=%d",
+                    (unsigned long long)c->id, code);
+        gw_ws_close(c, 1002, "invalid close code", 18);
+        return 1;
+    }
+    if (n > 2 && !gw_utf8_valid(p + 2, n - 2)) {
+        gw_ws_close(c, 1007, "invalid UTF-8", 13);
+        return 1;
+    }
+    c->peer_code = (uint16_t)code;
+    /* echo its code (§5.5.1), then hang up: lws sends what it holds first */
+    gw_ws_close(c, code, NULL, 0);
+    return 1;
+}
+
+static const ws_rx_cb_t rx_cb = {on_msg_begin, on_data, on_msg_end, on_control};
+
+/* Bytes of an established connection. Returns -1 when lws is to close it. */
+static int frames_in(gw_svc_t *s, gw_conn_t *c, uint8_t *p, size_t n)
+{
+    (void)s;
+    int rv = ws_rx_feed(&c->ws, p, n, &rx_cb, c);
+    if (rv == WS_OK)
+        return 0;
+    if (rv == WS_ERR_STOP || c->closing)
+        return -1;
+    if (rv == WS_ERR_NOMEM) {
+        log_rl_error("out of memory reading a frame", "conn_id=%llu", (unsigned long long)c->id);
+        gw_ws_close(c, 1011, "out of memory", 13);
+        return -1;
+    }
+    log_rl_warn("client closed for a protocol violation", "conn_id=%llu code=1002",
+                (unsigned long long)c->id);
+    gw_ws_close(c, 1002, "protocol error", 14);
+    return -1; /* the parser cannot go on: lws sends the close frame, then hangs up */
+}
+
+/* ---- connection life ------------------------------------------------------------------ */
 
 static void on_closed(struct lws *wsi, gw_conn_t *c)
 {
     gw_svc_t *s = svc_of(wsi);
+    free(c->hs);
+    c->hs = NULL;
+    ws_rx_free(&c->ws);
     if (c->iph) {
         gw_admit_ip_put(c->iph);
         c->iph = 0;
@@ -467,13 +566,6 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
         return;
     gw_msgroute_forget(s, c); /* messages held for a failover go before the Close */
     int code = c->close_code ? c->close_code : c->peer_code;
-    if (!code && lws_get_close_length(wsi) >= 2) {
-        /* lws closed it itself (protocol error 1002, ...): its close frame payload is here */
-        const uint8_t *p = lws_get_close_payload(wsi);
-        code = p[0] << 8 | p[1];
-        log_rl_warn("client closed for a protocol violation", "conn_id=%llu code=%d",
-                    (unsigned long long)c->id, code);
-    }
     if (!code)
         code = 1006; /* RFC 6455 §7.1.5: closed abnormally, no close frame */
     const char *reason = "";
@@ -511,113 +603,32 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
     metrics_gauge_add(gwm.connections, -1);
 }
 
-/* Closes with code from inside RECEIVE: lws sends the close frame after we return -1. */
-static int close_now(struct lws *wsi, gw_conn_t *c, int code, const char *why)
-{
-    c->close_code = (uint16_t)code;
-    c->closing = true;
-    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
-    return -1;
-}
-
-/* Hands a complete message upstream. Takes e. */
-static int message_done(struct lws *wsi, gw_conn_t *c, gw_event_t *e)
-{
-    gw_svc_t *s = svc_of(wsi);
-    const uint8_t *payload = (const uint8_t *)gw_event_a(e);
-    if (!e->binary && !gw_utf8_valid(payload, e->a_len)) {
-        log_rl_warn("invalid UTF-8 in a text message", "conn_id=%llu len=%u",
-                    (unsigned long long)c->id, e->a_len);
-        gw_event_free(e);
-        return close_now(wsi, c, 1007, "invalid UTF-8");
-    }
-    e->seq = ++c->seq;
-    e->gateway_ns = clock_wall_ns();
-    metrics_inc(gwm.msgs_in);
-    metrics_add(gwm.bytes_in, e->a_len);
-    gw_msgroute_send(s, c, e);
-    return 0;
-}
-
-static int on_receive(struct lws *wsi, gw_conn_t *c, const void *in, size_t len)
-{
-    if (c->closing || !c->established)
-        return 0; /* input after we decided to close is ignored */
-    size_t max = (size_t)gw_cfg.max_message;
-    gw_event_t *e;
-    int rv = gw_reasm_add(&c->rx, c->id, c->user, c->user ? strlen(c->user) : 0,
-                          lws_frame_is_binary(wsi), in, len, lws_is_final_fragment(wsi),
-                          lws_remaining_packet_payload(wsi), max, &e);
-    switch (rv) {
-    case GW_REASM_MORE:
-        return 0;
-    case GW_REASM_TOO_BIG:
-        log_rl_warn("message too big", "conn_id=%llu max=%zu", (unsigned long long)c->id, max);
-        return close_now(wsi, c, 1009, "message too big");
-    case GW_REASM_NOMEM:
-        log_rl_error("out of memory reading a message", "conn_id=%llu", (unsigned long long)c->id);
-        return close_now(wsi, c, 1011, "out of memory");
-    default:
-        e->t_read = clock_mono_ns();
-        return message_done(wsi, c, e);
-    }
-}
-
-int gw_ws_write(gw_conn_t *c, gw_payload_t *p)
-{
-    int w = lws_write(c->wsi, gw_payload_data(p), p->len,
-                      p->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-    if (w < (int)p->len) {
-        log_rl_warn("write failed", "conn_id=%llu", (unsigned long long)c->id);
-        return -1;
-    }
-    metrics_observe(gwm.stage_egress, (uint64_t)(clock_mono_ns() - p->t_recv));
-    metrics_inc(gwm.msgs_out);
-    metrics_add(gwm.bytes_out, p->len);
-    return 0;
-}
-
-static int on_writeable(struct lws *wsi, gw_conn_t *c)
-{
-    if (c->closing)
-        return 0; /* the close frame is on its way (gw_svc_close_conn) */
-    return gw_wsout_flush(c, svc_of(wsi)->wscratch);
-}
-
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len)
 {
     gw_conn_t *c = user;
     switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        return on_http(wsi, in ? (const char *)in : "");
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return on_confirm_upgrade(wsi, in ? (const char *)in : "");
-    case LWS_CALLBACK_ESTABLISHED:
-        return on_established(wsi, c);
-    case LWS_CALLBACK_RECEIVE:
-        return on_receive(wsi, c, in, len);
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return on_writeable(wsi, c);
-    case LWS_CALLBACK_RECEIVE_PONG:
-        if (c && c->established)
-            gw_keepalive_alive(svc_of(wsi), c);
+    case LWS_CALLBACK_RAW_ADOPT:
+        c->wsi = wsi;
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, HANDSHAKE_TIMEOUT_S);
         return 0;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (len >= 2 && c) {
-            const uint8_t *p = in;
-            c->peer_code = (uint16_t)(p[0] << 8 | p[1]);
-        } else if (c) {
-            c->peer_code = 1005; /* RFC 6455 §7.1.5: no status code present */
-        }
-        return 0;
-    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_RAW_RX:
+        if (!len)
+            return 0;
+        if (c->established)
+            return frames_in(svc_of(wsi), c, in, len);
+        return request_in(svc_of(wsi), wsi, c, in, len);
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        if (!c->established || c->closing)
+            return 0; /* the close frame is on its way */
+        return gw_wsout_flush(c, svc_of(wsi)->wscratch);
+    case LWS_CALLBACK_RAW_CLOSE:
         on_closed(wsi, c);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         gw_svc_on_wake(svc_of(wsi));
         return 0;
     default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
+        return 0;
     }
 }

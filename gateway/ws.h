@@ -1,5 +1,6 @@
-/* ws.h: the lws protocol table of ws-gateway (HTTP endpoints and the WebSocket endpoint
- * /gateway/ws on one port). The callback runs on the service thread of its context. */
+/* ws.h: the client side of ws-gateway: the lws raw-socket protocol every accepted socket is
+ * adopted into (HTTP endpoints and the WebSocket endpoint /gateway/ws on one port), and the
+ * frames the service thread writes. Everything runs on the service thread of the context. */
 #ifndef GW_WS_H
 #define GW_WS_H
 
@@ -7,21 +8,23 @@
 
 #include "conn.h"
 
-/* rx_buffer_size of [0] is set from --rx-buffer by main before any context exists. */
 extern struct lws_protocols gw_ws_protocols[];
 
-/* gw_ws_write: one WebSocket message to c (service thread of c, outside c's own callbacks or
- * in its WRITEABLE). Counts it and its egress time. Returns 0, or -1 when lws refused it. */
+/* gw_ws_write: one WebSocket message to c, framed in the payload's headroom. Counts it and its
+ * egress time. Returns 0, or -1 when lws refused it. What the socket does not take, lws keeps
+ * and sends first (so writes stay whole frames, in order). */
 int gw_ws_write(gw_conn_t *c, gw_payload_t *p);
+
+/* gw_ws_control: one control frame (ping, pong, close; payload <= 125 bytes). 0 or -1. */
+int gw_ws_control(gw_conn_t *c, int opcode, const void *payload, size_t len);
+
+/* gw_ws_close: starts the close handshake: marks c closing, sends the close frame with code
+ * and reason (<= 123 bytes; code 1005 sends an empty body), and gives the client
+ * CLOSE_ACK_TIMEOUT_S to answer before lws ends the connection. */
+void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen);
 
 /* gw_ws_open_event: an Open event for c (user, peer address, stored query); resync_gen != 0
  * marks a resync Open. NULL when out of memory. Service thread of c. */
 gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen);
-
-/* gw_static_dir: the directory served at / (set once by main; NULL = none). */
-const char *gw_static_dir(void);
-/* gw_static_dir_init (main thread): --static-dir, else the installed demo
- * (/usr/share/wsgw/demo), else demo/ next to the binary's bin/ (a source tree). */
-void gw_static_dir_init(const char *flag, const char *argv0);
 
 #endif

@@ -9,25 +9,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "outq.h"
+#include "ws_frame.h"
 #include "ws.h"
 
 size_t gw_ws_frame_header(uint8_t *out, bool binary, uint64_t len)
 {
-    out[0] = 0x80 | (binary ? 0x2 : 0x1); /* FIN + opcode */
-    if (len < 126) {
-        out[1] = (uint8_t)len;
-        return 2;
-    }
-    if (len <= 0xffff) {
-        out[1] = 126;
-        out[2] = (uint8_t)(len >> 8);
-        out[3] = (uint8_t)len;
-        return 4;
-    }
-    out[1] = 127;
-    for (int i = 0; i < 8; i++)
-        out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
-    return 10;
+    return ws_frame_header(out, binary ? WS_OP_BINARY : WS_OP_TEXT, true, (size_t)len, NULL);
 }
 
 /* Frames the head messages of c's queue into scratch while they fit; returns how many. */
@@ -53,7 +40,7 @@ int gw_wsout_flush(gw_conn_t *c, uint8_t *scratch)
     while (c->outq && !lws_partial_buffered(c->wsi)) {
         size_t n;
         uint32_t k = c->outq->count > 1 ? gather(c->outq, buf, &n) : 0;
-        if (k < 2) { /* alone or large: lws frames it in place, no copy */
+        if (k < 2) { /* alone or large: framed in its own headroom, no copy */
             if (gw_ws_write(c, gw_outq_peek(c->outq)) < 0)
                 return -1;
             gw_outq_pop(&c->outq);
@@ -61,7 +48,7 @@ int gw_wsout_flush(gw_conn_t *c, uint8_t *scratch)
         }
         /* the bytes are complete frames: lws sends them as they are (a partial send stays
          * buffered in lws, which asks for WRITEABLE itself) */
-        if (lws_write(c->wsi, buf, n, LWS_WRITE_HTTP) < (int)n) {
+        if (lws_write(c->wsi, buf, n, LWS_WRITE_RAW) < (int)n) {
             log_rl_warn("write failed", "conn_id=%llu", (unsigned long long)c->id);
             return -1;
         }

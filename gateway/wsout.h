@@ -1,8 +1,8 @@
 /* wsout.h: writes a connection's queued messages. Several small ones are framed here, back to
- * back, into the thread's scratch buffer and handed to lws as one raw write (LWS_WRITE_HTTP
- * on a ws connection sends bytes as they are): one send() for a burst of messages instead of
- * one per message. A message queued alone, or a large one, goes through lws's own framing
- * with no copy. Service thread of the connection only. */
+ * back, into the thread's scratch buffer and handed to lws as one raw write: one send() for a
+ * burst of messages instead of one per message. A message queued alone, or a large one, is
+ * framed in the headroom of its own payload (gw_ws_write), with no copy. Service thread of the
+ * connection only. */
 #ifndef GW_WSOUT_H
 #define GW_WSOUT_H
 

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../handshake.h"
-#include "../ws_frame.h"
+#include "ws_handshake.h"
+#include "ws_frame.h"
 #include "raw.h"
 #include "refecho.h"
 

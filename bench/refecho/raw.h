@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../ws_frame.h"
+#include "ws_frame.h"
 
 typedef struct raw_sess {
     struct lws *wsi;

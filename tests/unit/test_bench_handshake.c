@@ -3,7 +3,7 @@
  * statuses, missing headers, unasked-for extensions, frames behind the header). */
 #include <openssl/evp.h>
 
-#include "../../bench/handshake.h"
+#include "ws_handshake.h"
 #include "test.h"
 
 static void test_accept_rfc_example(void)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "test.h"
-#include "../../bench/ws_frame.h"
+#include "ws_frame.h"
 
 /* What the parser reported, flattened. */
 typedef struct rec {

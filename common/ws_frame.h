@@ -1,13 +1,14 @@
-/* ws_frame.h: RFC 6455 §5 framing for the load generator: encoding (client frames are masked,
- * §5.3) and an incremental parser that never buffers data payloads.
+/* ws_frame.h: RFC 6455 §5 framing, shared by ws-bench, ws-refecho --raw and ws-gateway:
+ * encoding (client frames are masked, §5.3) and an incremental parser that never buffers data
+ * payloads.
  *
  * The parser is fed whatever a read() returned. It reports data payload in slices (as the bytes
  * arrive), control frames whole, and the end of each message (after the FIN frame, fragments
  * joined by continuation frames, §5.4). Only frame headers, control frames (<= 125 bytes) and an
  * optional short prefix of each message are ever held between reads, in a small buffer that is
  * allocated on demand and released as soon as it is empty: an idle connection owns no buffer. */
-#ifndef WSGW_BENCH_WS_FRAME_H
-#define WSGW_BENCH_WS_FRAME_H
+#ifndef WSGW_WS_FRAME_H
+#define WSGW_WS_FRAME_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
-/* handshake.c: RFC 6455 §4.1 client handshake (see handshake.h). */
-#include "handshake.h"
+/* ws_handshake.c: RFC 6455 §4.1 client handshake (see ws_handshake.h). */
+#include "ws_handshake.h"
 
 #include <ctype.h>
 #include <stdbool.h>

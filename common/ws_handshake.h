@@ -1,8 +1,8 @@
-/* handshake.h: the client side of the RFC 6455 §4.1 opening handshake: a random
+/* ws_handshake.h: the client side of the RFC 6455 §4.1 opening handshake: a random
  * Sec-WebSocket-Key, the GET request, and checking the server's 101 response, including
  * Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) (§1.3, §4.2.2) computed with OpenSSL. */
-#ifndef WSGW_BENCH_HANDSHAKE_H
-#define WSGW_BENCH_HANDSHAKE_H
+#ifndef WSGW_WS_HANDSHAKE_H
+#define WSGW_WS_HANDSHAKE_H
 
 #include <stddef.h>
 
