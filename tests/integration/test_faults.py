@@ -419,9 +419,9 @@ def masked(op, payload, fin=True, rsv=0):
 def test_protocol_violations_close_1002():
     api = Api()
     gw = Gateway([api.grpc_addr])
-    # (lws 4.1.6 accepts unmasked client frames and drops an over-long control frame without
-    # a close frame: see README, known limitations)
     cases = {
+        "unmasked client frame": bytes([0x81, 1]) + b"x",
+        "control frame over 125 bytes": masked(0x9, b"p" * 126),
         "reserved opcode": masked(0x3, b"x"),
         "rsv bit without extension": masked(0x1, b"x", rsv=0x40),
         "continuation without start": masked(0x0, b"x"),
@@ -437,6 +437,98 @@ def test_protocol_violations_close_1002():
         eq(code, 1002, what)
     wait_until(lambda: gw.metric("wsgw_closes_total", {"code": "1002"}) == len(cases), 5,
                what="1002 counted for every case")
+    eq(gw.get("/healthz")[0], 200)
+
+
+class FrameReader:
+    """Whole server frames from a socket: next() -> (opcode, payload), None on EOF."""
+
+    def __init__(self, s, timeout=10):
+        self.s, self.buf = s, b""
+        s.settimeout(timeout)
+
+    def need(self, n):
+        while len(self.buf) < n:
+            c = self.s.recv(65536)
+            if not c:
+                return False
+            self.buf += c
+        return True
+
+    def next(self):
+        if not self.need(2):
+            return None
+        op, ln, hdr = self.buf[0] & 0x0F, self.buf[1] & 0x7F, 2
+        check(self.buf[1] & 0x80 == 0, "server frames are not masked")
+        hdr = 4 if ln == 126 else 10 if ln == 127 else 2
+        if not self.need(hdr):
+            return None
+        if hdr == 4:
+            ln = struct.unpack(">H", self.buf[2:4])[0]
+        elif hdr == 10:
+            ln = struct.unpack(">Q", self.buf[2:10])[0]
+        if not self.need(hdr + ln):
+            return None
+        f, self.buf = (op, self.buf[hdr:hdr + ln]), self.buf[hdr + ln:]
+        return f
+
+
+def test_handshake_in_pieces_frames_behind_it_and_plain_http():
+    """The request head may arrive in any pieces and frames may follow it in the same packet;
+    plain HTTP requests get a complete answer; HTTP/1.0 and other methods are refused."""
+    api = Api()
+    gw = Gateway([api.grpc_addr])
+    key = base64.b64encode(os.urandom(16))
+    head = (b"GET /gateway/ws?user=al%20ice&room=a%26b HTTP/1.1\r\nHost: x\r\n"
+            b"Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(len(head) - 1):  # one byte per send: the head spans many reads
+        s.sendall(head[i:i + 1])
+        if i % 16 == 0:
+            time.sleep(0.002)
+    # the last byte of the head, a ping and two messages (one fragmented) in one send
+    s.sendall(head[-1:] + masked(0x9, b"hi") + masked(0x1, b"first") +
+              masked(0x1, b"sec", fin=False) + masked(0x0, b"ond"))
+    eq(read_http_status(s), 101)
+    fr = FrameReader(s)
+    got = [fr.next() for _ in range(3)]
+    eq(got, [(0xA, b"hi"), (0x1, b"first"), (0x1, b"second")])
+    # the decoded user name reached the API node's presence
+    wait_until(lambda: len(api.conns_of("al%20ice")) == 1, 5, what="presence of 'al ice'")
+    eq(api.conns_of("al%2520ice"), [], "the user id is decoded once, not kept as 'al%20ice'")
+    s.sendall(masked(0x8, struct.pack(">H", 1000)))
+    eq(fr.next(), (0x8, struct.pack(">H", 1000)))
+    s.close()
+    wait_until(lambda: gw.metric("wsgw_closes_total", {"code": "1000"}) == 1, 5,
+               what="the client's 1000 counted")
+
+    def http(req):
+        c = raw_connect(gw.port, req)
+        c.settimeout(5)
+        data = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+        c.close()
+        return data
+    r = http(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(r.startswith(b"HTTP/1.1 200 ") and r.endswith(b"\r\n\r\n"), r)
+    check(b"content-length: 3\r\n" in r, r)
+    r = http(b"POST /healthz HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\n\r\n")
+    check(r.startswith(b"HTTP/1.1 405 "), r)
+    r = http(b"GET /healthz HTTP/1.0\r\n\r\n")
+    check(r.startswith(b"HTTP/1.1 200 ") and r.endswith(b"\r\n\r\nok\n"), r)
+    r = http(b"GET /gateway/ws HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    check(r.startswith(b"HTTP/1.1 400 "), r)
+    r = http(b"GET /healthz HTTP/1.1\nHost: x\n\n")  # bare LF
+    check(r.startswith(b"HTTP/1.1 400 "), r)
+    r = http(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")  # head over 8 KB
+    check(r.startswith(b"HTTP/1.1 400 "), r[:100])
     eq(gw.get("/healthz")[0], 200)
 
 
