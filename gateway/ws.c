@@ -292,6 +292,18 @@ static int check_upgrade(gw_svc_t *s, struct lws *wsi, const gw_http_req_t *r,
     return 0;
 }
 
+/* Undoes what establish() did before the 101 went out. */
+static void unestablish(gw_svc_t *s, gw_conn_t *c)
+{
+    gw_index_remove_conn(&s->index, c);
+    gw_conn_table_remove(&s->conns, c);
+    free(c->user);
+    c->user = NULL;
+    free(c->query);
+    c->query = NULL;
+    c->id = 0;
+}
+
 /* Answers 101 and makes c a live connection: table, user index, Open to every node. */
 static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_req_t *r,
                      const char *user, uint64_t iph)
@@ -307,13 +319,7 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     if ((copy_query(r->query, query, sizeof query) > 0 && !(c->query = strdup(query))) ||
         (ulen && (!(c->user = strdup(user)) || gw_index_add_user(&s->index, c) < 0))) {
         log_rl_error("out of memory on connect", "thread=%d", s->idx);
-        gw_index_remove_conn(&s->index, c);
-        gw_conn_table_remove(&s->conns, c);
-        free(c->user);
-        c->user = NULL;
-        free(c->query);
-        c->query = NULL;
-        c->id = 0;
+        unestablish(s, c);
         return refuse(wsi, 503, gwm.rejected_503, "out-of-memory");
     }
     const gw_slice_t *key = gw_http_header(r, "sec-websocket-key");
@@ -324,9 +330,11 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     int n = snprintf((char *)resp + LWS_PRE, sizeof resp - LWS_PRE,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
-    c->established = true; /* from here on on_closed undoes all of the above */
-    if (n < 0 || lws_write(wsi, resp + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < n)
+    if (n < 0 || lws_write(wsi, resp + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < n) {
+        unestablish(s, c);
         return -1;
+    }
+    c->established = true; /* from here on on_closed undoes all of the above */
     lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     memset(&c->ws, 0, sizeof c->ws);
     c->ws.expect_masked = 1; /* client frames are masked (§5.1); no size limit here: reasm's */
