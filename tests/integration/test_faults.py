@@ -11,8 +11,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from wsgwtest import (Api, Gateway, check, eq, free_port, grpc_exchange_server, proto, run,  # noqa: E402
-                      start, wait_port, wait_until)
+from wsgwtest import (Api, Gateway, check, eq, free_port, grpc_exchange_server, proto,  # noqa: E402
+                      raw_http, run, start, wait_port, wait_until)
 
 
 def arun(coro, timeout=90):
@@ -505,16 +505,7 @@ def test_handshake_in_pieces_frames_behind_it_and_plain_http():
                what="the client's 1000 counted")
 
     def http(req):
-        c = raw_connect(gw.port, req)
-        c.settimeout(5)
-        data = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            data += b
-        c.close()
-        return data
+        return raw_http(gw.port, req)
     r = http(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     check(r.startswith(b"HTTP/1.1 200 ") and r.endswith(b"\r\n\r\n"), r)
     check(b"content-length: 3\r\n" in r, r)

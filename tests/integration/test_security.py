@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from wsgwtest import Api, Gateway, check, eq, run, wait_until  # noqa: E402
+from wsgwtest import Api, Gateway, check, eq, raw_http, run, wait_until  # noqa: E402
 
 SECRET = "test-secret-of-reasonable-length"
 
@@ -95,18 +95,10 @@ def test_jwt_at_the_handshake():
 def test_refusal_leaks_no_detail():
     api = Api()
     gw = Gateway([api.grpc_addr], extra=["--auth-secret", SECRET])
-    import socket
-    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-    s.sendall(b"GET /gateway/ws?token=" + jwt({"sub": "a", "exp": 1}).encode() +
-              b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    resp = b""
-    while True:
-        c = s.recv(4096)
-        if not c:
-            break
-        resp += c
-    s.close()
+    resp = raw_http(gw.port, b"GET /gateway/ws?token=" + jwt({"sub": "a", "exp": 1}).encode() +
+                    b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n")
     check(resp.startswith(b"HTTP/1.1 401 "), resp)
     check(b"expired" not in resp.lower(), resp)
     with open(gw.proc.log_path) as f:

@@ -250,6 +250,21 @@ def grpc_exchange_server(servicer=None, handler=None, workers=8):
     return server, port
 
 
+def raw_http(port, request, timeout=5):
+    """Sends raw request bytes to 127.0.0.1:port; returns everything read until the server
+    closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(request)
+    data = b""
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+    s.close()
+    return data
+
+
 class Api:
     """A running bin/ws-api: grpc_port, http_port, proc."""
 
