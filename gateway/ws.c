@@ -492,7 +492,7 @@ static int on_msg_end(void *ctx, uint64_t total)
     if (c->closing)
         return 0;
     if (c->rx.ev || total == 0)
-        chunk(c, NULL, 0, true); /* reassembled, or an empty message */
+        chunk(c, (const uint8_t *)"", 0, true); /* reassembled, or an empty message */
     return 0;
 }
 

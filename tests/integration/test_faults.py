@@ -488,13 +488,18 @@ def test_handshake_in_pieces_frames_behind_it_and_plain_http():
         s.sendall(head[i:i + 1])
         if i % 16 == 0:
             time.sleep(0.002)
-    # the last byte of the head, a ping and two messages (one fragmented) in one send
+    # the last byte of the head, a ping and four messages (one fragmented, with a ping between
+    # its fragments, one empty, one binary) in one send
     s.sendall(head[-1:] + masked(0x9, b"hi") + masked(0x1, b"first") +
-              masked(0x1, b"sec", fin=False) + masked(0x0, b"ond"))
+              masked(0x1, b"sec", fin=False) + masked(0x9, b"") + masked(0x0, b"ond") +
+              masked(0x1, b"") + masked(0x2, b"\x00\xff"))
     eq(read_http_status(s), 101)
     fr = FrameReader(s)
-    got = [fr.next() for _ in range(3)]
-    eq(got, [(0xA, b"hi"), (0x1, b"first"), (0x1, b"second")])
+    got = [fr.next() for _ in range(6)]
+    # pongs come straight from the gateway, echoes through the API node: each kind in order
+    eq([f for f in got if f[0] == 0xA], [(0xA, b"hi"), (0xA, b"")])
+    eq([f for f in got if f[0] != 0xA], [(0x1, b"first"), (0x1, b"second"), (0x1, b""),
+                                         (0x2, b"\x00\xff")])
     # the decoded user name reached the API node's presence
     wait_until(lambda: len(api.conns_of("al%20ice")) == 1, 5, what="presence of 'al ice'")
     eq(api.conns_of("al%2520ice"), [], "the user id is decoded once, not kept as 'al%20ice'")
