@@ -35,6 +35,7 @@ struct gw_svc {
     uint64_t *dirty;           /* ids of connections with messages queued in this drain */
     size_t ndirty, cap_dirty;
     uint8_t *wscratch;         /* LWS_PRE + GW_WSOUT_SCRATCH bytes for coalesced writes */
+    size_t hs_bytes;           /* bytes held in request heads split over reads (ws.c) */
 
     gw_conn_table_t conns;     /* service thread only */
     gw_index_t index;          /* service thread only */

@@ -40,6 +40,9 @@
 #define USER_MAX 256
 #define HANDSHAKE_TIMEOUT_S 10 /* from accept to a complete request head */
 #define CLOSE_ACK_TIMEOUT_S 5  /* from our close frame to the client's (RFC 6455 §7.1.1) */
+/* Bytes one service thread holds in request heads split over reads: 512 heads of the largest
+ * size, thousands of ordinary ones (~300 B). Past it a new split head gets 503. */
+#define GW_HS_BUDGET (4u << 20)
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len);
@@ -365,6 +368,31 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
 
 static int frames_in(gw_svc_t *s, gw_conn_t *c, uint8_t *p, size_t n);
 
+/* Appends n bytes to c's split request head, within the thread's budget for such heads (slow
+ * or stalled clients hold them until HANDSHAKE_TIMEOUT_S). False when over it or out of
+ * memory. */
+static bool hs_hold(gw_svc_t *s, gw_conn_t *c, const uint8_t *p, size_t n)
+{
+    if (s->hs_bytes + n > GW_HS_BUDGET)
+        return false;
+    char *b = realloc(c->hs, (size_t)c->hs_len + n);
+    if (!b)
+        return false;
+    memcpy(b + c->hs_len, p, n);
+    c->hs = b;
+    c->hs_len = (uint16_t)(c->hs_len + n);
+    s->hs_bytes += n;
+    return true;
+}
+
+static void hs_release(gw_svc_t *s, gw_conn_t *c)
+{
+    s->hs_bytes -= c->hs_len;
+    free(c->hs);
+    c->hs = NULL;
+    c->hs_len = 0;
+}
+
 /* The request head: collected (in c->hs only when it spans reads), then a WebSocket upgrade
  * or a plain HTTP request. Bytes after the head of an upgrade are the first frames. */
 static int request_in(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, uint8_t *in, size_t len)
@@ -376,16 +404,15 @@ static int request_in(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, uint8_t *in, s
     if (!c->hs) {
         rv = gw_http_parse((const char *)in, len, &r);
         if (rv == GW_HTTP_AGAIN) {
-            if (!(c->hs = malloc(GW_HTTP_MAX_HEAD)))
-                return -1;
-            memcpy(c->hs, in, len); /* < GW_HTTP_MAX_HEAD, or the parse said BAD */
-            c->hs_len = (uint16_t)len;
+            /* len < GW_HTTP_MAX_HEAD, or the parse said BAD */
+            if (!hs_hold(s, c, in, len))
+                return refuse(wsi, 503, gwm.rejected_503, "handshake-budget");
             return 0;
         }
     } else {
         size_t take = len < GW_HTTP_MAX_HEAD - c->hs_len ? len : GW_HTTP_MAX_HEAD - c->hs_len;
-        memcpy(c->hs + c->hs_len, in, take);
-        c->hs_len = (uint16_t)(c->hs_len + take);
+        if (!hs_hold(s, c, in, take))
+            return refuse(wsi, 503, gwm.rejected_503, "handshake-budget");
         buf = (uint8_t *)c->hs;
         blen = c->hs_len;
         more = in + take;
@@ -416,9 +443,8 @@ static int request_in(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, uint8_t *in, s
         rv = frames_in(s, c, buf + r.head_len, blen - r.head_len);
     if (!rv && nmore)
         rv = frames_in(s, c, more, nmore);
-    free(c->hs);
-    c->hs = NULL;
-    c->hs_len = 0;
+    if (c->hs)
+        hs_release(s, c);
     return rv;
 }
 
@@ -563,8 +589,8 @@ static int frames_in(gw_svc_t *s, gw_conn_t *c, uint8_t *p, size_t n)
 static void on_closed(struct lws *wsi, gw_conn_t *c)
 {
     gw_svc_t *s = svc_of(wsi);
-    free(c->hs);
-    c->hs = NULL;
+    if (c->hs)
+        hs_release(s, c);
     ws_rx_free(&c->ws);
     if (c->iph) {
         gw_admit_ip_put(c->iph);

@@ -143,6 +143,50 @@ def test_max_connections_per_address():
     eq(gw.metric("wsgw_handshake_rejects_total", {"status": "429"}), 1)
 
 
+def test_stalled_handshakes_are_bounded():
+    """Clients that send most of an 8 KB request head and stall hold gateway memory only up to
+    a per-thread budget (4 MB): past it they get 503; the memory comes back when they go."""
+    import socket
+    api = Api()
+    gw = Gateway([api.grpc_addr], threads=1)
+    stalled, refused = [], 0
+    head = b"GET /gateway/ws HTTP/1.1\r\nX-Pad: " + b"a" * 8000  # no end of head
+    for i in range(560):  # 560 x 8 KB > 4 MB
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(head)
+        stalled.append(s)
+    # every one is either still waiting or was answered 503 (well within the 10 s the gateway
+    # gives a request head)
+    import select
+    time.sleep(0.5)
+    readable, _, _ = select.select(stalled, [], [], 1)
+    for s in readable:
+        data = s.recv(4096)
+        check(data.startswith(b"HTTP/1.1 503 "), data[:80])
+        refused += 1
+    check(20 <= refused <= 80, "%d of 560 stalled heads refused" % refused)
+    eq(gw.metric("wsgw_handshake_rejects_total", {"status": "503"}), refused)
+    for s in stalled:
+        s.close()
+    time.sleep(0.3)  # the closes reach the gateway: the budget is free again
+    stalled = []
+    for i in range(40):
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(head)
+        stalled.append(s)
+
+    async def main():
+        ws = await websockets.connect(gw.url("after"), ping_interval=None)
+        await ws.send("ok?")
+        r = await asyncio.wait_for(ws.recv(), 5)
+        await ws.close()
+        return r
+    eq(arun(main()), "ok?")
+    for s in stalled:
+        s.close()
+    eq(gw.metric("wsgw_handshake_rejects_total", {"status": "503"}), refused)
+
+
 def make_cert(d):
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
