@@ -366,7 +366,7 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     return 0;
 }
 
-static int frames_in(gw_svc_t *s, gw_conn_t *c, uint8_t *p, size_t n);
+static int frames_in(gw_conn_t *c, uint8_t *p, size_t n);
 
 /* Appends n bytes to c's split request head, within the thread's budget for such heads (slow
  * or stalled clients hold them until HANDSHAKE_TIMEOUT_S). False when over it or out of
@@ -440,9 +440,9 @@ static int request_in(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, uint8_t *in, s
     /* frames the client sent right behind its request */
     rv = 0;
     if (blen > r.head_len)
-        rv = frames_in(s, c, buf + r.head_len, blen - r.head_len);
+        rv = frames_in(c, buf + r.head_len, blen - r.head_len);
     if (!rv && nmore)
-        rv = frames_in(s, c, more, nmore);
+        rv = frames_in(c, more, nmore);
     if (c->hs)
         hs_release(s, c);
     return rv;
@@ -565,9 +565,8 @@ static int on_control(void *ctx, int opcode, const uint8_t *p, size_t n)
 static const ws_rx_cb_t rx_cb = {on_msg_begin, on_data, on_msg_end, on_control};
 
 /* Bytes of an established connection. Returns -1 when lws is to close it. */
-static int frames_in(gw_svc_t *s, gw_conn_t *c, uint8_t *p, size_t n)
+static int frames_in(gw_conn_t *c, uint8_t *p, size_t n)
 {
-    (void)s;
     int rv = ws_rx_feed(&c->ws, p, n, &rx_cb, c);
     if (rv == WS_OK)
         return 0;
@@ -650,7 +649,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (!len)
             return 0;
         if (c->established)
-            return frames_in(svc_of(wsi), c, in, len);
+            return frames_in(c, in, len);
         return request_in(svc_of(wsi), wsi, c, in, len);
     case LWS_CALLBACK_RAW_WRITEABLE:
         if (!c->established || c->closing)
