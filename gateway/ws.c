@@ -333,7 +333,11 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     int n = snprintf((char *)resp + LWS_PRE, sizeof resp - LWS_PRE,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+    /* Counted before the 101 goes out: a client that has its 101 and connects again at once
+     * (to another thread) must find this one in the count that --max-connections checks. */
+    atomic_fetch_add_explicit(&s->gw->nconns, 1, memory_order_relaxed);
     if (n < 0 || lws_write(wsi, resp + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < n) {
+        atomic_fetch_sub_explicit(&s->gw->nconns, 1, memory_order_relaxed);
         unestablish(s, c);
         return -1;
     }
@@ -342,7 +346,6 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     memset(&c->ws, 0, sizeof c->ws);
     c->ws.expect_masked = 1; /* client frames are masked (§5.1); no size limit here: reasm's */
     gw_keepalive_alive(s, c);
-    atomic_fetch_add_explicit(&s->gw->nconns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
     metrics_gauge_add(gwm.connections, 1);
     metrics_inc(gwm.accepted);
@@ -466,6 +469,7 @@ static void message_done(gw_svc_t *s, gw_conn_t *c, gw_event_t *e)
     e->gateway_ns = clock_wall_ns();
     metrics_inc(gwm.msgs_in);
     metrics_add(gwm.bytes_in, e->a_len);
+    gw_svcpoll_work(&s->poll);
     gw_msgroute_send(s, c, e);
 }
 
