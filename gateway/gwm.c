@@ -64,6 +64,9 @@ void gwm_init(void)
     gwm.writer_wakeups = metrics_counter("wsgw_writer_wakeups_total", NULL,
                                          "Turns of the API-node writer loops (each a wake-up "
                                          "but for the 1 s idle timeout); see --coalesce.");
+    gwm.svc_turns = metrics_counter("wsgw_service_loop_turns_total", NULL,
+                                    "Turns of the service threads' event loops (each a wake-up "
+                                    "but for timers); see --svc-coalesce.");
     for (size_t i = 0; i < sizeof close_ids / sizeof close_ids[0]; i++)
         atomic_init(&close_ids[i], -2);
 }

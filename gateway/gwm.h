@@ -20,6 +20,7 @@ typedef struct gw_metric_ids {
     int bad_downstream;      /* wsgw_upstream_decode_errors_total */
     int batches;             /* wsgw_upstream_batches_total */
     int writer_wakeups;      /* wsgw_writer_wakeups_total: writer loop turns (--coalesce) */
+    int svc_turns;           /* wsgw_service_loop_turns_total (--svc-coalesce) */
 } gw_metric_ids_t;
 
 extern gw_metric_ids_t gwm;

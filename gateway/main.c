@@ -85,6 +85,11 @@ static const flag_t flag_table[] = {
      "writer wake-up coalescing: while messages flow, each API-node writer wakes once per this "
      "window (e.g. 200us) instead of once per event; adds up to two windows of latency; 0 = off",
      0, 100000, 1},
+    {"svc-coalesce", FLAG_DURATION, "0", &gw_cfg.svc_coalesce_us,
+     "service-thread coalescing: while messages flow, each service thread takes its ready "
+     "client reads and the writers' commands once per this window (e.g. 500us) instead of "
+     "being woken for each; adds up to two windows of latency; 0 = off",
+     0, 100000, 1},
     {"rcvbuf", FLAG_INT, "0", &gw_cfg.rcvbuf,
      "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite "
      "sooner, but a few KB also cap each client's upload rate through the TCP window)",

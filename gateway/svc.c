@@ -24,6 +24,7 @@
 #include "msgroute.h"
 #include "outq.h"
 #include "recycle.h"
+#include "svcpoll.h"
 #include "upstream.h"
 #include "ws.h"
 #include "wsout.h"
@@ -492,6 +493,7 @@ static void on_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)&s->accept_timer, NULL);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
     uv_close((uv_handle_t *)&s->ka_timer, NULL);
+    gw_svcpoll_close(s);
     /* With a foreign loop lws closes its handles asynchronously; uv_run then returns once
      * every handle is closed. */
     atomic_store_explicit(&s->ctx_pub, NULL, memory_order_release);
@@ -514,7 +516,8 @@ static void flush_dirty(gw_svc_t *s)
 
 void gw_svc_on_wake(gw_svc_t *s)
 {
-    wake_lower(&s->wake_pending);
+    if (!s->poll.polling) /* while polling the flag stays raised (svcpoll.h) */
+        wake_lower(&s->wake_pending);
 
     int req = atomic_load(&s->stop_req);
     if (req >= GW_SVC_QUIESCE && !s->stopping) {
@@ -539,6 +542,7 @@ void gw_svc_on_wake(gw_svc_t *s)
         size_t n;
         int rounds = 0;
         while ((n = ring_pop_batch(s->from_up[u], cmds, CMD_BURST)) > 0) {
+            gw_svcpoll_work(&s->poll);
             for (size_t i = 0; i < n; i++) {
                 run_cmd(s, u, cmds[i]);
                 gw_cmd_free(cmds[i]);
@@ -719,6 +723,7 @@ static void *svc_main(void *arg)
     uint64_t ka_ms = gw_keepalive_tick_ms(gw_cfg.ping_interval_us);
     if (ka_ms)
         uv_timer_start(&s->ka_timer, on_keepalive, ka_ms, ka_ms);
+    gw_svcpoll_start(s, gw_cfg.svc_coalesce_us);
     if (atomic_load(&s->stop_req) == 0) {
         uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
         s->accepting = true;

@@ -13,6 +13,7 @@
 #include "gw.h"
 #include "index.h"
 #include "ring.h"
+#include "svcpoll.h"
 
 struct gw_svc {
     int idx;
@@ -29,6 +30,7 @@ struct gw_svc {
     uv_timer_t ka_timer;       /* keepalive sweep (keepalive.h) */
     bool accepting;
     bool stopping;
+    gw_svcpoll_t poll;         /* --svc-coalesce (svcpoll.h) */
     /* While a wake drains the command rings, deliveries queue and the connections they touch
      * are listed here; after the drain each is flushed once (wsout.h: a burst of messages to
      * one connection leaves in one write). Service thread only. */

@@ -139,6 +139,84 @@ def test_coalescing_writer_wakes_per_window_and_loses_nothing():
     check(control > 3 * turns, "without --coalesce: %d turns, with: %d" % (control, turns))
 
 
+def test_coalescing_service_threads_turn_per_window_and_lose_nothing():
+    """--svc-coalesce: while messages flow, a service thread sleeps out the rest of each window
+    and then takes every ready client read and the writers' commands in one loop turn. Twenty
+    clients on two threads send a message every 2 ms each for 0.6 s (about 6 000 messages in
+    and as many echoes out, so without coalescing the threads turn for nearly each one); every
+    echo arrives in order, and the loops turned a few times per 20 ms window. Then a Kick
+    while polling, and a drain (SIGTERM) while polling, still close the clients. Control: the
+    same load without --svc-coalesce turns the loops far more often."""
+    api = Api()
+    nconn, nmsg = 20, 300
+
+    def load(gw):
+        async def client(i):
+            ws = await connect(gw.url("sc%d" % i))
+            sent = ["s%d-%d" % (i, k) for k in range(nmsg)]
+
+            async def reader():
+                for k in range(nmsg):
+                    got = await recv(ws, 20)
+                    if got != sent[k]:
+                        raise AssertionError("conn %d message %d: %r != %r" % (i, k, got, sent[k]))
+            rd = asyncio.ensure_future(reader())
+            for m in sent:
+                await ws.send(m)
+                await asyncio.sleep(0.002)
+            await rd
+            await ws.close()
+            return nmsg
+
+        async def main():
+            return sum(await asyncio.gather(*[client(i) for i in range(nconn)]))
+        before = gw.metric("wsgw_service_loop_turns_total")
+        t0 = time.monotonic()
+        eq(arun(main(), 120), nconn * nmsg)
+        elapsed = time.monotonic() - t0
+        eq(gw.metric("wsgw_messages_total", {"direction": "out"}), nconn * nmsg)
+        return gw.metric("wsgw_service_loop_turns_total") - before, elapsed
+
+    gw = Gateway([api.grpc_addr], threads=2, extra=["--svc-coalesce", "20ms"])
+    turns, elapsed = load(gw)
+    # per thread and window: one turn, a few more for the handshakes, closes, timers (50 ms
+    # tick, keepalive) and the quiet windows at the end
+    bound = 2 * (elapsed / 0.020 * 2) + 200
+    check(turns <= bound, "coalescing service threads turned %d times in %.2f s (bound %d)"
+          % (turns, elapsed, bound))
+
+    async def kick_and_drain():
+        kicked = await connect(gw.url("kick-me"))
+        other = await connect(gw.url("drained"))
+
+        async def chatter(ws, n):
+            try:
+                for k in range(n):
+                    await ws.send("x%d" % k)
+                    await asyncio.sleep(0.002)
+            except websockets.ConnectionClosed:
+                pass  # the drain closed it
+        # both threads are polling while messages flow; the Kick comes in the middle
+        feeder = asyncio.ensure_future(chatter(other, 1000))
+        wait_until(lambda: api.conns_of("kick-me"), 5, what="presence")
+        await chatter(kicked, 20)
+        st, js = await asyncio.get_running_loop().run_in_executor(
+            None, api.http, "POST", "/v1/kick",
+            {"user_ids": ["kick-me"], "code": 4001, "reason": "bye"})
+        eq(st, 200, js)
+        eq(await close_code(kicked), (4001, "bye"))
+        gw.proc.terminate()  # drain while the other client is still sending
+        code, _ = await close_code(other, 15)
+        feeder.cancel()
+        return code
+    eq(arun(kick_and_drain()), 1001)
+    eq(gw.proc.wait(15), 0)
+
+    gw = Gateway([api.grpc_addr], threads=2, env={"WSGW_SVC_COALESCE": "0"})
+    control, _ = load(gw)
+    check(control > 3 * turns, "without --svc-coalesce: %d turns, with: %d" % (control, turns))
+
+
 def test_connections_spread_over_threads():
     api = Api()
     gw = Gateway([api.grpc_addr], threads=2)
