@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# seed_steady.sh: the steady-state CPU of seed case 2 (10 000 users, testdata/1k.txt, one
+# case_seed_steady.sh: the steady-state CPU of seed case 2 (10 000 users, testdata/1k.txt, one
 # message per user per second), for several server set-ups side by side (issue 8, goal 2).
 #
-#   bash bench/seed_steady.sh [ROUNDS] VARIANT...
+#   bash bench/case_seed_steady.sh [ROUNDS] [VARIANT...]
 #
 # A VARIANT is "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api echo behind it) or
 # "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and without --raw:
@@ -12,12 +12,15 @@
 # /proc over WINDOW seconds (default 10), and with SYSCALLS=1 `perf stat` counts its recvfrom,
 # sendto, epoll_wait, write and read calls and context switches over the same window.
 # The round-trip p50/p99 and errors are ws-bench's over the whole run.
-# Prints one line per run, then the medians per variant.
+# Prints one line per run, then the medians per variant; records the runs (make bench: the
+# default variants below, 1 round in short mode, 3 in full).
 . "$(dirname "$0")/lib.sh"
 have ws-gateway ws-api ws-bench ws-refecho || exit 0
-ROUNDS=2
+ROUNDS=$(pick 1 3)
 case ${1:-} in [0-9]*) ROUNDS=$1; shift ;; esac
-[ $# -gt 0 ] || set -- "gw"
+# lws alone on one thread (no upstream hop: the floor), the gateway as shipped, and the
+# gateway set up for CPU (one service thread, both coalescing windows)
+[ $# -gt 0 ] || set -- "raw --threads 1" "gw" "gw --threads 1 --coalesce 1ms --svc-coalesce 1ms"
 WINDOW=${WINDOW:-10}
 TIMES=${TIMES:-$((WINDOW + 15))}
 USERS=${USERS:-10000}
@@ -50,11 +53,12 @@ one_run() {
         ;;
     *) say "unknown variant: $v"; return 1 ;;
     esac
-    local err=$WORK/bench.err
+    local err=$WORK/bench.err json=$WORK/run$RUN.json
+    local args=(message --host "127.0.0.1:$port" --path /gateway/ws --user "$USERS"
+        --file "$ROOT/testdata/1k.txt" --interval 1s --times "$TIMES" --connect-rate "$CONNECT_RATE")
     : >"$err"
-    "$BIN/ws-bench" message --host "127.0.0.1:$port" --path /gateway/ws --user "$USERS" \
-        --file "$ROOT/testdata/1k.txt" --interval 1s --times "$TIMES" \
-        --connect-rate "$CONNECT_RATE" --log-level info >"$WORK/bench.out" 2>>"$err" &
+    rm -f "$json"
+    "$BIN/ws-bench" "${args[@]}" --log-level info --json "$json" >"$WORK/bench.out" 2>>"$err" &
     local bp=$! i
     for ((i = 0; i < 1200; i++)); do
         grep -q 'msg=connected' "$err" && break
@@ -101,12 +105,28 @@ one_run() {
             f["p50_us"] / 1000, f["p99_us"] / 1000, f["errors"], sc
     }' >>"$OUT"
     tail -n 1 "$OUT" >&2
+    local cpu user sys apic
+    IFS=$'\t' read -r _ cpu user sys apic _ < <(tail -n 1 "$OUT")
+    local desc t2="--threads 2"
+    [[ "$v" == *--threads* ]] && t2="" # the variant's own wins
+    case $v in
+    gw*) desc="ws-gateway $t2${v#gw} (ws-api echo)" ;;
+    raw*) desc="ws-refecho $t2 --raw${v#raw}" ;;
+    *) desc="ws-refecho $t2${v#lws}" ;;
+    esac
+    local cmd="ws-bench ${args[*]}"
+    manifest "$label #$RUN" "${cmd//$ROOT\//}   # server: $desc" "$json" \
+        "server_cpu_pct=$cpu" "server_user_pct=$user" "server_sys_pct=$sys" "api_cpu_pct=$apic"
     cleanup
 }
 
 printf 'variant\tcpu%%\tuser%%\tsys%%\tapi%%\tp50ms\tp99ms\terrors\tper message\n' >&2
+RUN=0
 for ((round = 1; round <= ROUNDS; round++)); do
-    for v in "$@"; do one_run "$v" "$v"; done
+    for v in "$@"; do
+        RUN=$((RUN + 1))
+        one_run "$v" "$v"
+    done
 done
 echo
 echo "seed case 2 steady state: $USERS users x testdata/1k.txt x 1/s, ${WINDOW} s window, $ROUNDS rounds (medians)"
@@ -118,3 +138,5 @@ for v in "$@"; do
         return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
     END { if (n) printf "| %s | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %s |\n", v, med(2), med(3), med(4), med(5), med(6), med(7), med(8) }' "$OUT"
 done
+finish "Seed case 2 steady state: CPU of the server side by side" bars:server_cpu_pct \
+    "$USERS users x testdata/1k.txt x 1/s. server_cpu_pct (= user + sys) and api_cpu_pct: /proc ticks over ${WINDOW} s once every connection is up (3 s after); latency over the whole run. raw = ws-refecho --raw (lws alone, no upstream hop)."
