@@ -25,6 +25,10 @@ void gwm_init(void)
     const char *bh = "WebSocket payload bytes, in = from clients, out = to clients.";
     gwm.bytes_in = metrics_counter("wsgw_bytes_total", "direction=\"in\"", bh);
     gwm.bytes_out = metrics_counter("wsgw_bytes_total", "direction=\"out\"", bh);
+    gwm.cmd_ring_full = metrics_counter("wsgw_command_ring_full_total", NULL,
+                                        "Times a writer found its ring to a service thread "
+                                        "full (commands wait, in order, and HTTP/2 credit "
+                                        "is held back until the thread takes them).");
     gwm.backpressure = metrics_counter("wsgw_backpressure_pauses_total", NULL,
                                        "Clients paused because the ring to a writer was full.");
     gwm.lost = metrics_counter("wsgw_upstream_lost_messages_total", NULL,

@@ -547,8 +547,12 @@ void gw_svc_on_wake(gw_svc_t *s)
                 run_cmd(s, u, cmds[i]);
                 gw_cmd_free(cmds[i]);
             }
-            /* The writer may be paused on a full ring: tell it there is room now. */
-            gw_up_wake(s->gw->up[u]);
+            /* A writer that found this ring full waits for room: tell it there is some now.
+             * (Not otherwise: a wake-up costs the writer a turn, and this was one per drain.) */
+            atomic_thread_fence(memory_order_seq_cst); /* our pops before the flag's load */
+            if (atomic_load_explicit(&s->gw->up[u]->want_room, memory_order_relaxed) &&
+                atomic_exchange(&s->gw->up[u]->want_room, 0))
+                gw_up_wake(s->gw->up[u]);
             if (++rounds == 64) { /* bound the work per wake; come back for the rest */
                 gw_svc_wake(s);
                 break;

@@ -723,10 +723,12 @@ static void emit_cmd(void *ud, int k, gw_cmd_t *cmd)
         mark_touched(p, k);
         return;
     }
-    if (p->ovf_head[k])
+    if (p->ovf_head[k]) {
         p->ovf_tail[k]->next = cmd;
-    else
+    } else {
         p->ovf_head[k] = cmd;
+        metrics_inc(gwm.cmd_ring_full);
+    }
     p->ovf_tail[k] = cmd;
     p->overflowing = true;
     mark_touched(p, k);
@@ -771,6 +773,9 @@ static void flush_cmd_overflow(gw_up_t *u)
     gw_up_priv_t *p = u->priv;
     if (!p->overflowing)
         return;
+    /* Raised before the retry below: a service thread that frees room after it sees the flag
+     * and wakes us; one that freed it before, freed it for the retry. */
+    atomic_store_explicit(&u->want_room, 1, memory_order_seq_cst);
     bool left = false;
     for (int k = 0; k < u->gw->nsvc; k++) {
         while (p->ovf_head[k]) {
@@ -1346,6 +1351,8 @@ static void *up_main(void *arg)
                 work = true;
             }
         }
+        /* the commands just read go to the service threads before anything else is done */
+        wake_touched(u);
         if (polling && quiet >= COALESCE_QUIET) {
             polling = false;
             wake_lower(&u->wake.pending); /* then drain below */
@@ -1515,6 +1522,7 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     atomic_init(&u->connected, 0);
     atomic_init(&u->stop_req, 0);
     atomic_init(&u->idle, 1);
+    atomic_init(&u->want_room, 0);
     return u;
 nomem:
     snprintf(err, errlen, "out of memory");

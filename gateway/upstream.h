@@ -27,6 +27,9 @@ struct gw_up {
     _Atomic int connected;     /* writer sets: session up and streams open */
     _Atomic int stop_req;      /* main thread: 1 = flush and finish, 2 = stop now */
     _Atomic int idle;          /* writer sets: nothing queued, unacked or in the rings */
+    _Atomic int want_room;     /* writer sets when a ring to a service thread was full; the
+                                  service thread that next takes commands clears it and wakes
+                                  the writer (svc.c) */
     bool dynamic;              /* address assigned at run time (dns:///), may be none */
     _Atomic uint64_t seed;     /* routing identity: hash of the address (writer stores) */
     _Atomic uint32_t addr_gen; /* bumped by gw_up_set_addr; the writer follows */

@@ -252,6 +252,48 @@ def test_replay_buffer_full_pauses_clients_and_loses_nothing():
     eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
 
 
+def test_full_command_rings_wake_the_writer_and_lose_nothing():
+    """Rings of 64. ws-api is stopped (SIGSTOP) while a client sends a burst of 1 000
+    messages, then continued: its echoes arrive at the writer all at once, hundreds of
+    commands per read, and the writer finds its ring to the service thread full
+    (wsgw_command_ring_full_total) with nothing else to wake it: the client waits, the API
+    has answered. Only the service thread, having taken commands, can wake the writer to hand
+    over the rest. Five bursts: every echo arrives, in order, each burst well within the
+    writer's 1 s idle timeout that a missing wake-up would cost."""
+    api = Api()
+    gw = Gateway([api.grpc_addr], threads=1, streams=1, extra=["--ring-size", "64"])
+    bursts, n = 5, 1000
+
+    async def main():
+        ws = await connect(gw.url("full"))
+        await ws.send("warm")
+        eq(await asyncio.wait_for(ws.recv(), 5), "warm")
+        times = []
+        for b in range(bursts):
+            sent = ["b%d-%d" % (b, i) for i in range(n)]
+            api.proc.send_signal(signal.SIGSTOP)
+            for m in sent:
+                await ws.send(m)
+            await asyncio.sleep(0.3)  # the batches wait in ws-api's socket
+            t0 = time.monotonic()
+            api.proc.send_signal(signal.SIGCONT)
+            got = [await asyncio.wait_for(ws.recv(), 20) for _ in range(n)]
+            times.append(time.monotonic() - t0)
+            eq(got, sent)
+        await ws.close()
+        return times
+    try:
+        times = arun(main(), 90)
+    finally:
+        api.proc.send_signal(signal.SIGCONT)
+    stalls = gw.metric("wsgw_command_ring_full_total")
+    check(stalls >= bursts, "the command ring filled only %s times" % stalls)
+    mid = sorted(times)[len(times) // 2]
+    check(mid < 0.7, "bursts took %s s after SIGCONT: a full ring waited for the idle "
+          "timeout" % ["%.2f" % x for x in times])
+    eq(gw.metric("wsgw_messages_total", {"direction": "out"}), bursts * n + 1)
+
+
 def test_sigterm_drain_every_client_gets_1001():
     api = Api()
     gw = Gateway([api.grpc_addr], extra=["--drain-timeout", "5"])
