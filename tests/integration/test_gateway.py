@@ -90,6 +90,37 @@ def test_echo_200_conns_100_messages_in_order():
     wait_until(lambda: gw.metric("wsgw_connections") == 0, 10, what="connections closed")
 
 
+def paced_load(gw, nconn, nmsg, counter, tag):
+    """nconn clients each send nmsg messages, one every 2 ms, and check that every echo comes
+    back in order; returns (growth of the metric `counter`, seconds taken)."""
+    async def client(i):
+        ws = await connect(gw.url("%s%d" % (tag, i)))
+        sent = ["%s%d-%d" % (tag, i, k) for k in range(nmsg)]
+
+        async def reader():
+            for k in range(nmsg):
+                got = await recv(ws, 20)
+                if got != sent[k]:
+                    raise AssertionError("conn %d message %d: %r != %r" % (i, k, got, sent[k]))
+        rd = asyncio.ensure_future(reader())
+        for m in sent:
+            await ws.send(m)
+            await asyncio.sleep(0.002)
+        await rd
+        await ws.close()
+        return nmsg
+
+    async def main():
+        return sum(await asyncio.gather(*[client(i) for i in range(nconn)]))
+    before = gw.metric(counter)
+    out0 = gw.metric("wsgw_messages_total", {"direction": "out"})
+    t0 = time.monotonic()
+    eq(arun(main(), 120), nconn * nmsg)
+    elapsed = time.monotonic() - t0
+    eq(gw.metric("wsgw_messages_total", {"direction": "out"}) - out0, nconn * nmsg)
+    return gw.metric(counter) - before, elapsed
+
+
 def test_coalescing_writer_wakes_per_window_and_loses_nothing():
     """--coalesce: while messages flow, the writer wakes once per window, not once per event.
     Ten clients send a message every 2 ms each for 0.6 s (about 3 000 events upstream and as
@@ -97,34 +128,9 @@ def test_coalescing_writer_wakes_per_window_and_loses_nothing():
     wake-up of its own); every echo arrives in order, and the writer loop turned only a few
     times per 20 ms window. Control: the same load without --coalesce turns it far more often."""
     api = Api()
-    nconn, nmsg = 10, 300
 
     def load(gw):
-        async def client(i):
-            ws = await connect(gw.url("co%d" % i))
-            sent = ["c%d-%d" % (i, k) for k in range(nmsg)]
-
-            async def reader():
-                for k in range(nmsg):
-                    got = await recv(ws, 20)
-                    if got != sent[k]:
-                        raise AssertionError("conn %d message %d: %r != %r" % (i, k, got, sent[k]))
-            rd = asyncio.ensure_future(reader())
-            for m in sent:
-                await ws.send(m)
-                await asyncio.sleep(0.002)
-            await rd
-            await ws.close()
-            return nmsg
-
-        async def main():
-            return sum(await asyncio.gather(*[client(i) for i in range(nconn)]))
-        before = gw.metric("wsgw_writer_wakeups_total")
-        t0 = time.monotonic()
-        eq(arun(main(), 120), nconn * nmsg)
-        elapsed = time.monotonic() - t0
-        eq(gw.metric("wsgw_messages_total", {"direction": "out"}), nconn * nmsg)
-        return gw.metric("wsgw_writer_wakeups_total") - before, elapsed
+        return paced_load(gw, 10, 300, "wsgw_writer_wakeups_total", "co")
 
     gw = Gateway([api.grpc_addr], threads=2, extra=["--coalesce", "20ms"])
     turns, elapsed = load(gw)
@@ -148,34 +154,9 @@ def test_coalescing_service_threads_turn_per_window_and_lose_nothing():
     while polling, and a drain (SIGTERM) while polling, still close the clients. Control: the
     same load without --svc-coalesce turns the loops far more often."""
     api = Api()
-    nconn, nmsg = 20, 300
 
     def load(gw):
-        async def client(i):
-            ws = await connect(gw.url("sc%d" % i))
-            sent = ["s%d-%d" % (i, k) for k in range(nmsg)]
-
-            async def reader():
-                for k in range(nmsg):
-                    got = await recv(ws, 20)
-                    if got != sent[k]:
-                        raise AssertionError("conn %d message %d: %r != %r" % (i, k, got, sent[k]))
-            rd = asyncio.ensure_future(reader())
-            for m in sent:
-                await ws.send(m)
-                await asyncio.sleep(0.002)
-            await rd
-            await ws.close()
-            return nmsg
-
-        async def main():
-            return sum(await asyncio.gather(*[client(i) for i in range(nconn)]))
-        before = gw.metric("wsgw_service_loop_turns_total")
-        t0 = time.monotonic()
-        eq(arun(main(), 120), nconn * nmsg)
-        elapsed = time.monotonic() - t0
-        eq(gw.metric("wsgw_messages_total", {"direction": "out"}), nconn * nmsg)
-        return gw.metric("wsgw_service_loop_turns_total") - before, elapsed
+        return paced_load(gw, 20, 300, "wsgw_service_loop_turns_total", "sc")
 
     gw = Gateway([api.grpc_addr], threads=2, extra=["--svc-coalesce", "20ms"])
     turns, elapsed = load(gw)
