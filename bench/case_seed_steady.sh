@@ -7,7 +7,7 @@
 # A VARIANT is "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api echo behind it) or
 # "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and without --raw:
 # no upstream hop). A later --threads in FLAGS wins. The variants
-# run one after the other, ROUNDS times (default 2), alternating. For each run, once every
+# run one after the other, ROUNDS times (default 1; 3 with BENCH_MODE=full), alternating. For each run, once every
 # connection is up and 3 s have passed, the server's user and system CPU are sampled from
 # /proc over WINDOW seconds (default 10), and with SYSCALLS=1 `perf stat` counts its recvfrom,
 # sendto, epoll_wait, write and read calls and context switches over the same window.

@@ -48,7 +48,6 @@ static void on_check(uv_check_t *h)
     }
     sleep_until(p->turn_ns + p->window_ns);
     p->turn_ns = clock_mono_ns();
-    p->work = 0;
     gw_svc_on_wake(s); /* counts commands it ran as work of the next turn */
     if (work || p->work) {
         p->quiet = 0;
@@ -61,8 +60,7 @@ static void on_check(uv_check_t *h)
     p->polling = false;
     uv_idle_stop(&p->idle);
     wake_lower(&s->wake_pending);
-    gw_svc_on_wake(s);
-    p->work = 0;
+    gw_svc_on_wake(s); /* commands it finds make the next check poll again */
 }
 
 void gw_svcpoll_start(gw_svc_t *s, int64_t window_us)

@@ -789,9 +789,11 @@ static void flush_cmd_overflow(gw_up_t *u)
             left = true;
     }
     p->overflowing = left;
-    if (!left)
+    if (!left) {
+        atomic_store_explicit(&u->want_room, 0, memory_order_relaxed); /* no wake-up needed */
         for (int i = 0; i < p->nstreams; i++)
             consume(u, &p->streams[i]);
+    }
 }
 
 static void wake_touched(gw_up_t *u)
