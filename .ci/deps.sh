@@ -32,6 +32,8 @@ need_file /usr/bin/python3 python3
 need_py grpc python3-grpcio
 need_py grpc_tools python3-grpc-tools
 need_py websockets python3-websockets
+# the attack suite (tests/integration/test_attack_api.py) builds HTTP/2 header blocks with hpack
+need_py h2 python3-h2
 # test_deploy.py parses deploy/k8s/*.yaml and docker-compose.yml
 need_py yaml python3-yaml
 need_cmd curl curl
