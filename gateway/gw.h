@@ -1,5 +1,6 @@
 /* gw.h: the gateway process: its service threads and upstream writers, and the few fields
- * they share (each marked with who writes it). */
+ * they share (each marked with who writes it). Service threads and writers reach each other
+ * only through the links (link.h) and the node states here. */
 #ifndef GW_GW_H
 #define GW_GW_H
 
@@ -9,20 +10,45 @@
 
 typedef struct gw_svc gw_svc_t;
 typedef struct gw_up gw_up_t;
+typedef struct gw_link gw_link_t;
+
+/* What every thread may know of API node u. Writer u stores; anyone reads. */
+typedef struct gw_node {
+    _Atomic int connected;    /* usable: new messages may be routed to it */
+    _Atomic int idle;         /* nothing queued, unacked or in its rings */
+    _Atomic uint64_t seed;    /* routing identity: hash of its address (route.h) */
+} gw_node_t;
 
 typedef struct gw {
     int nsvc;                 /* service threads */
     int nup;                  /* API nodes = writer threads */
     int nstreams;             /* streams per API node */
-    gw_svc_t **svc;           /* immutable after start */
-    gw_up_t **up;             /* immutable after start */
+    gw_svc_t **svc;           /* immutable after start; main thread only */
+    gw_up_t **up;             /* immutable after start; main thread only */
+    gw_node_t *nodes;         /* [nup] */
+    gw_link_t **links;        /* [nsvc * nup], immutable after start: gw_link() */
     uint16_t prefix;          /* conn_id prefix */
     int64_t conn_cap;         /* effective connection cap (flag and fd limit) */
     _Atomic int draining;     /* main thread sets; everyone reads */
     _Atomic int64_t nconns;   /* open WebSocket connections; service threads add/sub */
 } gw_t;
 
+/* gw_link: the link between service thread k and writer u (any thread). */
+static inline gw_link_t *gw_link(const gw_t *g, int k, int u) { return g->links[k * g->nup + u]; }
+
+/* gw_node_up: node u is usable (any thread). */
+static inline bool gw_node_up(const gw_t *g, int u)
+{
+    return atomic_load_explicit(&g->nodes[u].connected, memory_order_relaxed) != 0;
+}
+
 /* gw_ready: true when at least one API node is connected (any thread). */
-bool gw_ready(const gw_t *g);
+static inline bool gw_ready(const gw_t *g)
+{
+    for (int u = 0; u < g->nup; u++)
+        if (gw_node_up(g, u))
+            return true;
+    return false;
+}
 
 #endif

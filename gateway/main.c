@@ -22,6 +22,7 @@
 #include "resolver.h"
 #include "route.h"
 #include "svc.h"
+#include "link.h"
 #include "upstream.h"
 #include "httpd.h"
 #include "ws.h"
@@ -215,12 +216,11 @@ static long raise_nofile(void)
 static bool all_writers_idle(gw_t *g)
 {
     for (int i = 0; i < g->nup; i++)
-        if (!atomic_load(&g->up[i]->idle))
+        if (!atomic_load(&g->nodes[i].idle))
             return false;
-    for (int k = 0; k < g->nsvc; k++)
-        for (int u = 0; u < g->nup; u++)
-            if (ring_count(g->svc[k]->to_up[u]) || ring_count(g->svc[k]->from_up[u]))
-                return false;
+    for (int i = 0; i < g->nsvc * g->nup; i++)
+        if (gw_link_busy(g->links[i]))
+            return false;
     return true;
 }
 
@@ -348,7 +348,9 @@ int main(int argc, char **argv)
 
     g->svc = calloc((size_t)g->nsvc, sizeof *g->svc);
     g->up = calloc((size_t)g->nup, sizeof *g->up);
-    if (!g->svc || !g->up)
+    g->nodes = calloc((size_t)g->nup, sizeof *g->nodes);
+    g->links = calloc((size_t)(g->nsvc * g->nup), sizeof *g->links);
+    if (!g->svc || !g->up || !g->nodes || !g->links)
         return 1;
     for (int u = 0; u < g->nup; u++) {
         g->up[u] = gw_up_new(g, u, gw_cfg.upstreams[u], err, sizeof err);
@@ -365,8 +367,15 @@ int main(int argc, char **argv)
         }
         gwm_thread_conns(k);
         for (int u = 0; u < g->nup; u++) {
-            g->up[u]->from_svc[k] = g->svc[k]->to_up[u];
-            g->up[u]->to_svc[k] = g->svc[k]->from_up[u];
+            gw_link_t *l = gw_link_new(k, u, g->nstreams, (size_t)gw_cfg.ring_size, gw_svc_wake_fn,
+                                       g->svc[k], gw_up_wake_fn, g->up[u]);
+            if (!l) {
+                fprintf(stderr, "ws-gateway: out of memory\n");
+                return 1;
+            }
+            g->links[k * g->nup + u] = l;
+            g->svc[k]->links[u] = l;
+            g->up[u]->links[k] = l;
         }
     }
     log_info("starting", "listen=%s threads=%d upstreams=%d streams=%lld gateway_id=%s "
@@ -426,23 +435,10 @@ int main(int argc, char **argv)
         gw_svc_join(g->svc[k]);
     for (int u = 0; u < g->nup; u++)
         gw_up_free(g->up[u]);
-    for (int k = 0; k < g->nsvc; k++) {
-        for (int u = 0; u < g->nup; u++) {
-            void *cmd; /* commands a writer queued after the service thread stopped */
-            while ((cmd = ring_pop(g->svc[k]->from_up[u])))
-                gw_cmd_free(cmd);
-            gw_recycle_drain(g->svc[k]->ret_from_up[u]);
-            ring_free(g->svc[k]->to_up[u]);
-            ring_free(g->svc[k]->from_up[u]);
-            ring_free(g->svc[k]->ret_from_up[u]);
-        }
-        free(g->svc[k]->to_up);
-        free(g->svc[k]->from_up);
-        free(g->svc[k]->ret_from_up);
-        free(g->svc[k]->want_room);
-        free((void *)g->svc[k]->done);
+    for (int i = 0; i < g->nsvc * g->nup; i++)
+        gw_link_free(g->links[i]); /* with the events and commands still in flight */
+    for (int k = 0; k < g->nsvc; k++)
         free(g->svc[k]);
-    }
     for (int i = 0; i < nresolvers; i++)
         gw_resolver_free(&resolvers[i]);
     for (int i = 0; i < gw_cfg.nupstreams; i++)
@@ -450,6 +446,8 @@ int main(int argc, char **argv)
     free(gw_cfg.upstreams);
     free(g->svc);
     free(g->up);
+    free(g->links);
+    free(g->nodes);
     free(g);
     log_info("stopped", "%s", "");
     return sig < 0 ? 1 : 0;

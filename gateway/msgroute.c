@@ -7,7 +7,6 @@
 
 #include "log.h"
 #include "route.h"
-#include "upstream.h"
 
 static int idx(const gw_svc_t *s, int node, int stream)
 {
@@ -72,7 +71,7 @@ static void hold(gw_svc_t *s, gw_conn_t *c, gw_event_t *e, int st)
         h->stream = st;
         h->mark = c->mark;
         c->held = true;
-        atomic_store(&s->want_done, 1);
+        atomic_store(&s->links[h->node]->want_done, 1);
         /* done_seen may be older than done: look again on the next wake, whether or not
          * a writer publishes more */
         gw_svc_wake(s);
@@ -96,7 +95,7 @@ void gw_msgroute_send(gw_svc_t *s, gw_conn_t *c, gw_event_t *e)
     int pref = preferred(s, c->user, c->id);
     int cur = c->node;
     if (cur != GW_NODE_NONE && cur != pref && !resolved(s, cur, st, c->mark)) {
-        if (atomic_load_explicit(&s->gw->up[cur]->connected, memory_order_relaxed)) {
+        if (gw_node_up(s->gw, cur)) {
             pref = cur; /* its earlier messages are still on their way there: stay */
         } else {
             hold(s, c, e, st); /* failover: wait for the old node's handback */
@@ -118,9 +117,10 @@ void gw_msgroute_reroute(gw_svc_t *s, gw_cmd_t *cmd)
 
 void gw_msgroute_snapshot(gw_svc_t *s)
 {
-    int n = s->gw->nup * s->gw->nstreams;
-    for (int i = 0; i < n; i++)
-        s->done_seen[i] = atomic_load_explicit(&s->done[i], memory_order_acquire);
+    for (int u = 0; u < s->gw->nup; u++)
+        for (int st = 0; st < s->gw->nstreams; st++)
+            s->done_seen[idx(s, u, st)] =
+                atomic_load_explicit(&s->links[u]->done[st], memory_order_acquire);
     for (size_t i = 0; i < s->nheld; i++) {
         gw_held_t *h = &s->held[i];
         h->ready = resolved(s, h->node, h->stream, h->mark);
@@ -141,7 +141,8 @@ static void release_at(gw_svc_t *s, size_t i)
         push_to(s, c, preferred(s, gw_event_user(e), e->conn_id), e);
     }
     if (!s->nheld)
-        atomic_store(&s->want_done, 0);
+        for (int u = 0; u < s->gw->nup; u++)
+            atomic_store(&s->links[u]->want_done, 0);
 }
 
 void gw_msgroute_release(gw_svc_t *s)

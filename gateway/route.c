@@ -3,7 +3,6 @@
 
 #include <stdatomic.h>
 
-#include "upstream.h"
 
 uint64_t gw_hash64(const void *data, size_t len, uint64_t seed)
 {
@@ -30,13 +29,13 @@ int gw_route_node(const gw_t *g, const void *key, size_t len)
     uint64_t best_score = 0, best_up_score = 0;
     for (int u = 0; u < g->nup; u++) {
         /* seed: the node's address, so a node keeps its users whatever its slot */
-        uint64_t seed = atomic_load_explicit(&g->up[u]->seed, memory_order_relaxed);
+        uint64_t seed = atomic_load_explicit(&g->nodes[u].seed, memory_order_relaxed);
         uint64_t score = gw_hash64(key, len, seed);
         if (u == 0 || score > best_score) {
             best = u;
             best_score = score;
         }
-        if (atomic_load_explicit(&g->up[u]->connected, memory_order_relaxed) &&
+        if (gw_node_up(g, u) &&
             (best_up < 0 || score > best_up_score)) {
             best_up = u;
             best_up_score = score;

@@ -25,7 +25,7 @@
 #include "outq.h"
 #include "recycle.h"
 #include "svcpoll.h"
-#include "upstream.h"
+#include "wake.h"
 #include "ws.h"
 #include "wsout.h"
 
@@ -49,32 +49,15 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     if (s->listen_fd < 0)
         goto fail;
     int n = g->nup;
-    s->to_up = calloc((size_t)n, sizeof *s->to_up);
-    s->from_up = calloc((size_t)n, sizeof *s->from_up);
-    s->ret_from_up = calloc((size_t)n, sizeof *s->ret_from_up);
-    s->ovf_head = calloc((size_t)n, sizeof *s->ovf_head);
-    s->ovf_tail = calloc((size_t)n, sizeof *s->ovf_tail);
-    s->want_room = calloc((size_t)n, sizeof *s->want_room);
+    s->links = calloc((size_t)n, sizeof *s->links);
     s->sent = calloc((size_t)(n * g->nstreams), sizeof *s->sent);
     s->rs_gen = calloc((size_t)n, sizeof *s->rs_gen);
     s->rs_cursor = calloc((size_t)n, sizeof *s->rs_cursor);
-    s->done = calloc((size_t)(n * g->nstreams), sizeof *s->done);
     s->done_seen = calloc((size_t)(n * g->nstreams), sizeof *s->done_seen);
     s->wscratch = malloc(LWS_PRE + GW_WSOUT_SCRATCH);
-    if (!s->wscratch || !s->to_up || !s->from_up || !s->ret_from_up || !s->ovf_head || !s->ovf_tail || !s->want_room || !s->sent ||
-        !s->done || !s->done_seen || !s->rs_gen || !s->rs_cursor)
+    if (!s->wscratch || !s->links || !s->sent || !s->done_seen || !s->rs_gen || !s->rs_cursor)
         goto fail_mem;
-    for (int i = 0; i < n * g->nstreams; i++)
-        atomic_init(&s->done[i], 0);
-    atomic_init(&s->want_done, 0);
-    for (int u = 0; u < n; u++) {
-        s->to_up[u] = ring_new((size_t)gw_cfg.ring_size);
-        s->from_up[u] = ring_new((size_t)gw_cfg.ring_size);
-        s->ret_from_up[u] = ring_new((size_t)gw_cfg.ring_size);
-        if (!s->to_up[u] || !s->from_up[u] || !s->ret_from_up[u])
-            goto fail_mem;
-        atomic_init(&s->want_room[u], 0);
-    }
+    /* the links are made by main once every thread and writer exists (gw_svc_attach) */
     gw_conn_table_init(&s->conns, g->prefix, (unsigned)idx, 0);
     atomic_init(&s->wake_pending, 0);
     atomic_init(&s->ctx_pub, NULL);
@@ -87,23 +70,10 @@ fail_mem:
 fail:
     if (s->listen_fd >= 0)
         close(s->listen_fd);
-    for (int u = 0; s->to_up && u < g->nup; u++) {
-        ring_free(s->to_up[u]);
-        if (s->from_up)
-            ring_free(s->from_up[u]);
-        if (s->ret_from_up)
-            ring_free(s->ret_from_up[u]);
-    }
-    free(s->to_up);
-    free(s->from_up);
-    free(s->ret_from_up);
-    free(s->ovf_head);
-    free(s->ovf_tail);
-    free(s->want_room);
+    free(s->links);
     free(s->sent);
     free(s->done_seen);
     free(s->wscratch);
-    free(s->done);
     free(s->rs_gen);
     free(s->rs_cursor);
     free(s);
@@ -123,6 +93,11 @@ void gw_svc_wake(gw_svc_t *s)
         lws_cancel_service(ctx);
 }
 
+void gw_svc_wake_fn(void *ud)
+{
+    gw_svc_wake(ud);
+}
+
 /* Main thread. */
 void gw_svc_request(gw_svc_t *s, int what)
 {
@@ -139,22 +114,10 @@ void gw_svc_request(gw_svc_t *s, int what)
 
 bool gw_svc_push_event(gw_svc_t *s, int u, gw_event_t *e)
 {
-    e->next = NULL;
-    if (!s->ovf_head[u]) {
-        if (ring_push(s->to_up[u], e)) {
-            gw_up_wake(s->gw->up[u]);
-            return true;
-        }
-        s->ovf_head[u] = s->ovf_tail[u] = e;
-    } else {
-        s->ovf_tail[u]->next = e;
-        s->ovf_tail[u] = e;
-    }
-    /* Ask the writer to wake us when it has made room. Store before a final wake so the
-     * writer sees the flag when it next drains. */
-    atomic_store_explicit(&s->want_room[u], 1, memory_order_seq_cst);
-    gw_up_wake(s->gw->up[u]);
-    return false;
+    gw_link_t *l = s->links[u];
+    bool in = gw_handoff_push(&l->up, e); /* (raise-then-retry inside: handoff.h) */
+    gw_link_wake_writer(l);               /* coalesced: one eventfd write per burst */
+    return in;
 }
 
 void gw_svc_pause(gw_svc_t *s, gw_conn_t *c)
@@ -183,23 +146,12 @@ static bool flush_overflow(gw_svc_t *s)
 {
     bool clear = true;
     for (int u = 0; u < s->gw->nup; u++) {
-        bool pushed = false;
-        while (s->ovf_head[u]) {
-            gw_event_t *e = s->ovf_head[u], *next = e->next; /* e is theirs once pushed */
-            if (!ring_push(s->to_up[u], e))
-                break;
-            s->ovf_head[u] = next;
-            pushed = true;
-        }
-        if (!s->ovf_head[u])
-            s->ovf_tail[u] = NULL;
-        if (pushed)
-            gw_up_wake(s->gw->up[u]);
-        if (s->ovf_head[u]) {
-            atomic_store_explicit(&s->want_room[u], 1, memory_order_seq_cst);
-            gw_up_wake(s->gw->up[u]);
+        gw_handoff_t *h = &s->links[u]->up;
+        if (!gw_handoff_overflowing(h))
+            continue;
+        if (!gw_handoff_flush(h))
             clear = false;
-        }
+        gw_link_wake_writer(s->links[u]); /* what went in, or the room it must make */
     }
     return clear;
 }
@@ -391,11 +343,12 @@ static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
 }
 
 /* Presence resync for writer u: an Open for every live connection, then the marker, straight
- * into the ring (not the overflow list: if the ring fills, the rest waits for the next wake,
- * with want_room set). The writer puts these Opens ahead of everything else it queued, so
+ * into the ring (not the overflow list, which would hold a copy of every connection: if the
+ * ring fills, the rest waits for the writer's room wake-up). The writer puts these Opens ahead of everything else it queued, so
  * events of this thread that enter the ring in between are fine. */
 static void resync_run(gw_svc_t *s, int u)
 {
+    gw_link_t *l = s->links[u];
     gw_conn_table_t *t = &s->conns;
     uint32_t gen = s->rs_gen[u];
     for (uint32_t i = s->rs_cursor[u]; i < t->used; i++) {
@@ -405,7 +358,7 @@ static void resync_run(gw_svc_t *s, int u)
             continue;
         }
         gw_event_t *e = gw_ws_open_event(c, gen);
-        if (!e || !ring_push(s->to_up[u], e)) {
+        if (!e || !gw_handoff_try_ring(&l->up, e)) {
             if (e)
                 gw_event_free(e);
             else
@@ -417,17 +370,17 @@ static void resync_run(gw_svc_t *s, int u)
     gw_event_t *done = gw_event_new(GW_EV_RESYNC_DONE, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
     if (done)
         done->code = (int32_t)gen;
-    if (!done || !ring_push(s->to_up[u], done)) {
+    if (!done || !gw_handoff_try_ring(&l->up, done)) {
         if (done)
             gw_event_free(done);
         goto later;
     }
     s->rs_gen[u] = 0;
-    gw_up_wake(s->gw->up[u]);
+    gw_link_wake_writer(l);
     return;
 later:
-    atomic_store_explicit(&s->want_room[u], 1, memory_order_seq_cst);
-    gw_up_wake(s->gw->up[u]);
+    /* the rest when the writer has made room: want_room is raised (gw_handoff_try_ring) */
+    gw_link_wake_writer(l);
 }
 
 /* ---- drain ---------------------------------------------------------------------------- */
@@ -534,25 +487,21 @@ void gw_svc_on_wake(gw_svc_t *s)
     gw_msgroute_snapshot(s);
 
     for (int u = 0; u < s->gw->nup; u++)
-        gw_recycle_drain(s->ret_from_up[u]);
+        gw_recycle_drain(s->links[u]->home_ev);
 
-    /* Commands first: replies free room in the writers' rings, which the API waits on. */
+    /* Commands first: replies free room in the writers' rings, which the API waits on. A
+     * writer that found this ring full is woken by the pop (handoff.h), not otherwise: a
+     * wake-up costs the writer a turn. */
     void *cmds[CMD_BURST];
     for (int u = 0; u < s->gw->nup; u++) {
         size_t n;
         int rounds = 0;
-        while ((n = ring_pop_batch(s->from_up[u], cmds, CMD_BURST)) > 0) {
+        while ((n = gw_handoff_pop(&s->links[u]->down, cmds, CMD_BURST)) > 0) {
             gw_svcpoll_work(&s->poll);
             for (size_t i = 0; i < n; i++) {
                 run_cmd(s, u, cmds[i]);
                 gw_cmd_free(cmds[i]);
             }
-            /* A writer that found this ring full waits for room: tell it there is some now.
-             * (Not otherwise: a wake-up costs the writer a turn, and this was one per drain.) */
-            atomic_thread_fence(memory_order_seq_cst); /* our pops before the flag's load */
-            if (atomic_load_explicit(&s->gw->up[u]->want_room, memory_order_relaxed) &&
-                atomic_exchange(&s->gw->up[u]->want_room, 0))
-                gw_up_wake(s->gw->up[u]);
             if (++rounds == 64) { /* bound the work per wake; come back for the rest */
                 gw_svc_wake(s);
                 break;
@@ -660,7 +609,7 @@ static void *svc_main(void *arg)
         /* our return rings toward each writer: its commands and payloads go home */
         ring_t **to_peer = calloc((size_t)s->gw->nup, sizeof *to_peer);
         for (int u = 0; to_peer && u < s->gw->nup; u++)
-            to_peer[u] = s->gw->up[u]->ret_from_svc[s->idx];
+            to_peer[u] = s->links[u]->home_cmd;
         s->rc_peers = to_peer;
         gw_recycle_register(GW_RC_SVC, s->idx, to_peer, to_peer ? s->gw->nup : 0);
     }
@@ -765,26 +714,13 @@ int gw_svc_start(gw_svc_t *s)
 void gw_svc_join(gw_svc_t *s)
 {
     pthread_join(s->tid, NULL);
-    for (int u = 0; u < s->gw->nup; u++) {
-        gw_event_t *e = s->ovf_head[u];
-        while (e) {
-            gw_event_t *n = e->next;
-            gw_event_free(e);
-            e = n;
-        }
-        void *p;
-        while ((p = ring_pop(s->from_up[u])))
-            gw_cmd_free(p);
-        /* to_up[u] belongs to writer u's consumer side: emptied by gw_up_join */
-    }
+    /* what is still in the links (events not taken, commands not run) goes with them */
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     gw_index_free(&s->index);
     gw_conn_table_free(&s->conns);
     free(s->paused);
     gw_msgroute_free(s);
-    free(s->ovf_head);
-    free(s->ovf_tail);
     free(s->sent);
     free(s->done_seen);
     free(s->wscratch);
@@ -794,9 +730,9 @@ void gw_svc_join(gw_svc_t *s)
     free(s->rs_gen);
     free(s->rs_cursor);
     s->rs_gen = s->rs_cursor = NULL;
-    s->ovf_head = s->ovf_tail = NULL;
     s->sent = NULL;
-    /* rings, want_room and done are read by writers: main frees them after the writers */
+    free(s->links); /* (the array: the links themselves are main's to free, after the writers) */
+    s->links = NULL;
 }
 
 /* lws log redirection is process-wide: set once by main. */

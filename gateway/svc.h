@@ -12,6 +12,7 @@
 #include "event.h"
 #include "gw.h"
 #include "index.h"
+#include "link.h"
 #include "ring.h"
 #include "svcpoll.h"
 
@@ -42,27 +43,19 @@ struct gw_svc {
     gw_conn_table_t conns;     /* service thread only */
     gw_index_t index;          /* service thread only */
 
-    ring_t **to_up;            /* [nup] producer: this thread; consumer: writer u */
-    ring_t **from_up;          /* [nup] producer: writer u; consumer: this thread */
-    ring_t **ret_from_up;      /* [nup] our events coming home from writer u (recycle.h) */
-    ring_t **rc_peers;         /* [nup] = up[u]->ret_from_svc[idx]; this thread's view */
-    gw_event_t **ovf_head;     /* [nup] events that did not fit in to_up[u]; this thread */
-    gw_event_t **ovf_tail;
-    _Atomic int *want_room;    /* [nup] set by this thread when to_up[u] overflowed; the writer
-                                  clears it and wakes us after draining */
+    gw_link_t **links;         /* [nup] = gw_link(gw, idx, u): events up, commands down */
+    ring_t **rc_peers;         /* [nup] links' home_cmd rings: this thread's recycle view */
     uint64_t *paused;          /* ids of connections paused for backpressure; this thread */
     size_t npaused, cap_paused;
     _Atomic int wake_pending;  /* coalesces lws_cancel_service; any thread raises */
     /* Per (node u, stream st), index u * nstreams + st (msgroute.c): */
     uint32_t *sent;            /* Messages this thread pushed; this thread only */
-    _Atomic uint32_t *done;    /* of those, resolved by writer u (acked, delivered without
-                                  acks, or handed back); writer u stores, we read */
-    uint32_t *done_seen;       /* done as read at the start of the last wake, before the rings
-                                  were drained: routing decisions use this copy, never done
-                                  itself (a writer publishes done after its handback is in a
-                                  ring; a later count without the handback drained would let a
-                                  newer message overtake the handed-back ones); this thread only */
-    _Atomic int want_done;     /* set while messages are held: writers wake us on progress */
+    uint32_t *done_seen;       /* the links' done counts as read at the start of the last wake,
+                                  before the rings were drained: routing decisions use this
+                                  copy, never done itself (a writer publishes done after its
+                                  handback is in a ring; a later count without the handback
+                                  drained would let a newer message overtake the handed-back
+                                  ones); this thread only */
     struct gw_held *held;      /* connections whose messages wait for a handback */
     uint32_t *rs_gen;          /* [nup] presence resync requested by writer u (0 = none) */
     uint32_t *rs_cursor;       /* [nup] next connection slot to resync */
@@ -79,14 +72,16 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen);
 int gw_svc_start(gw_svc_t *s);
 /* gw_svc_wake (any thread): coalesced lws_cancel_service for this thread. */
 void gw_svc_wake(gw_svc_t *s);
+/* gw_svc_wake_fn: the same for a link (ud = the service thread). */
+void gw_svc_wake_fn(void *ud);
 /* gw_svc_request (main thread), in this order during a drain:
  *   GW_SVC_QUIESCE   stop accepting, stop reading from clients (replies still go out);
  *   GW_SVC_CLOSE_ALL close every client with 1001 "going away";
  *   GW_SVC_STOP      destroy the lws context and end the loop. */
 enum { GW_SVC_QUIESCE = 1, GW_SVC_CLOSE_ALL = 2, GW_SVC_STOP = 3 };
 void gw_svc_request(gw_svc_t *s, int what);
-/* gw_svc_join (main thread): waits for the thread and frees what only it used (rings,
- * want_room and done stay: writers may still touch them; main frees those last). */
+/* gw_svc_join (main thread): waits for the thread and frees what only it used (the links
+ * stay: writers may still touch them; main frees those last). */
 void gw_svc_join(gw_svc_t *s);
 
 /* Called on the service thread (from ws.c): */
@@ -95,7 +90,10 @@ void gw_svc_join(gw_svc_t *s);
  * Returns true if it went straight into the ring. */
 bool gw_svc_push_event(gw_svc_t *s, int u, gw_event_t *e);
 /* gw_svc_overflowing: true while events to writer u wait in the overflow list. */
-static inline bool gw_svc_overflowing(const gw_svc_t *s, int u) { return s->ovf_head[u] != NULL; }
+static inline bool gw_svc_overflowing(const gw_svc_t *s, int u)
+{
+    return gw_handoff_overflowing(&s->links[u]->up);
+}
 /* gw_svc_pause: rx flow control off for c until the overflow drains. */
 void gw_svc_pause(gw_svc_t *s, gw_conn_t *c);
 /* gw_svc_on_wake: WAIT_CANCELLED handler: lower the flag, flush overflow, run commands. */

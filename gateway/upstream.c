@@ -29,7 +29,6 @@
 #include "metrics.h"
 #include "recycle.h"
 #include "route.h"
-#include "svc.h"
 #include "upsock.h"
 #include "wsgw.pb-c.h"
 
@@ -90,7 +89,6 @@ struct gw_up_priv {
     uint32_t rs_gen;           /* generation of the resync in progress (stale ones ignored) */
     int rs_waiting;            /* service threads whose marker has not arrived */
     size_t queued;             /* bytes in batches and pending events, all streams */
-    gw_cmd_t **ovf_head, **ovf_tail; /* [nsvc] commands that did not fit in a ring */
     bool overflowing;
     uint64_t touched;          /* service threads to wake (bit per thread, < 64) */
     bool touched_all;
@@ -169,20 +167,20 @@ static void publish_done(gw_up_t *u)
     if (!p->dirty || p->overflowing)
         return;
     for (int k = 0; k < u->gw->nsvc; k++) {
-        gw_svc_t *s = u->gw->svc[k];
+        gw_link_t *l = u->links[k];
         bool any = false;
         for (int st = 0; st < p->nstreams; st++) {
             uint32_t n = p->dacc[k * p->nstreams + st];
             if (!n)
                 continue;
-            _Atomic uint32_t *d = &s->done[u->idx * p->nstreams + st];
+            _Atomic uint32_t *d = &l->done[st];
             atomic_store_explicit(d, atomic_load_explicit(d, memory_order_relaxed) + n,
                                   memory_order_release);
             p->dacc[k * p->nstreams + st] = 0;
             any = true;
         }
-        if (any && atomic_load(&s->want_done))
-            gw_svc_wake(s);
+        if (any && atomic_load(&l->want_done))
+            gw_link_wake_svc(l);
     }
     p->dirty = false;
 }
@@ -392,15 +390,12 @@ static void drain_rings(gw_up_t *u)
     while (more && p->queued < (size_t)gw_cfg.replay_max_bytes) {
         more = false;
         for (int k = 0; k < g->nsvc; k++) {
-            size_t n = ring_pop_batch(u->from_svc[k], items, RING_BURST);
+            /* (a service thread waiting for room in this ring is woken by the pop) */
+            size_t n = gw_handoff_pop(&u->links[k]->up, items, RING_BURST);
             for (size_t i = 0; i < n; i++)
                 take_event(u, items[i]);
             if (n == RING_BURST)
                 more = true;
-            /* a service thread waiting for room in this ring gets woken */
-            if (n && atomic_load_explicit(&g->svc[k]->want_room[u->idx], memory_order_seq_cst) &&
-                atomic_exchange(&g->svc[k]->want_room[u->idx], 0))
-                gw_svc_wake(g->svc[k]);
         }
     }
     encode_pending(u);
@@ -411,7 +406,7 @@ static void drain_rings(gw_up_t *u)
 static bool other_node_up(gw_up_t *u)
 {
     for (int i = 0; i < u->gw->nup; i++)
-        if (i != u->idx && atomic_load_explicit(&u->gw->up[i]->connected, memory_order_relaxed))
+        if (i != u->idx && gw_node_up(u->gw, i))
             return true;
     return false;
 }
@@ -718,19 +713,13 @@ static void emit_cmd(void *ud, int k, gw_cmd_t *cmd)
 {
     gw_up_t *u = ud;
     gw_up_priv_t *p = u->priv;
-    cmd->next = NULL;
-    if (!p->ovf_head[k] && ring_push(u->to_svc[k], cmd)) {
-        mark_touched(p, k);
-        return;
+    gw_handoff_t *h = &u->links[k]->down;
+    bool was = gw_handoff_overflowing(h);
+    if (!gw_handoff_push(h, cmd)) {
+        if (!was)
+            metrics_inc(gwm.cmd_ring_full);
+        p->overflowing = true;
     }
-    if (p->ovf_head[k]) {
-        p->ovf_tail[k]->next = cmd;
-    } else {
-        p->ovf_head[k] = cmd;
-        metrics_inc(gwm.cmd_ring_full);
-    }
-    p->ovf_tail[k] = cmd;
-    p->overflowing = true;
     mark_touched(p, k);
 }
 
@@ -773,27 +762,19 @@ static void flush_cmd_overflow(gw_up_t *u)
     gw_up_priv_t *p = u->priv;
     if (!p->overflowing)
         return;
-    /* Raised before the retry below: a service thread that frees room after it sees the flag
-     * and wakes us; one that freed it before, freed it for the retry. */
-    atomic_store_explicit(&u->want_room, 1, memory_order_seq_cst);
     bool left = false;
     for (int k = 0; k < u->gw->nsvc; k++) {
-        while (p->ovf_head[k]) {
-            gw_cmd_t *c = p->ovf_head[k], *next = c->next; /* c is theirs once pushed */
-            if (!ring_push(u->to_svc[k], c))
-                break;
-            p->ovf_head[k] = next;
-            mark_touched(p, k);
-        }
-        if (p->ovf_head[k])
+        gw_handoff_t *h = &u->links[k]->down;
+        if (!gw_handoff_overflowing(h))
+            continue;
+        if (!gw_handoff_flush(h)) /* raise-then-retry: the service thread wakes us for room */
             left = true;
+        mark_touched(p, k);
     }
     p->overflowing = left;
-    if (!left) {
-        atomic_store_explicit(&u->want_room, 0, memory_order_relaxed); /* no wake-up needed */
+    if (!left)
         for (int i = 0; i < p->nstreams; i++)
             consume(u, &p->streams[i]);
-    }
 }
 
 static void wake_touched(gw_up_t *u)
@@ -801,7 +782,7 @@ static void wake_touched(gw_up_t *u)
     gw_up_priv_t *p = u->priv;
     for (int k = 0; k < u->gw->nsvc; k++)
         if (p->touched_all || (k < 64 && (p->touched & (1ULL << k))))
-            gw_svc_wake(u->gw->svc[k]);
+            gw_link_wake_svc(u->links[k]);
     p->touched = 0;
     p->touched_all = false;
 }
@@ -877,10 +858,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         /* connected once the node speaks HTTP/2 (some gRPC servers send response headers
          * only with their first message); it becomes unusable again if it refuses every
          * stream (on_stream_close) */
-        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !atomic_load(&u->connected) && !p->goaway &&
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !atomic_load(&u->node->connected) && !p->goaway &&
             !p->session_ready) {
             p->session_ready = true;
-            atomic_store(&u->connected, 1);
+            atomic_store(&u->node->connected, 1);
             metrics_gauge_set(p->m_connected, 1);
             if (p->connects++)
                 metrics_inc(p->m_reconnects);
@@ -896,8 +877,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
             st->healthy = st->grpc_status < 0 && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
             if (st->healthy) {
                 st->fails = 0;
-                if (!atomic_load(&u->connected) && !p->goaway) {
-                    atomic_store(&u->connected, 1);
+                if (!atomic_load(&u->node->connected) && !p->goaway) {
+                    atomic_store(&u->node->connected, 1);
                     metrics_gauge_set(p->m_connected, 1);
                     log_info("API node usable again", "node=%s", u->name);
                 }
@@ -908,7 +889,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     case NGHTTP2_GOAWAY:
         p->goaway = true;
         /* route new messages elsewhere while this node finishes */
-        atomic_store(&u->connected, 0);
+        atomic_store(&u->node->connected, 0);
         metrics_gauge_set(p->m_connected, 0);
         for (int i = 0; i < p->nstreams; i++) {
             up_stream_t *st = &p->streams[i];
@@ -963,7 +944,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     bool any_open = false;
     for (int i = 0; i < p->nstreams; i++)
         any_open |= p->streams[i].id != 0;
-    if (!any_open && st->grpc_status > 0 && atomic_exchange(&u->connected, 0)) {
+    if (!any_open && st->grpc_status > 0 && atomic_exchange(&u->node->connected, 0)) {
         metrics_gauge_set(p->m_connected, 0);
         log_warn("API node unusable: it refuses every stream", "node=%s grpc_status=%d",
                  u->name, st->grpc_status);
@@ -1118,7 +1099,7 @@ static void up_disconnect(gw_up_t *u, const char *why)
         nghttp2_session_del(p->sess);
         p->sess = NULL;
     }
-    bool was = atomic_exchange(&u->connected, 0);
+    bool was = atomic_exchange(&u->node->connected, 0);
     metrics_gauge_set(p->m_connected, 0);
     if (was || p->state == UP_CONNECTED)
         log_warn("API node disconnected", "node=%s reason=%s", u->name, why);
@@ -1277,7 +1258,7 @@ static void run_timers(gw_up_t *u)
 static bool rings_empty(gw_up_t *u)
 {
     for (int k = 0; k < u->gw->nsvc; k++)
-        if (ring_count(u->from_svc[k]))
+        if (gw_handoff_count(&u->links[k]->up))
             return false;
     return true;
 }
@@ -1291,7 +1272,7 @@ static void update_idle(gw_up_t *u)
         if (st->npend || st->cur || (st->acking && st->head))
             idle = false;
     }
-    atomic_store(&u->idle, idle);
+    atomic_store(&u->node->idle, idle);
 }
 
 enum { COALESCE_QUIET = 4 }; /* empty windows before a coalescing writer sleeps until an event */
@@ -1306,7 +1287,7 @@ static void *up_main(void *arg)
     pthread_setname_np(pthread_self(), name);
 
     for (int k = 0; k < u->gw->nsvc; k++)
-        u->rc_peers[k] = u->gw->svc[k]->ret_from_up[u->idx];
+        u->rc_peers[k] = u->links[k]->home_ev;
     gw_recycle_register(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, u->wake.fd, &ev);
@@ -1360,7 +1341,7 @@ static void *up_main(void *arg)
             wake_lower(&u->wake.pending); /* then drain below */
         }
         for (int k = 0; k < u->gw->nsvc; k++)
-            gw_recycle_drain(u->ret_from_svc[k]);
+            gw_recycle_drain(u->links[k]->home_cmd);
         follow_addr(u);
         run_timers(u);
         if (!rings_empty(u))
@@ -1381,7 +1362,7 @@ static void *up_main(void *arg)
     if (p->sess)
         nghttp2_session_del(p->sess);
     p->sess = NULL;
-    atomic_store(&u->connected, 0);
+    atomic_store(&u->node->connected, 0);
     gw_batch_thread_cleanup();
     gw_recycle_register(GW_RC_NONE, 0, NULL, 0);
     return NULL;
@@ -1455,7 +1436,7 @@ static void follow_addr(gw_up_t *u)
         p->reconnect_at = 0;
         return;
     }
-    atomic_store(&u->seed, gw_hash64(u->name, strlen(u->name), 0));
+    atomic_store(&u->node->seed, gw_hash64(u->name, strlen(u->name), 0));
     p->m_connected = gwm_up_connected(u->name);
     p->m_reconnects = gwm_up_reconnects(u->name);
     p->connects = 0;
@@ -1478,7 +1459,8 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     } else if (split_addr(u, addr, err, errlen) < 0) {
         goto fail;
     }
-    atomic_init(&u->seed, gw_hash64(u->name, strlen(u->name), 0));
+    u->node = &g->nodes[idx];
+    atomic_store(&u->node->seed, gw_hash64(u->name, strlen(u->name), 0));
     atomic_init(&u->addr_gen, 0);
     if (wake_init(&u->wake) < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
@@ -1495,21 +1477,13 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     p->nstreams = (int)gw_cfg.streams;
     p->streams = calloc((size_t)p->nstreams, sizeof *p->streams);
     p->rbuf = malloc(READ_CHUNK);
-    p->ovf_head = calloc((size_t)g->nsvc, sizeof *p->ovf_head);
-    p->ovf_tail = calloc((size_t)g->nsvc, sizeof *p->ovf_tail);
     p->dacc = calloc((size_t)(g->nsvc * (int)gw_cfg.streams), sizeof *p->dacc);
     p->hb_head = calloc((size_t)g->nsvc, sizeof *p->hb_head);
     p->hb_tail = calloc((size_t)g->nsvc, sizeof *p->hb_tail);
-    u->from_svc = calloc((size_t)g->nsvc, sizeof *u->from_svc);
-    u->to_svc = calloc((size_t)g->nsvc, sizeof *u->to_svc);
-    u->ret_from_svc = calloc((size_t)g->nsvc, sizeof *u->ret_from_svc);
+    u->links = calloc((size_t)g->nsvc, sizeof *u->links);
     u->rc_peers = calloc((size_t)g->nsvc, sizeof *u->rc_peers);
-    for (int k = 0; u->ret_from_svc && k < g->nsvc; k++)
-        if (!(u->ret_from_svc[k] = ring_new((size_t)gw_cfg.ring_size)))
-            goto nomem;
-    if (p->epfd < 0 || !p->streams || !p->rbuf || !p->ovf_head || !p->ovf_tail || !p->dacc ||
-        !p->hb_head || !p->hb_tail ||
-        !u->from_svc || !u->to_svc || !u->ret_from_svc || !u->rc_peers)
+    if (p->epfd < 0 || !p->streams || !p->rbuf || !p->dacc || !p->hb_head || !p->hb_tail ||
+        !u->links || !u->rc_peers)
         goto nomem;
     for (int i = 0; i < p->nstreams; i++) {
         p->streams[i].up = u;
@@ -1521,10 +1495,9 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     /* per-node series exist once a node does (dynamic slots register on assignment) */
     p->m_connected = u->dynamic ? -1 : gwm_up_connected(u->name);
     p->m_reconnects = u->dynamic ? -1 : gwm_up_reconnects(u->name);
-    atomic_init(&u->connected, 0);
+    atomic_store(&u->node->connected, 0);
+    atomic_store(&u->node->idle, 1);
     atomic_init(&u->stop_req, 0);
-    atomic_init(&u->idle, 1);
-    atomic_init(&u->want_room, 0);
     return u;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -1577,20 +1550,6 @@ void gw_up_free(gw_up_t *u)
             grpc_dec_free(&st->dec);
         }
 
-        for (int k = 0; p->ovf_head && k < u->gw->nsvc; k++) {
-            gw_cmd_t *c = p->ovf_head[k];
-            while (c) {
-                gw_cmd_t *n = c->next;
-                gw_cmd_free(c);
-                c = n;
-            }
-        }
-        /* events still in our rings were never taken */
-        for (int k = 0; u->from_svc && k < u->gw->nsvc; k++) {
-            void *e;
-            while (u->from_svc[k] && (e = ring_pop(u->from_svc[k])))
-                gw_event_free(e);
-        }
         for (int k = 0; p->hb_head && k < u->gw->nsvc; k++)
             while (p->hb_head[k]) {
                 gw_event_t *e = p->hb_head[k];
@@ -1601,8 +1560,6 @@ void gw_up_free(gw_up_t *u)
         free(p->hb_tail);
         free(p->dacc);
         arena_free(&p->arena);
-        free(p->ovf_head);
-        free(p->ovf_tail);
         free(p->streams);
         free(p->rbuf);
         buf_free(&p->wbuf);
@@ -1614,22 +1571,12 @@ void gw_up_free(gw_up_t *u)
     }
     if (u->wake.fd > 0)
         wake_destroy(&u->wake);
-    for (int k = 0; u->ret_from_svc && k < u->gw->nsvc; k++)
-        if (u->ret_from_svc[k]) {
-            gw_recycle_drain(u->ret_from_svc[k]);
-            ring_free(u->ret_from_svc[k]);
-        }
-    free(u->ret_from_svc);
+    free(u->links);
     free(u->rc_peers);
-    free(u->from_svc);
-    free(u->to_svc);
     free(u);
 }
 
-bool gw_ready(const gw_t *g)
+void gw_up_wake_fn(void *ud)
 {
-    for (int i = 0; i < g->nup; i++)
-        if (atomic_load_explicit(&g->up[i]->connected, memory_order_relaxed))
-            return true;
-    return false;
+    gw_up_wake(ud);
 }

@@ -30,7 +30,6 @@
 #include "reasm.h"
 #include "route.h"
 #include "svc.h"
-#include "upstream.h"
 #include "utf8.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"

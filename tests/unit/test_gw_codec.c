@@ -190,14 +190,13 @@ static void test_downstream_fanout(void)
 
 static void test_route_stable_and_failover(void)
 {
-    gw_up_t ups[3];
-    gw_up_t *pu[3] = {&ups[0], &ups[1], &ups[2]};
+    gw_node_t ups[3];
     memset(ups, 0, sizeof ups);
     for (int i = 0; i < 3; i++) {
         atomic_init(&ups[i].connected, 1);
         atomic_init(&ups[i].seed, 1000 + (uint64_t)i * 7777);
     }
-    gw_t g = {.nup = 3, .up = pu};
+    gw_t g = {.nup = 3, .nodes = ups};
     int count[3] = {0};
     int before[300];
     for (int i = 0; i < 300; i++) {
