@@ -36,6 +36,7 @@ typedef struct gw_config {
     const char *static_dir;
     int64_t dns_interval_us;
     int64_t max_upstreams;
+    int64_t paused_check_us;  /* pausewatch.h: period of the paused-socket check (0 = off) */
 
     /* derived */
     char listen_host[256];

@@ -3,7 +3,6 @@
 
 #include <libwebsockets.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "clock.h"
 #include "config.h"
@@ -43,16 +42,22 @@ void gw_keepalive_sweep(struct gw_svc *s)
         if (!c || !c->established || c->closing)
             continue;
         uint32_t silent = now - c->alive_ms;
-        if (silent >= hup_ms) {
+        if (c->paused) {
+            /* Not read while paused (backpressure): its pongs wait unread, so time spent
+             * paused is not silence. A ping still goes out each interval (a peer that
+             * vanished without FIN fails it at the TCP level; pausewatch.h sees that). */
+            if (silent >= ping_ms) {
+                if (gw_ws_control(c, WS_OP_PING, "wsgw", 4) < 0)
+                    log_rl_warn("ping write failed", "conn_id=%llu", (unsigned long long)c->id);
+                c->alive_ms = now;
+                c->pinged = false;
+            }
+        } else if (silent >= hup_ms) {
             log_rl_info("no pong: closing", "conn_id=%llu silent_ms=%u",
                         (unsigned long long)c->id, silent);
             /* counted as wsgw_closes_total{code="1006"} by on_closed: no close frame,
              * the peer is gone */
-            c->closing = true;
-            /* no close handshake with a peer that does not answer (lws would wait 5 s for
-             * its close acknowledgement): end the socket, lws sees the hang-up and closes */
-            shutdown(lws_get_socket_fd(c->wsi), SHUT_RDWR);
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            gw_ws_hangup(c);
         } else if (silent >= ping_ms && !c->pinged) {
             /* a whole frame: if lws still holds part of an earlier one, it goes after that */
             if (gw_ws_control(c, WS_OP_PING, "wsgw", 4) < 0)

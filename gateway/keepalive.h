@@ -23,7 +23,9 @@ uint64_t gw_keepalive_tick_ms(int64_t ping_interval_us);
 void gw_keepalive_alive(struct gw_svc *s, gw_conn_t *c);
 
 /* gw_keepalive_sweep: pings connections silent for an interval, closes (1006, no close frame:
- * the peer is gone) those silent for three. Runs from the thread's uv timer. */
+ * the peer is gone) those silent for three. A paused connection (backpressure: not read, so
+ * its pongs are not seen) is pinged each interval but never counted silent. Runs from the
+ * thread's uv timer. */
 void gw_keepalive_sweep(struct gw_svc *s);
 
 #endif

@@ -18,6 +18,7 @@
 #include "gwm.h"
 #include "log.h"
 #include "metrics.h"
+#include "pausewatch.h"
 #include "recycle.h"
 #include "resolver.h"
 #include "route.h"
@@ -95,6 +96,10 @@ static const flag_t flag_table[] = {
      "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite "
      "sooner, but a few KB also cap each client's upload rate through the TCP window)",
      0, 1 << 30},
+    {"paused-check", FLAG_DURATION, "200ms", &gw_cfg.paused_check_us,
+     "how often the sockets of clients paused for backpressure are checked for a FIN or RST "
+     "(a paused client is not read, so its leaving is not seen otherwise): those that left are "
+     "closed 1006 and their unread bytes discarded; 50ms to 10s, 0 = never"},
     {"log-level", FLAG_STR, "info", &gw_cfg.log_level, "error, warn, info or debug"},
     {NULL},
 };
@@ -330,12 +335,18 @@ int main(int argc, char **argv)
     atomic_init(&g->nconns, 0);
 
     gwm_init();
+    gw_pausewatch_init();
     gw_svc_log_init();
     if (gw_admit_init(gw_cfg.allowed_origins) < 0)
         return 1;
     gw_static_dir_init(gw_cfg.static_dir, argv[0]);
     if (gw_cfg.coalesce_us < 0 || gw_cfg.coalesce_us > 100000) {
         fprintf(stderr, "ws-gateway: --coalesce: 0 to 100ms\n");
+        return 2;
+    }
+    if (gw_cfg.paused_check_us != 0 &&
+        (gw_cfg.paused_check_us < 50000 || gw_cfg.paused_check_us > 10000000)) {
+        fprintf(stderr, "ws-gateway: --paused-check: 0, or 50ms to 10s\n");
         return 2;
     }
     if ((*gw_cfg.tls_cert != 0) != (*gw_cfg.tls_key != 0)) {

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "msgroute.h"
 #include "outq.h"
+#include "pausewatch.h"
 #include "recycle.h"
 #include "svcpoll.h"
 #include "wake.h"
@@ -437,6 +438,8 @@ static void on_tick(uv_timer_t *t)
         /* also a wake raised before our lws context existed (no lws_cancel_service then) */
         if ((req || atomic_load(&s->wake_pending)) && !s->stopping)
             gw_svc_on_wake(s);
+        if (!s->stopping)
+            gw_pausewatch_tick(s); /* paused clients that left */
         return;
     }
     if (s->stopping)

@@ -47,6 +47,8 @@ struct gw_svc {
     ring_t **rc_peers;         /* [nup] links' home_cmd rings: this thread's recycle view */
     uint64_t *paused;          /* ids of connections paused for backpressure; this thread */
     size_t npaused, cap_paused;
+    size_t pw_cursor;          /* pausewatch.h: next paused entry to check (0: no round on) */
+    int64_t pw_next;           /* pausewatch.h: monotonic ns when the next round may start */
     _Atomic int wake_pending;  /* coalesces lws_cancel_service; any thread raises */
     /* Per (node u, stream st), index u * nstreams + st (msgroute.c): */
     uint32_t *sent;            /* Messages this thread pushed; this thread only */

@@ -115,6 +115,15 @@ void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen)
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, CLOSE_ACK_TIMEOUT_S);
 }
 
+void gw_ws_hangup(gw_conn_t *c)
+{
+    c->closing = true;
+    /* no close handshake (lws would wait for its acknowledgement): end the socket; lws sees
+     * the hang-up and closes (the kill timeout covers a socket it does not poll now) */
+    shutdown(lws_get_socket_fd(c->wsi), SHUT_RDWR);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 /* ---- handshake ------------------------------------------------------------------------ */
 
 /* Refuses a request with an HTTP status; the callback then returns -1 (flush, close). */

@@ -23,6 +23,11 @@ int gw_ws_control(gw_conn_t *c, int opcode, const void *payload, size_t len);
  * CLOSE_ACK_TIMEOUT_S to answer before lws ends the connection. */
 void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen);
 
+/* gw_ws_hangup: ends c without a close handshake (the peer is gone or does not answer): marks
+ * it closing, shuts the socket down and lets lws close it on its next turn (on_closed reports
+ * 1006 unless a close code was exchanged). Not from inside one of c's own lws callbacks. */
+void gw_ws_hangup(gw_conn_t *c);
+
 /* gw_ws_open_event: an Open event for c (user, peer address, stored query); resync_gen != 0
  * marks a resync Open. NULL when out of memory. Service thread of c. */
 gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen);

@@ -1,0 +1,150 @@
+"""Clients paused for backpressure (issue 14, case 4): the keepalive does not take a paused
+client's silence for death, and a paused client that leaves (FIN or RST) is noticed at once and
+frees its slot. The API node is frozen with SIGSTOP so that backpressure bites (small
+--replay-max-bytes and --ring-size)."""
+import asyncio
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import websockets  # noqa: E402
+from wsgwtest import Api, Gateway, check, eq, run, stop, wait_until  # noqa: E402
+from test_faults import masked, read_http_status, ws_handshake  # noqa: E402
+
+BP_FLAGS = ["--replay-max-bytes", "65536", "--ring-size", "64"]
+
+
+def arun(coro, timeout=90):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def test_paused_client_answering_pings_is_not_closed():
+    """--ping-interval 1s; the API is frozen for 4.5 s (over three intervals) while a client
+    streams: the client is paused, its pongs sit unread, and it must not be hung up. Once the
+    API runs again every message is echoed in order."""
+    api = Api()
+    gw = Gateway([api.grpc_addr], threads=1, streams=1,
+                 extra=["--ping-interval", "1"] + BP_FLAGS)
+    n = 3000
+    payload = "x" * 1000
+
+    async def main():
+        ws = await websockets.connect(gw.url("paused"), max_size=None, ping_interval=None)
+        await ws.send("warm")
+        eq(await asyncio.wait_for(ws.recv(), 5), "warm")
+        api.proc.send_signal(signal.SIGSTOP)
+        try:
+            async def sender():
+                for i in range(n):
+                    await ws.send("%d:%s" % (i, payload))
+            st = asyncio.create_task(sender())
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: wait_until(
+                lambda: gw.metric("wsgw_backpressure_pauses_total") >= 1, 10,
+                what="the client paused"))
+            await asyncio.sleep(4.5)
+            closed_1006 = gw.metric("wsgw_closes_total", {"code": "1006"})
+            open_now = gw.metric("wsgw_connections")
+        finally:
+            api.proc.send_signal(signal.SIGCONT)
+        await asyncio.wait_for(st, 30)
+        got = [await asyncio.wait_for(ws.recv(), 30) for _ in range(n)]
+        await ws.close()
+        return closed_1006, open_now, got
+    closed_1006, open_now, got = arun(main())
+    eq(closed_1006, 0, "a paused client was hung up for silence")
+    eq(open_now, 1)
+    eq([int(m.split(":", 1)[0]) for m in got], list(range(n)))
+    eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
+    eq(stop(gw.proc), 0)
+
+
+def flood(port, user, nbytes=3 << 20):
+    """A raw client that sends up to nbytes of 1 KB text messages without blocking (what the
+    socket buffers take); the socket."""
+    s = ws_handshake(port, "/gateway/ws?user=" + user)
+    s.setblocking(False)
+    frame = masked(0x1, b"f" * 1000)
+    sent = 0
+    while sent < nbytes:
+        try:
+            sent += s.send(frame * 64)
+        except BlockingIOError:
+            break
+    s.setblocking(True)
+    return s
+
+
+def leave(s, rst):
+    if rst:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def test_paused_clients_that_leave_free_their_slots():
+    """300 clients paused behind a frozen API (their Opens wait in the overflow list) leave,
+    half with FIN and half with RST, some with a message still unread in the gateway's socket:
+    every one is closed within 1 s (wsgw_connections 0) and counted; 300 new clients then fit
+    under the same --max-connections and --max-conns-per-ip; once the API runs again the
+    leavers' presence is gone from it."""
+    n = 300
+    api = Api()
+    gw = Gateway([api.grpc_addr], threads=1, streams=1,
+                 extra=["--max-connections", str(n + 1), "--max-conns-per-ip", str(n + 1)] +
+                 BP_FLAGS)
+    warm = ws_handshake(gw.port, "/gateway/ws?user=warm")
+    warm.sendall(masked(0x1, b"warm"))
+    warm.settimeout(5)
+    eq(warm.recv(100)[2:], b"warm")
+    warm.close()
+    wait_until(lambda: gw.metric("wsgw_connections") == 0, 5, what="warm-up client gone")
+    closed0 = gw.metric("wsgw_closes_total", {"code": "1006"})
+    api.proc.send_signal(signal.SIGSTOP)
+    try:
+        flooder = flood(gw.port, "flooder")
+        wait_until(lambda: gw.metric("wsgw_backpressure_pauses_total") >= 1, 10,
+                   what="the flooder paused")
+        socks = [ws_handshake(gw.port, "/gateway/ws?user=p%d" % i) for i in range(n)]
+        for i in range(0, n, 3):
+            socks[i].sendall(masked(0x1, b"never read %d" % i))
+        wait_until(lambda: gw.metric("wsgw_backpressure_pauses_total") >= n + 1, 5,
+                   what="all %d clients paused" % n)
+        # at the limit: one more is refused
+        extra = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        extra.sendall(b"GET /gateway/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+        eq(read_http_status(extra), 503)
+        extra.close()
+        t0 = time.monotonic()
+        for i, s in enumerate(socks):
+            leave(s, rst=i % 2 == 1)
+        leave(flooder, rst=True)
+        wait_until(lambda: gw.metric("wsgw_connections") == 0, 3,
+                   what="paused clients that left to be closed")
+        took = time.monotonic() - t0
+        check(took < 1.0, "closing %d paused clients that left took %.2fs" % (n + 1, took))
+        eq(gw.metric("wsgw_paused_leaves_total"), n + 1)
+        check(gw.metric("wsgw_paused_discarded_bytes_total") > 0,
+              "the unread bytes of paused leavers were not counted")
+        eq(gw.metric("wsgw_closes_total", {"code": "1006"}) - closed0, n + 1)
+        # the slots and per-address counts are free again (the API is still frozen: these are
+        # paused at once too, but their handshakes succeed)
+        again = [ws_handshake(gw.port, "/gateway/ws?user=q%d" % i) for i in range(n + 1)]
+    finally:
+        api.proc.send_signal(signal.SIGCONT)
+    for s in again:
+        s.close()
+    # the leavers' Close events reached the API after their Opens
+    wait_until(lambda: all(not api.conns_of("p%d" % i) for i in (0, 1, n - 1)) and
+               not api.conns_of("flooder"), 10, what="presence of the leavers gone at the API")
+    wait_until(lambda: gw.metric("wsgw_connections") == 0, 5, what="all gone")
+    eq(stop(gw.proc), 0)  # while the API is up (its drain flushes to it)
+
+
+if __name__ == "__main__":
+    run(globals())
