@@ -74,7 +74,8 @@ static const flag_t flag_table[] = {
     {"max-connections", FLAG_INT, "1000000", &gw_cfg.max_connections,
      "connections beyond this get HTTP 503 at the handshake", 1, 1LL << 32},
     {"drain-timeout", FLAG_DURATION, "10", &gw_cfg.drain_timeout_us,
-     "on SIGTERM/SIGINT: stop accepting, flush upstream, close clients 1001, exit within this"},
+     "on SIGTERM/SIGINT: stop accepting, flush upstream, close clients 1001 (what they sent "
+     "before they saw it still goes upstream and is acked), exit within this"},
     {"ring-size", FLAG_INT, "16384", &gw_cfg.ring_size,
      "items per SPSC ring between a service thread and a writer", 64, 1 << 24},
     {"batch-max-events", FLAG_INT, "1024", &gw_cfg.batch_max_events,
@@ -241,7 +242,9 @@ static void sleep_ms(int ms)
 }
 
 /* The graceful drain: stop accepting and reading, let the writers flush and collect acks,
- * close every client 1001 "going away", stop. Bounded by --drain-timeout in total. */
+ * close every client 1001 "going away" (what a client sent before it saw that still goes
+ * upstream: ws.c), let the writers flush and collect acks for that and the Close events, stop.
+ * Bounded by --drain-timeout in total. */
 static void drain(gw_t *g)
 {
     int64_t t0 = clock_mono_ns();
@@ -268,13 +271,20 @@ static void drain(gw_t *g)
     bool flushed = settled >= 5;
     for (int k = 0; k < g->nsvc; k++)
         gw_svc_request(g->svc[k], GW_SVC_CLOSE_ALL);
+    /* the clients answer with their close frames; what they sent before is read on */
     while (conns_left(g) > 0 && clock_mono_ns() - t0 < total - 100000000)
         sleep_ms(10);
-    /* the Close events of those clients go upstream if there is time */
-    for (int i = 0; i < 25 && !all_writers_idle(g) && clock_mono_ns() - t0 < total - 50000000; i++)
-        sleep_ms(10);
-    log_info("drained", "flushed=%d connections_left=%lld elapsed_ms=%lld", flushed,
-             (long long)conns_left(g), (long long)((clock_mono_ns() - t0) / 1000000));
+    /* those messages and the Close events go upstream and are acked (idle for 3 looks in a
+     * row: an event may wait a moment in a service thread's overflow, which is not counted) */
+    int idle = 0;
+    while (idle < 3 && clock_mono_ns() - t0 < total - 50000000) {
+        idle = all_writers_idle(g) ? idle + 1 : 0;
+        if (idle < 3)
+            sleep_ms(10);
+    }
+    log_info("drained", "flushed=%d closed_flushed=%d connections_left=%lld elapsed_ms=%lld",
+             flushed, idle >= 3, (long long)conns_left(g),
+             (long long)((clock_mono_ns() - t0) / 1000000));
 }
 
 int main(int argc, char **argv)

@@ -157,16 +157,18 @@ static bool flush_overflow(gw_svc_t *s)
     return clear;
 }
 
+/* Reads back on for the paused connections. Closing ones too: their messages up to the
+ * client's close frame still go upstream (ws.c). While draining, connections not yet closed
+ * stay paused (close_all turns their reads on with the 1001). */
 static void resume_paused(gw_svc_t *s)
 {
-    if (atomic_load(&s->stop_req) >= 1)
-        return; /* draining: reads stay off */
+    bool draining = atomic_load(&s->stop_req) >= 1;
     size_t keep = 0;
     for (size_t i = 0; i < s->npaused; i++) {
         gw_conn_t *c = gw_conn_table_get(&s->conns, s->paused[i]);
-        if (c && c->held) {
-            s->paused[keep++] = s->paused[i]; /* stays paused until its handback */
-        } else if (c && c->paused && !c->closing) {
+        if (c && (c->held || (draining && c->paused && !c->closing))) {
+            s->paused[keep++] = s->paused[i]; /* until its handback, or its 1001 */
+        } else if (c && c->paused) {
             c->paused = false;
             lws_rx_flow_control(c->wsi, 1);
         }

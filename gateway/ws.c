@@ -105,6 +105,12 @@ void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen)
             memcpy(body + 2, reason, rlen);
         n = 2 + rlen;
     }
+    if (c->closing) {
+        /* a message read after our close frame (1001, Kick) was bad: no second close frame
+         * (§5.5.1); its data is dropped from here on, and the close counts under this code */
+        c->close_code = (uint16_t)code;
+        return;
+    }
     c->closing = true;
     if (!c->close_code)
         c->close_code = (uint16_t)code;
@@ -513,11 +519,28 @@ static int on_msg_begin(void *ctx, int opcode, const uint8_t *prefix, size_t n)
     return 0;
 }
 
+/* After our close frame the client's messages still count until its own close frame arrives:
+ * it may have sent them before it saw ours (RFC 6455 §7.1.1 has us read on until its close).
+ * After a 1001 (drain), a 1008 or a Kick they go upstream as usual. After a close for what the
+ * client sent (1002 protocol error, 1007 invalid UTF-8, 1009 too big), 1011 (out of memory)
+ * or a hang-up (no close code) they are read and dropped. */
+static bool drops_data(const gw_conn_t *c)
+{
+    if (!c->closing)
+        return false;
+    switch (c->close_code) {
+    case 0: case 1002: case 1007: case 1009: case 1011:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int on_data(void *ctx, const uint8_t *p, size_t n)
 {
     gw_conn_t *c = ctx;
-    if (c->closing)
-        return 0; /* data after our close frame is read and dropped (§7.1.1: we wait for theirs) */
+    if (drops_data(c))
+        return 0;
     /* the whole message in this slice: one copy, no reassembly */
     bool whole = !c->rx.ev && c->ws.remaining == 0 && c->ws.frame_fin && c->ws.msg_len == n;
     chunk(c, p, n, whole);
@@ -527,7 +550,7 @@ static int on_data(void *ctx, const uint8_t *p, size_t n)
 static int on_msg_end(void *ctx, uint64_t total)
 {
     gw_conn_t *c = ctx;
-    if (c->closing)
+    if (drops_data(c))
         return 0;
     if (c->rx.ev || total == 0)
         chunk(c, (const uint8_t *)"", 0, true); /* reassembled, or an empty message */

@@ -20,7 +20,10 @@ int gw_ws_control(gw_conn_t *c, int opcode, const void *payload, size_t len);
 
 /* gw_ws_close: starts the close handshake: marks c closing, sends the close frame with code
  * and reason (<= 123 bytes; code 1005 sends an empty body), and gives the client
- * CLOSE_ACK_TIMEOUT_S to answer before lws ends the connection. */
+ * CLOSE_ACK_TIMEOUT_S to answer before lws ends the connection. Until the client's close
+ * frame, its messages still go upstream after 1001, 1008 and Kick codes (it may have sent
+ * them before it saw ours). On a connection already closing it sends nothing and only
+ * records code (a bad message read after our close frame). */
 void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen);
 
 /* gw_ws_hangup: ends c without a close handshake (the peer is gone or does not answer): marks
