@@ -36,6 +36,8 @@ need_py websockets python3-websockets
 need_py h2 python3-h2
 # test_deploy.py parses deploy/k8s/*.yaml and docker-compose.yml
 need_py yaml python3-yaml
+# test_gateway_hostnames.py resolves a test name to several loopback addresses without root
+ldconfig -p 2>/dev/null | grep -q 'libnss_wrapper\.so' || missing+=(libnss-wrapper)
 need_cmd curl curl
 need_cmd openssl openssl
 need_cmd timeout coreutils

@@ -1,5 +1,6 @@
 /* main.c: ws-gateway: flags, file-descriptor limit, start-up of the service threads and
  * upstream writers, signals, and the graceful drain. Runs on the main thread. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,12 +35,13 @@ static const flag_t flag_table[] = {
     {"listen", FLAG_STR, "0.0.0.0:8080", &gw_cfg.listen,
      "WebSocket endpoint ws://HOST:PORT/gateway/ws; GET /healthz, /readyz, /metrics on the same port"},
     {"upstream", FLAG_STR, "127.0.0.1:8081", &gw_cfg.upstream,
-     "comma-separated API nodes (gRPC, host:port); dns:///name:port = every A/AAAA record of "
-     "name, re-resolved every --dns-interval"},
+     "comma-separated API nodes (gRPC, host:port): an IP address is one node; a host name "
+     "(name:port or dns:///name:port) is every A/AAAA record of the name, re-resolved every "
+     "--dns-interval (with --upstream-tls a plain name stays one node, verified by that name)"},
     {"dns-interval", FLAG_DURATION, "5", &gw_cfg.dns_interval_us,
-     "how often dns:/// upstreams are re-resolved"},
+     "how often host-name upstreams are re-resolved"},
     {"max-upstreams", FLAG_INT, "8", &gw_cfg.max_upstreams,
-     "writer slots per dns:/// upstream (most API nodes it can use at once)", 1, 64},
+     "writer slots per host-name upstream (most API nodes it can use at once)", 1, 64},
     {"streams", FLAG_INT, "4", &gw_cfg.streams, "concurrent HTTP/2 streams per API node", 1, 100},
     {"threads", FLAG_INT, "0", &gw_cfg.threads,
      "lws service threads (0 = number of cores)", 0, 63},
@@ -109,7 +111,8 @@ static const char usage[] =
     "usage: ws-gateway [options]\n"
     "WebSocket gateway: clients on ws://HOST:PORT/gateway/ws, events to API nodes over gRPC.";
 
-#define MAX_DNS 4
+#define MAX_DNS 16     /* names in --upstream (dns:/// or plain) */
+#define MAX_NODES 254  /* writer slots in all: conn.h keeps a node index in a byte, 0xFF = none */
 static gw_resolver_t resolvers[MAX_DNS];
 static int nresolvers;
 
@@ -127,6 +130,46 @@ static int add_upstream(const char *addr, int *n, char *err, size_t errlen)
     return 0;
 }
 
+/* True when the host of "host:port" is an IP literal ("1.2.3.4", "[::1]", "::1"). */
+static bool host_is_ip(const char *hostport)
+{
+    const char *colon = strrchr(hostport, ':');
+    size_t hl = colon ? (size_t)(colon - hostport) : strlen(hostport);
+    char host[INET6_ADDRSTRLEN + 2];
+    if (hl >= sizeof host)
+        return false;
+    memcpy(host, hostport, hl);
+    host[hl] = 0;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = 0;
+        memmove(host, host + 1, hl - 1);
+    }
+    unsigned char a[16];
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* A name whose every A/AAAA record is a node: --max-upstreams writer slots, filled at run time
+ * by the main loop's resolver (resolver.h). spec is "name:port". */
+static int add_resolved(const char *spec, int *n, char *err, size_t errlen)
+{
+    if (nresolvers == MAX_DNS) {
+        snprintf(err, errlen, "--upstream: at most %d host names", MAX_DNS);
+        return -1;
+    }
+    if (gw_resolver_init(&resolvers[nresolvers], spec, *n, (int)gw_cfg.max_upstreams, err,
+                         errlen) < 0)
+        return -1;
+    nresolvers++;
+    for (int i = 0; i < gw_cfg.max_upstreams; i++)
+        if (add_upstream("", n, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+/* --upstream: IP literals are static nodes; dns:///name:port and plain name:port are every
+ * address the name resolves to, re-resolved every --dns-interval. With --upstream-tls a plain
+ * name stays one node that presents a certificate for that name (the writer verifies the name
+ * it connects to, and a resolved node is only an address). */
 static int split_upstreams(char *err, size_t errlen)
 {
     char *copy = strdup(gw_cfg.upstream);
@@ -140,27 +183,13 @@ static int split_upstreams(char *err, size_t errlen)
             tok++;
         if (!*tok)
             continue;
-        if (strncmp(tok, "dns:///", 7) == 0) {
-            /* every A/AAAA record is a node: --max-upstreams writer slots, filled at run time */
-            if (nresolvers == MAX_DNS) {
-                snprintf(err, errlen, "--upstream: at most %d dns:/// entries", MAX_DNS);
-                free(copy);
-                return -1;
-            }
-            if (gw_resolver_init(&resolvers[nresolvers], tok + 7, n, (int)gw_cfg.max_upstreams,
-                                 err, errlen) < 0) {
-                free(copy);
-                return -1;
-            }
-            nresolvers++;
-            for (int i = 0; i < gw_cfg.max_upstreams; i++)
-                if (add_upstream("", &n, err, errlen) < 0) {
-                    free(copy);
-                    return -1;
-                }
-            continue;
-        }
-        if (add_upstream(tok, &n, err, errlen) < 0) {
+        bool dns = strncmp(tok, "dns:///", 7) == 0;
+        int rv;
+        if (dns || (!host_is_ip(tok) && !gw_cfg.upstream_tls))
+            rv = add_resolved(dns ? tok + 7 : tok, &n, err, errlen);
+        else
+            rv = add_upstream(tok, &n, err, errlen);
+        if (rv < 0) {
             free(copy);
             return -1;
         }
@@ -168,6 +197,11 @@ static int split_upstreams(char *err, size_t errlen)
     free(copy);
     if (n == 0) {
         snprintf(err, errlen, "--upstream: no API node given");
+        return -1;
+    }
+    if (n > MAX_NODES) {
+        snprintf(err, errlen, "--upstream: %d writer slots (a host name takes --max-upstreams); "
+                 "at most %d", n, MAX_NODES);
         return -1;
     }
     gw_cfg.nupstreams = n;

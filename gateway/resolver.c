@@ -18,7 +18,7 @@ int gw_resolver_init(gw_resolver_t *r, const char *spec, int first, int n, char 
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec || !colon[1] || (size_t)(colon - spec) >= sizeof r->host ||
         strlen(colon + 1) >= sizeof r->port) {
-        snprintf(err, errlen, "--upstream: 'dns:///%s' is not dns:///name:port", spec);
+        snprintf(err, errlen, "--upstream: '%s' is not name:port", spec);
         return -1;
     }
     memcpy(r->host, spec, (size_t)(colon - spec));

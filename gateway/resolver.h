@@ -1,7 +1,8 @@
-/* resolver.h: dns:///name:port upstreams: every A/AAAA record of name is an API node. The main
- * thread re-resolves periodically and assigns addresses to a fixed set of dynamic writer
- * slots, keeping existing assignments (a node keeps its slot while it exists): nodes come
- * and go without a restart (how Kubernetes scales ws-api behind a headless Service). */
+/* resolver.h: host-name upstreams (name:port, dns:///name:port): every A/AAAA record of name is
+ * an API node. The main thread re-resolves periodically and assigns addresses to a fixed set
+ * of dynamic writer slots, keeping existing assignments (a node keeps its slot while it
+ * exists): nodes come and go without a restart (how Kubernetes scales ws-api behind a headless
+ * Service, or compose --scale behind one service name). */
 #ifndef GW_RESOLVER_H
 #define GW_RESOLVER_H
 
@@ -17,8 +18,8 @@ typedef struct gw_resolver {
     void (*set_addr)(gw_up_t *u, const char *addr); /* gw_up_set_addr (tests replace it) */
 } gw_resolver_t;
 
-/* gw_resolver_init: parses "dns:///name:port" (the part after dns:///). Returns 0 or -1 with
- * a message in err. Main thread. */
+/* gw_resolver_init: parses "name:port" (of dns:///name:port, the part after dns:///). Returns
+ * 0 or -1 with a message in err. Main thread. */
 int gw_resolver_init(gw_resolver_t *r, const char *spec, int first, int n, char *err,
                      size_t errlen);
 /* gw_resolver_tick: resolves and reassigns (main thread; blocks in getaddrinfo). */
