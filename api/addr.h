@@ -2,6 +2,7 @@
 #ifndef WSGW_API_ADDR_H
 #define WSGW_API_ADDR_H
 
+#include <stddef.h>
 #include <sys/socket.h>
 
 #define ADDR_ERR_LEN 256
@@ -19,5 +20,9 @@ int addr_listen(const struct sockaddr_storage *ss, int backlog, char err[ADDR_ER
 
 /* addr_local_port: the port a socket is bound to, or -1. */
 int addr_local_port(int fd);
+
+/* addr_format: "host:port" of a peer address into out (for logs); "?:0" for other families.
+ * Returns out. */
+const char *addr_format(const struct sockaddr_storage *ss, char *out, size_t n);
 
 #endif

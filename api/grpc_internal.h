@@ -10,10 +10,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "acceptor.h"
 #include "bearer.h"
 #include "buf.h"
 #include "grpc_frame.h"
 #include "grpc_server.h"
+#include "sockio.h"
 #include "stream.h"
 #include "tls_server.h"
 
@@ -80,12 +82,10 @@ typedef struct gstream {
  * never inside an nghttp2 callback. */
 struct gconn {
     grpc_server_t *srv;
-    int fd;
-    SSL *ssl;            /* NULL: h2c. Freed (close_notify first when healthy) in conn_close */
+    sockio_t io;         /* socket; io.ssl NULL: h2c, else freed (close_notify first when
+                            healthy) in conn_close */
     bool tls_ready;      /* handshake done and ALPN h2 agreed: HTTP/2 bytes may flow */
     bool hs_wants_write; /* the handshake waits for the socket to be writable */
-    bool rd_wants_write; /* the last SSL read needs the socket writable (e.g. KeyUpdate reply) */
-    bool wr_wants_read;  /* the last SSL write needs the socket readable before its retry */
     uint64_t hs_deadline_ms; /* uv_now() after which an unfinished handshake is dropped */
     uv_poll_t poll;
     int events; /* UV_READABLE | UV_WRITABLE currently polled */
@@ -111,14 +111,12 @@ struct grpc_server {
     exchange_t *x;
     router_t *r;
     presence_t *pres;
-    int lfd;
+    int port;
     tls_server_t *tls; /* NULL: h2c */
     bearer_t push_auth, gateway_auth;
     uv_timer_t hs_timer; /* TLS only: drops handshakes past cfg.tls_handshake_timeout_ms */
     size_t nhandshaking; /* TLS connections not yet ready */
-    uv_poll_t lpoll;
-    bool listening;
-    uv_timer_t accept_timer; /* re-arms accept after EMFILE */
+    acceptor_t acc;
     uv_check_t check;        /* flush after each loop iteration's I/O */
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;

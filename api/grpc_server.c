@@ -11,10 +11,7 @@
  * uv_close callback of its poll handle. */
 #include "grpc_server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +19,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "addr.h"
 #include "grpc_internal.h"
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
+#include "sockio.h"
 #include "wsapi_metrics.h"
 
 static uint64_t conn_serial;
@@ -203,10 +202,10 @@ static void poll_update(gconn_t *c)
     if (c->closing)
         return;
     bool wr;
-    if (c->ssl && !c->tls_ready)
+    if (c->io.ssl && !c->tls_ready)
         wr = c->hs_wants_write;
     else
-        wr = (c->out.len > c->out_off && !c->wr_wants_read) || c->rd_wants_write;
+        wr = (c->out.len > c->out_off && !c->io.wr_wants_read) || c->io.rd_wants_write;
     int ev = UV_READABLE | (wr ? UV_WRITABLE : 0);
     if (ev != c->events) {
         c->events = ev;
@@ -233,68 +232,6 @@ static bool conn_unblock(gconn_t *c)
 
 /* ---- transport: plain socket or TLS ------------------------------------------------------- */
 
-enum { IO_AGAIN = -1, IO_CLOSED = -2, IO_FAILED = -3 };
-
-/* Bytes from the peer: > 0, IO_AGAIN (wait: readable, or writable when rd_wants_write),
- * IO_CLOSED (peer gone or socket error) or IO_FAILED (TLS protocol error); why says which. */
-static ssize_t conn_recv(gconn_t *c, uint8_t *buf, size_t len, char why[TLS_SERVER_ERR_LEN])
-{
-    if (c->ssl) {
-        c->rd_wants_write = false;
-        ssize_t n = tls_server_read(c->ssl, buf, len, why);
-        if (n > 0)
-            return n;
-        if (n == TLS_IO_WANT_WRITE)
-            c->rd_wants_write = true;
-        if (n == TLS_IO_WANT_READ || n == TLS_IO_WANT_WRITE)
-            return IO_AGAIN;
-        return n == TLS_IO_CLOSED ? IO_CLOSED : IO_FAILED;
-    }
-    for (;;) {
-        ssize_t n = recv(c->fd, buf, len, 0);
-        if (n > 0)
-            return n;
-        if (n == 0) {
-            snprintf(why, TLS_SERVER_ERR_LEN, "peer closed");
-            return IO_CLOSED;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return IO_AGAIN;
-        snprintf(why, TLS_SERVER_ERR_LEN, "%s", strerror(errno));
-        return IO_CLOSED;
-    }
-}
-
-/* Sends a prefix of p: the count, IO_AGAIN (wait: writable, or readable when wr_wants_read;
- * then call again with the same bytes), IO_CLOSED or IO_FAILED (why says which). */
-static ssize_t conn_send(gconn_t *c, const uint8_t *p, size_t len, char why[TLS_SERVER_ERR_LEN])
-{
-    if (c->ssl) {
-        c->wr_wants_read = false;
-        ssize_t n = tls_server_write(c->ssl, p, len, why);
-        if (n > 0)
-            return n;
-        if (n == TLS_IO_WANT_READ)
-            c->wr_wants_read = true;
-        if (n == TLS_IO_WANT_READ || n == TLS_IO_WANT_WRITE)
-            return IO_AGAIN;
-        return n == TLS_IO_CLOSED ? IO_CLOSED : IO_FAILED;
-    }
-    for (;;) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-        if (n >= 0)
-            return n;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return IO_AGAIN;
-        snprintf(why, TLS_SERVER_ERR_LEN, "%s", strerror(errno));
-        return IO_CLOSED;
-    }
-}
-
 /* A TLS error on an established connection: counted like any broken HTTP/2 connection. */
 static void conn_io_failed(gconn_t *c, const char *why)
 {
@@ -307,15 +244,15 @@ static void conn_io_failed(gconn_t *c, const char *why)
 /* Writes what nghttp2 has, as far as the socket takes it. Loop thread, outside nghttp2. */
 static void conn_write(gconn_t *c)
 {
-    if (c->closing || (c->ssl && !c->tls_ready))
+    if (c->closing || (c->io.ssl && !c->tls_ready))
         return; /* TLS: nothing goes out before the handshake; conn_handshake calls back */
     char why[TLS_SERVER_ERR_LEN];
     for (;;) {
         while (c->out.len > c->out_off) {
-            ssize_t n = conn_send(c, c->out.data + c->out_off, c->out.len - c->out_off, why);
-            if (n == IO_AGAIN)
+            ssize_t n = sockio_send(&c->io, c->out.data + c->out_off, c->out.len - c->out_off, why);
+            if (n == SOCKIO_AGAIN)
                 goto wait_writable;
-            if (n == IO_FAILED) {
+            if (n == SOCKIO_FAILED) {
                 conn_io_failed(c, why);
                 return;
             }
@@ -373,11 +310,11 @@ static void conn_read(gconn_t *c)
     grpc_server_t *srv = c->srv;
     size_t budget = READ_BUDGET;
     char why[TLS_SERVER_ERR_LEN];
-    while (!c->closing && (budget || (c->ssl && tls_server_pending(c->ssl)))) {
-        ssize_t n = conn_recv(c, srv->rbuf, sizeof srv->rbuf, why);
-        if (n == IO_AGAIN)
+    while (!c->closing && (budget || (c->io.ssl && tls_server_pending(c->io.ssl)))) {
+        ssize_t n = sockio_recv(&c->io, srv->rbuf, sizeof srv->rbuf, why);
+        if (n == SOCKIO_AGAIN)
             break;
-        if (n == IO_FAILED) {
+        if (n == SOCKIO_FAILED) {
             conn_io_failed(c, why);
             return;
         }
@@ -396,12 +333,12 @@ static void conn_read(gconn_t *c)
             const uint8_t *d;
             ssize_t m = nghttp2_session_mem_send(c->ng, &d);
             if (m > 0 && c->out.len == c->out_off)
-                (void)conn_send(c, d, (size_t)m, why);
+                (void)sockio_send(&c->io, d, (size_t)m, why);
             conn_close(c, NULL);
             return;
         }
         budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-        if (!c->ssl && (size_t)n < sizeof srv->rbuf)
+        if (!c->io.ssl && (size_t)n < sizeof srv->rbuf)
             break; /* the socket is most likely drained: poll says when more comes */
     }
     grpc__conn_want_write(c);
@@ -414,21 +351,21 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
         /* libuv reports POLLERR as UV_EBADF: fetch the socket's real error. */
         int e = 0;
         socklen_t el = sizeof e;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+        getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &e, &el);
         conn_close(c, e ? strerror(e) : uv_strerror(status));
         return;
     }
-    if (c->ssl && !c->tls_ready) {
+    if (c->io.ssl && !c->tls_ready) {
         conn_handshake(c);
         return;
     }
     if (events & UV_READABLE) {
         conn_read(c);
-        if (!c->closing && c->wr_wants_read)
+        if (!c->closing && c->io.wr_wants_read)
             grpc__conn_want_write(c); /* the pending TLS write may go on now */
     }
     if (!c->closing && (events & UV_WRITABLE)) {
-        if (c->rd_wants_write)
+        if (c->io.rd_wants_write)
             conn_read(c); /* the TLS read that had to write first */
         if (!c->closing)
             grpc__conn_want_write(c);
@@ -440,7 +377,7 @@ static void conn_handshake_failed(gconn_t *c, int reason, const char *why)
 {
     static const char *const names[] = {"eof", "protocol", "alpn", "timeout"};
     metrics_inc(wsapi_m.tls_hs_errors[reason]);
-    if (reason == WSAPI_TLS_EOF && BIO_number_read(SSL_get_rbio(c->ssl)) == 0)
+    if (reason == WSAPI_TLS_EOF && BIO_number_read(SSL_get_rbio(c->io.ssl)) == 0)
         /* connected and left without a byte: port probes, health checks */
         log_debug("tls connection closed before handshake", "conn=%llu peer=%s",
                   (unsigned long long)c->serial, c->peer);
@@ -455,7 +392,7 @@ static void conn_handshake_failed(gconn_t *c, int reason, const char *why)
 static void conn_handshake(gconn_t *c)
 {
     char why[TLS_SERVER_ERR_LEN];
-    int rv = tls_server_handshake(c->ssl, why);
+    int rv = tls_server_handshake(c->io.ssl, why);
     c->hs_wants_write = rv == TLS_IO_WANT_WRITE;
     if (rv == TLS_IO_WANT_READ || rv == TLS_IO_WANT_WRITE) {
         poll_update(c);
@@ -473,7 +410,7 @@ static void conn_handshake(gconn_t *c)
     metrics_inc(wsapi_m.tls_handshakes);
     if (log_level >= LOG_DEBUG) {
         char d[160];
-        tls_server_describe(c->ssl, d, sizeof d);
+        tls_server_describe(c->io.ssl, d, sizeof d);
         log_debug("tls established", "conn=%llu peer=%s tls=\"%s\"",
                   (unsigned long long)c->serial, c->peer, d);
     }
@@ -528,14 +465,14 @@ static void conn_close(gconn_t *c, const char *why)
     srv->nconns--;
     metrics_gauge_add(wsapi_m.grpc_conns, -1);
     uv_poll_stop(&c->poll);
-    if (c->ssl) {
+    if (c->io.ssl) {
         if (!c->tls_ready)
             srv->nhandshaking--;
         /* close_notify only on a healthy connection (never after a TLS or HTTP/2 failure) */
-        tls_server_conn_free(c->ssl, c->tls_ready && !c->failed);
-        c->ssl = NULL;
+        tls_server_conn_free(c->io.ssl, c->tls_ready && !c->failed);
+        c->io.ssl = NULL;
     }
-    close(c->fd);
+    close(c->io.fd);
     uv_close((uv_handle_t *)&c->poll, on_conn_closed);
 }
 
@@ -545,22 +482,11 @@ static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *s
     if (!c)
         return -1;
     c->srv = srv;
-    c->fd = fd;
+    c->io.fd = fd;
     c->serial = ++conn_serial;
-    char host[64] = "?";
-    int port = 0;
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        port = ntohs(a->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        port = ntohs(a->sin6_port);
-    }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    addr_format(ss, c->peer, sizeof c->peer);
     snprintf(c->anon_gw, sizeof c->anon_gw, "anonymous-%llu", (unsigned long long)c->serial);
-    if (srv->tls && !(c->ssl = tls_server_conn(srv->tls, fd))) {
+    if (srv->tls && !(c->io.ssl = tls_server_conn(srv->tls, fd))) {
         free(c);
         return -1;
     }
@@ -578,7 +504,7 @@ static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *s
         goto out_session;
     if (uv_poll_init(srv->loop, &c->poll, fd) != 0)
         goto out_session;
-    if (c->ssl) {
+    if (c->io.ssl) {
         srv->nhandshaking++;
         c->hs_deadline_ms = uv_now(srv->loop) + srv->cfg.tls_handshake_timeout_ms;
     }
@@ -602,7 +528,7 @@ static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *s
 out_session:
     nghttp2_session_del(c->ng);
 out_free:
-    tls_server_conn_free(c->ssl, 0);
+    tls_server_conn_free(c->io.ssl, 0);
     free(c);
     return -1;
 }
@@ -617,47 +543,19 @@ static void on_hs_timer(uv_timer_t *t)
     uint64_t now = uv_now(srv->loop);
     for (gconn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (c->ssl && !c->tls_ready && !c->closing && now >= c->hs_deadline_ms)
+        if (c->io.ssl && !c->tls_ready && !c->closing && now >= c->hs_deadline_ms)
             conn_handshake_failed(c, WSAPI_TLS_TIMEOUT, "handshake not finished in time");
     }
 }
 
 /* ---- listener ------------------------------------------------------------------------------ */
 
-static void on_accept_timer(uv_timer_t *t)
+static void on_accept(void *ud, int fd, const struct sockaddr_storage *ss)
 {
-    grpc_server_t *srv = t->data;
-    if (srv->listening)
-        uv_poll_start(&srv->lpoll, UV_READABLE, srv->lpoll.poll_cb);
-}
-
-static void on_listen_poll(uv_poll_t *h, int status, int events)
-{
-    grpc_server_t *srv = h->data;
-    (void)events;
-    if (status < 0)
-        return;
-    for (int i = 0; i < 256; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(srv->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: pause accepting instead of spinning on it. */
-                log_rl_error("accept failed", "error=\"%s\" paused_ms=%d", strerror(errno), 100);
-                uv_poll_stop(&srv->lpoll);
-                uv_timer_start(&srv->accept_timer, on_accept_timer, 100, 0);
-            }
-            return;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (conn_new(srv, fd, &ss) < 0) {
-            log_rl_error("cannot set up connection", "error=%s", "out of memory");
-            close(fd);
-        }
+    grpc_server_t *srv = ud;
+    if (conn_new(srv, fd, ss) < 0) {
+        log_rl_error("cannot set up connection", "error=%s", "out of memory");
+        close(fd);
     }
 }
 
@@ -709,7 +607,6 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
     srv->x = x;
     srv->r = r;
     srv->pres = pres;
-    srv->lfd = -1;
     if (bearer_init(&srv->push_auth, cfg->push_token) < 0 ||
         bearer_init(&srv->gateway_auth, cfg->gateway_token) < 0) {
         snprintf(err, GRPC_SERVER_ERR_LEN, "cannot hash the bearer tokens (OpenSSL)");
@@ -723,8 +620,10 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
             goto out_free;
         }
     }
-    if ((srv->lfd = addr_listen(&ss, 1024, err)) < 0)
+    int lfd = addr_listen(&ss, 1024, err);
+    if (lfd < 0)
         goto out_free;
+    srv->port = addr_local_port(lfd);
 
     nghttp2_session_callbacks_new(&srv->cbs);
     nghttp2_session_callbacks_set_on_begin_headers_callback(srv->cbs, on_begin_headers);
@@ -742,28 +641,27 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
         snprintf(err, GRPC_SERVER_ERR_LEN, "out of memory");
         goto out_close_fd;
     }
+    if (acceptor_start(&srv->acc, loop, lfd, "grpc", wsapi_m.accept_errors[0], on_accept,
+                       srv) < 0) {
+        snprintf(err, GRPC_SERVER_ERR_LEN, "cannot poll the listening socket");
+        goto out_close_fd;
+    }
 
-    uv_poll_init(loop, &srv->lpoll, srv->lfd);
-    srv->lpoll.data = srv;
-    uv_timer_init(loop, &srv->accept_timer);
-    srv->accept_timer.data = srv;
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
     uv_timer_init(loop, &srv->hs_timer);
     srv->hs_timer.data = srv;
-    srv->handles_open = 4;
-    uv_poll_start(&srv->lpoll, UV_READABLE, on_listen_poll);
+    srv->handles_open = 3; /* the acceptor (both its handles), check, hs_timer */
     uv_check_start(&srv->check, on_check);
     if (srv->tls) {
         uint64_t every = cfg->tls_handshake_timeout_ms < 1000 ? cfg->tls_handshake_timeout_ms : 1000;
         uv_timer_start(&srv->hs_timer, on_hs_timer, every ? every : 1, every ? every : 1);
         uv_unref((uv_handle_t *)&srv->hs_timer); /* never keeps the loop alive by itself */
     }
-    srv->listening = true;
     log_info("grpc listening",
              "addr=%s:%d transport=%s max_message=%zu stream_window=%u conn_window=%u "
              "push_auth=%s gateway_auth=%s",
-             host, addr_local_port(srv->lfd), srv->tls ? "h2-tls" : "h2c", cfg->max_message,
+             host, srv->port, srv->tls ? "h2-tls" : "h2c", cfg->max_message,
              cfg->stream_window, cfg->conn_window, srv->push_auth.enabled ? "bearer" : "none",
              srv->gateway_auth.enabled ? "bearer" : "none");
     return srv;
@@ -771,7 +669,7 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
 out_close_fd:
     nghttp2_session_callbacks_del(srv->cbs);
     nghttp2_option_del(srv->opt);
-    close(srv->lfd);
+    close(lfd);
 out_free:
     tls_server_free(srv->tls);
     free(srv);
@@ -780,7 +678,7 @@ out_free:
 
 int grpc_server_port(const grpc_server_t *srv)
 {
-    return addr_local_port(srv->lfd);
+    return srv->port;
 }
 
 size_t grpc_server_connections(const grpc_server_t *srv)
@@ -788,25 +686,22 @@ size_t grpc_server_connections(const grpc_server_t *srv)
     return srv->nconns;
 }
 
-static void stop_listening(grpc_server_t *srv)
+static void on_acceptor_closed(void *ud)
 {
-    if (!srv->listening)
-        return;
-    srv->listening = false;
-    uv_poll_stop(&srv->lpoll);
-    uv_timer_stop(&srv->accept_timer);
-    close(srv->lfd);
-    srv->lfd = -1;
+    grpc_server_t *srv = ud;
+    srv->handles_open--;
+    if (srv->freeing && srv->handles_open == 0)
+        free(srv);
 }
 
 void grpc_server_shutdown(grpc_server_t *srv)
 {
     srv->shutting_down = true;
-    stop_listening(srv);
+    acceptor_stop(&srv->acc);
     /* TLS connections still in their handshake have no calls to finish: close them now. */
     for (gconn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (c->ssl && !c->tls_ready)
+        if (c->io.ssl && !c->tls_ready)
             conn_close(c, "shutting down during TLS handshake");
     }
     for (gconn_t *c = srv->conns; c; c = c->next) {
@@ -831,7 +726,7 @@ void grpc_server_free(grpc_server_t *srv)
 {
     if (!srv)
         return;
-    stop_listening(srv);
+    acceptor_stop(&srv->acc);
     while (srv->conns)
         conn_close(srv->conns, "server stopping");
     srv->freeing = true;
@@ -841,8 +736,7 @@ void grpc_server_free(grpc_server_t *srv)
     srv->tls = NULL;
     uv_check_stop(&srv->check);
     uv_timer_stop(&srv->hs_timer);
-    uv_close((uv_handle_t *)&srv->lpoll, on_noop_close);
-    uv_close((uv_handle_t *)&srv->accept_timer, on_noop_close);
+    acceptor_close(&srv->acc, on_acceptor_closed);
     uv_close((uv_handle_t *)&srv->check, on_noop_close);
     uv_close((uv_handle_t *)&srv->hs_timer, on_noop_close);
 }

@@ -1,5 +1,5 @@
 /* main.c: ws-api, the API service behind ws-gateway: gRPC Exchange/Push over h2c or h2+TLS
- * (nghttp2) and the HTTP/1.1 JSON push API over HTTP or HTTPS (libwebsockets), presence,
+ * (nghttp2) and the HTTP/1.1 JSON push API over HTTP or HTTPS (http_server.c), presence,
  * echo/chat/none handlers.
  *
  * Security flags (each also WSGW_<NAME>, or a key in --config FILE; prefer those two for the
@@ -17,13 +17,11 @@
  * never logged. Rejections: wsapi_auth_rejects_total{api,reason}; TLS handshake failures:
  * wsapi_tls_handshake_errors_total{reason}.
  *
- * One thread, one event loop: libuv. Why libuv: libwebsockets can join a libuv loop it does
- * not own (LWS_SERVER_OPTION_LIBUV + info.foreign_loops), so the HTTP push API and the nghttp2
- * sockets (uv_poll on raw non-blocking fds) share one loop and one thread. Presence, routing and
+ * One thread, one event loop: libuv. The HTTP push API (http_server.c) and the nghttp2 sockets
+ * (uv_poll on raw non-blocking fds) share one loop and one thread. Presence, routing and
  * every Exchange stream are then touched by that thread only: no locks, and a push from HTTP
- * reaches the gateways' streams directly. (libev would also host lws as a foreign loop, but
- * libuv's check handles give a natural "flush after this iteration's I/O" point, and FIELD-NOTES
- * measured both equal for lws.) One core is plenty for ws-api: it does little work per message
+ * reaches the gateways' streams directly. (libuv's check handles give a natural "flush after
+ * this iteration's I/O" point.) One core is plenty for ws-api: it does little work per message
  * compared with the gateway, and horizontal scale is more nodes (gateways hash users over them).
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting, GOAWAY on every gRPC connection, keep serving the
@@ -52,7 +50,7 @@
 static const char *grpc_listen, *http_listen, *handler_name, *push_token, *log_level_name;
 static const char *gateway_token, *grpc_tls_cert, *grpc_tls_key, *http_tls_cert, *http_tls_key;
 static int64_t max_message, max_body, stream_queue, stream_window, conn_window, shutdown_us;
-static int64_t tls_handshake_us;
+static int64_t tls_handshake_us, http_max_conns, http_head_us, http_body_us, http_idle_us;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
@@ -72,7 +70,17 @@ static const flag_t flag_tab[] = {
      "PEM certificate chain: the HTTP port speaks HTTPS only"},
     {"http-tls-key", FLAG_STR, "", &http_tls_key, "PEM private key for --http-tls-cert"},
     {"tls-handshake-timeout", FLAG_DURATION, "10s", &tls_handshake_us,
-     "gRPC TLS: a connection whose handshake is not done by then is dropped"},
+     "TLS (gRPC and HTTPS ports): a connection whose handshake is not done by then is dropped"},
+    {"http-max-connections", FLAG_INT, "512", &http_max_conns,
+     "open connections on the HTTP port; past it a new one gets 503 and is closed", 1,
+     1000000},
+    {"http-head-timeout", FLAG_DURATION, "10s", &http_head_us,
+     "HTTP: a request head not complete this long after its first byte: 408, closed"},
+    {"http-body-timeout", FLAG_DURATION, "10s", &http_body_us,
+     "HTTP: a request body not complete this long after its head: 408, closed"},
+    {"http-idle-timeout", FLAG_DURATION, "30s", &http_idle_us,
+     "HTTP: a keep-alive connection without a request, or whose client does not read its "
+     "answer, for this long: closed"},
     {"max-message", FLAG_INT, "16m", &max_message,
      "largest gRPC message accepted (larger: grpc-status 8 on that stream)", 1024, 1LL << 30},
     {"max-body", FLAG_INT, "1m", &max_body, "largest HTTP request body (larger: 413)", 1024,
@@ -174,8 +182,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "ws-api: --http-tls-cert and --http-tls-key go together\n");
         return 2;
     }
-    if (tls_handshake_us < 1000) {
-        fprintf(stderr, "ws-api: --tls-handshake-timeout must be at least 1ms\n");
+    if (tls_handshake_us < 1000 || http_head_us < 1000 || http_body_us < 1000 ||
+        http_idle_us < 1000) {
+        fprintf(stderr, "ws-api: --tls-handshake-timeout and --http-*-timeout must be at least "
+                        "1ms\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -209,16 +219,24 @@ int main(int argc, char **argv)
         log_error("cannot start gRPC server", "addr=%s error=\"%s\"", grpc_listen, gerr);
         goto out_free;
     }
-    push_http_cfg_t hcfg = {.listen = http_listen, .push_token = push_token,
-                            .max_body = (size_t)max_body, .tls_cert = http_tls_cert,
-                            .tls_key = http_tls_key};
+    push_http_cfg_t hcfg = {
+        .listen = http_listen,
+        .push_token = push_token,
+        .max_body = (size_t)max_body,
+        .tls_cert = http_tls_cert,
+        .tls_key = http_tls_key,
+        .max_conns = (size_t)http_max_conns,
+        .handshake_timeout_ms = (uint64_t)(tls_handshake_us / 1000),
+        .head_timeout_ms = (uint64_t)(http_head_us / 1000),
+        .body_timeout_ms = (uint64_t)(http_body_us / 1000),
+        .idle_timeout_ms = (uint64_t)(http_idle_us / 1000),
+    };
     char herr[PUSH_HTTP_ERR_LEN];
     a.http = push_http_new(&a.loop, &hcfg, &router, &pres, herr);
     if (!a.http) {
-        /* Exit without running the loop again: a half-created lws context cannot be torn down
-         * (see push_http_new). */
         log_error("cannot start HTTP server", "addr=%s error=\"%s\"", http_listen, herr);
-        return 1;
+        grpc_server_free(a.grpc);
+        goto out_free;
     }
 
     uv_signal_init(&a.loop, &a.sigterm);
@@ -243,7 +261,7 @@ int main(int argc, char **argv)
     push_http_free(a.http);
     grpc_server_free(a.grpc);
 out_free:
-    /* Let lws and our handles finish closing on the loop, then tear down. */
+    /* Let our handles finish closing on the loop, then tear down. */
     uv_run(&a.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&a.loop) != 0)
         log_warn("loop close", "error=%s", "handles still open");

@@ -17,6 +17,7 @@ struct tls_server {
     SSL_CTX *ctx;
     unsigned char alpn[256]; /* wire format: length-prefixed protocol name; alpn_len 0: none */
     unsigned int alpn_len;
+    bool alpn_optional; /* a client without ALPN is fine (tls_server_alpn_optional) */
 };
 
 /* The first queued OpenSSL error as text (reason only when it has one), then clears the queue. */
@@ -117,6 +118,11 @@ out_free:
     return NULL;
 }
 
+void tls_server_alpn_optional(tls_server_t *t)
+{
+    t->alpn_optional = true;
+}
+
 void tls_server_free(tls_server_t *t)
 {
     if (!t)
@@ -202,7 +208,7 @@ int tls_server_handshake(SSL *ssl, char err[TLS_SERVER_ERR_LEN])
     if (ret != 1)
         return classify(ssl, ret, errno, err);
     tls_server_t *t = SSL_get_app_data(ssl);
-    if (t && t->alpn_len) {
+    if (t && t->alpn_len && !t->alpn_optional) {
         const unsigned char *p = NULL;
         unsigned int n = 0;
         SSL_get0_alpn_selected(ssl, &p, &n);

@@ -53,6 +53,11 @@ typedef struct tls_server tls_server_t;
 tls_server_t *tls_server_new(const char *cert_file, const char *key_file, const char *alpn,
                              char err[TLS_SERVER_ERR_LEN]);
 
+/* tls_server_alpn_optional: a client that offers no ALPN at all is accepted too (ws-api's
+ * HTTPS port: HTTP/1.1 clients often send none); one that offers ALPN without our protocol
+ * still gets the no_application_protocol alert. Call before the first connection. */
+void tls_server_alpn_optional(tls_server_t *t);
+
 /* tls_server_free: frees the context. Call it only after every SSL made from it was freed
  * (their handshakes refer to it). NULL is fine. */
 void tls_server_free(tls_server_t *t);

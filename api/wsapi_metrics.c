@@ -7,11 +7,16 @@
 
 wsapi_metrics_t wsapi_m;
 
-static const int http_codes[9] = {200, 400, 401, 404, 405, 411, 413, 500, 503};
+static const int http_codes[10] = {200, 400, 401, 404, 405, 408, 411, 413, 500, 503};
+
+const char *const wsapi_http_limit_names[WSAPI_HTTP_LIMITS] = {
+    "bad_request",  "framing",       "chunked",       "body_size",         "head_timeout",
+    "body_timeout", "idle_timeout",  "write_timeout", "handshake_timeout", "max_connections",
+};
 
 int wsapi_metrics_http(int status)
 {
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         if (http_codes[i] == status)
             return wsapi_m.http_push[i];
     return -1;
@@ -64,7 +69,7 @@ void wsapi_metrics_init(void)
     m->stream_overflows = metrics_counter(
         "wsapi_stream_overflows_total", NULL,
         "Streams failed with RESOURCE_EXHAUSTED because their outbound queue hit the hard cap.");
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 10; i++) {
         char l[32];
         snprintf(l, sizeof l, "code=\"%d\"", http_codes[i]);
         m->http_push[i] = metrics_counter("wsapi_push_requests_total", l,
@@ -97,5 +102,30 @@ void wsapi_metrics_init(void)
             "wsapi_tls_handshake_errors_total", l,
             "TLS handshakes that failed on the gRPC port: eof (peer left), protocol (not TLS, "
             "bad version/cipher, alert), alpn (no h2), timeout (--tls-handshake-timeout).");
+    }
+    m->http_conns = metrics_gauge("wsapi_http_connections", NULL,
+                                  "Open connections on the HTTP/1.1 push API port.");
+    for (int i = 0; i < WSAPI_HTTP_LIMITS; i++) {
+        char l[48];
+        snprintf(l, sizeof l, "limit=\"%s\"", wsapi_http_limit_names[i]);
+        m->http_limits[i] = metrics_counter(
+            "wsapi_http_limit_total", l,
+            "HTTP/1.1 push API: requests or connections ended by a limit: bad_request (400), "
+            "framing (400: Content-Length with Transfer-Encoding, differing or bad "
+            "Content-Length), chunked (411), body_size (413, --max-body), head_timeout and "
+            "body_timeout (408), idle_timeout and write_timeout (--http-idle-timeout), "
+            "handshake_timeout (--tls-handshake-timeout), max_connections "
+            "(--http-max-connections, 503).");
+    }
+    m->http_tls_errors = metrics_counter("wsapi_http_tls_handshake_errors_total", NULL,
+                                         "TLS handshakes that failed on the HTTPS push API port.");
+    static const char *const listeners[2] = {"grpc", "http"};
+    for (int i = 0; i < 2; i++) {
+        char l[32];
+        snprintf(l, sizeof l, "listener=\"%s\"", listeners[i]);
+        m->accept_errors[i] = metrics_counter(
+            "wsapi_accept_errors_total", l,
+            "accept() failures for lack of descriptors or memory (accepting pauses, backing "
+            "off from 10 ms to 1 s).");
     }
 }

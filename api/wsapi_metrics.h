@@ -17,13 +17,21 @@ typedef struct wsapi_metrics {
     int unknown_method;
     int backpressure_pauses; /* a stream stopped consuming its inbound window */
     int stream_overflows;    /* a stream failed: its outbound queue passed the hard cap */
-    int http_push[9];        /* wsapi_push_requests_total{code}: see wsapi_metrics_http() */
+    int http_push[10];       /* wsapi_push_requests_total{code}: see wsapi_metrics_http() */
     int grpc_push[17];       /* wsapi_grpc_push_requests_total{status} */
     /* wsapi_auth_rejects_total{api,reason}: [WSAPI_AUTH_*][bearer_result_t - 1] */
     int auth_rejects[3][2];
     int tls_handshakes;          /* wsapi_tls_handshakes_total: completed (gRPC port) */
     int tls_hs_errors[4];        /* wsapi_tls_handshake_errors_total{reason}: WSAPI_TLS_* */
+    int http_conns;              /* gauge: open HTTP/1.1 connections */
+    int http_limits[10];         /* wsapi_http_limit_total{limit}: wsapi_http_limit_names */
+    int http_tls_errors;         /* wsapi_http_tls_handshake_errors_total */
+    int accept_errors[2];        /* wsapi_accept_errors_total{listener="grpc"|"http"} */
 } wsapi_metrics_t;
+
+#define WSAPI_HTTP_LIMITS 10
+/* The limit label values of wsapi_http_limit_total, in http_limits order. */
+extern const char *const wsapi_http_limit_names[WSAPI_HTTP_LIMITS];
 
 enum { WSAPI_AUTH_EXCHANGE = 0, WSAPI_AUTH_GRPC_PUSH = 1, WSAPI_AUTH_HTTP_PUSH = 2 };
 enum { WSAPI_TLS_EOF = 0, WSAPI_TLS_PROTOCOL = 1, WSAPI_TLS_ALPN = 2, WSAPI_TLS_TIMEOUT = 3 };

@@ -1,11 +1,11 @@
-/* fuzz_http_head.c: the request head parser of the client port (gateway/http1.c) on arbitrary
- * bytes: every slice it returns lies inside the head, the head ends with its blank line, and
+/* fuzz_http_head.c: the HTTP/1.1 request head parser (common/http1.c: the gateway's client
+ * port, ws-api's push API) on arbitrary bytes: every slice it returns lies inside the head, the head ends with its blank line, and
  * the decoders never write past their buffers or return lengths that disagree with them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gateway/http1.h"
+#include "http1.h"
 
 static void inside(gw_slice_t s, const char *buf, size_t head)
 {

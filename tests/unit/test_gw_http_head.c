@@ -1,7 +1,7 @@
-/* test_gw_http_head.c: the HTTP/1.1 request head parser of the client port (gateway/http1.c). */
+/* test_gw_http_head.c: the HTTP/1.1 request head parser of the client port (common/http1.c). */
 #include <stdlib.h>
 
-#include "../../gateway/http1.h"
+#include "http1.h"
 #include "test.h"
 
 static const char UPGRADE[] =

@@ -1,7 +1,10 @@
-/* http1.h: the HTTP/1.1 request head that opens every client connection (RFC 9112 §2-§5): the
- * WebSocket upgrade (RFC 6455 §4.2.1) and the plain GETs of /healthz, /readyz, /metrics and the
- * static files. Parses in place: the slices point into the caller's buffer. Pure (no lws, no
- * allocation); the fuzz target fuzz_http1 drives it. Service thread. */
+/* http1.h: an HTTP/1.1 request head (RFC 9112 §2-§5), parsed in place: the slices point into
+ * the caller's buffer. Pure (no I/O, no allocation); fuzzed by fuzz_http_head (the head alone)
+ * and fuzz_api_http1 (ws-api's request state machine around it). Shared by both servers:
+ * ws-gateway (the WebSocket upgrade, RFC 6455 §4.2.1, and the GETs of /healthz, /readyz,
+ * /metrics and the static files; gateway/ws.c, gateway/httpd.c) and ws-api (its HTTP/1.1 push
+ * API; api/http_conn.c). The gw_http_ prefix dates from when only the gateway used it; it was
+ * kept so that the gateway's call sites did not change. Any thread (no shared state). */
 #ifndef GW_HTTP1_H
 #define GW_HTTP1_H
 
