@@ -51,6 +51,8 @@ need_cmd promtool prometheus
 need_cmd clang clang
 # gnuplot for the benchmark plots (make bench)
 need_cmd gnuplot gnuplot-nox
+# sslscan lists the TLS versions and suites wss:// accepts (tests/integration/test_attack_gateway.py)
+need_cmd sslscan sslscan
 if [ ${#missing[@]} -eq 0 ]; then
     echo "deps: all present"
     exit 0

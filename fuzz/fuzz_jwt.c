@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(tok, data, size);
     tok[size] = 0;
     char user[64];
-    gw_auth_result_t r = gw_auth_check(tok, "fuzz-secret", 1800000000, user, sizeof user);
+    gw_auth_result_t r = gw_auth_check(tok, "fuzz-secret", 1800000000, 30, user, sizeof user);
     if (r == GW_AUTH_OK && strlen(user) >= sizeof user)
         abort();
     free(tok);

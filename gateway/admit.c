@@ -38,20 +38,20 @@ int gw_admit_init(const char *list)
     return 0;
 }
 
-bool gw_admit_origin(const char *origin, bool require)
+bool gw_admit_origin(const char *origin, size_t n, bool require)
 {
-    if (!origin || !*origin)
+    if (!origin || !n)
         return !require;
     if (!norigins)
         return true;
-    size_t n = strlen(origin);
     while (n && origin[n - 1] == '/')
         n--;
     for (size_t i = 0; i < norigins; i++) {
         if (strcmp(origins[i], "*") == 0)
             return true;
         /* RFC 6454: scheme and host compare case-insensitively */
-        if (strlen(origins[i]) == n && strncasecmp(origins[i], origin, n) == 0)
+        if (strlen(origins[i]) == n && strncasecmp(origins[i], origin, n) == 0 &&
+            !memchr(origin, 0, n))
             return true;
     }
     return false;

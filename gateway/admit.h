@@ -4,15 +4,18 @@
 #define GW_ADMIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* gw_admit_init: parses --allowed-origins (comma list; "" = any) once. Main thread.
  * Returns 0 or -1 (memory). */
 int gw_admit_init(const char *allowed_origins);
 
-/* gw_admit_origin: may a handshake with this Origin header (NULL/"" = none) go on?
- * require: refuse requests without Origin. Any thread (read-only data). */
-bool gw_admit_origin(const char *origin, bool require);
+/* gw_admit_origin: may a handshake with this Origin header value origin[0..n) (NULL or n 0 =
+ * none) go on? It is compared whole, whatever its length (a value longer than any allowed
+ * origin simply does not match). require: refuse requests without Origin. Any thread
+ * (read-only data). */
+bool gw_admit_origin(const char *origin, size_t n, bool require);
 
 /* Per-address counts, shared by all service threads. A mutex guards the table: it is taken
  * twice per connection (handshake, close), never per message.

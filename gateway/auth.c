@@ -1,10 +1,10 @@
 /* auth.c: HS256 JWT verification with libjwt (see auth.h). */
 #include "auth.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <jwt.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const reasons[GW_AUTH_NREASONS] = {
@@ -64,8 +64,21 @@ static bool header_is_hs256(const char *token)
     return ok;
 }
 
-gw_auth_result_t gw_auth_check(const char *token, const char *secret, int64_t now, char *user,
-                               size_t usercap)
+/* A NumericDate claim (RFC 7519 §2: seconds since the epoch, integer or fractional): 1 with
+ * its value in *out, 0 when absent, -1 when present but not a number. */
+static int numeric_date(json_t *claims, const char *name, double *out)
+{
+    json_t *v = json_object_get(claims, name);
+    if (!v)
+        return 0;
+    if (!json_is_number(v))
+        return -1;
+    *out = json_number_value(v);
+    return 1;
+}
+
+gw_auth_result_t gw_auth_check(const char *token, const char *secret, double now, double leeway,
+                               char *user, size_t usercap)
 {
     if (!token || !*token)
         return GW_AUTH_MISSING;
@@ -77,27 +90,34 @@ gw_auth_result_t gw_auth_check(const char *token, const char *secret, int64_t no
     if (jwt_decode(&j, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !j)
         return GW_AUTH_INVALID; /* bad signature or malformed */
     gw_auth_result_t r = GW_AUTH_OK;
+    json_t *claims = NULL;
     if (jwt_get_alg(j) != JWT_ALG_HS256) {
         r = GW_AUTH_ALG;
         goto out;
     }
-    errno = 0;
-    long exp = jwt_get_grant_int(j, "exp");
-    if (errno != 0 && errno != ENOENT) { /* present but not a number */
+    /* exp and nbf read as JSON numbers: libjwt's integer getter reports a fractional date as
+     * absent (a future nbf of 1.8e9 + 0.5 was ignored) */
+    char *js = jwt_get_grants_json(j, NULL);
+    claims = js ? json_loads(js, 0, NULL) : NULL;
+    free(js);
+    if (!json_is_object(claims)) {
         r = GW_AUTH_INVALID;
         goto out;
     }
-    if (errno == 0 && exp <= now) {
+    double exp, nbf;
+    int has_exp = numeric_date(claims, "exp", &exp);
+    int has_nbf = numeric_date(claims, "nbf", &nbf);
+    if (has_exp < 0 || has_nbf < 0) { /* present but not a number */
+        r = GW_AUTH_INVALID;
+        goto out;
+    }
+    /* §4.1.4: now must be before exp; §4.1.5: not before nbf; both "MAY provide for some small
+     * leeway ... to account for clock skew" */
+    if (has_exp && !(now < exp + leeway)) {
         r = GW_AUTH_EXPIRED;
         goto out;
     }
-    errno = 0;
-    long nbf = jwt_get_grant_int(j, "nbf");
-    if (errno != 0 && errno != ENOENT) {
-        r = GW_AUTH_INVALID;
-        goto out;
-    }
-    if (errno == 0 && nbf > now) {
+    if (has_nbf && !(now + leeway >= nbf)) {
         r = GW_AUTH_NOT_YET;
         goto out;
     }
@@ -108,6 +128,7 @@ gw_auth_result_t gw_auth_check(const char *token, const char *secret, int64_t no
     }
     memcpy(user, sub, strlen(sub) + 1);
 out:
+    json_decref(claims);
     jwt_free(j);
     return r;
 }

@@ -21,10 +21,12 @@ typedef enum {
 const char *gw_auth_reason(gw_auth_result_t r);
 
 /* gw_auth_check: verifies `token` (NUL-terminated) with the HS256 secret at time `now` (unix
- * seconds). On GW_AUTH_OK the "sub" claim is copied into user (NUL-terminated, truncated
- * tokens are refused: sub longer than usercap-1 is GW_AUTH_NO_SUB). exp and nbf are enforced
- * when present (RFC 7519 §4.1.4/4.1.5), without leeway. */
-gw_auth_result_t gw_auth_check(const char *token, const char *secret, int64_t now, char *user,
-                               size_t usercap);
+ * seconds, with a fraction). On GW_AUTH_OK the "sub" claim is copied into user (NUL-terminated,
+ * truncated tokens are refused: sub longer than usercap-1 is GW_AUTH_NO_SUB). exp and nbf are
+ * enforced when present (RFC 7519 §4.1.4/4.1.5), integer or fractional NumericDates, each
+ * with `leeway` seconds of allowance for clock skew: expired when now >= exp + leeway, not yet
+ * valid when now + leeway < nbf; a non-numeric exp or nbf is GW_AUTH_INVALID. */
+gw_auth_result_t gw_auth_check(const char *token, const char *secret, double now, double leeway,
+                               char *user, size_t usercap);
 
 #endif

@@ -30,6 +30,11 @@ typedef struct gw_config {
     bool require_origin;
     int64_t max_conns_per_ip;
     const char *tls_cert, *tls_key;
+    const char *tls_ciphers;      /* OpenSSL cipher list for TLS <= 1.2 (tlspolicy.h) */
+    const char *tls_min_version;  /* "1.2" or "1.3" */
+    int64_t jwt_leeway_us;        /* clock-skew allowance on exp/nbf */
+    int64_t max_rooms_per_conn;   /* rooms one connection may be in */
+    int64_t max_room_name;        /* bytes of a room name in a Join */
     bool upstream_tls;
     const char *upstream_ca;
     const char *gateway_token;

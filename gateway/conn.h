@@ -42,6 +42,7 @@ typedef struct gw_conn {
     bool dirty;              /* listed in the thread's dirty list (svc.h) */
     bool pinged;             /* a ping went out since alive_ms (keepalive.h) */
     uint8_t node;            /* API node its messages go to (GW_NODE_NONE before the first) */
+    uint8_t utf8;            /* UTF-8 state of the text message being read (utf8.h feed) */
     uint32_t mark;           /* sent-counter value of its last message to `node` */
     uint32_t alive_ms;       /* monotonic ms (wrapping) it was last known alive (keepalive.h) */
     uint64_t iph;            /* address hash counted in the per-address limit (0 = none) */

@@ -71,6 +71,16 @@ void gwm_init(void)
     gwm.svc_turns = metrics_counter("wsgw_service_loop_turns_total", NULL,
                                     "Turns of the service threads' event loops (each a wake-up "
                                     "but for timers); see --svc-coalesce.");
+    const char *jh = "Room Join commands refused: the connection is in --max-rooms-per-conn "
+                     "rooms, or the name is over --max-room-name bytes.";
+    gwm.join_too_many = metrics_counter("wsgw_room_join_refusals_total",
+                                        "reason=\"too_many_rooms\"", jh);
+    gwm.join_name_too_long = metrics_counter("wsgw_room_join_refusals_total",
+                                             "reason=\"name_too_long\"", jh);
+    const char *kh = "Kick commands corrected before the close frame: a code a close frame may "
+                     "not carry (sent as 4000), a reason that is not UTF-8 (dropped).";
+    gwm.kick_bad_code = metrics_counter("wsgw_kick_fixes_total", "what=\"code\"", kh);
+    gwm.kick_bad_reason = metrics_counter("wsgw_kick_fixes_total", "what=\"reason\"", kh);
     for (size_t i = 0; i < sizeof close_ids / sizeof close_ids[0]; i++)
         atomic_init(&close_ids[i], -2);
 }

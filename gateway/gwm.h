@@ -22,6 +22,10 @@ typedef struct gw_metric_ids {
     int batches;             /* wsgw_upstream_batches_total */
     int writer_wakeups;      /* wsgw_writer_wakeups_total: writer loop turns (--coalesce) */
     int svc_turns;           /* wsgw_service_loop_turns_total (--svc-coalesce) */
+    int join_too_many;       /* wsgw_room_join_refusals_total{reason="too_many_rooms"} */
+    int join_name_too_long;  /* wsgw_room_join_refusals_total{reason="name_too_long"} */
+    int kick_bad_code;       /* wsgw_kick_fixes_total{what="code"}: sent as 4000 */
+    int kick_bad_reason;     /* wsgw_kick_fixes_total{what="reason"}: not UTF-8, dropped */
 } gw_metric_ids_t;
 
 extern gw_metric_ids_t gwm;

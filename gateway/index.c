@@ -51,17 +51,19 @@ gw_room_t *gw_index_find_room(gw_index_t *ix, const char *room, size_t len)
     return r;
 }
 
-int gw_index_join(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len)
+int gw_index_join(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len, size_t max)
 {
     gw_room_t *r = gw_index_find_room(ix, room, len);
-    if (r) {
-        for (gw_member_t *m = c->rooms; m; m = m->conn_next)
-            if (m->room == r)
-                return 0;
-    } else {
+    size_t n = 0; /* c's rooms: a walk of at most max (no counter in the connection) */
+    for (gw_member_t *m = c->rooms; m; m = m->conn_next, n++)
+        if (r && m->room == r)
+            return 0;
+    if (n >= max)
+        return GW_INDEX_TOO_MANY;
+    if (!r) {
         r = calloc(1, sizeof *r + len + 1);
         if (!r)
-            return -1;
+            return GW_INDEX_NOMEM;
         memcpy(r->name, room, len);
         HASH_ADD(hh, ix->rooms, name[0], len, r);
         ix->nrooms++;
@@ -73,7 +75,7 @@ int gw_index_join(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len)
             ix->nrooms--;
             free(r);
         }
-        return -1;
+        return GW_INDEX_NOMEM;
     }
     m->room = r;
     m->conn = c;

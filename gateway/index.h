@@ -41,8 +41,15 @@ int gw_index_add_user(gw_index_t *ix, gw_conn_t *c);
 gw_conn_t *gw_index_find_user(gw_index_t *ix, const char *user, size_t len);
 gw_conn_t *gw_index_next_user(gw_conn_t *c, const char *user, size_t len);
 
-/* gw_index_join: adds c to room (idempotent). Returns 0, or -1 (memory). */
-int gw_index_join(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len);
+enum {
+    GW_INDEX_NOMEM = -1,
+    GW_INDEX_TOO_MANY = -2,      /* c is already in max rooms */
+    GW_INDEX_NAME_TOO_LONG = -3, /* (the caller's check: a room name over its limit) */
+};
+
+/* gw_index_join: adds c to room (idempotent: joining a room c is in always succeeds), unless
+ * c is in max rooms already. Returns 0, GW_INDEX_TOO_MANY or GW_INDEX_NOMEM. */
+int gw_index_join(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len, size_t max);
 /* gw_index_leave: removes c from room if member. */
 void gw_index_leave(gw_index_t *ix, gw_conn_t *c, const char *room, size_t len);
 /* gw_index_find_room: the room or NULL. */

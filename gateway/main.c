@@ -25,6 +25,7 @@
 #include "route.h"
 #include "svc.h"
 #include "link.h"
+#include "tlspolicy.h"
 #include "upstream.h"
 #include "httpd.h"
 #include "ws.h"
@@ -50,6 +51,8 @@ static const flag_t flag_table[] = {
     {"auth-secret", FLAG_STR, "", &gw_cfg.auth_secret,
      "HS256 JWT secret; when set a token is required (Authorization: Bearer T or ?token=T), "
      "user id = claim sub, exp/nbf enforced; 401 otherwise"},
+    {"jwt-leeway", FLAG_DURATION, "30s", &gw_cfg.jwt_leeway_us,
+     "clock skew allowed on a token's exp and nbf (RFC 7519 §4.1.4: \"some small leeway\")"},
     {"allowed-origins", FLAG_STR, "", &gw_cfg.allowed_origins,
      "comma-separated Origin values allowed at the handshake (empty = any; * = any); others 403"},
     {"require-origin", FLAG_BOOL, "false", &gw_cfg.require_origin,
@@ -59,6 +62,11 @@ static const flag_t flag_table[] = {
      1LL << 32},
     {"tls-cert", FLAG_STR, "", &gw_cfg.tls_cert, "PEM certificate: serve wss:// on --listen"},
     {"tls-key", FLAG_STR, "", &gw_cfg.tls_key, "PEM private key for --tls-cert"},
+    {"tls-min-version", FLAG_STR, "1.2", &gw_cfg.tls_min_version,
+     "oldest TLS version wss:// accepts: 1.2 or 1.3"},
+    {"tls-ciphers", FLAG_STR, GW_TLS_DEFAULT_CIPHERS, &gw_cfg.tls_ciphers,
+     "TLS 1.2 cipher suites of wss:// (OpenSSL cipher list; the default is ECDHE with AEAD "
+     "only, as ws-api; TLS 1.3 suites are OpenSSL's, all AEAD)"},
     {"upstream-tls", FLAG_BOOL, "false", &gw_cfg.upstream_tls,
      "talk to API nodes over TLS (h2, ALPN), verifying their certificate and host name"},
     {"upstream-ca", FLAG_STR, "", &gw_cfg.upstream_ca,
@@ -70,7 +78,14 @@ static const flag_t flag_table[] = {
     {"max-message", FLAG_INT, "65536", &gw_cfg.max_message,
      "largest client message in bytes; larger: close 1009", 1, 1LL << 30},
     {"send-queue", FLAG_INT, "1048576", &gw_cfg.send_queue,
-     "bytes queued to one client before it is closed 1008 \"slow consumer\"", 1, 1LL << 40},
+     "bytes queued to one client behind the message being written before it is closed 1008 "
+     "\"slow consumer\" (one message is always accepted, whatever its size)", 1, 1LL << 40},
+    {"max-rooms-per-conn", FLAG_INT, "128", &gw_cfg.max_rooms_per_conn,
+     "rooms one connection may be in; an API node's Join past it is refused (logged, "
+     "wsgw_room_join_refusals_total)", 1, 1 << 20},
+    {"max-room-name", FLAG_INT, "255", &gw_cfg.max_room_name,
+     "bytes of a room name; a Join with a longer one is refused (logged, "
+     "wsgw_room_join_refusals_total)", 1, 1 << 20},
     {"ping-interval", FLAG_DURATION, "25", &gw_cfg.ping_interval_us,
      "time between server pings (seconds); no pong within two intervals: close; 0 = off"},
     {"max-connections", FLAG_INT, "1000000", &gw_cfg.max_connections,
@@ -339,6 +354,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "ws-gateway: %s\n", err);
         return 2;
     }
+    if ((*gw_cfg.tls_cert != 0) != (*gw_cfg.tls_key != 0)) {
+        fprintf(stderr, "ws-gateway: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    /* lws would only find a bad certificate or key inside its context creation, on a
+     * service thread (it crashed there); checked here, before any thread starts */
+    if (*gw_cfg.tls_cert && gw_tls_check(gw_cfg.tls_cert, gw_cfg.tls_key, gw_cfg.tls_min_version,
+                                         gw_cfg.tls_ciphers, err, sizeof err) < 0) {
+        fprintf(stderr, "ws-gateway: %s\n", err);
+        return 1;
+    }
     if (gw_cfg.threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         gw_cfg.threads = n > 0 ? (n > 63 ? 63 : n) : 1;
@@ -393,10 +419,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "ws-gateway: --paused-check: 0, or 50ms to 10s\n");
         return 2;
     }
-    if ((*gw_cfg.tls_cert != 0) != (*gw_cfg.tls_key != 0)) {
-        fprintf(stderr, "ws-gateway: --tls-cert and --tls-key go together\n");
-        return 2;
-    }
+    if (gw_cfg.send_queue < gw_cfg.max_message)
+        log_warn("--send-queue is below --max-message",
+                 "send_queue=%lld max_message=%lld hint=\"a client that does not read as fast "
+                 "as it is sent messages of that size is closed 1008 after one such message\"",
+                 (long long)gw_cfg.send_queue, (long long)gw_cfg.max_message);
     int m_cap = metrics_gauge("wsgw_connection_limit", NULL,
                               "Connections this process accepts (flag and descriptor limit).");
     metrics_gauge_set(m_cap, g->conn_cap);

@@ -13,7 +13,7 @@ void gw_reasm_reset(gw_reasm_t *r)
 }
 
 int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen, bool binary,
-                 const void *in, size_t len, bool final, size_t remaining, size_t max,
+                 const void *in, size_t len, bool final, size_t rest, size_t max,
                  gw_event_t **out)
 {
     *out = NULL;
@@ -38,10 +38,12 @@ int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen,
     if (e)
         ulen = e->user_len; /* fixed by the first chunk */
     size_t cap = e ? e->b_len : 0; /* payload capacity while in flight (reasm.h) */
-    if (have + len > cap) {
-        size_t want = have + len + (remaining < max ? remaining : max);
-        if (want < cap * 2)
-            want = cap * 2;
+    size_t need = have + len; /* <= max: checked above */
+    if (need > cap) {
+        /* twice what arrived (amortised growth), never past the known end or max (reasm.h) */
+        size_t want = need * 2;
+        if (rest != GW_REASM_REST_UNKNOWN && rest < want - need)
+            want = need + rest;
         if (want > max)
             want = max;
         gw_event_t *ne = realloc(e, sizeof *ne + ulen + 1 + want + 3);
@@ -66,7 +68,7 @@ int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen,
     }
     if (len)
         memcpy(e->data + ulen + 1 + have, in, len);
-    e->a_len = (uint32_t)(have + len);
+    e->a_len = (uint32_t)need;
     if (!final)
         return GW_REASM_MORE;
     char *tail = e->data + ulen + 1 + e->a_len;

@@ -1,7 +1,9 @@
-/* reasm.h: WebSocket message reassembly. lws hands a message over in chunks (one per rx
- * buffer, --rx-buffer bytes, and per frame of a fragmented message); the Message event itself
- * is the buffer (user \0 payload), allocated only while a message is in flight and grown from
- * lws' count of the frame bytes still to come. Service thread; pure (no lws calls). */
+/* reasm.h: WebSocket message reassembly. A message arrives in chunks (what each read brought,
+ * and per frame of a fragmented message); the Message event itself is the buffer (user \0
+ * payload), allocated only while a message is in flight. It holds what arrived, not what a
+ * frame header announced: it grows to at most twice the bytes received so far (and never past
+ * the end of the message when that is known), so a client that announces 16 MB and sends
+ * 15 bytes costs 30 bytes, not 16 MB of address space. Service thread; pure (no lws calls). */
 #ifndef GW_REASM_H
 #define GW_REASM_H
 
@@ -25,11 +27,14 @@ enum {
     GW_REASM_NOMEM = -2,   /* close 1011; state reset */
 };
 
-/* gw_reasm_add: one chunk. final: last chunk of the message's final frame; remaining: bytes
- * of the current frame still to come (a sizing hint). The first chunk fixes conn_id, user and
+#define GW_REASM_REST_UNKNOWN SIZE_MAX
+
+/* gw_reasm_add: one chunk. final: last chunk of the message's final frame; rest: payload
+ * bytes of the message still to come after this chunk when known (inside its final frame),
+ * else GW_REASM_REST_UNKNOWN; a sizing hint only. The first chunk fixes conn_id, user and
  * binary. A message that arrives whole in one chunk is copied once, with no reassembly. */
 int gw_reasm_add(gw_reasm_t *r, uint64_t conn_id, const char *user, size_t ulen, bool binary,
-                 const void *in, size_t len, bool final, size_t remaining, size_t max,
+                 const void *in, size_t len, bool final, size_t rest, size_t max,
                  gw_event_t **out);
 /* gw_reasm_reset: drops a message in flight. */
 void gw_reasm_reset(gw_reasm_t *r);

@@ -26,6 +26,8 @@
 #include "pausewatch.h"
 #include "recycle.h"
 #include "svcpoll.h"
+#include "tlspolicy.h"
+#include "utf8.h"
 #include "wake.h"
 #include "ws.h"
 #include "wsout.h"
@@ -202,8 +204,16 @@ void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason
     }
     const char *r = reason ? (const char *)gw_payload_data(reason) : default_reason(code);
     size_t rl = reason ? reason->len : strlen(r);
-    if (rl > 123)
-        rl = 123; /* RFC 6455 §5.5: control frame payload <= 125 bytes incl. the code */
+    if (reason && !gw_utf8_valid((const uint8_t *)r, rl)) {
+        /* a close reason is UTF-8 (RFC 6455 §5.5.1): an API node's that is not goes nowhere */
+        log_rl_warn("kick reason is not UTF-8: sent without it", "conn_id=%llu len=%zu",
+                    (unsigned long long)c->id, rl);
+        metrics_inc(gwm.kick_bad_reason);
+        reason = NULL;
+        r = "";
+        rl = 0;
+    }
+    /* gw_ws_close cuts it to 123 bytes on a character boundary (§5.5) */
     if (reason) {
         gw_payload_ref(reason);
         c->close_reason = reason;
@@ -224,7 +234,10 @@ static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
         metrics_inc(gwm.undeliverable);
         return;
     }
-    if (gw_outq_bytes(c->outq) + p->len > (uint64_t)gw_cfg.send_queue) {
+    /* --send-queue bounds the bytes waiting behind the first queued message: a message larger
+     * than the limit still goes to a client that reads it promptly */
+    gw_payload_t *head = gw_outq_peek(c->outq);
+    if (head && gw_outq_bytes(c->outq) - head->len + p->len > (uint64_t)gw_cfg.send_queue) {
         char q[64];
         log_rl_warn("slow consumer", "conn_id=%llu user=%s queued=%llu limit=%lld",
                     (unsigned long long)c->id, log_quote(q, sizeof q, c->user),
@@ -304,9 +317,25 @@ static void send_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
     deliver(s, c, cmd->payload);
 }
 
+/* The Kick code that may go out in a close frame: an API node's 0 means the default 4000, and
+ * so does a code RFC 6455 §7.4 does not let a close frame carry (1004-1006, 1015, 1016-2999,
+ * >= 5000, < 1000): 4000 keeps its meaning, "closed by the application". */
+static int kick_code(gw_conn_t *c, int code)
+{
+    if (!code)
+        return 4000;
+    if ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+        (code >= 3000 && code <= 4999))
+        return code;
+    log_rl_warn("kick code not allowed in a close frame: 4000 sent", "conn_id=%llu code=%d",
+                (unsigned long long)c->id, code);
+    metrics_inc(gwm.kick_bad_code);
+    return 4000;
+}
+
 static void kick_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
 {
-    gw_svc_close_conn(s, c, cmd->code ? cmd->code : 4000, cmd->payload);
+    gw_svc_close_conn(s, c, kick_code(c, cmd->code), cmd->payload);
 }
 
 static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
@@ -335,11 +364,26 @@ static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
                 metrics_inc(gwm.undeliverable);
                 continue;
             }
-            if (cmd->type == GW_CMD_LEAVE)
+            if (cmd->type == GW_CMD_LEAVE) {
                 gw_index_leave(&s->index, c, cmd->strs, cmd->room_len);
-            else if (gw_index_join(&s->index, c, cmd->strs, cmd->room_len) < 0)
+                continue;
+            }
+            /* bounded: --max-room-name bytes, --max-rooms-per-conn rooms */
+            int rv = cmd->room_len > (uint64_t)gw_cfg.max_room_name
+                         ? GW_INDEX_NAME_TOO_LONG
+                         : gw_index_join(&s->index, c, cmd->strs, cmd->room_len,
+                                         (size_t)gw_cfg.max_rooms_per_conn);
+            if (rv == GW_INDEX_NAME_TOO_LONG || rv == GW_INDEX_TOO_MANY) {
+                bool name = rv == GW_INDEX_NAME_TOO_LONG;
+                log_rl_warn("room join refused", "conn_id=%llu reason=%s room_len=%u limit=%lld",
+                            (unsigned long long)c->id, name ? "name_too_long" : "too_many_rooms",
+                            cmd->room_len,
+                            (long long)(name ? gw_cfg.max_room_name : gw_cfg.max_rooms_per_conn));
+                metrics_inc(name ? gwm.join_name_too_long : gwm.join_too_many);
+            } else if (rv < 0) {
                 log_rl_error("room join failed: out of memory", "conn_id=%llu",
                              (unsigned long long)c->id);
+            }
         }
         break;
     }
@@ -648,6 +692,9 @@ static void *svc_main(void *arg)
         info.ssl_cert_filepath = gw_cfg.tls_cert;
         info.ssl_private_key_filepath = gw_cfg.tls_key;
         info.alpn = "http/1.1"; /* WebSocket over HTTP/1.1 only: no h2 negotiation */
+        /* the policy main checked (tlspolicy.h): TLS 1.2+, ECDHE + AEAD on 1.2 */
+        info.ssl_cipher_list = gw_cfg.tls_ciphers;
+        info.ssl_options_set = gw_tls_options(gw_cfg.tls_min_version);
         /* lws would also build a client context per vhost, loading the whole system CA
          * store (~0.7 MB per thread) for client connections the gateway never makes, and
          * under LeakSanitizer that context was now and then left behind at exit. An empty

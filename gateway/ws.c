@@ -97,8 +97,8 @@ void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen)
     uint8_t body[WS_MAX_CONTROL];
     size_t n = 0;
     if (code != 1005) { /* 1005: the client's close had no code, so ours has none (§5.5.1) */
-        if (rlen > WS_MAX_CONTROL - 2)
-            rlen = WS_MAX_CONTROL - 2;
+        /* <= 123 bytes (§5.5), cut on a character boundary (the reason is UTF-8, §5.5.1) */
+        rlen = gw_utf8_cut(reason, rlen, WS_MAX_CONTROL - 2);
         body[0] = (uint8_t)(code >> 8);
         body[1] = (uint8_t)code;
         if (rlen)
@@ -267,7 +267,7 @@ gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen)
 static int check_upgrade(gw_svc_t *s, struct lws *wsi, const gw_http_req_t *r,
                          const gw_slice_t *upgrade, char *user, size_t ucap, uint64_t *iph)
 {
-    char path[128], tok[4096], origin[512];
+    char path[128], tok[4096];
     *iph = 0;
     if (!gw_http_has_token(upgrade, "websocket"))
         return refuse(wsi, 400, gwm.rejected_400, "unsupported-upgrade");
@@ -283,15 +283,17 @@ static int check_upgrade(gw_svc_t *s, struct lws *wsi, const gw_http_req_t *r,
         return refuse(wsi, 503, gwm.rejected_503, "draining");
     if (atomic_load_explicit(&s->gw->nconns, memory_order_relaxed) >= s->gw->conn_cap)
         return refuse(wsi, 503, gwm.rejected_503, "at-capacity");
+    /* compared as it came, whatever its length (a copy buffer once made a long one "absent") */
     const gw_slice_t *o = gw_http_header(r, "origin");
-    bool have_origin = o && gw_http_copy(*o, origin, sizeof origin) > 0;
-    if (!gw_admit_origin(have_origin ? origin : NULL, gw_cfg.require_origin))
+    bool have_origin = o && o->n > 0;
+    if (!gw_admit_origin(have_origin ? o->p : NULL, have_origin ? o->n : 0,
+                         gw_cfg.require_origin))
         return refuse(wsi, 403, gwm.rejected_403,
                       have_origin ? "origin-not-allowed" : "origin-missing");
     if (*gw_cfg.auth_secret) {
         const char *t = find_token(r, tok, sizeof tok);
-        gw_auth_result_t ar = gw_auth_check(t, gw_cfg.auth_secret, clock_wall_ns() / 1000000000,
-                                            user, ucap);
+        gw_auth_result_t ar = gw_auth_check(t, gw_cfg.auth_secret, clock_wall_ns() / 1e9,
+                                            gw_cfg.jwt_leeway_us / 1e6, user, ucap);
         if (ar != GW_AUTH_OK) {
             metrics_inc(gwm.auth_rejects[ar]);
             /* the reason goes to the log and the metric, never to the client */
@@ -358,7 +360,10 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     c->established = true; /* from here on on_closed undoes all of the above */
     lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     memset(&c->ws, 0, sizeof c->ws);
-    c->ws.expect_masked = 1; /* client frames are masked (§5.1); no size limit here: reasm's */
+    c->ws.expect_masked = 1; /* client frames are masked (§5.1) */
+    /* a frame header announcing more than --max-message (for the message so far) is refused
+     * at the header, before any of its payload is waited for */
+    c->ws.max_message = (uint64_t)gw_cfg.max_message;
     gw_keepalive_alive(s, c);
     atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
     metrics_gauge_add(gwm.connections, 1);
@@ -467,15 +472,24 @@ static int request_in(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, uint8_t *in, s
 
 /* ---- frames in ------------------------------------------------------------------------ */
 
-/* Hands a complete message upstream. Takes e. */
-static void message_done(gw_svc_t *s, gw_conn_t *c, gw_event_t *e)
+/* A text message is not UTF-8: close 1007 (RFC 6455 §8.1), dropping what was read of it. */
+static void bad_utf8(gw_conn_t *c, uint64_t at)
+{
+    log_rl_warn("invalid UTF-8 in a text message", "conn_id=%llu received=%llu",
+                (unsigned long long)c->id, (unsigned long long)at);
+    gw_reasm_reset(&c->rx);
+    gw_ws_close(c, 1007, "invalid UTF-8", 13);
+}
+
+/* Hands a complete message upstream. Takes e. whole: it came in one slice, not yet
+ * checked for UTF-8 (a reassembled one was checked slice by slice in on_data). */
+static void message_done(gw_svc_t *s, gw_conn_t *c, gw_event_t *e, bool whole)
 {
     const uint8_t *payload = (const uint8_t *)gw_event_a(e);
-    if (!e->binary && !gw_utf8_valid(payload, e->a_len)) {
-        log_rl_warn("invalid UTF-8 in a text message", "conn_id=%llu len=%u",
-                    (unsigned long long)c->id, e->a_len);
+    if (!e->binary && (whole ? !gw_utf8_valid(payload, e->a_len) : c->utf8 != 0)) {
+        uint32_t n = e->a_len;
         gw_event_free(e);
-        gw_ws_close(c, 1007, "invalid UTF-8", 13);
+        bad_utf8(c, n);
         return;
     }
     e->t_read = clock_mono_ns();
@@ -488,12 +502,14 @@ static void message_done(gw_svc_t *s, gw_conn_t *c, gw_event_t *e)
 }
 
 /* One chunk of a data message (final: the message ends with it). */
-static void chunk(gw_conn_t *c, const uint8_t *p, size_t n, bool final)
+static void chunk(gw_conn_t *c, const uint8_t *p, size_t n, bool final, bool whole)
 {
     size_t max = (size_t)gw_cfg.max_message;
     gw_event_t *e;
+    /* what is still to come is known only inside the final frame */
+    size_t rest = c->ws.frame_fin ? (size_t)c->ws.remaining : GW_REASM_REST_UNKNOWN;
     int rv = gw_reasm_add(&c->rx, c->id, c->user, c->user ? strlen(c->user) : 0, c->rx_binary,
-                          p, n, final, (size_t)c->ws.remaining, max, &e);
+                          p, n, final, rest, max, &e);
     switch (rv) {
     case GW_REASM_MORE:
         return;
@@ -506,7 +522,7 @@ static void chunk(gw_conn_t *c, const uint8_t *p, size_t n, bool final)
         gw_ws_close(c, 1011, "out of memory", 13);
         return;
     default:
-        message_done(svc_of(c->wsi), c, e);
+        message_done(svc_of(c->wsi), c, e, whole);
     }
 }
 
@@ -516,6 +532,7 @@ static int on_msg_begin(void *ctx, int opcode, const uint8_t *prefix, size_t n)
     (void)prefix;
     (void)n;
     c->rx_binary = opcode == WS_OP_BINARY;
+    c->utf8 = 0;
     return 0;
 }
 
@@ -541,9 +558,13 @@ static int on_data(void *ctx, const uint8_t *p, size_t n)
     gw_conn_t *c = ctx;
     if (drops_data(c))
         return 0;
-    /* the whole message in this slice: one copy, no reassembly */
+    /* the whole message in this slice: one copy, no reassembly, one UTF-8 pass */
     bool whole = !c->rx.ev && c->ws.remaining == 0 && c->ws.frame_fin && c->ws.msg_len == n;
-    chunk(c, p, n, whole);
+    if (!whole && !c->rx_binary && !gw_utf8_feed(&c->utf8, p, n)) {
+        bad_utf8(c, c->ws.msg_len - c->ws.remaining); /* fail fast (§8.1) */
+        return 0;
+    }
+    chunk(c, p, n, whole, whole);
     return 0;
 }
 
@@ -553,7 +574,7 @@ static int on_msg_end(void *ctx, uint64_t total)
     if (drops_data(c))
         return 0;
     if (c->rx.ev || total == 0)
-        chunk(c, (const uint8_t *)"", 0, true); /* reassembled, or an empty message */
+        chunk(c, (const uint8_t *)"", 0, true, false); /* reassembled, or an empty message */
     return 0;
 }
 
@@ -605,7 +626,18 @@ static int frames_in(gw_conn_t *c, uint8_t *p, size_t n)
     int rv = ws_rx_feed(&c->ws, p, n, &rx_cb, c);
     if (rv == WS_OK)
         return 0;
-    if (rv == WS_ERR_STOP || c->closing)
+    if (rv == WS_ERR_STOP)
+        return -1;
+    if (rv == WS_ERR_TOO_BIG && !drops_data(c)) {
+        /* a frame header announced more than --max-message: refused before its payload
+         * (after our 1001 or a Kick too: no second close frame, the close counts as 1009) */
+        log_rl_warn("message too big", "conn_id=%llu max=%lld at=header",
+                    (unsigned long long)c->id, (long long)gw_cfg.max_message);
+        gw_reasm_reset(&c->rx);
+        gw_ws_close(c, 1009, "message too big", 15);
+        return -1;
+    }
+    if (c->closing)
         return -1;
     if (rv == WS_ERR_NOMEM) {
         log_rl_error("out of memory reading a frame", "conn_id=%llu", (unsigned long long)c->id);

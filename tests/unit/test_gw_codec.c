@@ -35,6 +35,71 @@ static void test_utf8(void)
     CHECK(v("\xf4\x8f\xbf\xbf"));      /* U+10FFFF */
 }
 
+/* Fed in two slices split at every position, then byte by byte: the same verdict as whole. */
+static void test_utf8_incremental_matches_whole(void)
+{
+    static const char *const cases[] = {
+        "", "ascii only, longer than eight bytes", "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80",
+        "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
+        "abc\xe2\x82", "\x80", "\xc3\x28", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf",
+        "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80" "edited", /* 6.4.x shape */
+        "\xf0\x90\x80", "\xe0\xa0", "12345678\xf0\x9f\x98\x80" "12345678",
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const uint8_t *p = (const uint8_t *)cases[k];
+        size_t n = strlen(cases[k]);
+        bool whole = gw_utf8_valid(p, n);
+        for (size_t cut = 0; cut <= n; cut++) {
+            uint8_t st = 0;
+            bool ok = gw_utf8_feed(&st, p, cut) && gw_utf8_feed(&st, p + cut, n - cut) && st == 0;
+            if (ok != whole)
+                fprintf(stderr, "case %zu split at %zu: %d, whole %d\n", k, cut, ok, whole);
+            CHECK(ok == whole);
+        }
+        uint8_t st = 0;
+        bool ok = true;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = gw_utf8_feed(&st, p + i, 1);
+        CHECK((ok && st == 0) == whole);
+    }
+}
+
+/* Fail fast (RFC 6455 §8.1, conformance 6.4.x): the slice holding the first impossible byte
+ * fails, even when the character it is in is not complete yet. */
+static void test_utf8_fails_at_the_first_bad_byte(void)
+{
+    uint8_t st = 0;
+    CHECK(gw_utf8_feed(&st, (const uint8_t *)"\xce\xba\xe1\xbd", 4)); /* cut inside a char */
+    CHECK(st != 0);
+    CHECK(gw_utf8_feed(&st, (const uint8_t *)"\xb9", 1));
+    CHECK_EQ(st, 0);
+    CHECK(!gw_utf8_feed(&st, (const uint8_t *)"\xf4\x90", 2)); /* > U+10FFFF at byte 2 */
+    st = 0;
+    CHECK(gw_utf8_feed(&st, (const uint8_t *)"\xf4", 1));
+    CHECK(!gw_utf8_feed(&st, (const uint8_t *)"\x90", 1)); /* the constraint crosses slices */
+    st = 0;
+    CHECK(gw_utf8_feed(&st, (const uint8_t *)"\xed", 1));
+    CHECK(!gw_utf8_feed(&st, (const uint8_t *)"\xa0", 1)); /* surrogate */
+    st = 0;
+    CHECK(gw_utf8_feed(&st, (const uint8_t *)"\xe0\xa0", 2));
+    CHECK(!gw_utf8_feed(&st, (const uint8_t *)"\x41", 1)); /* not a continuation */
+    st = 0;
+    CHECK(!gw_utf8_feed(&st, (const uint8_t *)"ok\xff", 3));
+}
+
+static void test_utf8_cut_on_a_boundary(void)
+{
+    const uint8_t *e = (const uint8_t *)"\xc3\xa9\xc3\xa9\xc3\xa9"; /* "ééé", 6 bytes */
+    CHECK_EQ(gw_utf8_cut(e, 6, 6), 6);
+    CHECK_EQ(gw_utf8_cut(e, 6, 5), 4);
+    CHECK_EQ(gw_utf8_cut(e, 6, 4), 4);
+    CHECK_EQ(gw_utf8_cut(e, 6, 1), 0);
+    const uint8_t *f = (const uint8_t *)"a\xf0\x9f\x98\x80"; /* a + 4-byte char */
+    for (size_t m = 1; m < 5; m++)
+        CHECK_EQ(gw_utf8_cut(f, 5, m), 1);
+    CHECK_EQ(gw_utf8_cut((const uint8_t *)"abc", 3, 2), 2);
+}
+
 static gw_event_t *msg_event(uint64_t id, const char *user, const char *payload, uint64_t seq)
 {
     gw_event_t *e = gw_event_new(GW_EV_MESSAGE, id, user, strlen(user), payload,
@@ -252,6 +317,9 @@ static void test_ws_frame_header(void)
 int main(void)
 {
     RUN(test_utf8);
+    RUN(test_utf8_incremental_matches_whole);
+    RUN(test_utf8_fails_at_the_first_bad_byte);
+    RUN(test_utf8_cut_on_a_boundary);
     RUN(test_batch_roundtrip_and_renumber);
     RUN(test_downstream_fanout);
     RUN(test_route_stable_and_failover);
