@@ -101,36 +101,33 @@ class FaultProxy:
             raise TimeoutError("faultproxy thread did not answer")
         return box[0] if box else None
 
+    def _mode(self, attr, value):
+        """Sets a mode on the proxy thread and re-arms every socket for it."""
+        def op():
+            setattr(self, attr, value)
+            self._rearm_all()
+        self._call(op)
+
     def pause(self):
         """Black hole: stop reading, writing and accepting; connections stay open."""
-        def op():
-            self._paused = True
-            self._rearm_all()
-        self._call(op)
+        self._mode("_paused", True)
 
     def resume(self):
-        def op():
-            self._paused = False
-            self._rearm_all()
-        self._call(op)
+        self._mode("_paused", False)
 
-    def drop(self, direction="both"):
-        """Read and discard bytes in direction "up" (client->target), "down" or "both"."""
+    def drop(self, direction="both", on=True):
+        """Read and discard bytes in direction "up" (client->target), "down" or "both" (on=False:
+        forward them again)."""
         dirs = DIRS if direction == "both" else (direction,)
 
         def op():
             for d in dirs:
-                self._drop[d] = True
+                self._drop[d] = on
         self._call(op)
 
     def forward(self, direction="both"):
         """Stop dropping (bytes already discarded are gone)."""
-        dirs = DIRS if direction == "both" else (direction,)
-
-        def op():
-            for d in dirs:
-                self._drop[d] = False
-        self._call(op)
+        self.drop(direction, on=False)
 
     def cut(self, rst=False):
         """Ends every proxied connection now: FIN both ways, or RST with rst=True. Returns how
@@ -145,9 +142,7 @@ class FaultProxy:
 
     def refuse(self, on=True):
         """While on, new connections are accepted and closed at once (RST): a dead port."""
-        def op():
-            self._refusing = on
-        self._call(op)
+        self._mode("_refusing", on)
 
     def stats(self):
         return self._call(lambda: dict(self._stats))
