@@ -25,11 +25,19 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from wsgwtest import (SLOW, Api, Gateway, check, eq, grpc_exchange_server, proto, run,  # noqa: E402
-                      start, wait_until)
+import wsgwtest  # noqa: E402
+from wsgwtest import (SLOW, Api, check, eq, grpc_exchange_server, proto, run,  # noqa: E402
+                      wait_until)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_security import SECRET, jwt  # noqa: E402
+
+
+def Gateway(upstreams, extra=(), **kw):
+    """wsgwtest.Gateway with a 1 s --drain-timeout: the runner stops ws-api and the gateway
+    together at the end of a test, and a gateway whose API node went first waits out its
+    drain timeout (10 s by default) for acks that cannot come."""
+    return wsgwtest.Gateway(upstreams, extra=["--drain-timeout", "1"] + list(extra), **kw)
 
 
 # ---- a raw WebSocket client ------------------------------------------------------------------
