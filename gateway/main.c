@@ -354,6 +354,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "ws-gateway: %s\n", err);
         return 2;
     }
+    if (strcmp(gw_cfg.tls_min_version, "1.2") != 0 && strcmp(gw_cfg.tls_min_version, "1.3") != 0) {
+        fprintf(stderr, "ws-gateway: --tls-min-version: '%s' (1.2 or 1.3)\n",
+                gw_cfg.tls_min_version);
+        return 2;
+    }
     if ((*gw_cfg.tls_cert != 0) != (*gw_cfg.tls_key != 0)) {
         fprintf(stderr, "ws-gateway: --tls-cert and --tls-key go together\n");
         return 2;
