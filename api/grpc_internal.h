@@ -1,6 +1,7 @@
 /* grpc_internal.h: what grpc_server.c (connections, nghttp2 session, listener) and
  * grpc_stream.c (one gRPC call: dispatch, messages, responses, Downstream queue) share.
- * Not a public interface: include only from those two files. Loop thread only. */
+ * Not a public interface: include only from those two files and fuzz/fuzz_api_h2.c (which
+ * drives a session without sockets). Loop thread only. */
 #ifndef WSGW_API_GRPC_INTERNAL_H
 #define WSGW_API_GRPC_INTERNAL_H
 
@@ -18,17 +19,22 @@
 #include "sockio.h"
 #include "stream.h"
 #include "tls_server.h"
+#include "wsapi_metrics.h"
 
 #define READ_BUF (256 * 1024)
 #define READ_BUDGET (4 * READ_BUF) /* per readable event, so one peer cannot starve others */
 #define OUT_FILL (256 * 1024)      /* mem_send output gathered before one send(2) */
 #define MAX_DATA_FRAME (256 * 1024)
 #define GRPC__STOP (-100)          /* on_message's "stream already failed" */
+#define CHUNK_OVERHEAD 64          /* a queued chunk's bookkeeping and malloc overhead, counted */
+#define SWEEP_MS 250               /* deadline checks (handshakes, idle, unfinished messages) */
+#define OUTQ_PAUSE 64              /* nghttp2 frames queued while the socket is full: stop reading */
 
 /* gRPC status codes (grpc/doc/statuscodes.md) */
 enum {
     GRPC_OK = 0,
     GRPC_INVALID_ARGUMENT = 3,
+    GRPC_DEADLINE_EXCEEDED = 4,
     GRPC_RESOURCE_EXHAUSTED = 8,
     GRPC_UNIMPLEMENTED = 12,
     GRPC_INTERNAL = 13,
@@ -44,6 +50,29 @@ typedef struct chunk {
 } chunk_t;
 
 typedef enum { GS_NEW, GS_EXCHANGE, GS_PUSH, GS_DONE } gs_kind_t;
+
+/* HTTP/2 limits that fire (wsapi_h2_limit_total{limit}, names in wsapi_h2_limit_names). */
+typedef enum {
+    H2L_NONE = -1,
+    H2L_HEADER_LIST = 0, /* a header block over --h2-max-header-list: connection ended */
+    H2L_HEADER_RATE,     /* decoded header bytes over --h2-header-rate (HPACK bomb): ended */
+    H2L_CONTROL,         /* SETTINGS/PING/PRIORITY/empty DATA over --h2-control-rate: ended */
+    H2L_RESETS,          /* RST_STREAM over --h2-reset-burst (then 33/s): ended */
+    H2L_CONN_BUFFER,     /* unfinished messages over --h2-conn-buffer: stream failed */
+    H2L_MESSAGE_TIMEOUT, /* a message or Push request unfinished for --h2-message-timeout */
+    H2L_IDLE_TIMEOUT,    /* no stream for --h2-idle-timeout: GOAWAY, closed */
+    H2L_STREAM_QUEUE,    /* outbound queue of a stream over 4 x --stream-queue: stream reset */
+    H2L_CONN_QUEUE,      /* outbound queues of a connection over --h2-conn-queue: reset */
+    H2L_TOTAL_QUEUE,     /* outbound queues of all connections over --h2-total-queue: reset */
+    H2L_COUNT
+} h2_limit_t;
+_Static_assert(H2L_COUNT == WSAPI_H2_LIMITS, "wsapi_h2_limit_names and h2_limit_t differ");
+
+/* A token bucket (integer milli-tokens) for per-connection frame rates. */
+typedef struct h2_bucket {
+    uint64_t last_ms;
+    uint64_t milli; /* tokens * 1000 */
+} h2_bucket_t;
 
 typedef struct gconn gconn_t;
 
@@ -65,9 +94,12 @@ typedef struct gstream {
     bool blocked;
     buf_t push_msg;      /* Push: the request message */
     int push_count;
+    size_t buf_mem;      /* dec + push_msg capacity, counted in c->buffered */
+    uint64_t msg_since_ms; /* an unfinished message (or Push request) since; 0: none */
     /* outbound */
     chunk_t *oq_head, *oq_tail;
     size_t oq_bytes;
+    size_t oq_mem;       /* oq_bytes + CHUNK_OVERHEAD per chunk: counted in c/srv->queued */
     bool resp_submitted; /* response HEADERS submitted with our data provider */
     bool deferred;       /* our data provider returned DEFERRED */
     bool eof;            /* trailers go out once oq drains */
@@ -93,7 +125,15 @@ struct gconn {
     buf_t out; /* bytes the socket did not take yet */
     size_t out_off;
     gstream_t *streams;
+    size_t nstreams;
     size_t nblocked;
+    size_t buffered;        /* unfinished inbound messages (Σ stream buf_mem) */
+    size_t queued;          /* outbound queues (Σ stream oq_mem) */
+    size_t hdr_block;       /* header list bytes of the block being received (RFC 9113 §6.5.2) */
+    uint64_t idle_since_ms; /* no stream since (valid while nstreams == 0) */
+    h2_bucket_t ctl, rst;   /* control frames, RST_STREAMs */
+    h2_bucket_t hdr;        /* decoded header bytes */
+    h2_limit_t limit;       /* a connection limit fired inside nghttp2: end it so */
     bool closing;
     bool failed; /* counted in wsapi_grpc_connection_errors_total */
     bool in_wlist;
@@ -114,7 +154,7 @@ struct grpc_server {
     int port;
     tls_server_t *tls; /* NULL: h2c */
     bearer_t push_auth, gateway_auth;
-    uv_timer_t hs_timer; /* TLS only: drops handshakes past cfg.tls_handshake_timeout_ms */
+    uv_timer_t sweep;    /* every SWEEP_MS: handshake, idle and message deadlines */
     size_t nhandshaking; /* TLS connections not yet ready */
     acceptor_t acc;
     uv_check_t check;        /* flush after each loop iteration's I/O */
@@ -123,6 +163,7 @@ struct grpc_server {
     gconn_t *conns;
     size_t nconns;
     gconn_t *wlist; /* connections with something to write */
+    size_t queued;  /* outbound queues of every connection (Σ c->queued) */
     bool shutting_down;
     int handles_open; /* uv handles still to close before free */
     bool freeing;
@@ -145,10 +186,23 @@ void grpc__stream_remote_end(gstream_t *s);
 void grpc__stream_end(gstream_t *s, int status, const char *msg);
 /* grpc__quote: logfmt value of a possibly NULL string. */
 const char *grpc__quote(char *out, size_t n, const char *s);
+/* grpc__stream_sweep: fails s when its message or Push request is unfinished past the
+ * deadline (now in uv_now ms). */
+void grpc__stream_sweep(gstream_t *s, uint64_t now);
+/* grpc__stream_overflow: resets s (RST_STREAM ENHANCE_YOUR_CALM) and drops its outbound queue;
+ * counted under `limit`. */
+void grpc__stream_overflow(gstream_t *s, h2_limit_t limit);
 
 /* ---- grpc_server.c ------------------------------------------------------------------------- */
 
+/* grpc__h2_setup: srv's nghttp2 callbacks and options (srv->cfg set). Returns 0 or -1. */
+int grpc__h2_setup(grpc_server_t *srv);
+/* grpc__session_new: c's nghttp2 server session with our SETTINGS queued and its budgets
+ * full (c->srv set). Returns 0 or -1. */
+int grpc__session_new(gconn_t *c);
 /* grpc__conn_want_write: c has something for nghttp2 to send (flushed after this iteration). */
 void grpc__conn_want_write(gconn_t *c);
+/* grpc__limit: counts a limit that fired and logs it (rate-limited). */
+void grpc__limit(gconn_t *c, h2_limit_t l, const char *detail);
 
 #endif

@@ -41,6 +41,7 @@ static void conn_count_failure(gconn_t *c)
 
 static void conn_close(gconn_t *c, const char *why);
 static void conn_handshake(gconn_t *c);
+static void conn_read(gconn_t *c);
 static void on_conn_poll(uv_poll_t *h, int status, int events);
 
 static char *dupn(const uint8_t *p, size_t n)
@@ -71,9 +72,71 @@ static ssize_t read_length_cb(nghttp2_session *ng, uint8_t type, int32_t id, int
 
 /* ---- nghttp2 callbacks (loop thread, inside mem_recv / mem_send) --------------------------- */
 
+/* ---- limits -------------------------------------------------------------------------------- */
+
+void grpc__limit(gconn_t *c, h2_limit_t l, const char *detail)
+{
+    metrics_inc(wsapi_m.h2_limits[l]);
+    if (l == H2L_IDLE_TIMEOUT)
+        log_debug("http2 limit", "limit=%s conn=%llu peer=%s detail=\"%s\"",
+                  wsapi_h2_limit_names[l], (unsigned long long)c->serial, c->peer, detail);
+    else
+        log_rl_warn("http2 limit", "limit=%s conn=%llu peer=%s detail=\"%s\"",
+                    wsapi_h2_limit_names[l], (unsigned long long)c->serial, c->peer, detail);
+}
+
+/* Takes n tokens: false when the bucket has fewer (rate per second, burst tokens). */
+static bool bucket_take(h2_bucket_t *b, uint64_t now, uint64_t rate, uint64_t burst, uint64_t n)
+{
+    uint64_t full = burst * 1000;
+    if (now > b->last_ms) {
+        b->milli += (now - b->last_ms) * rate; /* rate tokens/s = rate milli-tokens/ms */
+        if (b->milli > full)
+            b->milli = full;
+        b->last_ms = now;
+    }
+    if (b->milli < n * 1000)
+        return false;
+    b->milli -= n * 1000;
+    return true;
+}
+
+static void bucket_fill(h2_bucket_t *b, uint64_t now, uint64_t burst)
+{
+    b->last_ms = now;
+    b->milli = burst * 1000;
+}
+
+/* Every frame header, before its payload is processed: the per-connection frame budgets.
+ * A peer past one ends its connection (conn_read sends GOAWAY ENHANCE_YOUR_CALM). */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
+{
+    (void)ng;
+    gconn_t *c = ud;
+    grpc_server_t *srv = c->srv;
+    uint64_t now = uv_now(srv->loop);
+    bool ack = hd->flags & NGHTTP2_FLAG_ACK;
+    bool control = ((hd->type == NGHTTP2_SETTINGS || hd->type == NGHTTP2_PING) && !ack) ||
+                   hd->type == NGHTTP2_PRIORITY ||
+                   (hd->type == NGHTTP2_DATA && hd->length == 0 &&
+                    !(hd->flags & NGHTTP2_FLAG_END_STREAM));
+    uint64_t rate = srv->cfg.control_rate, burst = rate * 2 > 20 ? rate * 2 : 20;
+    if (control && !bucket_take(&c->ctl, now, rate, burst, 1)) {
+        c->limit = H2L_CONTROL;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (hd->type == NGHTTP2_RST_STREAM &&
+        !bucket_take(&c->rst, now, 33, srv->cfg.reset_burst, 1)) {
+        c->limit = H2L_RESETS;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return 0;
+}
+
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     gconn_t *c = ud;
+    c->hdr_block = 0; /* a new header block (CONTINUATIONs add to it) */
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     gstream_t *s = grpc__stream_new(c, f->hd.stream_id);
@@ -88,7 +151,25 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
                      void *ud)
 {
     (void)flags;
-    (void)ud;
+    gconn_t *c = ud;
+    /* The header list size we advertise (RFC 9113 §6.5.2: name + value + 32 per field),
+     * enforced: a peer that ignores it ends its connection. It bounds what one HEADERS frame
+     * of 1-byte HPACK references to a large table entry (an HPACK bomb) makes us decode. */
+    grpc_server_t *srv = c->srv;
+    size_t field = namelen + valuelen + 32;
+    c->hdr_block += field;
+    if (c->hdr_block > srv->cfg.max_header_list) {
+        c->limit = H2L_HEADER_LIST;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    /* ... and within the list limit, what one connection makes us decode per second: a 1-byte
+     * reference to a 4 KB table entry costs us 4 KB of validation, so a stream of small
+     * HEADERS frames could still keep a core busy. */
+    if (!bucket_take(&c->hdr, uv_now(srv->loop), srv->cfg.header_rate, srv->cfg.header_rate,
+                     field)) {
+        c->limit = H2L_HEADER_RATE;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     gstream_t *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
@@ -152,9 +233,9 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
         return 0;
     if (error_code != NGHTTP2_NO_ERROR && s->kind == GS_EXCHANGE && !s->trailers_sent) {
         char gw[96];
-        log_info("exchange stream reset", "gateway=%s stream=%llu h2_error=%s",
-                 grpc__quote(gw, sizeof gw, s->gateway_id), (unsigned long long)s->as.serial,
-                 nghttp2_http2_strerror(error_code));
+        log_rl_info("exchange stream reset", "gateway=%s stream=%llu h2_error=%s",
+                    grpc__quote(gw, sizeof gw, s->gateway_id), (unsigned long long)s->as.serial,
+                    nghttp2_http2_strerror(error_code));
     }
     nghttp2_session_set_stream_user_data(ng, id, NULL);
     grpc__stream_free(s);
@@ -169,9 +250,9 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         if (c->failed)
             return 0; /* conn_read already logged it */
         conn_count_failure(c);
-        log_warn("http2 connection failed", "conn=%llu peer=%s error=%s",
-                 (unsigned long long)c->serial, c->peer,
-                 nghttp2_http2_strerror(f->goaway.error_code));
+        log_rl_warn("http2 connection failed", "conn=%llu peer=%s error=%s",
+                    (unsigned long long)c->serial, c->peer,
+                    nghttp2_http2_strerror(f->goaway.error_code));
         return 0;
     }
     if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -194,30 +275,48 @@ static int on_error(nghttp2_session *ng, int code, const char *msg, size_t len, 
 
 /* ---- connection I/O ------------------------------------------------------------------------ */
 
-/* What the socket is polled for. Readable always (the peer may send or close at any time);
- * writable while bytes wait for it, or while a TLS call needs it (handshake, or a read that must
- * write first), but not while the pending TLS write waits to read. */
+/* The peer does not read what we send (the socket did not take our bytes) while frames
+ * outside flow control pile up in nghttp2's queue (answers to new streams, RST_STREAMs): its
+ * requests are not read meanwhile, or a client that sends calls and never reads the answers
+ * would grow that queue without bound. DATA is not counted: flow control and the stream
+ * queues bound it already, and a gateway that reads slowly keeps being read. */
+static bool out_backlog(const gconn_t *c)
+{
+    return c->out.len > c->out_off && c->ng &&
+           nghttp2_session_get_outbound_queue_size(c->ng) > OUTQ_PAUSE;
+}
+
+/* What the socket is polled for. Readable unless the peer leaves our output unread (it may
+ * send or close at any time; a hang-up is reported either way); writable while bytes wait for
+ * it, or while a TLS call needs it (handshake, or a read that must write first), but not while
+ * the pending TLS write waits to read. */
 static void poll_update(gconn_t *c)
 {
     if (c->closing)
         return;
-    bool wr;
-    if (c->io.ssl && !c->tls_ready)
+    bool wr, rd = true;
+    if (c->io.ssl && !c->tls_ready) {
         wr = c->hs_wants_write;
-    else
+    } else {
         wr = (c->out.len > c->out_off && !c->io.wr_wants_read) || c->io.rd_wants_write;
-    int ev = UV_READABLE | (wr ? UV_WRITABLE : 0);
+        rd = !out_backlog(c) || c->io.wr_wants_read;
+    }
+    int ev = (rd ? UV_READABLE : 0) | (wr ? UV_WRITABLE : 0);
+    if (!ev)
+        ev = UV_READABLE;
     if (ev != c->events) {
         c->events = ev;
         uv_poll_start(&c->poll, ev, on_conn_poll);
     }
 }
 
-/* Returns withheld stream windows whose queues drained below half the bound. */
+/* Returns withheld stream windows whose queues drained below half the bounds. */
 static bool conn_unblock(gconn_t *c)
 {
     bool any = false;
     size_t low = c->srv->cfg.stream_queue / 2;
+    if (c->queued >= c->srv->cfg.conn_queue / 4)
+        return false;
     for (gstream_t *s = c->streams; s && c->nblocked; s = s->next) {
         if (!s->blocked || s->oq_bytes + s->as.pending.len >= low)
             continue;
@@ -289,6 +388,10 @@ static void conn_write(gconn_t *c)
         conn_close(c, NULL); /* finished (GOAWAY exchanged, or session terminated) */
         return;
     }
+    if (c->io.ssl && tls_server_pending(c->io.ssl)) {
+        conn_read(c); /* decrypted bytes left while reading was paused: poll cannot see them */
+        return;
+    }
 wait_writable:
     poll_update(c);
 }
@@ -325,11 +428,17 @@ static void conn_read(gconn_t *c)
         ssize_t rv = nghttp2_session_mem_recv(c->ng, srv->rbuf, (size_t)n);
         if (rv < 0) {
             conn_count_failure(c);
-            log_warn("http2 connection failed", "conn=%llu peer=%s error=\"%s\"",
-                     (unsigned long long)c->serial, c->peer, nghttp2_strerror((int)rv));
+            uint32_t code = NGHTTP2_PROTOCOL_ERROR;
+            if (c->limit != H2L_NONE) { /* one of our budgets, from inside nghttp2 */
+                grpc__limit(c, c->limit, "connection ended");
+                code = NGHTTP2_ENHANCE_YOUR_CALM;
+            } else {
+                log_rl_warn("http2 connection failed", "conn=%llu peer=%s error=\"%s\"",
+                            (unsigned long long)c->serial, c->peer, nghttp2_strerror((int)rv));
+            }
             /* Try to tell the peer (GOAWAY) before closing: one attempt, and only when no
              * earlier frame is half written (its bytes must not be interleaved). */
-            nghttp2_session_terminate_session(c->ng, NGHTTP2_PROTOCOL_ERROR);
+            nghttp2_session_terminate_session(c->ng, code);
             const uint8_t *d;
             ssize_t m = nghttp2_session_mem_send(c->ng, &d);
             if (m > 0 && c->out.len == c->out_off)
@@ -360,7 +469,8 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
         return;
     }
     if (events & UV_READABLE) {
-        conn_read(c);
+        if (!out_backlog(c))
+            conn_read(c);
         if (!c->closing && c->io.wr_wants_read)
             grpc__conn_want_write(c); /* the pending TLS write may go on now */
     }
@@ -436,8 +546,8 @@ static void conn_close(gconn_t *c, const char *why)
     grpc_server_t *srv = c->srv;
     c->closing = true;
     if (why)
-        log_info("grpc connection closed", "conn=%llu peer=%s reason=\"%s\"",
-                 (unsigned long long)c->serial, c->peer, why);
+        log_rl_info("grpc connection closed", "conn=%llu peer=%s reason=\"%s\"",
+                    (unsigned long long)c->serial, c->peer, why);
     else
         log_debug("grpc connection closed", "conn=%llu peer=%s", (unsigned long long)c->serial,
                   c->peer);
@@ -472,6 +582,12 @@ static void conn_close(gconn_t *c, const char *why)
         tls_server_conn_free(c->io.ssl, c->tls_ready && !c->failed);
         c->io.ssl = NULL;
     }
+    /* Unread bytes at close(2) make the kernel reset the connection, and a reset can destroy
+     * our last frames (GOAWAY) before the peer reads them: drop what already arrived (a
+     * SETTINGS ACK in flight is typical) and send FIN first. */
+    for (int i = 0; i < 4 && recv(c->io.fd, srv->rbuf, sizeof srv->rbuf, MSG_DONTWAIT) > 0; i++)
+        ;
+    shutdown(c->io.fd, SHUT_WR);
     close(c->io.fd);
     uv_close((uv_handle_t *)&c->poll, on_conn_closed);
 }
@@ -490,18 +606,8 @@ static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *s
         free(c);
         return -1;
     }
-    if (nghttp2_session_server_new2(&c->ng, srv->cbs, c, srv->opt) != 0)
+    if (grpc__session_new(c) < 0)
         goto out_free;
-    nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1024},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, srv->cfg.stream_window},
-        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 1 << 20},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
-    };
-    if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
-        nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
-                                              (int32_t)srv->cfg.conn_window) != 0)
-        goto out_session;
     if (uv_poll_init(srv->loop, &c->poll, fd) != 0)
         goto out_session;
     if (c->io.ssl) {
@@ -533,19 +639,36 @@ out_free:
     return -1;
 }
 
-/* TLS: drops connections whose handshake is not done by their deadline (slow or silent
- * peers would otherwise hold a descriptor forever). Loop thread, every second. */
-static void on_hs_timer(uv_timer_t *t)
+/* Deadlines, every SWEEP_MS: TLS handshakes not done in time (slow or silent peers would
+ * otherwise hold a descriptor forever), connections without a stream for idle_timeout_ms
+ * (GOAWAY, then closed once it is out), and unfinished messages past message_timeout_ms.
+ * Loop thread; O(connections + streams) per run. */
+static void on_sweep(uv_timer_t *t)
 {
     grpc_server_t *srv = t->data;
-    if (srv->nhandshaking == 0)
-        return;
     uint64_t now = uv_now(srv->loop);
     for (gconn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (c->io.ssl && !c->tls_ready && !c->closing && now >= c->hs_deadline_ms)
-            conn_handshake_failed(c, WSAPI_TLS_TIMEOUT, "handshake not finished in time");
+        if (c->closing)
+            continue;
+        if (c->io.ssl && !c->tls_ready) {
+            if (now >= c->hs_deadline_ms)
+                conn_handshake_failed(c, WSAPI_TLS_TIMEOUT, "handshake not finished in time");
+            continue;
+        }
+        if (c->nstreams == 0 && now >= c->idle_since_ms + srv->cfg.idle_timeout_ms &&
+            !srv->shutting_down && nghttp2_session_want_read(c->ng)) {
+            grpc__limit(c, H2L_IDLE_TIMEOUT, "no stream");
+            nghttp2_session_terminate_session(c->ng, NGHTTP2_NO_ERROR);
+            grpc__conn_want_write(c);
+            continue;
+        }
+        for (gstream_t *st = c->streams, *sn; st; st = sn) {
+            sn = st->next;
+            grpc__stream_sweep(st, now);
+        }
     }
+    grpc_server_flush(srv);
 }
 
 /* ---- listener ------------------------------------------------------------------------------ */
@@ -589,6 +712,58 @@ static void on_noop_close(uv_handle_t *h)
         free(srv);
 }
 
+int grpc__h2_setup(grpc_server_t *srv)
+{
+    if (nghttp2_session_callbacks_new(&srv->cbs) != 0 || nghttp2_option_new(&srv->opt) != 0)
+        return -1;
+    nghttp2_session_callbacks_set_on_begin_frame_callback(srv->cbs, on_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(srv->cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(srv->cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(srv->cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(srv->cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(srv->cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(srv->cbs, on_frame_send);
+    nghttp2_session_callbacks_set_error_callback2(srv->cbs, on_error);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(srv->cbs, read_length_cb);
+    /* We return stream window ourselves once a stream's output queue allows (backpressure). */
+    nghttp2_option_set_no_auto_window_update(srv->opt, 1);
+    /* on_begin_frame ends a connection at reset_burst RST_STREAMs (then 33/s) first; nghttp2's
+     * own limiter (CVE-2023-44487) is set to the same as a backstop. */
+    nghttp2_option_set_stream_reset_rate_limit(srv->opt, srv->cfg.reset_burst, 33);
+    /* Closed streams are not kept for a priority tree we do not use (memory per stream). */
+    nghttp2_option_set_no_closed_streams(srv->opt, 1);
+    return 0;
+}
+
+int grpc__session_new(gconn_t *c)
+{
+    grpc_server_t *srv = c->srv;
+    if (nghttp2_session_server_new2(&c->ng, srv->cbs, c, srv->opt) != 0)
+        return -1;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, srv->cfg.max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, srv->cfg.stream_window},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 1 << 20},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, srv->cfg.max_header_list},
+        /* PRIORITY frames are then ignored by nghttp2 (no dependency tree to maintain) */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+    };
+    if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
+        nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
+                                              (int32_t)srv->cfg.conn_window) != 0) {
+        nghttp2_session_del(c->ng);
+        c->ng = NULL;
+        return -1;
+    }
+    uint64_t now = uv_now(srv->loop);
+    c->idle_since_ms = now;
+    c->limit = H2L_NONE;
+    bucket_fill(&c->ctl, now, srv->cfg.control_rate * 2 > 20 ? srv->cfg.control_rate * 2 : 20);
+    bucket_fill(&c->rst, now, srv->cfg.reset_burst);
+    bucket_fill(&c->hdr, now, srv->cfg.header_rate);
+    return 0;
+}
+
 grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, exchange_t *x,
                                router_t *r, presence_t *pres, char err[GRPC_SERVER_ERR_LEN])
 {
@@ -625,19 +800,7 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
         goto out_free;
     srv->port = addr_local_port(lfd);
 
-    nghttp2_session_callbacks_new(&srv->cbs);
-    nghttp2_session_callbacks_set_on_begin_headers_callback(srv->cbs, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(srv->cbs, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(srv->cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(srv->cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(srv->cbs, on_stream_close);
-    nghttp2_session_callbacks_set_on_frame_send_callback(srv->cbs, on_frame_send);
-    nghttp2_session_callbacks_set_error_callback2(srv->cbs, on_error);
-    nghttp2_session_callbacks_set_data_source_read_length_callback(srv->cbs, read_length_cb);
-    nghttp2_option_new(&srv->opt);
-    /* We return stream window ourselves once a stream's output queue allows (backpressure). */
-    nghttp2_option_set_no_auto_window_update(srv->opt, 1);
-    if (!srv->cbs || !srv->opt) {
+    if (grpc__h2_setup(srv) < 0) {
         snprintf(err, GRPC_SERVER_ERR_LEN, "out of memory");
         goto out_close_fd;
     }
@@ -649,20 +812,28 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
 
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
-    uv_timer_init(loop, &srv->hs_timer);
-    srv->hs_timer.data = srv;
-    srv->handles_open = 3; /* the acceptor (both its handles), check, hs_timer */
+    uv_timer_init(loop, &srv->sweep);
+    srv->sweep.data = srv;
+    srv->handles_open = 3; /* the acceptor (both its handles), check, sweep */
     uv_check_start(&srv->check, on_check);
-    if (srv->tls) {
-        uint64_t every = cfg->tls_handshake_timeout_ms < 1000 ? cfg->tls_handshake_timeout_ms : 1000;
-        uv_timer_start(&srv->hs_timer, on_hs_timer, every ? every : 1, every ? every : 1);
-        uv_unref((uv_handle_t *)&srv->hs_timer); /* never keeps the loop alive by itself */
-    }
+    uint64_t every = SWEEP_MS; /* fine enough for the shortest deadline configured */
+    uint64_t deadlines[] = {srv->tls ? cfg->tls_handshake_timeout_ms : SWEEP_MS,
+                            cfg->message_timeout_ms, cfg->idle_timeout_ms};
+    for (size_t i = 0; i < sizeof deadlines / sizeof deadlines[0]; i++)
+        if (deadlines[i] / 4 < every)
+            every = deadlines[i] / 4;
+    if (every < 10)
+        every = 10;
+    uv_timer_start(&srv->sweep, on_sweep, every, every);
+    uv_unref((uv_handle_t *)&srv->sweep); /* never keeps the loop alive by itself */
     log_info("grpc listening",
              "addr=%s:%d transport=%s max_message=%zu stream_window=%u conn_window=%u "
+             "max_streams=%u max_header_list=%u conn_buffer=%zu conn_queue=%zu total_queue=%zu "
              "push_auth=%s gateway_auth=%s",
              host, srv->port, srv->tls ? "h2-tls" : "h2c", cfg->max_message,
-             cfg->stream_window, cfg->conn_window, srv->push_auth.enabled ? "bearer" : "none",
+             cfg->stream_window, cfg->conn_window, cfg->max_streams, cfg->max_header_list,
+             cfg->conn_buffer, cfg->conn_queue, cfg->total_queue,
+             srv->push_auth.enabled ? "bearer" : "none",
              srv->gateway_auth.enabled ? "bearer" : "none");
     return srv;
 
@@ -735,9 +906,9 @@ void grpc_server_free(grpc_server_t *srv)
     tls_server_free(srv->tls); /* every connection's SSL went with conn_close above */
     srv->tls = NULL;
     uv_check_stop(&srv->check);
-    uv_timer_stop(&srv->hs_timer);
+    uv_timer_stop(&srv->sweep);
     acceptor_close(&srv->acc, on_acceptor_closed);
     uv_close((uv_handle_t *)&srv->check, on_noop_close);
-    uv_close((uv_handle_t *)&srv->hs_timer, on_noop_close);
+    uv_close((uv_handle_t *)&srv->sweep, on_noop_close);
 }
 

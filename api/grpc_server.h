@@ -52,7 +52,27 @@ typedef struct grpc_server_cfg {
     uint64_t tls_handshake_timeout_ms; /* TLS: unfinished handshakes are dropped after this */
     uint32_t stream_window; /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
     uint32_t conn_window;   /* connection receive window */
-    size_t stream_queue;    /* outbound bytes per stream before inbound window is withheld */
+    size_t stream_queue;    /* outbound bytes per stream before inbound window is withheld;
+                               4 x this: the stream is reset */
+    /* Budgets against hostile peers (README "Threat model"): */
+    uint32_t max_streams;      /* SETTINGS_MAX_CONCURRENT_STREAMS */
+    uint32_t max_header_list;  /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced: over it, the
+                                  connection ends (ENHANCE_YOUR_CALM) */
+    uint64_t header_rate;      /* decoded header bytes (name + value + 32 per field) per
+                                  second per connection (burst: 1 s worth); past it the
+                                  connection ends: what an HPACK bomb makes us decode */
+    uint32_t control_rate;     /* SETTINGS/PING/PRIORITY/empty DATA frames per second per
+                                  connection (burst: 2 s worth); past it the connection ends */
+    uint32_t reset_burst;      /* RST_STREAMs a connection may send at once (then 33/s) */
+    size_t conn_buffer;        /* bytes of unfinished messages one connection may hold; the
+                                  stream whose DATA passes it fails (RESOURCE_EXHAUSTED) */
+    size_t conn_queue;         /* outbound bytes queued to one connection; the stream whose
+                                  Downstream passes it is reset */
+    size_t total_queue;        /* outbound bytes queued to all connections; past it the
+                                  largest queues are reset */
+    uint64_t message_timeout_ms; /* a message (or Push request) unfinished this long: the
+                                    stream fails (DEADLINE_EXCEEDED) */
+    uint64_t idle_timeout_ms;  /* a connection without a stream this long: GOAWAY, closed */
 } grpc_server_cfg_t;
 
 typedef struct grpc_server grpc_server_t;

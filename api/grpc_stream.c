@@ -16,6 +16,7 @@
 #include "presence.h"
 #include "push.h"
 #include "router.h"
+#include "utf8.h"
 #include "wsapi_metrics.h"
 #include "wsgw.pb-c.h"
 
@@ -23,6 +24,7 @@ static uint64_t stream_serial;
 
 static void stream_flush(api_stream_t *as);
 static void stream_fail(gstream_t *s, int status, const char *msg);
+static void drop_input(gstream_t *s);
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -57,6 +59,14 @@ const char *grpc__quote(char *out, size_t n, const char *s)
 
 /* ---- outbound queue ------------------------------------------------------------------------ */
 
+/* Outbound memory accounting: the stream's, its connection's and the server's totals. */
+static void oq_mem_add(gstream_t *s, ptrdiff_t d)
+{
+    s->oq_mem = (size_t)((ptrdiff_t)s->oq_mem + d);
+    s->c->queued = (size_t)((ptrdiff_t)s->c->queued + d);
+    s->c->srv->queued = (size_t)((ptrdiff_t)s->c->srv->queued + d);
+}
+
 static void oq_push(gstream_t *s, uint8_t *data, size_t len)
 {
     chunk_t *ch = malloc(sizeof *ch);
@@ -75,6 +85,7 @@ static void oq_push(gstream_t *s, uint8_t *data, size_t len)
         s->oq_head = ch;
     s->oq_tail = ch;
     s->oq_bytes += len;
+    oq_mem_add(s, (ptrdiff_t)(len + CHUNK_OVERHEAD));
 }
 
 static void oq_clear(gstream_t *s)
@@ -86,6 +97,7 @@ static void oq_clear(gstream_t *s)
     }
     s->oq_head = s->oq_tail = NULL;
     s->oq_bytes = 0;
+    oq_mem_add(s, -(ptrdiff_t)s->oq_mem);
 }
 
 /* After queuing or ending: wake nghttp2's deferred data provider and the socket. */
@@ -114,10 +126,10 @@ static void stream_detach(gstream_t *s)
     metrics_gauge_add(wsapi_m.gateway_streams, -1);
     metrics_gauge_add(wsapi_m.presence, -(int64_t)dropped);
     metrics_gauge_add(wsapi_m.gateways, (int64_t)srv->pres->ngateways - (int64_t)gws);
-    log_info("exchange stream closed", "gateway=%s stream=%llu conn=%llu", gw,
-             (unsigned long long)s->as.serial, (unsigned long long)s->c->serial);
+    log_rl_info("exchange stream closed", "gateway=%s stream=%llu conn=%llu", gw,
+                (unsigned long long)s->as.serial, (unsigned long long)s->c->serial);
     if (srv->pres->ngateways < gws)
-        log_info("gateway left", "gateway=%s connections_dropped=%zu", gw, dropped);
+        log_rl_info("gateway left", "gateway=%s connections_dropped=%zu", gw, dropped);
 }
 
 /* ---- responses ----------------------------------------------------------------------------- */
@@ -158,6 +170,7 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
             s->oq_head = ch->next;
             if (!s->oq_head)
                 s->oq_tail = NULL;
+            oq_mem_add(s, -(ptrdiff_t)(ch->len + CHUNK_OVERHEAD));
             free(ch->data);
             free(ch);
         }
@@ -225,10 +238,45 @@ static void stream_fail(gstream_t *s, int status, const char *msg)
     if (s->eof)
         return;
     char gw[96], m[160];
-    log_warn("stream failed", "status=%d error=%s gateway=%s stream=%llu peer=%s", status,
-             grpc__quote(m, sizeof m, msg), grpc__quote(gw, sizeof gw, s->gateway_id),
-             (unsigned long long)s->as.serial, s->c->peer);
+    log_rl_warn("stream failed", "status=%d error=%s gateway=%s stream=%llu peer=%s", status,
+                grpc__quote(m, sizeof m, msg), grpc__quote(gw, sizeof gw, s->gateway_id),
+                (unsigned long long)s->as.serial, s->c->peer);
     grpc__stream_end(s, status, msg);
+}
+
+/* ---- outbound budgets ----------------------------------------------------------------------- */
+
+/* Pushes kept coming for a gateway that does not read. RST_STREAM with ENHANCE_YOUR_CALM maps
+ * to RESOURCE_EXHAUSTED in gRPC; the gateway re-sends its unacked batches on another stream. */
+void grpc__stream_overflow(gstream_t *s, h2_limit_t limit)
+{
+    char gw[96], d[160];
+    metrics_inc(wsapi_m.stream_overflows);
+    snprintf(d, sizeof d, "stream reset: gateway=%s stream=%llu queued=%zu conn_queued=%zu",
+             grpc__quote(gw, sizeof gw, s->gateway_id), (unsigned long long)s->as.serial,
+             s->oq_bytes, s->c->queued);
+    grpc__limit(s->c, limit, d);
+    stream_detach(s);
+    oq_clear(s);
+    s->eof = s->trailers_sent = true;
+    nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
+    grpc__conn_want_write(s->c);
+}
+
+/* Over --h2-total-queue: the largest queues go first (gateways that read have small ones),
+ * until the total is back under the cap. O(streams) per eviction; only when over. */
+static void total_queue_evict(grpc_server_t *srv)
+{
+    while (srv->queued > srv->cfg.total_queue) {
+        gstream_t *worst = NULL;
+        for (gconn_t *c = srv->conns; c; c = c->next)
+            for (gstream_t *st = c->streams; st; st = st->next)
+                if (!st->eof && st->oq_mem && (!worst || st->oq_mem > worst->oq_mem))
+                    worst = st;
+        if (!worst)
+            return;
+        grpc__stream_overflow(worst, H2L_TOTAL_QUEUE);
+    }
 }
 
 /* ---- flushing commands into Downstream messages -------------------------------------------- */
@@ -255,21 +303,19 @@ static void stream_flush(api_stream_t *as)
     oq_push(s, data, len);
     if (s->eof)
         return; /* oq_push failed the stream */
-    if (s->oq_bytes > 4 * s->c->srv->cfg.stream_queue) {
-        /* Pushes kept coming for a gateway that does not read. RST_STREAM with
-         * ENHANCE_YOUR_CALM maps to RESOURCE_EXHAUSTED in gRPC; the gateway re-sends its unacked
-         * batches on another stream. */
-        metrics_inc(wsapi_m.stream_overflows);
-        char gw[96];
-        log_warn("stream queue overflow", "gateway=%s stream=%llu queued=%zu",
-                 grpc__quote(gw, sizeof gw, s->gateway_id), (unsigned long long)as->serial, s->oq_bytes);
-        stream_detach(s);
-        oq_clear(s);
-        s->eof = s->trailers_sent = true;
-        nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id,
-                                  NGHTTP2_ENHANCE_YOUR_CALM);
-        grpc__conn_want_write(s->c);
+    grpc_server_t *srv = s->c->srv;
+    if (s->oq_bytes > 4 * srv->cfg.stream_queue) {
+        grpc__stream_overflow(s, H2L_STREAM_QUEUE);
         return;
+    }
+    if (s->c->queued > srv->cfg.conn_queue) {
+        grpc__stream_overflow(s, H2L_CONN_QUEUE);
+        return;
+    }
+    if (srv->queued > srv->cfg.total_queue) {
+        total_queue_evict(srv);
+        if (s->eof)
+            return;
     }
     stream_kick(s);
 }
@@ -317,9 +363,9 @@ void grpc__stream_dispatch(gstream_t *s)
         metrics_gauge_add(wsapi_m.gateway_streams, 1);
         metrics_gauge_add(wsapi_m.gateways, (int64_t)srv->pres->ngateways - (int64_t)gws);
         char gw[96];
-        log_info("exchange stream open", "gateway=%s stream=%llu conn=%llu peer=%s",
-                 grpc__quote(gw, sizeof gw, gid), (unsigned long long)s->as.serial,
-                 (unsigned long long)s->c->serial, s->c->peer);
+        log_rl_info("exchange stream open", "gateway=%s stream=%llu conn=%llu peer=%s",
+                    grpc__quote(gw, sizeof gw, gid), (unsigned long long)s->as.serial,
+                    (unsigned long long)s->c->serial, s->c->peer);
         if (submit_stream_response(s, true) != 0)
             stream_fail(s, GRPC_INTERNAL, "cannot submit response");
         return;
@@ -337,6 +383,7 @@ void grpc__stream_dispatch(gstream_t *s)
         s->kind = GS_PUSH;
         grpc_dec_init(&s->dec, srv->cfg.max_message);
         s->dec_init = true;
+        s->msg_since_ms = uv_now(srv->loop); /* the unary request must end in time */
         return;
     }
     metrics_inc(wsapi_m.unknown_method);
@@ -379,6 +426,15 @@ static void push_finish(gstream_t *s)
         msg = "empty target";
         goto reply;
     }
+    if (!req->binary && !gw_utf8_valid(req->payload.data, req->payload.len)) {
+        /* It would go out as a text frame that every recipient must close on (1007, RFC 6455
+         * §8.1): one bad push to all would disconnect everyone. The HTTP API refuses it too
+         * (JSON strings are UTF-8). */
+        metrics_inc(wsapi_m.push_bad_utf8);
+        status = GRPC_INVALID_ARGUMENT;
+        msg = "text payload is not valid UTF-8 (send it with binary: true)";
+        goto reply;
+    }
     int n = push_send(srv->r, &t, req->payload.data, req->payload.len, req->binary);
     if (n < 0) {
         status = GRPC_RESOURCE_EXHAUSTED;
@@ -413,7 +469,7 @@ reply:
 done:
     if (req)
         wsgw__v1__push_request__free_unpacked(req, NULL);
-    buf_free(&s->push_msg);
+    drop_input(s);
 }
 
 void grpc__stream_remote_end(gstream_t *s)
@@ -481,6 +537,9 @@ void grpc__stream_free(gstream_t *s)
     oq_clear(s);
     buf_free(&s->as.pending);
     buf_free(&s->push_msg);
+    c->buffered -= s->buf_mem;
+    if (--c->nstreams == 0)
+        c->idle_since_ms = uv_now(c->srv->loop);
     free(s->path);
     free(s->gateway_id);
     free(s->authorization);
@@ -502,7 +561,42 @@ gstream_t *grpc__stream_new(gconn_t *c, int32_t id)
     if (c->streams)
         c->streams->prev = s;
     c->streams = s;
+    c->nstreams++;
     return s;
+}
+
+/* Inbound memory of s (decoder buffer, Push request) into its connection's total. */
+static void buf_account(gstream_t *s)
+{
+    size_t now = (s->dec_init ? s->dec.cap : 0) + s->push_msg.cap;
+    s->c->buffered = s->c->buffered - s->buf_mem + now;
+    s->buf_mem = now;
+}
+
+/* Drops what s holds of unfinished input (it failed: nothing more is decoded). */
+static void drop_input(gstream_t *s)
+{
+    if (s->dec_init)
+        grpc_dec_free(&s->dec);
+    buf_free(&s->push_msg);
+    buf_account(s);
+    s->msg_since_ms = 0;
+}
+
+void grpc__stream_sweep(gstream_t *s, uint64_t now)
+{
+    grpc_server_t *srv = s->c->srv;
+    if (s->eof || !s->msg_since_ms || now < s->msg_since_ms + srv->cfg.message_timeout_ms)
+        return;
+    char m[160];
+    snprintf(m, sizeof m, "%s not complete within --h2-message-timeout (%llu ms)",
+             s->kind == GS_PUSH ? "request" : "message",
+             (unsigned long long)srv->cfg.message_timeout_ms);
+    grpc__limit(s->c, H2L_MESSAGE_TIMEOUT, m);
+    if (s->kind == GS_PUSH)
+        metrics_inc(wsapi_m.grpc_push[GRPC_DEADLINE_EXCEEDED]);
+    stream_fail(s, GRPC_DEADLINE_EXCEEDED, m);
+    drop_input(s);
 }
 
 void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len)
@@ -514,6 +608,24 @@ void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len)
         return;
     }
     int rv = grpc_dec_feed(&s->dec, data, len, on_message, s);
+    buf_account(s);
+    if (s->kind == GS_EXCHANGE)
+        s->msg_since_ms = !grpc_dec_partial(&s->dec) ? 0
+                          : s->msg_since_ms          ? s->msg_since_ms
+                                                     : uv_now(srv->loop);
+    if (rv >= 0 && !s->eof && c->buffered > srv->cfg.conn_buffer) {
+        /* Unfinished messages on this connection hold more than its budget: the stream that
+         * asked for more fails (the bytes are buffered as they arrive, never by a prefix's
+         * declared length, so this is what the peer really sent). */
+        char m[160];
+        snprintf(m, sizeof m, "unfinished messages over --h2-conn-buffer (%zu bytes)",
+                 srv->cfg.conn_buffer);
+        grpc__limit(c, H2L_CONN_BUFFER, m);
+        if (s->kind == GS_PUSH)
+            metrics_inc(wsapi_m.grpc_push[GRPC_RESOURCE_EXHAUSTED]);
+        stream_fail(s, GRPC_RESOURCE_EXHAUSTED, m);
+        drop_input(s);
+    }
     if (rv < 0 && rv != GRPC__STOP && !s->eof) {
         char m[160];
         if (rv == GRPC_FRAME_ERR_TOO_LARGE) {
@@ -527,20 +639,22 @@ void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len)
             stream_fail(s, GRPC_INTERNAL, m);
         }
     }
-    /* Backpressure: while the gateway does not read what we queued for this stream, its
-     * stream window is not returned, so it stops sending (conn_unblock in grpc_server.c gives
-     * the window back once the queue drained below half). */
+    /* Backpressure: while the gateway does not read what we queued for this stream (or for
+     * its connection: half of --h2-conn-queue), its stream window is not returned, so it stops
+     * sending (conn_unblock in grpc_server.c gives the window back once the queues drained
+     * below half of that). */
     if (!s->eof && s->kind == GS_EXCHANGE &&
-        s->oq_bytes + s->as.pending.len > srv->cfg.stream_queue) {
+        (s->oq_bytes + s->as.pending.len > srv->cfg.stream_queue ||
+         c->queued > srv->cfg.conn_queue / 2)) {
         s->unconsumed += len;
         if (!s->blocked) {
             s->blocked = true;
             c->nblocked++;
             metrics_inc(wsapi_m.backpressure_pauses);
             char gw[96];
-            log_rl_warn("backpressure", "gateway=%s stream=%llu queued=%zu",
+            log_rl_warn("backpressure", "gateway=%s stream=%llu queued=%zu conn_queued=%zu",
                         grpc__quote(gw, sizeof gw, s->gateway_id),
-                        (unsigned long long)s->as.serial, s->oq_bytes);
+                        (unsigned long long)s->as.serial, s->oq_bytes, c->queued);
         }
     } else {
         nghttp2_session_consume_stream(c->ng, s->id, len);

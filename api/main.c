@@ -28,6 +28,7 @@
  * open streams for --shutdown-timeout, then end the remaining Exchange streams with grpc-status
  * 14 (UNAVAILABLE: the gateway moves to another node and re-sends what is unacked), give the
  * bytes two more seconds to leave, exit 0. A second signal exits at once. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,9 @@ static const char *grpc_listen, *http_listen, *handler_name, *push_token, *log_l
 static const char *gateway_token, *grpc_tls_cert, *grpc_tls_key, *http_tls_cert, *http_tls_key;
 static int64_t max_message, max_body, stream_queue, stream_window, conn_window, shutdown_us;
 static int64_t tls_handshake_us, http_max_conns, http_head_us, http_body_us, http_idle_us;
+static int64_t h2_max_streams, h2_max_header_list, h2_header_rate, h2_control_rate;
+static int64_t h2_reset_burst;
+static int64_t h2_conn_buffer, h2_conn_queue, h2_total_queue, h2_message_us, h2_idle_us;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
@@ -81,17 +85,45 @@ static const flag_t flag_tab[] = {
     {"http-idle-timeout", FLAG_DURATION, "30s", &http_idle_us,
      "HTTP: a keep-alive connection without a request, or whose client does not read its "
      "answer, for this long: closed"},
-    {"max-message", FLAG_INT, "16m", &max_message,
+    {"max-message", FLAG_INT, "2m", &max_message,
      "largest gRPC message accepted (larger: grpc-status 8 on that stream)", 1024, 1LL << 30},
     {"max-body", FLAG_INT, "1m", &max_body, "largest HTTP request body (larger: 413)", 1024,
      1LL << 30},
-    {"stream-queue", FLAG_INT, "16m", &stream_queue,
-     "outbound bytes per stream before its inbound window is withheld (backpressure)", 65536,
-     1LL << 32},
-    {"stream-window", FLAG_INT, "16m", &stream_window, "HTTP/2 stream receive window", 65535,
+    {"stream-queue", FLAG_INT, "1m", &stream_queue,
+     "outbound bytes per stream before its inbound window is withheld (backpressure); 4x: "
+     "the stream is reset", 65536, 1LL << 32},
+    {"stream-window", FLAG_INT, "256k", &stream_window, "HTTP/2 stream receive window", 65535,
      (1LL << 31) - 1},
-    {"conn-window", FLAG_INT, "64m", &conn_window, "HTTP/2 connection receive window", 65535,
+    {"conn-window", FLAG_INT, "16m", &conn_window, "HTTP/2 connection receive window", 65535,
      (1LL << 31) - 1},
+    {"h2-max-streams", FLAG_INT, "100", &h2_max_streams,
+     "concurrent HTTP/2 streams per gRPC connection (SETTINGS_MAX_CONCURRENT_STREAMS)", 1,
+     100000},
+    {"h2-max-header-list", FLAG_INT, "16k", &h2_max_header_list,
+     "largest HTTP/2 header list (advertised and enforced: a larger one ends the connection)",
+     1024, 1 << 24},
+    {"h2-header-rate", FLAG_INT, "4m", &h2_header_rate,
+     "decoded HTTP/2 header bytes a gRPC connection may cost per second (bursts of 1 s "
+     "worth; HPACK bombs); more ends the connection", 65536, 1LL << 34},
+    {"h2-control-rate", FLAG_INT, "100", &h2_control_rate,
+     "SETTINGS, PING, PRIORITY and empty DATA frames a gRPC connection may send per second "
+     "(bursts of 2 s worth); more ends the connection", 1, 1000000},
+    {"h2-reset-burst", FLAG_INT, "100", &h2_reset_burst,
+     "RST_STREAMs a gRPC connection may send at once (then 33/s); more ends the connection "
+     "(rapid reset)", 1, 1000000},
+    {"h2-conn-buffer", FLAG_INT, "3m", &h2_conn_buffer,
+     "bytes of unfinished gRPC messages one connection may hold; past it the stream fails "
+     "(grpc-status 8)", 65536, 1LL << 32},
+    {"h2-conn-queue", FLAG_INT, "3m", &h2_conn_queue,
+     "outbound bytes queued to one gRPC connection: half withholds its inbound windows, all "
+     "resets the stream that passes it", 65536, 1LL << 34},
+    {"h2-total-queue", FLAG_INT, "64m", &h2_total_queue,
+     "outbound bytes queued to all gRPC connections; past it the largest queues are reset",
+     65536, 1LL << 36},
+    {"h2-message-timeout", FLAG_DURATION, "30s", &h2_message_us,
+     "a gRPC message (or Push request) unfinished this long: the stream fails (grpc-status 4)"},
+    {"h2-idle-timeout", FLAG_DURATION, "60s", &h2_idle_us,
+     "a gRPC connection without a stream this long: GOAWAY, closed"},
     {"shutdown-timeout", FLAG_DURATION, "3s", &shutdown_us,
      "on SIGTERM/SIGINT: how long open streams may go on before they are ended"},
     {"log-level", FLAG_STR, "info", &log_level_name, "error | warn | info | debug"},
@@ -183,12 +215,24 @@ int main(int argc, char **argv)
         return 2;
     }
     if (tls_handshake_us < 1000 || http_head_us < 1000 || http_body_us < 1000 ||
-        http_idle_us < 1000) {
-        fprintf(stderr, "ws-api: --tls-handshake-timeout and --http-*-timeout must be at least "
-                        "1ms\n");
+        http_idle_us < 1000 || h2_message_us < 1000 || h2_idle_us < 1000) {
+        fprintf(stderr, "ws-api: --tls-handshake-timeout, --http-*-timeout and --h2-*-timeout "
+                        "must be at least 1ms\n");
+        return 2;
+    }
+    if (max_message > h2_conn_buffer || max_message > h2_conn_queue) {
+        fprintf(stderr, "ws-api: --max-message (%lld) must fit in --h2-conn-buffer (%lld) and "
+                        "--h2-conn-queue (%lld)\n",
+                (long long)max_message, (long long)h2_conn_buffer, (long long)h2_conn_queue);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Buffers a peer makes us grow (unfinished gRPC messages, request bodies) are mmap'd from
+     * 64 KiB up and unmapped when freed: glibc's default raises that threshold after the first
+     * large free, and the next buffers then stay in the heap after they are freed, so RSS
+     * would keep what one hostile peer once made us hold (README "Threat model"). */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     wsapi_metrics_init();
 
     static app_t a;
@@ -212,6 +256,16 @@ int main(int argc, char **argv)
         .stream_window = (uint32_t)stream_window,
         .conn_window = (uint32_t)conn_window,
         .stream_queue = (size_t)stream_queue,
+        .max_streams = (uint32_t)h2_max_streams,
+        .max_header_list = (uint32_t)h2_max_header_list,
+        .header_rate = (uint64_t)h2_header_rate,
+        .control_rate = (uint32_t)h2_control_rate,
+        .reset_burst = (uint32_t)h2_reset_burst,
+        .conn_buffer = (size_t)h2_conn_buffer,
+        .conn_queue = (size_t)h2_conn_queue,
+        .total_queue = (size_t)h2_total_queue,
+        .message_timeout_ms = (uint64_t)(h2_message_us / 1000),
+        .idle_timeout_ms = (uint64_t)(h2_idle_us / 1000),
     };
     char gerr[GRPC_SERVER_ERR_LEN];
     a.grpc = grpc_server_new(&a.loop, &gcfg, &x, &router, &pres, gerr);

@@ -14,6 +14,11 @@ const char *const wsapi_http_limit_names[WSAPI_HTTP_LIMITS] = {
     "body_timeout", "idle_timeout",  "write_timeout", "handshake_timeout", "max_connections",
 };
 
+const char *const wsapi_h2_limit_names[WSAPI_H2_LIMITS] = {
+    "header_list",  "header_rate",  "control_frames", "resets",     "conn_buffer",
+    "message_timeout", "idle_timeout", "stream_queue", "conn_queue", "total_queue",
+};
+
 int wsapi_metrics_http(int status)
 {
     for (int i = 0; i < 10; i++)
@@ -128,4 +133,19 @@ void wsapi_metrics_init(void)
             "accept() failures for lack of descriptors or memory (accepting pauses, backing "
             "off from 10 ms to 1 s).");
     }
+    for (int i = 0; i < WSAPI_H2_LIMITS; i++) {
+        char l[48];
+        snprintf(l, sizeof l, "limit=\"%s\"", wsapi_h2_limit_names[i]);
+        m->h2_limits[i] = metrics_counter(
+            "wsapi_h2_limit_total", l,
+            "gRPC port (HTTP/2): budgets that fired: header_list (--h2-max-header-list), "
+            "header_rate (--h2-header-rate), control_frames (--h2-control-rate), resets (--h2-reset-burst): connection ended "
+            "with ENHANCE_YOUR_CALM; conn_buffer (--h2-conn-buffer): stream failed 8; "
+            "message_timeout (--h2-message-timeout): stream failed 4; idle_timeout "
+            "(--h2-idle-timeout): connection closed; stream_queue, conn_queue, total_queue "
+            "(--stream-queue x4, --h2-conn-queue, --h2-total-queue): stream reset.");
+    }
+    m->push_bad_utf8 = metrics_counter(
+        "wsapi_grpc_push_invalid_utf8_total", NULL,
+        "gRPC Push calls refused (grpc-status 3) because a text payload was not UTF-8.");
 }

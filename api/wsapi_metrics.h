@@ -27,9 +27,14 @@ typedef struct wsapi_metrics {
     int http_limits[10];         /* wsapi_http_limit_total{limit}: wsapi_http_limit_names */
     int http_tls_errors;         /* wsapi_http_tls_handshake_errors_total */
     int accept_errors[2];        /* wsapi_accept_errors_total{listener="grpc"|"http"} */
+    int push_bad_utf8;           /* wsapi_grpc_push_invalid_utf8_total */
+    int h2_limits[10];            /* wsapi_h2_limit_total{limit}: wsapi_h2_limit_names */
 } wsapi_metrics_t;
 
 #define WSAPI_HTTP_LIMITS 10
+#define WSAPI_H2_LIMITS 10
+/* The limit label values of wsapi_h2_limit_total, in h2_limit_t order (grpc_internal.h). */
+extern const char *const wsapi_h2_limit_names[WSAPI_H2_LIMITS];
 /* The limit label values of wsapi_http_limit_total, in http_limits order. */
 extern const char *const wsapi_http_limit_names[WSAPI_HTTP_LIMITS];
 

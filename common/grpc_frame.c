@@ -6,6 +6,9 @@
 
 /* Bodies larger than this are not kept buffered between messages (idle streams stay small). */
 #define KEEP_BUF_MAX (64 * 1024)
+/* First allocation for a message body that spans feeds, and the growth step past GROW_STEP. */
+#define GROW_MIN 4096
+#define GROW_STEP (64 * 1024)
 
 void grpc_dec_init(grpc_dec_t *d, size_t max)
 {
@@ -94,19 +97,30 @@ int grpc_dec_feed(grpc_dec_t *d, const uint8_t *data, size_t len, grpc_frame_cb 
                 goto fail;
             d->have = 0;
         }
-        /* Header complete; accumulate the body. */
-        if (d->need > d->cap) {
-            uint8_t *nb = realloc(d->buf, d->need);
+        /* Header complete; accumulate the body. The buffer grows with what arrives (doubling,
+         * never past the declared length): a prefix alone reserves nothing, so a peer that
+         * announces large messages and sends little holds little. */
+        size_t take = d->need - d->have;
+        if (take > len)
+            take = len;
+        if (d->have + take > d->cap) {
+            /* doubling while small (cheap copies), then in GROW_STEP steps (large buffers are
+             * mmap'd: realloc remaps them instead of copying) so that the capacity stays close
+             * to what arrived */
+            size_t ncap = d->cap < GROW_STEP ? (d->cap ? d->cap * 2 : GROW_MIN)
+                                             : d->cap + GROW_STEP;
+            if (ncap < d->have + take)
+                ncap = (d->have + take + GROW_STEP - 1) / GROW_STEP * GROW_STEP;
+            if (ncap > d->need)
+                ncap = d->need;
+            uint8_t *nb = realloc(d->buf, ncap);
             if (!nb) {
                 rv = GRPC_FRAME_ERR_NOMEM;
                 goto fail;
             }
             d->buf = nb;
-            d->cap = d->need;
+            d->cap = ncap;
         }
-        size_t take = d->need - d->have;
-        if (take > len)
-            take = len;
         if (take)
             memcpy(d->buf + d->have, data, take);
         d->have += take;

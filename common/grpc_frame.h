@@ -31,7 +31,9 @@ typedef struct grpc_dec {
     size_t hdr_have;         /* header bytes seen for the message in progress */
     size_t need;             /* body length of the message in progress */
     size_t have;             /* body bytes buffered */
-    uint8_t *buf;            /* body buffer, only while a message spans feeds */
+    uint8_t *buf;            /* body buffer, only while a message spans feeds; grows with the
+                                bytes that arrived, capacity within 64 KiB of them above 64 KiB
+                                (never allocated at the declared length) */
     size_t cap;
     int error;               /* sticky: once failed, every later feed returns it */
 } grpc_dec_t;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "../gateway/reasm.h"
-#include "../gateway/utf8.h"
+#include "utf8.h"
 
 /* The first byte offset at which a byte-by-byte feed fails, or len when it does not. */
 static size_t first_bad(const uint8_t *p, size_t len)

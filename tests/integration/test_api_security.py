@@ -279,7 +279,10 @@ def test_h2c_default_with_gateway_token():
 def test_grpc_tls_large_messages_both_ways():
     """Megabyte messages echoed on 4 concurrent TLS streams of one connection: socket buffers
     fill, so SSL_write returns partial counts and WANT_WRITE and is retried."""
-    p, gp, hp = start_api("--stream-queue", "64m", grpc_tls=True)
+    # 1 MiB messages on 4 streams may all be unfinished, and their echoes all wait, at once:
+    # budgets to match
+    p, gp, hp = start_api("--stream-queue", "64m", "--h2-conn-queue", "64m", "--h2-conn-buffer",
+                          "16m", grpc_tls=True)
     gw = SecGateway(gp, "gw-big")
     streams = [gw.stream() for _ in range(4)]
     n, size = (4, 1 << 20) if not w.SANITIZE else (2, 1 << 20)
@@ -417,10 +420,12 @@ def test_tls_peer_that_stops_reading():
     """A TLS gateway that lets 15 MiB of echoes pile up without reading: ws-api's SSL_write
     hits WANT_WRITE and waits for the socket (another connection is served meanwhile), then
     resumes with the same bytes once the peer reads: everything arrives intact, in order."""
-    p, gp, hp = start_api("--gateway-token", GW_TOKEN, grpc_tls=True)
+    # this peer ignores flow control and lets 15 MiB pile up: windows and queues to match
+    p, gp, hp = start_api("--gateway-token", GW_TOKEN, "--stream-window", "16m", "--conn-window",
+                          "64m", "--stream-queue", "16m", "--h2-conn-queue", "64m", grpc_tls=True)
     h = TlsRawH2(gp)
     h.open(GW_TOKEN)
-    n, size = 15, 1 << 20  # 15 MiB + framing: inside the 16 MiB stream window ws-api grants
+    n, size = 15, 1 << 20  # 15 MiB + framing: inside the 16 MiB stream window granted here
     for k in range(n):
         h.send(grpc_msg(pb.Upstream(seq=k + 1, events=[ev_msg(7, bytes([97 + k]) * size)])))
     # not reading: wait until ws-api has handled (acked) everything it was sent

@@ -520,6 +520,16 @@ static int server_start(server_thread_t *st, const char *gateway_token)
         .stream_window = 16 << 20,
         .conn_window = 64 << 20,
         .stream_queue = 16 << 20,
+        .max_streams = 100,
+        .max_header_list = 16 << 10,
+        .header_rate = 16 << 20,
+        .control_rate = 100,
+        .reset_burst = 100,
+        .conn_buffer = 64 << 20,
+        .conn_queue = 256 << 20,
+        .total_queue = 256 << 20,
+        .message_timeout_ms = 30000,
+        .idle_timeout_ms = 60000,
     };
     char err[GRPC_SERVER_ERR_LEN];
     st->srv = grpc_server_new(&st->loop, &cfg, &st->x, &st->router, &st->pres, err);

@@ -7,7 +7,7 @@
 #include "../../gateway/downstream.h"
 #include "../../gateway/route.h"
 #include "../../gateway/upstream.h"
-#include "../../gateway/utf8.h"
+#include "utf8.h"
 #include "../../gateway/wsout.h"
 #include "grpc_frame.h"
 #include "test.h"

@@ -1,7 +1,9 @@
 /* utf8.h: strict UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF), as
  * RFC 6455 §8.1 requires of text messages (invalid: close 1007), whole or slice by slice as a
  * message arrives (§8.1 and the conformance suite's 6.4.x cases: fail at the first bad byte,
- * not at the end of the message). Any thread; no shared state. */
+ * not at the end of the message). Shared: ws-gateway (text frames, close reasons) and ws-api
+ * (text pushes on gRPC Push must be UTF-8 before they go out as text frames). The gw_utf8_
+ * prefix dates from when only the gateway used it. Any thread; no shared state. */
 #ifndef GW_UTF8_H
 #define GW_UTF8_H
 
