@@ -58,6 +58,7 @@ API_SRC     := $(filter-out api/main.c,$(wildcard api/*.c))
 GW_SRC      := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 BENCH_SRC   := $(filter-out bench/main.c,$(wildcard bench/*.c))
 REFECHO_SRC := $(wildcard bench/refecho/*.c)
+SIM_SRC     := $(wildcard tests/sim/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 
@@ -67,7 +68,8 @@ LIBCOMMON  := $(BUILD)/libcommon.a
 LIBAPI     := $(BUILD)/libapi.a
 LIBGW      := $(BUILD)/libgateway.a
 LIBBENCH   := $(BUILD)/libbench.a
-ALL_LIBS   := $(LIBGW) $(LIBAPI) $(LIBBENCH) $(LIBCOMMON)
+LIBSIM     := $(BUILD)/libsim.a
+ALL_LIBS   := $(LIBSIM) $(LIBGW) $(LIBAPI) $(LIBBENCH) $(LIBCOMMON)
 
 BINS :=
 ifneq ($(wildcard api/main.c),)
@@ -115,6 +117,9 @@ $(LIBAPI): $(call obj,$(API_SRC))
 $(LIBGW): $(call obj,$(GW_SRC))
 	@rm -f $@; ar rcs $@ $^
 $(LIBBENCH): $(call obj,$(BENCH_SRC))
+	@rm -f $@; ar rcs $@ $^
+# the delivery simulator (tests/sim): linked into unit tests and fuzz targets only
+$(LIBSIM): $(call obj,$(SIM_SRC))
 	@rm -f $@; ar rcs $@ $^
 
 $(BIN)/ws-api: $(call obj,api/main.c) $(LIBAPI) $(LIBCOMMON)

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conn_id.h"
 #include "grpc_frame.h"
 #include "wsgw.pb-c.h"
 
 #define SEQ_FIELD_MAX 11 /* key byte + 10-byte varint */
+#define COMPLETE_FIELD 2 /* presence_complete: key byte + 1 */
 
 typedef struct {
     Wsgw__V1__Event ev;
@@ -88,7 +90,7 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
     up.events = scratch_ptrs;
     up.seq = 0; /* proto3: zero is not encoded; the real seq is appended by set_seq */
     size_t sz = wsgw__v1__upstream__get_packed_size(&up);
-    b->buf = malloc(GRPC_FRAME_HDR_LEN + sz + SEQ_FIELD_MAX);
+    b->buf = malloc(GRPC_FRAME_HDR_LEN + sz + COMPLETE_FIELD + SEQ_FIELD_MAX);
     if (!b->buf) {
         free(b);
         return NULL;
@@ -96,6 +98,20 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
     b->ev_len = wsgw__v1__upstream__pack(&up, b->buf + GRPC_FRAME_HDR_LEN);
     b->nevents = (uint32_t)n;
     b->gateway_ns = n ? evs[0]->gateway_ns : 0;
+    for (size_t i = 0; i < n; i++)
+        if (evs[i]->tries > b->tries)
+            b->tries = evs[i]->tries;
+    if (b->nmsgs) {
+        b->tags = malloc(b->nmsgs * sizeof *b->tags);
+        if (!b->tags) {
+            gw_batch_free(b);
+            return NULL;
+        }
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (evs[i]->type == GW_EV_MESSAGE)
+                b->tags[m++] = (uint64_t)conn_id_thread(evs[i]->conn_id) << 32 | evs[i]->tno;
+    }
     gw_batch_set_seq(b, 0);
     return b;
 }
@@ -118,11 +134,111 @@ void gw_batch_set_seq(gw_batch_t *b, uint64_t seq)
     grpc_frame_header(b->buf, (uint32_t)(b->ev_len + n));
 }
 
+void gw_batch_set_complete(gw_batch_t *b)
+{
+    if (b->complete)
+        return;
+    uint8_t *p = b->buf + GRPC_FRAME_HDR_LEN + b->ev_len;
+    p[0] = 0x18; /* field 3, varint: presence_complete */
+    p[1] = 1;
+    b->ev_len += COMPLETE_FIELD;
+    b->complete = true;
+    gw_batch_set_seq(b, b->seq);
+}
+
+/* One decoded event back as a gw_event_t (NULL when out of memory). */
+static gw_event_t *event_of(const Wsgw__V1__Event *ev, int64_t now)
+{
+    const char *user = ev->user_id ? ev->user_id : "";
+    gw_event_t *e = NULL;
+    switch (ev->kind_case) {
+    case WSGW__V1__EVENT__KIND_OPEN: {
+        const Wsgw__V1__Open *o = ev->open;
+        const char *a = o->remote_addr ? o->remote_addr : "", *q = o->query ? o->query : "";
+        const char *path = o->path ? o->path : "";
+        e = gw_event_new(GW_EV_OPEN, ev->conn_id, user, strlen(user), a, strlen(a), q,
+                         strlen(q), path, strlen(path));
+        break;
+    }
+    case WSGW__V1__EVENT__KIND_MESSAGE:
+        e = gw_event_new(GW_EV_MESSAGE, ev->conn_id, user, strlen(user),
+                         ev->message->payload.data, ev->message->payload.len, NULL, 0, NULL, 0);
+        if (e) {
+            e->binary = ev->message->binary;
+            e->seq = ev->message->seq;
+        }
+        break;
+    case WSGW__V1__EVENT__KIND_CLOSE: {
+        const char *r = ev->close->reason ? ev->close->reason : "";
+        e = gw_event_new(GW_EV_CLOSE, ev->conn_id, user, strlen(user), r, strlen(r), NULL, 0,
+                         NULL, 0);
+        if (e)
+            e->code = ev->close->code;
+        break;
+    }
+    default:
+        return NULL;
+    }
+    if (e) {
+        e->gateway_ns = ev->gateway_ns;
+        e->t_read = now;
+    }
+    return e;
+}
+
+int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_event_t **head,
+                    gw_event_t **tail)
+{
+    Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(NULL, b->wire_len - GRPC_FRAME_HDR_LEN,
+                                                        b->buf + GRPC_FRAME_HDR_LEN);
+    if (!up)
+        return -1;
+    gw_event_t *h = NULL, *t = NULL;
+    int n = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < up->n_events; i++) {
+        const Wsgw__V1__Event *ev = up->events[i];
+        if (messages_only && ev->kind_case != WSGW__V1__EVENT__KIND_MESSAGE)
+            continue; /* (not a Message: m counts Messages only) */
+        gw_event_t *e = event_of(ev, now);
+        if (!e) {
+            while (h) {
+                gw_event_t *nx = h->next;
+                gw_event_free(h);
+                h = nx;
+            }
+            wsgw__v1__upstream__free_unpacked(up, NULL);
+            return -1;
+        }
+        e->tries = b->tries;
+        if (e->type == GW_EV_MESSAGE && b->tags && m < b->nmsgs)
+            e->tno = (uint32_t)b->tags[m];
+        if (ev->kind_case == WSGW__V1__EVENT__KIND_MESSAGE)
+            m++;
+        e->next = NULL;
+        if (t)
+            t->next = e;
+        else
+            h = e;
+        t = e;
+        n++;
+    }
+    wsgw__v1__upstream__free_unpacked(up, NULL);
+    if (h) {
+        if (*tail)
+            (*tail)->next = h;
+        else
+            *head = h;
+        *tail = t;
+    }
+    return n;
+}
+
 void gw_batch_free(gw_batch_t *b)
 {
     if (!b)
         return;
-    free(b->tmsgs);
+    free(b->tags);
     free(b->buf);
     free(b);
 }

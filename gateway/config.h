@@ -40,6 +40,11 @@ typedef struct gw_config {
     const char *gateway_token;
     const char *static_dir;
     int64_t dns_interval_us;
+    int64_t upstream_ping_interval_us;   /* silence while owed something before a PING */
+    int64_t upstream_ping_timeout_us;    /* PING unanswered: the session is over */
+    int64_t upstream_connect_timeout_us;
+    int64_t upstream_headers_timeout_us; /* no response headers: a stream without acks */
+    int64_t upstream_max_attempts;       /* failures of a batch before it is split, then lost */
     int64_t max_upstreams;
     int64_t paused_check_us;  /* pausewatch.h: period of the paused-socket check (0 = off) */
 

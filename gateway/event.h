@@ -17,6 +17,7 @@ typedef enum {
     GW_EV_MESSAGE = 2,
     GW_EV_CLOSE = 3,
     GW_EV_RESYNC_DONE = 4, /* this thread sent all its resync Opens (code = generation) */
+    GW_EV_REROUTED = 5,    /* this thread re-sent the messages of Reroute number `code` */
 } gw_ev_type_t;
 
 typedef struct gw_event {
@@ -24,6 +25,9 @@ typedef struct gw_event {
     uint8_t type;          /* gw_ev_type_t */
     bool binary;
     int16_t owner;         /* service thread that allocated it (recycle.h), or -1 */
+    uint8_t tries;         /* times it went out to an API node already (delivery.h, I4) */
+    uint32_t tno;          /* Message: its number among the thread's Messages to this node and
+                              stream, as the writer took them (seqtrack.h); set when taken */
     int32_t code;          /* Close */
     uint64_t conn_id;
     uint64_t seq;          /* Message: per connection, from 1 */

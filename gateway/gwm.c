@@ -32,8 +32,22 @@ void gwm_init(void)
     gwm.backpressure = metrics_counter("wsgw_backpressure_pauses_total", NULL,
                                        "Clients paused because the ring to a writer was full.");
     gwm.lost = metrics_counter("wsgw_upstream_lost_messages_total", NULL,
-                               "Messages lost with a broken stream to an API node that does "
-                               "not acknowledge (no x-wsgw-ack).");
+                               "Client messages lost toward the API, each counted and its client "
+                               "told (closed 1011, or 1009 when refused as too big).");
+    gwm.refused = metrics_counter("wsgw_upstream_refused_messages_total", NULL,
+                                  "Of the lost messages: refused by an API node repeatedly "
+                                  "(non-retryable gRPC status, or a batch failing alone).");
+    gwm.handed_back = metrics_counter("wsgw_upstream_handed_back_total", NULL,
+                                      "Messages handed back by an API node's writer for "
+                                      "another node (failover).");
+    gwm.ping_timeouts = metrics_counter("wsgw_upstream_ping_timeouts_total", NULL,
+                                        "Sessions to API nodes ended because an HTTP/2 PING "
+                                        "went unanswered (hung node, black hole).");
+    gwm.resyncs = metrics_counter("wsgw_upstream_resyncs_total", NULL,
+                                  "Presence resyncs: every live connection's Open re-sent to "
+                                  "an API node at the start of a session.");
+    gwm.splits = metrics_counter("wsgw_upstream_split_batches_total", NULL,
+                                 "Batches split into one per event after failing repeatedly.");
     const char *sh = "Time per hop: ingress = client frame read to batch written to HTTP/2; "
                      "api = api_ns - gateway_ns; egress = command read from HTTP/2 to lws_write.";
     gwm.stage_ingress = metrics_histogram("wsgw_stage_seconds", "stage=\"ingress\"", sh,

@@ -11,6 +11,11 @@ typedef struct gw_metric_ids {
     int backpressure;        /* wsgw_backpressure_pauses_total */
     int cmd_ring_full;       /* wsgw_command_ring_full_total */
     int lost;                /* wsgw_upstream_lost_messages_total */
+    int refused;             /* wsgw_upstream_refused_messages_total (of lost: poison) */
+    int handed_back;         /* wsgw_upstream_handed_back_total */
+    int ping_timeouts;       /* wsgw_upstream_ping_timeouts_total */
+    int resyncs;             /* wsgw_upstream_resyncs_total */
+    int splits;              /* wsgw_upstream_split_batches_total */
     int stage_ingress, stage_api, stage_egress; /* wsgw_stage_seconds{stage} */
     int rejected_503, rejected_404, rejected_400; /* wsgw_handshake_rejects_total{status} */
     int rejected_401, rejected_403, rejected_429;

@@ -86,8 +86,8 @@ bool gw_handoff_push(gw_handoff_t *h, void *item)
 
 bool gw_handoff_try_ring(gw_handoff_t *h, void *item)
 {
-    if (h->_ovf_head)
-        return false; /* want_room is raised already: flush raised it */
+    if (!gw_handoff_flush(h))
+        return false; /* older items still wait: flush raised want_room (and retried) */
     if (ring_push(h->ring, item))
         return true;
     if (gw_handoff_test_gap)

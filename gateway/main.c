@@ -44,6 +44,21 @@ static const flag_t flag_table[] = {
     {"max-upstreams", FLAG_INT, "8", &gw_cfg.max_upstreams,
      "writer slots per host-name upstream (most API nodes it can use at once)", 1, 64},
     {"streams", FLAG_INT, "4", &gw_cfg.streams, "concurrent HTTP/2 streams per API node", 1, 100},
+    {"upstream-ping-interval", FLAG_DURATION, "1s", &gw_cfg.upstream_ping_interval_us,
+     "while an API node owes an answer (acks, response headers, room in its socket), this much "
+     "silence sends an HTTP/2 PING; 0 = no PINGs"},
+    {"upstream-ping-timeout", FLAG_DURATION, "1s", &gw_cfg.upstream_ping_timeout_us,
+     "a PING unanswered this long ends the session like a closed connection (messages go to "
+     "another node or wait, in order): with the interval, a hung node is left within ~2 s"},
+    {"upstream-connect-timeout", FLAG_DURATION, "3s", &gw_cfg.upstream_connect_timeout_us,
+     "a connection to an API node not up within this is abandoned and retried"},
+    {"upstream-headers-timeout", FLAG_DURATION, "2s", &gw_cfg.upstream_headers_timeout_us,
+     "a stream that has no response headers this long, from a node that answers PINGs, is "
+     "taken to be without acks (a plain gRPC server): its batches count once written"},
+    {"upstream-max-attempts", FLAG_INT, "5", &gw_cfg.upstream_max_attempts,
+     "failures of a batch (its stream or session ended with it unacknowledged) before it is "
+     "split into one batch per event; an event that fails alone that often is lost, counted, "
+     "and its client closed (1011, or 1009 for grpc-status 8)", 2, 100},
     {"threads", FLAG_INT, "0", &gw_cfg.threads,
      "lws service threads (0 = number of cores)", 0, 63},
     {"gateway-id", FLAG_STR, "", &gw_cfg.gateway_id,

@@ -36,6 +36,30 @@
 #define CMD_BURST 64
 #define TICK_MS 50
 
+/* ---- msgroute's view of this thread (msgroute.h); service thread --------------------------- */
+
+static bool route_push(void *ud, int u, gw_event_t *e) { return gw_svc_push_event(ud, u, e); }
+static void route_pause(void *ud, gw_conn_t *c) { gw_svc_pause(ud, c); }
+static void route_wake(void *ud) { gw_svc_wake(ud); }
+static void route_want_done(void *ud, int u, bool on)
+{
+    atomic_store(&((gw_svc_t *)ud)->links[u]->want_done, on ? 1 : 0);
+}
+static uint32_t route_done(void *ud, int u, int st)
+{
+    return atomic_load_explicit(&((gw_svc_t *)ud)->links[u]->done[st], memory_order_acquire);
+}
+static gw_conn_t *route_conn(void *ud, uint64_t id)
+{
+    return gw_conn_table_get(&((gw_svc_t *)ud)->conns, id);
+}
+static void route_to_all(void *ud, gw_event_t *e)
+{
+    gw_svc_push_all(ud, e); /* a Close: the client is gone, nothing to pause */
+}
+static const gw_mr_ops_t route_ops = {route_push, route_pause, route_wake, route_want_done,
+                                      route_done, route_conn, route_to_all};
+
 /* ---- set-up (main thread) ------------------------------------------------------------- */
 
 gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
@@ -53,12 +77,11 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
         goto fail;
     int n = g->nup;
     s->links = calloc((size_t)n, sizeof *s->links);
-    s->sent = calloc((size_t)(n * g->nstreams), sizeof *s->sent);
     s->rs_gen = calloc((size_t)n, sizeof *s->rs_gen);
     s->rs_cursor = calloc((size_t)n, sizeof *s->rs_cursor);
-    s->done_seen = calloc((size_t)(n * g->nstreams), sizeof *s->done_seen);
     s->wscratch = malloc(LWS_PRE + GW_WSOUT_SCRATCH);
-    if (!s->wscratch || !s->links || !s->sent || !s->done_seen || !s->rs_gen || !s->rs_cursor)
+    if (!s->wscratch || !s->links || !s->rs_gen || !s->rs_cursor ||
+        gw_mr_init(&s->route, g, &route_ops, s) < 0)
         goto fail_mem;
     /* the links are made by main once every thread and writer exists (gw_svc_attach) */
     gw_conn_table_init(&s->conns, g->prefix, (unsigned)idx, 0);
@@ -74,8 +97,7 @@ fail:
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     free(s->links);
-    free(s->sent);
-    free(s->done_seen);
+    gw_mr_free(&s->route);
     free(s->wscratch);
     free(s->rs_gen);
     free(s->rs_cursor);
@@ -121,6 +143,23 @@ bool gw_svc_push_event(gw_svc_t *s, int u, gw_event_t *e)
     bool in = gw_handoff_push(&l->up, e); /* (raise-then-retry inside: handoff.h) */
     gw_link_wake_writer(l);               /* coalesced: one eventfd write per burst */
     return in;
+}
+
+bool gw_svc_push_all(gw_svc_t *s, gw_event_t *e)
+{
+    bool fit = true;
+    int n = s->gw->nup;
+    for (int u = 0; u < n; u++) {
+        gw_event_t *x = u == n - 1 ? e : gw_event_dup(e);
+        if (!x) {
+            /* Cannot copy: this node misses the event. Logged; presence resyncs on reconnect. */
+            log_rl_error("out of memory replicating an event", "node=%d", u);
+            continue;
+        }
+        if (!gw_svc_push_event(s, u, x))
+            fit = false;
+    }
+    return fit;
 }
 
 void gw_svc_pause(gw_svc_t *s, gw_conn_t *c)
@@ -353,9 +392,17 @@ static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
     case GW_CMD_KICK:
         for_targets(s, cmd, kick_one);
         break;
-    case GW_CMD_REROUTE:
-        gw_msgroute_reroute(s, cmd);
+    case GW_CMD_REROUTE: {
+        gw_msgroute_reroute(&s->route, u, cmd);
+        /* tell the node we re-sent them (it hands back what else of ours it takes until
+         * then): in its ring, behind everything we pushed before */
+        gw_event_t *mk = gw_msgroute_marker((unsigned)s->idx, cmd->code);
+        if (mk)
+            gw_svc_push_event(s, u, mk);
+        else
+            log_rl_error("out of memory: handback marker lost", "thread=%d node=%d", s->idx, u);
         break;
+    }
     case GW_CMD_JOIN:
     case GW_CMD_LEAVE:
         for (uint32_t i = 0; i < cmd->nconns; i++) {
@@ -533,7 +580,7 @@ void gw_svc_on_wake(gw_svc_t *s)
 
     /* Resolved counts, and so which held connections may go, judged before the rings are
      * drained (a handback is in the ring before its writer publishes the counts). */
-    gw_msgroute_snapshot(s);
+    gw_msgroute_snapshot(&s->route);
 
     for (int u = 0; u < s->gw->nup; u++)
         gw_recycle_drain(s->links[u]->home_ev);
@@ -558,8 +605,8 @@ void gw_svc_on_wake(gw_svc_t *s)
         }
     }
     flush_dirty(s);
-    if (s->nheld)
-        gw_msgroute_release(s);
+    if (s->route.nheld)
+        gw_msgroute_release(&s->route);
     for (int u = 0; u < s->gw->nup; u++)
         if (s->rs_gen[u])
             resync_run(s, u);
@@ -772,9 +819,7 @@ void gw_svc_join(gw_svc_t *s)
     gw_index_free(&s->index);
     gw_conn_table_free(&s->conns);
     free(s->paused);
-    gw_msgroute_free(s);
-    free(s->sent);
-    free(s->done_seen);
+    gw_mr_free(&s->route);
     free(s->wscratch);
     free(s->dirty);
     s->wscratch = NULL;
@@ -782,7 +827,6 @@ void gw_svc_join(gw_svc_t *s)
     free(s->rs_gen);
     free(s->rs_cursor);
     s->rs_gen = s->rs_cursor = NULL;
-    s->sent = NULL;
     free(s->links); /* (the array: the links themselves are main's to free, after the writers) */
     s->links = NULL;
 }

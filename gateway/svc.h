@@ -13,6 +13,7 @@
 #include "gw.h"
 #include "index.h"
 #include "link.h"
+#include "msgroute.h"
 #include "ring.h"
 #include "svcpoll.h"
 
@@ -50,18 +51,9 @@ struct gw_svc {
     size_t pw_cursor;          /* pausewatch.h: next paused entry to check (0: no round on) */
     int64_t pw_next;           /* pausewatch.h: monotonic ns when the next round may start */
     _Atomic int wake_pending;  /* coalesces lws_cancel_service; any thread raises */
-    /* Per (node u, stream st), index u * nstreams + st (msgroute.c): */
-    uint32_t *sent;            /* Messages this thread pushed; this thread only */
-    uint32_t *done_seen;       /* the links' done counts as read at the start of the last wake,
-                                  before the rings were drained: routing decisions use this
-                                  copy, never done itself (a writer publishes done after its
-                                  handback is in a ring; a later count without the handback
-                                  drained would let a newer message overtake the handed-back
-                                  ones); this thread only */
-    struct gw_held *held;      /* connections whose messages wait for a handback */
+    gw_mr_t route;             /* which node each message goes to (msgroute.h) */
     uint32_t *rs_gen;          /* [nup] presence resync requested by writer u (0 = none) */
     uint32_t *rs_cursor;       /* [nup] next connection slot to resync */
-    size_t nheld, cap_held;
     _Atomic int64_t nconns;    /* this thread's connections (metrics, /status) */
     _Atomic int stop_req;      /* main thread requests: GW_SVC_* below */
     _Atomic int ended;         /* set by this thread when its loop has ended */
@@ -91,6 +83,9 @@ void gw_svc_join(gw_svc_t *s);
  * in which case the caller's connection should be paused). Takes ownership of e.
  * Returns true if it went straight into the ring. */
 bool gw_svc_push_event(gw_svc_t *s, int u, gw_event_t *e);
+/* gw_svc_push_all: e (a copy per node) to every API node: Open and Close are replicated.
+ * Takes e. false when some node's ring overflowed (the caller pauses the client). */
+bool gw_svc_push_all(gw_svc_t *s, gw_event_t *e);
 /* gw_svc_overflowing: true while events to writer u wait in the overflow list. */
 static inline bool gw_svc_overflowing(const gw_svc_t *s, int u)
 {

@@ -227,25 +227,6 @@ static size_t copy_peer(struct lws *wsi, char *out, size_t cap)
     return strlen(out);
 }
 
-/* Sends e (a copy per node) to every API node: Open and Close are replicated. Takes e.
- * Returns false when some node's ring overflowed (the caller pauses the client). */
-static bool to_all_nodes(gw_svc_t *s, gw_event_t *e)
-{
-    bool fit = true;
-    int n = s->gw->nup;
-    for (int u = 0; u < n; u++) {
-        gw_event_t *x = u == n - 1 ? e : gw_event_dup(e);
-        if (!x) {
-            /* Cannot copy: this node misses the event. Logged; presence resyncs on reconnect. */
-            log_rl_error("out of memory replicating an event", "node=%d", u);
-            continue;
-        }
-        if (!gw_svc_push_event(s, u, x))
-            fit = false;
-    }
-    return fit;
-}
-
 gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen)
 {
     char peer[80];
@@ -375,7 +356,7 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
         gw_ws_close(c, 1011, "out of memory", 13);
         return 0;
     }
-    if (!to_all_nodes(s, e))
+    if (!gw_svc_push_all(s, e))
         gw_svc_pause(s, c);
     if (atomic_load(&s->stop_req) >= GW_SVC_QUIESCE)
         gw_svc_close_conn(s, c, 1001, NULL);
@@ -498,7 +479,7 @@ static void message_done(gw_svc_t *s, gw_conn_t *c, gw_event_t *e, bool whole)
     metrics_inc(gwm.msgs_in);
     metrics_add(gwm.bytes_in, e->a_len);
     gw_svcpoll_work(&s->poll);
-    gw_msgroute_send(s, c, e);
+    gw_msgroute_send(&s->route, c, e);
 }
 
 /* One chunk of a data message (final: the message ends with it). */
@@ -664,7 +645,6 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
     }
     if (!c->established)
         return;
-    gw_msgroute_forget(s, c); /* messages held for a failover go before the Close */
     int code = c->close_code ? c->close_code : c->peer_code;
     if (!code)
         code = 1006; /* RFC 6455 §7.1.5: closed abnormally, no close frame */
@@ -680,7 +660,8 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
         e->code = code;
         e->gateway_ns = clock_wall_ns();
         e->t_read = clock_mono_ns();
-        to_all_nodes(s, e); /* the client is gone: nothing to pause */
+        /* to every node; after the messages held for a failover, if any (msgroute.h) */
+        gw_msgroute_close(&s->route, c, e);
     } else {
         log_rl_error("out of memory: Close event not sent", "conn_id=%llu",
                      (unsigned long long)c->id);

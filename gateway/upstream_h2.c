@@ -1,0 +1,367 @@
+/* upstream_h2.c: the writer's HTTP/2 side (see upstream.h): the nghttp2 callbacks, the gRPC
+ * requests of the streams, Downstream commands to the service threads with HTTP/2 flow control
+ * held back while they have no room, and the delivery machine's actions (dlv_io_t). Writer
+ * thread. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "downstream.h"
+#include "gwm.h"
+#include "log.h"
+#include "metrics.h"
+#include "upstream_priv.h"
+
+/* ---- commands to service threads ------------------------------------------------------ */
+
+static void mark_touched(gw_up_priv_t *p, int k)
+{
+    if (k < 64)
+        p->touched |= 1ULL << k;
+    else
+        p->touched_all = true;
+}
+
+/* Hands cmd to service thread k (ring, or its overflow: then HTTP/2 credit is held back). */
+void upstream__emit_cmd(void *ud, int k, gw_cmd_t *cmd)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    gw_handoff_t *h = &u->links[k]->down;
+    bool was = gw_handoff_overflowing(h);
+    if (!gw_handoff_push(h, cmd)) {
+        if (!was)
+            metrics_inc(gwm.cmd_ring_full);
+        p->overflowing = true;
+    }
+    mark_touched(p, k);
+}
+
+void upstream__wake_touched(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    for (int k = 0; k < u->gw->nsvc; k++)
+        if (p->touched_all || (k < 64 && (p->touched & (1ULL << k))))
+            gw_link_wake_svc(u->links[k]);
+    p->touched = 0;
+    p->touched_all = false;
+}
+
+/* Gives received bytes back to HTTP/2 flow control once the commands have a place to go. */
+static void consume(gw_up_t *u, int i)
+{
+    gw_up_priv_t *p = u->priv;
+    up_st_t *s = &p->st[i];
+    if (s->unconsumed && s->id && p->sess && !p->overflowing) {
+        nghttp2_session_consume(p->sess, s->id, s->unconsumed);
+        s->unconsumed = 0;
+    }
+}
+
+void upstream__flush_cmd_overflow(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    if (!p->overflowing)
+        return;
+    bool left = false;
+    for (int k = 0; k < u->gw->nsvc; k++) {
+        gw_handoff_t *h = &u->links[k]->down;
+        if (!gw_handoff_overflowing(h))
+            continue;
+        if (!gw_handoff_flush(h)) /* raise-then-retry: the service thread wakes us for room */
+            left = true;
+        mark_touched(p, k);
+    }
+    p->overflowing = left;
+    if (!left)
+        for (int i = 0; i < p->nstreams; i++)
+            consume(u, i);
+}
+
+/* The machine's resolved counts, where the service threads read them (link.h done). Only once
+ * every command is in a ring: a thread that sees a count must find the handback. */
+void upstream__publish_one(void *ud, int k, int st, uint32_t n)
+{
+    gw_up_t *u = ud;
+    gw_link_t *l = u->links[k];
+    atomic_store_explicit(&l->done[st],
+                          atomic_load_explicit(&l->done[st], memory_order_relaxed) + n,
+                          memory_order_release);
+    if (atomic_load(&l->want_done))
+        gw_link_wake_svc(l);
+}
+
+/* ---- the delivery machine's actions (dlv_io_t) ---------------------------------------- */
+
+static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_t length,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    (void)sid;
+    gw_up_t *u = ud;
+    bool eof;
+    ssize_t n = dlv_stream_read(u->priv->d, (int)src->fd, out, length, &eof);
+    if (n == DLV_DEFERRED)
+        return NGHTTP2_ERR_DEFERRED; /* long-lived: resumed when a batch is queued */
+    if (eof) /* the node is going away: half-close so it can answer the rest and finish */
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return n;
+}
+
+static bool io_open_stream(void *ud, int i)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    char authority[320], bearer[1100], nstreams[16];
+    snprintf(authority, sizeof authority, "%s:%s", u->host, u->port);
+    snprintf(bearer, sizeof bearer, "Bearer %s", gw_cfg.gateway_token);
+    snprintf(nstreams, sizeof nstreams, "%d", p->nstreams);
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+    nghttp2_nv hdrs[] = {
+        NV(":method", "POST"),
+        NV(":scheme", gw_cfg.upstream_tls ? "https" : "http"),
+        NV(":path", "/wsgw.v1.Exchange/Stream"),
+        NV(":authority", authority),
+        NV("content-type", "application/grpc"),
+        NV("te", "trailers"),
+        NV("user-agent", "wsgw-gateway/0.1"),
+        NV("x-gateway-id", gw_cfg.gateway_id),
+        NV("x-wsgw-streams", nstreams), /* how many say presence_complete (wsgw.proto) */
+        NV("authorization", bearer),
+    };
+#undef NV
+    size_t nhdrs = sizeof hdrs / sizeof hdrs[0] - (*gw_cfg.gateway_token ? 0 : 1);
+    up_st_t *s = &p->st[i];
+    nghttp2_data_provider prd = {.source.fd = i, .read_callback = on_read_data};
+    int32_t id = nghttp2_submit_request(p->sess, NULL, hdrs, nhdrs, &prd,
+                                        (void *)(intptr_t)(i + 1));
+    if (id < 0) {
+        log_rl_error("cannot open stream", "node=%s stream=%d err=%s", u->name, i,
+                     nghttp2_strerror(id));
+        return false;
+    }
+    s->id = id;
+    s->acking = false;
+    s->grpc_status = -1;
+    s->unconsumed = 0;
+    grpc_dec_free(&s->dec);
+    grpc_dec_init(&s->dec, MAX_DOWNSTREAM);
+    return true;
+}
+
+static void io_resume_stream(void *ud, int i)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    if (p->sess && p->st[i].id)
+        nghttp2_session_resume_data(p->sess, p->st[i].id);
+}
+
+static void io_ping(void *ud)
+{
+    gw_up_t *u = ud;
+    if (u->priv->sess)
+        nghttp2_submit_ping(u->priv->sess, NGHTTP2_FLAG_NONE, NULL);
+}
+
+static void io_set_usable(void *ud, bool on)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    atomic_store(&u->node->connected, on ? 1 : 0);
+    metrics_gauge_set(p->m_connected, on ? 1 : 0);
+    if (on && p->connects++)
+        metrics_inc(p->m_reconnects);
+    log_info(on ? "API node usable" : "API node not usable", "node=%s streams=%d", u->name,
+             p->nstreams);
+}
+
+static bool io_others_usable(void *ud)
+{
+    gw_up_t *u = ud;
+    for (int i = 0; i < u->gw->nup; i++)
+        if (i != u->idx && gw_node_up(u->gw, i))
+            return true;
+    return false;
+}
+
+/* ---- Downstream ------------------------------------------------------------------------- */
+
+static void on_api_ns(void *ud, int64_t api_ns)
+{
+    gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
+    if (p->napi < (int)(sizeof p->api_ns / sizeof p->api_ns[0]))
+        p->api_ns[p->napi++] = api_ns;
+}
+
+typedef struct { gw_up_t *u; int i; } ds_ctx_t;
+
+/* One complete Downstream message on stream slot i. */
+static int on_downstream(void *ud, const uint8_t *msg, size_t len)
+{
+    ds_ctx_t *x = ud;
+    gw_up_t *u = x->u;
+    gw_up_priv_t *p = u->priv;
+    gw_ds_sink_t sink = {.nsvc = u->gw->nsvc, .prefix = u->gw->prefix, .t_recv = upstream__now(),
+                         .emit = upstream__emit_cmd, .api_ns = on_api_ns, .ud = u, .alloc = &p->arena.pa};
+    gw_ds_result_t res;
+    p->napi = 0;
+    int hrv = gw_downstream_handle(msg, len, &sink, &res);
+    arena_reset(&p->arena); /* the commands copied what they keep */
+    if (hrv < 0) {
+        metrics_inc(gwm.bad_downstream);
+        log_rl_error("undecodable Downstream from API node", "node=%s stream=%d len=%zu",
+                     u->name, x->i, len);
+        return -1;
+    }
+    if (res.undeliverable)
+        metrics_add(gwm.undeliverable, res.undeliverable);
+    if (res.nomem)
+        log_rl_error("out of memory routing commands", "node=%s lost=%zu", u->name, res.nomem);
+    /* api stage = api_ns - gateway_ns of the batch answered; two hosts' clocks: clamped at 0 */
+    int64_t base = dlv_api_base(p->d, x->i, res.has_ack, res.ack);
+    for (int k = 0; base && k < p->napi; k++)
+        metrics_observe(gwm.stage_api, p->api_ns[k] > base ? (uint64_t)(p->api_ns[k] - base) : 0);
+    if (res.has_ack)
+        dlv_ack(p->d, x->i, res.ack, upstream__now());
+    return 0;
+}
+
+/* ---- nghttp2 callbacks -------------------------------------------------------------------- */
+
+static int slot_of(nghttp2_session *s, int32_t id)
+{
+    return (int)(intptr_t)nghttp2_session_get_stream_user_data(s, id) - 1;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    (void)flags;
+    gw_up_t *u = ud;
+    int i = slot_of(s, frame->hd.stream_id);
+    if (i < 0 || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    up_st_t *st = &u->priv->st[i];
+    if (namelen == 10 && memcmp(name, "x-wsgw-ack", 10) == 0 && valuelen == 1 && value[0] == '1')
+        st->acking = true;
+    else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+        st->grpc_status = atoi((const char *)value);
+    else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+        char m[256], q[300];
+        size_t n = valuelen < sizeof m - 1 ? valuelen : sizeof m - 1;
+        memcpy(m, value, n);
+        m[n] = 0;
+        log_rl_warn("API stream error message", "node=%s stream=%d grpc_message=%s", u->name,
+                    i, log_quote(q, sizeof q, m));
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    gw_up_t *u = ud;
+    dlv_t *d = u->priv->d;
+    int64_t now = upstream__now();
+    switch (frame->hd.type) {
+    case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+            dlv_settings(d, now); /* it speaks HTTP/2 */
+        break;
+    case NGHTTP2_HEADERS: {
+        int i = slot_of(s, frame->hd.stream_id);
+        if (i >= 0 && frame->headers.cat == NGHTTP2_HCAT_RESPONSE)
+            dlv_headers(d, i, u->priv->st[i].acking,
+                        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0,
+                        u->priv->st[i].grpc_status, now);
+        break;
+    }
+    case NGHTTP2_PING:
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+            dlv_ping_acked(d, now);
+        break;
+    case NGHTTP2_GOAWAY:
+        log_info("API node sent GOAWAY", "node=%s error=%u", u->name, frame->goaway.error_code);
+        dlv_goaway(d, frame->goaway.error_code, now);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    (void)flags;
+    gw_up_t *u = ud;
+    int i = slot_of(s, id);
+    if (i < 0) {
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    up_st_t *st = &u->priv->st[i];
+    st->unconsumed += len;
+    ds_ctx_t x = {u, i};
+    int rv = grpc_dec_feed(&st->dec, data, len, on_downstream, &x);
+    if (rv < 0) {
+        if (rv != -1) { /* framing error (on_downstream logs its own) */
+            metrics_inc(gwm.bad_downstream);
+            log_rl_error("bad gRPC framing from API node", "node=%s stream=%d err=%s", u->name,
+                         i, grpc_frame_strerror(rv));
+        }
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    }
+    consume(u, i);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *ud)
+{
+    gw_up_t *u = ud;
+    int i = slot_of(s, id);
+    if (i < 0 || u->priv->st[i].id != id)
+        return 0;
+    u->priv->st[i].id = 0;
+    dlv_stream_closed(u->priv->d, i, u->priv->st[i].grpc_status, error_code, upstream__now());
+    return 0;
+}
+
+int upstream__session_start(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    /* Backpressure toward the API: bytes are given back only once the service threads have
+     * room for the commands (FIELD-NOTES). */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    int rv = nghttp2_session_client_new2(&p->sess, cbs, u, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    if (rv != 0)
+        return -1;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 1 << 20},
+    };
+    nghttp2_submit_settings(p->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
+    nghttp2_session_set_local_window_size(p->sess, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+    p->tstate = T_SESSION;
+    dlv_session_up(p->d, upstream__now()); /* streams open once the Opens of live connections are in */
+    return 0;
+}
+
+dlv_io_t upstream__io(gw_up_t *u)
+{
+    return (dlv_io_t){u, io_open_stream, io_resume_stream, io_ping, io_set_usable,
+                      upstream__emit_cmd, io_others_usable};
+}

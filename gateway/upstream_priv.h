@@ -1,0 +1,79 @@
+/* upstream_priv.h: what the files of the upstream writer share (upstream.c: the loop and the
+ * socket; upstream_h2.c: HTTP/2 and the delivery machine's actions; upstream_node.c: set-up,
+ * teardown and the node's address). Writer thread unless said otherwise. */
+#ifndef GW_UPSTREAM_PRIV_H
+#define GW_UPSTREAM_PRIV_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "clock.h"
+#include "delivery.h"
+#include "grpc_frame.h"
+#include "upsock.h"
+#include "upstream.h"
+
+#define RING_BURST 256
+#define READ_CHUNK 65536
+#define WBUF_HIGH 65536            /* gather nghttp2 output up to this before send(2) */
+#define STREAM_WINDOW (4 << 20)    /* per-stream receive window */
+#define CONN_WINDOW (64 << 20)     /* connection receive window */
+#define MAX_DOWNSTREAM (64 << 20)  /* largest Downstream message accepted */
+#define US 1000LL
+
+typedef enum { T_NONE, T_CONNECTING, T_TLS, T_SESSION } tstate_t;
+
+typedef struct up_st {             /* what nghttp2 tells us about stream slot i */
+    int32_t id;                    /* nghttp2 stream id, 0 when none */
+    bool acking;                   /* x-wsgw-ack: 1 in the response headers */
+    int grpc_status;               /* -1: none seen */
+    grpc_dec_t dec;                /* Downstream messages */
+    size_t unconsumed;             /* received bytes not yet given back to flow control */
+} up_st_t;
+
+struct gw_up_priv {
+    int epfd;
+    gw_sock_t sock;                /* sock.fd < 0 when none */
+    bool ep_out;                   /* EPOLLOUT is in sock.fd's epoll registration */
+    SSL_CTX *tls;                  /* --upstream-tls client context, or NULL */
+    tstate_t tstate;
+    nghttp2_session *sess;
+    up_st_t *st;                   /* [nstreams] */
+    int nstreams;
+    buf_t wbuf;                    /* nghttp2 output not yet accepted by the socket */
+    uint8_t *rbuf;
+    dlv_t *d;                      /* the delivery machine */
+    bool overflowing;              /* commands wait in a handoff overflow */
+    uint64_t touched;              /* service threads to wake (bit per thread, < 64) */
+    bool touched_all;
+    arena_t arena;                 /* protobuf-c allocations of the Downstream being handled */
+    int64_t api_ns[64];            /* api_ns of the Sends in the Downstream being handled */
+    int napi;
+    int m_connected, m_reconnects;
+    uint64_t connects;             /* sessions that got usable so far */
+    uint32_t seen_gen;             /* addr_gen followed */
+    dlv_stats_t seen;              /* machine counters already added to the metrics */
+};
+
+static inline int64_t upstream__now(void) { return clock_mono_ns(); }
+
+/* upstream_h2.c */
+void upstream__emit_cmd(void *ud, int k, gw_cmd_t *cmd);
+void upstream__wake_touched(gw_up_t *u);
+void upstream__flush_cmd_overflow(gw_up_t *u);
+void upstream__publish_one(void *ud, int k, int st, uint32_t n);
+/* upstream__session_start: the nghttp2 session on the connected socket; -1 on failure. */
+int upstream__session_start(gw_up_t *u);
+/* upstream__io: the dlv_io_t actions of writer u. */
+dlv_io_t upstream__io(gw_up_t *u);
+/* upstream.c */
+void upstream__close(gw_up_t *u, const char *why);
+/* upstream__main: the writer thread (pthread start routine; arg = the writer). */
+void *upstream__main(void *arg);
+/* upstream_node.c */
+void upstream__follow_addr(gw_up_t *u);
+
+#endif
