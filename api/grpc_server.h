@@ -25,9 +25,19 @@
  *
  * nghttp2 is driven with mem_recv/mem_send over non-blocking sockets watched by uv_poll: bytes
  * are written only when the socket is writable, and what the kernel did not take waits in a
- * per-connection buffer. Flow control: 16 MiB stream / 64 MiB connection windows by default;
- * a stream whose outbound queue passes `stream_queue` bytes (its gateway does not read) stops
- * returning inbound window, so the gateway slows down instead of ws-api growing.
+ * per-connection buffer. Flow control: stream_window / conn_window; a stream whose outbound
+ * queue passes `stream_queue` bytes, or whose connection's queues pass half of `conn_queue`
+ * (its gateway does not read), stops returning inbound window, so the gateway slows down
+ * instead of ws-api growing.
+ *
+ * Hostile peers (the budgets in grpc_server_cfg_t, each counted in wsapi_h2_limit_total and
+ * logged at most once a second): header lists and decoded header bytes (HPACK bombs), control
+ * frames and resets (floods, rapid reset) end the connection with ENHANCE_YOUR_CALM; message
+ * buffers grow with the bytes that arrived, never with a prefix's declared length, and a
+ * connection's unfinished messages are capped (the stream fails) and timed out; outbound queues
+ * are capped per stream, per connection and in total (streams reset, largest first); a
+ * connection without a stream is closed after idle_timeout_ms; a peer that leaves our answers
+ * unread while frames outside flow control pile up is not read from meanwhile.
  *
  * Everything runs on the loop thread. */
 #ifndef WSGW_API_GRPC_SERVER_H

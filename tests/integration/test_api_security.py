@@ -537,8 +537,9 @@ def https(port, method, path, body=None, token=None, ctx=None):
 
 
 def test_https_push_api():
-    # both ports on TLS in one process (lws' OpenSSL set-up next to ours)
-    p, gp, hp = start_api("--push-token", PUSH_TOKEN, http_tls=True, grpc_tls=True)
+    # both ports on TLS in one process (one OpenSSL set-up, two contexts)
+    p, gp, hp = start_api("--push-token", PUSH_TOKEN, "--tls-handshake-timeout", "1s",
+                          http_tls=True, grpc_tls=True)
     gw = SecGateway(gp, "gw-h")
     s = gw.stream()
     s.send([ev_open(9, "bob", "gw-h")])
@@ -569,10 +570,17 @@ def test_https_push_api():
     # TLS 1.2 works too
     st, _, _ = https(hp, "GET", "/healthz", ctx=client_ctx(None, ssl.TLSVersion.TLSv1_2))
     w.eq(st, 200)
+    # a silent peer on the HTTPS port is dropped after --tls-handshake-timeout (1 s here)
+    t0 = time.monotonic()
+    silent = socket.create_connection(("127.0.0.1", hp), timeout=5)
+    w.check(closed_by_server(silent, 5), "silent HTTPS connection dropped")
+    w.check(0.9 <= time.monotonic() - t0 < 3, "after the timeout: %.1f s" % (time.monotonic() - t0))
+    silent.close()
     m = metrics_text(hp, tls=True)
     w.eq(w.parse_metric(m, 'wsapi_push_requests_total{code="401"}'), 3.0)
     w.eq(w.parse_metric(m, 'wsapi_auth_rejects_total{api="http_push",reason="missing"}'), 1.0)
     w.eq(w.parse_metric(m, 'wsapi_auth_rejects_total{api="http_push",reason="wrong"}'), 2.0)
+    w.eq(w.parse_metric(m, 'wsapi_http_limit_total{limit="handshake_timeout"}'), 1.0)
     gw.close()
     finish(p)
     log = log_of(p)

@@ -817,7 +817,7 @@ def test_http_descriptor_exhaustion():
     """At the descriptor limit ws-api's old HTTP server spun on accept (67 % CPU, 23 MB/s of
     identical log lines). Now accepting backs off (10 ms doubling to 1 s), one log line a
     second, wsapi_accept_errors_total counts, and once descriptors are free the waiting
-    connections are served."""
+    connections are served; the gRPC port too."""
     gp, hp = w.free_port(), w.free_port()
     api = w.start(["/usr/bin/prlimit", "--nofile=48:48", os.path.join(w.BIN, "ws-api"),
                    "--grpc-listen", "127.0.0.1:%d" % gp, "--http-listen", "127.0.0.1:%d" % hp],
@@ -846,6 +846,20 @@ def test_http_descriptor_exhaustion():
                                         'wsapi_accept_errors_total{listener="http"}') >= 1,
                  what="accept errors counted")
     w.eq(http_get(hp, "/healthz"), "ok\n")
+    # the same on the gRPC port (one acceptor for both)
+    hold = []
+    watch.begin()
+    for _ in range(80):
+        hold.append(socket.create_connection(("127.0.0.1", gp), timeout=5))
+    time.sleep(2.0)
+    res = watch.end()
+    print(res.line("descriptor exhaustion on the gRPC port (x80)"), flush=True)
+    res.check(cpu={"ws-api": ak.GOALS["cpu_pct"]})
+    for s in hold:
+        s.close()
+    w.wait_until(lambda: w.parse_metric(http_get(hp, "/metrics"),
+                                        'wsapi_accept_errors_total{listener="grpc"}') >= 1,
+                 what="accept errors counted (grpc)")
     probe.stop()
     w.eq(w.stop(api), 0)
 
