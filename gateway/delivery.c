@@ -1,7 +1,7 @@
 /* delivery.c: the delivery protocol toward one API node (see delivery.h for the invariants).
  * No I/O: inputs are calls, outputs are dlv_io_t callbacks and the bytes dlv_stream_read
  * gives out. Writer thread (or the simulator). */
-#include "delivery.h"
+#include "delivery_priv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,78 +12,9 @@
 #include "route.h"
 #include "seqtrack.h"
 
-#define MODE_UNKNOWN 0 /* no response headers yet */
-#define MODE_ACKING 1  /* x-wsgw-ack: 1, or an ack arrived */
-#define MODE_PLAIN 2   /* no acks: released once written to the socket */
-#define H2_ENHANCE_YOUR_CALM 0xb
-#define PING_INTERVAL_MAX_NS (300 * 1000000000LL) /* gRPC servers accept one per 5 min */
-
-typedef struct evq {
-    gw_event_t **v;
-    size_t n, cap, bytes;
-} evq_t;
-
-typedef struct dstream {
-    int idx;
-    bool open;          /* request submitted and not closed */
-    bool healthy;       /* response headers seen, not a refusal */
-    bool refused;       /* a trailers-only answer came */
-    bool ending;        /* GOAWAY: end the request once what is queued went out */
-    bool alone;         /* a batch that failed before is in flight: nothing follows it (I4) */
-    bool blocked;       /* dlv_stream_read deferred because of that: resume on release */
-    uint8_t mode;
-    int fails;          /* consecutive failed or refused opens: reopen backoff */
-    int64_t opened_at, reopen_at;
-    uint64_t next_seq;
-    gw_batch_t *head, *tail; /* every batch not yet released, oldest first */
-    gw_batch_t *cur;    /* first batch not fully handed over (NULL: none) */
-    size_t cur_off;
-    evq_t pend;         /* taken, not yet batched */
-    evq_t rs;           /* resync Opens (state RESYNC) */
-} dstream_t;
-
-struct dlv {
-    dlv_cfg_t cfg;
-    dlv_io_t io;
-    dlv_state_t state;
-    dstream_t *st;
-    dlv_stats_t stats;
-    uint64_t rng;
-    /* session */
-    int attempt;              /* connects since the last that worked (backoff) */
-    int64_t connect_at;       /* DOWN: when to connect */
-    int64_t connect_deadline; /* CONNECTING */
-    bool settings;            /* the node's SETTINGS came on this session */
-    bool usable;              /* the node takes new messages (session, SETTINGS, streams) */
-    bool published;           /* what dlv_io_t.set_usable last said */
-    bool hb_wait;             /* some thread has not yet re-sent what was handed back to it */
-    bool hb_more;             /* hb_add queued messages taken meanwhile: emit them */
-    bool accepted;            /* a stream was accepted on this session */
-    bool plain_logged;
-    uint32_t rs_gen;
-    int rs_waiting;
-    /* liveness */
-    int64_t now;              /* of the last tick */
-    int64_t last_rx, ping_at, ping_interval;
-    int64_t ping_proof;       /* when the last answered PING was sent */
-    bool ping_out, out_blocked, flushed;
-    const char *want_disconnect;
-    /* handback and resolved counts */
-    gw_event_t **hb_head, **hb_tail; /* [nsvc] */
-    uint32_t *hb_sent, *hb_seen;     /* [nsvc] Reroute numbers emitted / re-sent (markers) */
-    gw_idmap_t *hb_ids;                 /* [nsvc] connections with handed-back messages the thread
-                                        has not taken yet: their later messages follow them */
-    gw_seqtrack_t *rt;               /* [nsvc * nstreams] resolved Messages (seqtrack.h) */
-};
-
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 void (*dlv_trace_batch)(const dlv_t *d, const char *what, int st, const gw_batch_t *b);
-#define TRACE(d, what, st, b)                                                                  \
-    do {                                                                                       \
-        if (dlv_trace_batch)                                                                   \
-            dlv_trace_batch((d), (what), (st), (b));                                           \
-    } while (0)
 
 static uint32_t rnd(dlv_t *d)
 {
@@ -104,7 +35,7 @@ static int64_t backoff(dlv_t *d, int n)
     return base / 2 + (int64_t)(rnd(d) % (uint64_t)(base / 2 + 1));
 }
 
-static int evq_push(evq_t *q, gw_event_t *e)
+int dlv__evq_push(evq_t *q, gw_event_t *e)
 {
     if (q->n == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 64;
@@ -120,7 +51,7 @@ static int evq_push(evq_t *q, gw_event_t *e)
 }
 
 /* Forgets the queue's entries (the caller took or freed the events). */
-static void evq_reset(evq_t *q)
+void dlv__evq_reset(evq_t *q)
 {
     q->n = 0;
     q->bytes = 0;
@@ -130,10 +61,10 @@ static void evq_free_all(evq_t *q)
 {
     for (size_t i = 0; i < q->n; i++)
         gw_event_free(q->v[i]);
-    evq_reset(q);
+    dlv__evq_reset(q);
 }
 
-static int thread_of(const dlv_t *d, uint64_t conn_id)
+int dlv__thread_of(const dlv_t *d, uint64_t conn_id)
 {
     unsigned k = conn_id_thread(conn_id);
     return k < (unsigned)d->cfg.nsvc ? (int)k : -1;
@@ -141,7 +72,7 @@ static int thread_of(const dlv_t *d, uint64_t conn_id)
 
 /* Message number tno of thread k on stream st is resolved: acknowledged, delivered without
  * acks, handed back, or lost and counted (msgroute.h). */
-static void resolve(dlv_t *d, int k, int st, uint32_t tno)
+void dlv__resolve(dlv_t *d, int k, int st, uint32_t tno)
 {
     if (k >= 0 && gw_seqtrack_done(&d->rt[k * d->cfg.nstreams + st], tno) < 0)
         /* (its thread then waits for it: a connection does not move nodes in the meantime) */
@@ -149,15 +80,15 @@ static void resolve(dlv_t *d, int k, int st, uint32_t tno)
 }
 
 /* Every Message of b is resolved (its events are gone some other way: lost, counted). */
-static void resolve_batch(dlv_t *d, int st, const gw_batch_t *b)
+void dlv__resolve_batch(dlv_t *d, int st, const gw_batch_t *b)
 {
     for (uint32_t i = 0; b->tags && i < b->nmsgs; i++)
-        resolve(d, (int)(b->tags[i] >> 32), st, (uint32_t)b->tags[i]);
+        dlv__resolve(d, (int)(b->tags[i] >> 32), st, (uint32_t)b->tags[i]);
 }
 
 /* What routing sees: usable, and no handback still on its way to the service threads (a
  * message sent here before its handed-back predecessors were re-sent would overtake them). */
-static void publish_usable(dlv_t *d)
+void dlv__publish_usable(dlv_t *d)
 {
     bool pub = d->usable && !d->hb_wait;
     if (pub == d->published)
@@ -169,355 +100,12 @@ static void publish_usable(dlv_t *d)
 static void set_usable(dlv_t *d, bool u)
 {
     d->usable = u;
-    publish_usable(d);
+    dlv__publish_usable(d);
 }
 
 static bool inflight(const dstream_t *s)
 {
     return s->head && (s->head != s->cur || s->cur_off > 0);
-}
-
-/* ---- batches ------------------------------------------------------------------------------ */
-
-static void batch_release(dlv_t *d, dstream_t *s, gw_batch_t *b)
-{
-    TRACE(d, "release", s->idx, b);
-    d->stats.queued -= b->ev_len;
-    d->stats.released += b->nmsgs;
-    resolve_batch(d, s->idx, b);
-    gw_batch_free(b);
-}
-
-/* Releases sent batches from the head: acked ones (ack > 0), or every sent one (ack 0). */
-static void release_sent(dlv_t *d, dstream_t *s, uint64_t ack)
-{
-    while (s->head && s->head != s->cur) {
-        gw_batch_t *b = s->head;
-        if (ack && b->seq > ack)
-            break;
-        s->head = b->next;
-        if (!s->head)
-            s->tail = NULL;
-        if (b->tries)
-            s->alone = false; /* the suspect made it: the rest may follow */
-        batch_release(d, s, b);
-    }
-    if (s->blocked && s->open && !s->alone) {
-        s->blocked = false;
-        d->io.resume_stream(d->io.ud, s->idx);
-    }
-}
-
-static void append_batch(dstream_t *s, gw_batch_t *b)
-{
-    b->next = NULL;
-    gw_batch_set_seq(b, s->next_seq++);
-    if (s->tail)
-        s->tail->next = b;
-    else
-        s->head = b;
-    s->tail = b;
-    if (!s->cur) {
-        s->cur = b;
-        s->cur_off = 0;
-    }
-}
-
-/* Kicks the client of a lost event (I1: its client is told). Takes e. */
-static void lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const char *why)
-{
-    int k = thread_of(d, e->conn_id);
-    if (e->type == GW_EV_MESSAGE) {
-        d->stats.lost++;
-        resolve(d, k, st, e->tno);
-    }
-    log_rl_warn("event lost toward API node: client told", "node=%s conn_id=%llu type=%d "
-                "seq=%llu reason=%s grpc_status=%d", d->cfg.name, (unsigned long long)e->conn_id,
-                e->type, (unsigned long long)e->seq, why, grpc_status);
-    if (k >= 0 && e->type != GW_EV_CLOSE) {
-        uint64_t id = e->conn_id;
-        gw_cmd_t *c = gw_cmd_new(GW_CMD_KICK, &id, 1, NULL, 0, NULL, NULL, 0);
-        const char *r = grpc_status == 8 ? "message refused by the API (too big)"
-                                         : "message lost upstream";
-        if (c) {
-            c->code = grpc_status == 8 ? 1009 : 1011;
-            c->payload = gw_payload_new(r, strlen(r), false, e->t_read);
-            d->io.emit(d->io.ud, k, c);
-        }
-    }
-    gw_event_free(e);
-}
-
-/* Batches evs[0..n) onto s. Events that cannot be encoded (memory) are lost and counted. */
-static void encode_into(dlv_t *d, dstream_t *s, gw_event_t **evs, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i, bytes = 0;
-        while (j < n && j - i < d->cfg.batch_max_events &&
-               (j == i || bytes + gw_event_size(evs[j]) <= d->cfg.batch_max_bytes))
-            bytes += gw_event_size(evs[j++]);
-        gw_batch_t *b = gw_batch_encode(evs + i, j - i, d->cfg.gateway_id);
-        if (!b) {
-            for (; i < n; i++)
-                lose_event(d, s->idx, evs[i], -1, "out of memory encoding a batch");
-            return;
-        }
-        for (size_t k = i; k < j; k++)
-            gw_event_free(evs[k]);
-        d->stats.queued += b->ev_len;
-        append_batch(s, b);
-        TRACE(d, "batch", s->idx, b);
-        i = j;
-    }
-}
-
-/* The pending events of s become batches. */
-static void encode_pending(dlv_t *d, dstream_t *s)
-{
-    if (!s->pend.n)
-        return;
-    d->stats.queued -= s->pend.bytes;
-    encode_into(d, s, s->pend.v, s->pend.n);
-    evq_reset(&s->pend);
-}
-
-/* ---- stripping, splitting, handback --------------------------------------------------------- */
-
-/* Every batch of s back as events at the front of its pending queue, Messages only (I2: the
- * next resync re-sends presence). Pending Opens and Closes are dropped too. */
-static void strip_stream(dlv_t *d, dstream_t *s, int64_t now)
-{
-    gw_event_t *h = NULL, *t = NULL;
-    size_t failed = 0;
-    for (gw_batch_t *b = s->head; b;) {
-        gw_batch_t *next = b->next;
-        TRACE(d, "strip", s->idx, b);
-        if (b->nmsgs && gw_batch_events(b, true, now, &h, &t) < 0) {
-            failed += b->nmsgs;
-            resolve_batch(d, s->idx, b);
-        }
-        d->stats.queued -= b->ev_len;
-        gw_batch_free(b);
-        b = next;
-    }
-    s->head = s->tail = s->cur = NULL;
-    s->cur_off = 0;
-    if (failed) { /* cannot rebuild them: counted, never silent (their clients are unknown) */
-        d->stats.lost += failed;
-        log_rl_error("messages lost rebuilding batches (memory)", "node=%s lost=%zu",
-                     d->cfg.name, failed);
-    }
-    evq_t keep = {0};
-    for (gw_event_t *e = h; e;) {
-        gw_event_t *next = e->next;
-        if (evq_push(&keep, e) < 0)
-            lose_event(d, s->idx, e, -1, "out of memory");
-        e = next;
-    }
-    for (size_t i = 0; i < s->pend.n; i++) {
-        gw_event_t *e = s->pend.v[i];
-        if (e->type != GW_EV_MESSAGE)
-            gw_event_free(e);
-        else if (evq_push(&keep, e) < 0)
-            lose_event(d, s->idx, e, -1, "out of memory");
-    }
-    d->stats.queued -= s->pend.bytes;
-    free(s->pend.v);
-    s->pend = keep;
-    d->stats.queued += keep.bytes;
-}
-
-/* Replaces b (in s's queue after prev, or at the head) by one batch per event (I4). Returns
- * the last batch now before b's successor. */
-static gw_batch_t *split_batch(dlv_t *d, dstream_t *s, gw_batch_t *prev, gw_batch_t *b,
-                               int64_t now)
-{
-    gw_event_t *h = NULL, *t = NULL;
-    TRACE(d, "split", s->idx, b);
-    if (gw_batch_events(b, false, now, &h, &t) < 0) {
-        b->tries = (uint8_t)(d->cfg.max_attempts - 1); /* (memory) whole, one more chance */
-        return b;
-    }
-    gw_batch_t *first = NULL, *last = NULL;
-    for (gw_event_t *e = h; e;) {
-        gw_event_t *next = e->next;
-        e->tries = (uint8_t)(d->cfg.max_attempts - 1); /* one more chance, alone */
-        gw_batch_t *nb = gw_batch_encode(&e, 1, d->cfg.gateway_id);
-        if (!nb) {
-            lose_event(d, s->idx, e, -1, "out of memory splitting a batch");
-        } else {
-            d->stats.queued += nb->ev_len;
-            TRACE(d, "single", s->idx, nb);
-            if (last)
-                last->next = nb;
-            else
-                first = nb;
-            last = nb;
-            gw_event_free(e);
-        }
-        e = next;
-    }
-    gw_batch_t *after = b->next;
-    d->stats.queued -= b->ev_len;
-    gw_batch_free(b);
-    if (first)
-        last->next = after;
-    if (prev)
-        prev->next = first ? first : after;
-    else
-        s->head = first ? first : after;
-    if (!after)
-        s->tail = last ? last : prev;
-    d->stats.splits++;
-    return last ? last : prev;
-}
-
-/* I4: every batch of s that went out (wholly or in part) failed once more. */
-static void count_failure(dlv_t *d, dstream_t *s)
-{
-    for (gw_batch_t *b = s->head; b && (b != s->cur || s->cur_off); b = b->next) {
-        if (b->tries < d->cfg.max_attempts)
-            b->tries++;
-        if (b == s->cur)
-            break;
-    }
-}
-
-/* I4: batches that failed max_attempts times are split; single events that did are lost.
- * Only while nothing of s is handed over (the stream is closed). */
-static void poison_sweep(dlv_t *d, dstream_t *s, int grpc_status, int64_t now)
-{
-    gw_batch_t *prev = NULL;
-    for (gw_batch_t *b = s->head; b;) {
-        gw_batch_t *next = b->next;
-        if (b->tries < d->cfg.max_attempts) {
-            prev = b;
-        } else if (b->nevents > 1) {
-            prev = split_batch(d, s, prev, b, now); /* the singles are below max: go on */
-        } else {
-            gw_event_t *h = NULL, *t = NULL;
-            TRACE(d, "drop", s->idx, b);
-            if (prev)
-                prev->next = next;
-            else
-                s->head = next;
-            if (s->tail == b)
-                s->tail = prev;
-            d->stats.queued -= b->ev_len;
-            if (b->nmsgs)
-                d->stats.refused += b->nmsgs;
-            if (gw_batch_events(b, false, now, &h, &t) > 0) {
-                if (h->type == GW_EV_CLOSE && d->state != DLV_DOWN && !d->want_disconnect) {
-                    /* the node keeps a client that left: only a new session (a resync)
-                     * puts its presence right (I2) */
-                    d->want_disconnect = "a Close failed repeatedly";
-                }
-                lose_event(d, s->idx, h, grpc_status, "refused by the API node repeatedly");
-            } else if (b->nmsgs) {
-                d->stats.lost += b->nmsgs;
-                resolve_batch(d, s->idx, b);
-            }
-            gw_batch_free(b);
-        }
-        b = next;
-    }
-    s->cur = s->head;
-    s->cur_off = 0;
-}
-
-/* Queues a Message for its service thread (takes e); it counts as resolved here. */
-static void hb_add(dlv_t *d, gw_event_t *e, int st)
-{
-    int k = thread_of(d, e->conn_id);
-    if (k < 0) { /* not one of ours: cannot happen for our own events */
-        d->stats.lost++;
-        gw_event_free(e);
-        return;
-    }
-    resolve(d, k, st, e->tno);
-    d->stats.handed_back++;
-    /* it goes out with the next Reroute to k: until k has taken that one, the connection's
-     * later messages follow it */
-    if (gw_idmap_put(&d->hb_ids[k], e->conn_id, d->hb_sent[k] + 1) < 0)
-        log_rl_error("out of memory tracking handed-back connections", "node=%s", d->cfg.name);
-    e->next = NULL;
-    if (d->hb_tail[k])
-        d->hb_tail[k]->next = e;
-    else
-        d->hb_head[k] = e;
-    d->hb_tail[k] = e;
-}
-
-/* Emits what hb_add queued: a Reroute per thread, numbered. Until a thread's marker for the
- * last one comes back (GW_EV_REROUTED: it has re-sent them), every later Message of those
- * connections is handed back too, and the node is not shown usable: messages pushed here
- * before the thread re-sent the handed-back ones must not stay and overtake them (I3). */
-static void hb_emit(dlv_t *d)
-{
-    for (int k = 0; k < d->cfg.nsvc; k++) {
-        if (!d->hb_head[k])
-            continue;
-        gw_cmd_t *cmd = gw_cmd_new(GW_CMD_REROUTE, NULL, 0, NULL, 0, NULL, NULL, 0);
-        if (!cmd) {
-            size_t lost = 0;
-            for (gw_event_t *e = d->hb_head[k]; e;) {
-                gw_event_t *next = e->next;
-                gw_event_free(e);
-                e = next;
-                lost++;
-            }
-            d->stats.lost += lost;
-            log_rl_error("messages lost handing back (memory)", "node=%s lost=%zu", d->cfg.name,
-                         lost);
-        } else {
-            cmd->events = d->hb_head[k];
-            cmd->code = (int32_t)++d->hb_sent[k];
-            d->io.emit(d->io.ud, k, cmd);
-            d->hb_wait = true;
-        }
-        d->hb_head[k] = d->hb_tail[k] = NULL;
-    }
-    publish_usable(d);
-}
-
-/* Hands every pending Message back to its service thread, oldest first (I1, I3); presence
- * events are dropped (the next resync covers them). Batches must have been stripped. */
-static void handback_pending(dlv_t *d)
-{
-    size_t n = 0;
-    for (int i = 0; i < d->cfg.nstreams; i++) {
-        dstream_t *s = &d->st[i];
-        for (size_t k = 0; k < s->pend.n; k++) {
-            gw_event_t *e = s->pend.v[k];
-            if (e->type == GW_EV_MESSAGE) {
-                hb_add(d, e, s->idx);
-                n++;
-            } else {
-                gw_event_free(e);
-            }
-        }
-        d->stats.queued -= s->pend.bytes;
-        evq_reset(&s->pend);
-    }
-    hb_emit(d);
-    if (n)
-        log_info("messages handed back for another node", "node=%s messages=%zu", d->cfg.name,
-                 n);
-}
-
-/* A thread re-sent Reroute number n. */
-static void hb_marker(dlv_t *d, int k, uint32_t n)
-{
-    if (k < 0 || (int32_t)(n - d->hb_seen[k]) <= 0)
-        return;
-    d->hb_seen[k] = n;
-    gw_idmap_drop_upto(&d->hb_ids[k], n); /* the thread holds them now: what follows is newer */
-    bool wait = false;
-    for (int i = 0; i < d->cfg.nsvc; i++)
-        wait |= d->hb_seen[i] != d->hb_sent[i];
-    d->hb_wait = wait;
-    publish_usable(d);
 }
 
 /* ---- resync (I2) --------------------------------------------------------------------------- */
@@ -532,7 +120,7 @@ static void resync_drop(dlv_t *d)
 static void resync_begin(dlv_t *d, int64_t now)
 {
     for (int i = 0; i < d->cfg.nstreams; i++)
-        strip_stream(d, &d->st[i], now);
+        dlv__strip_stream(d, &d->st[i], now);
     resync_drop(d);
     if (++d->rs_gen == 0 || d->rs_gen > INT32_MAX)
         d->rs_gen = 1;
@@ -562,13 +150,13 @@ static void resync_finish(dlv_t *d, int64_t now)
     for (int i = 0; i < d->cfg.nstreams; i++) {
         dstream_t *s = &d->st[i];
         n += s->rs.n;
-        encode_into(d, s, s->rs.v, s->rs.n);
-        evq_reset(&s->rs);
+        dlv__encode_into(d, s, s->rs.v, s->rs.n);
+        dlv__evq_reset(&s->rs);
         if (!s->tail) { /* no Opens on this stream: an empty batch says it */
             gw_batch_t *b = gw_batch_encode(NULL, 0, d->cfg.gateway_id);
             if (b) {
                 d->stats.queued += b->ev_len;
-                append_batch(s, b);
+                dlv__append_batch(s, b);
             }
         }
         if (s->tail) {
@@ -576,7 +164,7 @@ static void resync_finish(dlv_t *d, int64_t now)
             gw_batch_set_complete(s->tail);
             d->stats.queued += s->tail->ev_len - before;
         }
-        encode_pending(d, s);
+        dlv__encode_pending(d, s);
     }
     d->state = DLV_LIVE;
     log_info("presence resync", "node=%s opens=%zu", d->cfg.name, n);
@@ -763,9 +351,9 @@ void dlv_goaway(dlv_t *d, uint32_t error_code, int64_t now)
     for (int i = 0; i < d->cfg.nstreams; i++) {
         dstream_t *s = &d->st[i];
         if (live)
-            encode_pending(d, s); /* what was taken before goes out before the end */
+            dlv__encode_pending(d, s); /* what was taken before goes out before the end */
         else
-            strip_stream(d, s, now); /* (RESYNC: nothing went out; Messages wait) */
+            dlv__strip_stream(d, s, now); /* (RESYNC: nothing went out; Messages wait) */
         s->ending = true;
         if (s->open)
             d->io.resume_stream(d->io.ud, s->idx);
@@ -787,9 +375,9 @@ void dlv_session_down(dlv_t *d, const char *why, bool output_lost, int64_t now)
         s->open = false;
         s->reopen_at = 0;
         s->fails = 0;
-        count_failure(d, s);         /* what was in flight failed once more (I4) */
-        poison_sweep(d, s, -1, now);
-        strip_stream(d, s, now);     /* presence is re-sent by the next resync (I2) */
+        dlv__count_failure(d, s);         /* what was in flight failed once more (I4) */
+        dlv__poison_sweep(d, s, -1, now);
+        dlv__strip_stream(d, s, now);     /* presence is re-sent by the next resync (I2) */
     }
     resync_drop(d);
     set_usable(d, false);
@@ -798,7 +386,7 @@ void dlv_session_down(dlv_t *d, const char *why, bool output_lost, int64_t now)
     d->ping_out = false;
     d->connect_at = now + backoff(d, d->attempt);
     if (d->io.others_usable(d->io.ud))
-        handback_pending(d);
+        dlv__handback_pending(d);
 }
 
 /* ---- public: streams -------------------------------------------------------------------- */
@@ -819,7 +407,7 @@ void dlv_headers(dlv_t *d, int st, bool acking, bool end_stream, int grpc_status
     if (s->mode == MODE_UNKNOWN)
         s->mode = acking ? MODE_ACKING : MODE_PLAIN;
     if (s->mode == MODE_PLAIN && d->flushed)
-        release_sent(d, s, 0);
+        dlv__release_sent(d, s, 0);
     if (!d->usable && d->settings && (d->state == DLV_LIVE || d->state == DLV_RESYNC)) {
         set_usable(d, true);
         log_info("API node usable again", "node=%s", d->cfg.name);
@@ -833,7 +421,7 @@ void dlv_ack(dlv_t *d, int st, uint64_t seq, int64_t now)
     if (!s->open || !seq)
         return;
     s->mode = MODE_ACKING; /* an ack without the header still means what it says */
-    release_sent(d, s, seq); /* never past what was sent: acks of unsent batches are bogus */
+    dlv__release_sent(d, s, seq); /* never past what was sent: acks of unsent batches are bogus */
 }
 
 void dlv_stream_closed(dlv_t *d, int st, int grpc_status, uint32_t h2_error, int64_t now)
@@ -849,7 +437,7 @@ void dlv_stream_closed(dlv_t *d, int st, int grpc_status, uint32_t h2_error, int
     log_rl_warn("API stream closed", "node=%s stream=%d grpc_status=%d h2_error=%u", d->cfg.name,
                 st, grpc_status, h2_error);
     if (s->mode == MODE_PLAIN && d->flushed)
-        release_sent(d, s, 0); /* what reached the socket counts as delivered */
+        dlv__release_sent(d, s, 0); /* what reached the socket counts as delivered */
     if (!failed && s->mode == MODE_ACKING && inflight(s))
         failed = true; /* it ended without acking what it got: not a clean end */
     if (failed && !refusal) {
@@ -859,8 +447,8 @@ void dlv_stream_closed(dlv_t *d, int st, int grpc_status, uint32_t h2_error, int
             s->head->tries = non_retryable(grpc_status) ? (uint8_t)d->cfg.max_attempts
                                                         : (uint8_t)(s->head->tries + 1);
         else
-            count_failure(d, s);
-        poison_sweep(d, s, grpc_status, now);
+            dlv__count_failure(d, s);
+        dlv__poison_sweep(d, s, grpc_status, now);
     } else {
         s->cur = s->head; /* a refusal: nothing was processed; all goes out again */
         s->cur_off = 0;
@@ -924,7 +512,7 @@ void dlv_flushed(dlv_t *d, int64_t now)
     d->out_blocked = false;
     for (int i = 0; i < d->cfg.nstreams; i++)
         if (d->st[i].mode == MODE_PLAIN)
-            release_sent(d, &d->st[i], 0);
+            dlv__release_sent(d, &d->st[i], 0);
 }
 
 void dlv_output_blocked(dlv_t *d, bool blocked)
@@ -1010,7 +598,7 @@ static void headers_deadline(dlv_t *d, dstream_t *s, int64_t now)
                  (long long)(d->cfg.headers_timeout_ns / 1000000));
     }
     if (d->flushed)
-        release_sent(d, s, 0);
+        dlv__release_sent(d, s, 0);
 }
 
 void dlv_tick(dlv_t *d, int64_t now)
@@ -1081,15 +669,15 @@ void dlv_take(dlv_t *d, gw_event_t *e, int64_t now)
         gw_event_free(e);
         return;
     case GW_EV_REROUTED:
-        hb_marker(d, thread_of(d, e->conn_id), (uint32_t)e->code);
+        dlv__hb_marker(d, dlv__thread_of(d, e->conn_id), (uint32_t)e->code);
         gw_event_free(e);
         return;
     case GW_EV_OPEN:
         if (e->code) { /* a resync Open (code = resync generation) */
             if (d->state != DLV_RESYNC || (uint32_t)e->code != d->rs_gen)
                 gw_event_free(e);
-            else if (evq_push(&s->rs, e) < 0)
-                lose_event(d, s->idx, e, -1, "out of memory during presence resync");
+            else if (dlv__evq_push(&s->rs, e) < 0)
+                dlv__lose_event(d, s->idx, e, -1, "out of memory during presence resync");
             return;
         }
         __attribute__((fallthrough)); /* a live Open: as a Close */
@@ -1098,20 +686,20 @@ void dlv_take(dlv_t *d, gw_event_t *e, int64_t now)
          * resync re-sends the live set (I2). */
         if (!session)
             gw_event_free(e);
-        else if (evq_push(&s->pend, e) < 0)
-            lose_event(d, s->idx, e, -1, "out of memory");
+        else if (dlv__evq_push(&s->pend, e) < 0)
+            dlv__lose_event(d, s->idx, e, -1, "out of memory");
         else
             d->stats.queued += gw_event_size(e);
         return;
     default: {
-        int k = thread_of(d, e->conn_id);
+        int k = dlv__thread_of(d, e->conn_id);
         if (k >= 0) /* numbered as the thread counts its pushes (msgroute.h marks) */
             e->tno = gw_seqtrack_next(&d->rt[k * d->cfg.nstreams + s->idx]);
         if (k >= 0 && gw_idmap_has(&d->hb_ids[k], e->conn_id)) {
-            hb_add(d, e, s->idx); /* its thread has not re-sent the earlier ones yet */
+            dlv__hb_add(d, e, s->idx); /* its thread has not re-sent the earlier ones yet */
             d->hb_more = true;
-        } else if (evq_push(&s->pend, e) < 0) {
-            lose_event(d, s->idx, e, -1, "out of memory queueing a message");
+        } else if (dlv__evq_push(&s->pend, e) < 0) {
+            dlv__lose_event(d, s->idx, e, -1, "out of memory queueing a message");
         } else {
             d->stats.queued += gw_event_size(e);
         }
@@ -1125,20 +713,20 @@ void dlv_flush_events(dlv_t *d, int64_t now)
     (void)now;
     if (d->hb_more) {
         d->hb_more = false;
-        hb_emit(d);
+        dlv__hb_emit(d);
     }
     if (d->state == DLV_LIVE) {
         for (int i = 0; i < d->cfg.nstreams; i++) {
             dstream_t *s = &d->st[i];
             bool had = s->cur != NULL;
-            encode_pending(d, s);
+            dlv__encode_pending(d, s);
             if (s->open && s->cur && !had)
                 d->io.resume_stream(d->io.ud, s->idx);
         }
         return;
     }
     if ((d->state == DLV_DOWN || d->state == DLV_CONNECTING) && d->io.others_usable(d->io.ud))
-        handback_pending(d); /* another node takes them (GOAWAY: at the session's end) */
+        dlv__handback_pending(d); /* another node takes them (GOAWAY: at the session's end) */
 }
 
 bool dlv_full(const dlv_t *d)
@@ -1169,84 +757,3 @@ void dlv_resolved_take(dlv_t *d, void (*fn)(void *ud, int k, int st, uint32_t n)
         }
 }
 
-/* ---- self-check (simulator, fuzzing) ------------------------------------------------------ */
-
-#define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
-
-static int check_stream(const dlv_t *d, const dstream_t *s, size_t *bytes, char *err,
-                        size_t errlen)
-{
-    bool cur_seen = s->cur == NULL;
-    uint64_t seq = 0;
-    const gw_batch_t *last = NULL;
-    for (const gw_batch_t *b = s->head; b; b = b->next) {
-        if (b == s->cur)
-            cur_seen = true;
-        if (b->seq && b->seq <= seq)
-            return FAIL("stream %d: seq %llu after %llu", s->idx, (unsigned long long)b->seq,
-                        (unsigned long long)seq);
-        seq = b->seq;
-        if (b->tries > d->cfg.max_attempts)
-            return FAIL("stream %d: a batch went out %d times (max %d)", s->idx, b->tries,
-                        d->cfg.max_attempts);
-        *bytes += b->ev_len;
-        last = b;
-    }
-    if (last != s->tail)
-        return FAIL("stream %d: tail is not the last batch", s->idx);
-    if (!cur_seen)
-        return FAIL("stream %d: cur is not in the queue", s->idx);
-    if (!s->cur && s->cur_off)
-        return FAIL("stream %d: offset without a current batch", s->idx);
-    if (s->open && d->state != DLV_LIVE && d->state != DLV_GOAWAY)
-        return FAIL("stream %d open in state %d", s->idx, d->state);
-    if (s->rs.n && d->state != DLV_RESYNC)
-        return FAIL("stream %d: resync Opens outside a resync", s->idx);
-    if ((d->state == DLV_DOWN || d->state == DLV_CONNECTING || d->state == DLV_RESYNC) &&
-        s->head)
-        return FAIL("stream %d: batches kept without a session (state %d)", s->idx, d->state);
-    for (size_t i = 0; i < s->pend.n; i++)
-        if (s->pend.v[i]->type != GW_EV_MESSAGE && d->state != DLV_RESYNC &&
-            d->state != DLV_LIVE)
-            return FAIL("stream %d: presence event kept without a session", s->idx);
-    *bytes += s->pend.bytes;
-    return 0;
-}
-
-int dlv_check(const dlv_t *d, char *err, size_t errlen)
-{
-    size_t bytes = 0;
-    for (int i = 0; i < d->cfg.nstreams; i++)
-        if (check_stream(d, &d->st[i], &bytes, err, errlen) < 0)
-            return -1;
-    if (bytes != d->stats.queued)
-        return FAIL("queued %zu bytes but %zu counted", bytes, d->stats.queued);
-    for (int k = 0; k < d->cfg.nsvc; k++)
-        if (d->hb_head[k])
-            return FAIL("handback list of thread %d not emitted", k);
-    if (d->usable && d->state != DLV_RESYNC && d->state != DLV_LIVE)
-        return FAIL("usable in state %d", d->state);
-    return 0;
-}
-
-int dlv_describe(const dlv_t *d, char *out, size_t len)
-{
-    int n = snprintf(out, len, "state=%d usable=%d settings=%d queued=%zu rs_waiting=%d ping_out=%d",
-                     d->state, d->usable, d->settings, d->stats.queued, d->rs_waiting,
-                     d->ping_out);
-    for (int i = 0; i < d->cfg.nstreams && n > 0 && (size_t)n < len; i++) {
-        const dstream_t *s = &d->st[i];
-        size_t nb = 0, ninf = 0;
-        for (const gw_batch_t *b = s->head; b; b = b->next)
-            nb++;
-        for (const gw_batch_t *b = s->head; b && b != s->cur; b = b->next)
-            ninf++;
-        n += snprintf(out + n, len - (size_t)n,
-                      " | st%d open=%d mode=%d healthy=%d alone=%d blocked=%d ending=%d "
-                      "batches=%zu inflight=%zu head_tries=%d cur=%s pend=%zu reopen_at=%lld",
-                      i, s->open, s->mode, s->healthy, s->alone, s->blocked, s->ending, nb, ninf,
-                      s->head ? s->head->tries : -1, s->cur ? "yes" : "no", s->pend.n,
-                      (long long)s->reopen_at);
-    }
-    return n;
-}
