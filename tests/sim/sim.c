@@ -178,52 +178,36 @@ static void note(sim_t *s, const char *fmt, ...)
 
 /* ---- queues -------------------------------------------------------------------------------- */
 
-static void cq_push(cq_t *q, chunk_t c)
-{
-    if (q->head + q->n == q->cap) {
-        if (q->head) {
-            memmove(q->v, q->v + q->head, q->n * sizeof *q->v);
-            q->head = 0;
-        }
-        if (q->n == q->cap) {
-            q->cap = q->cap ? q->cap * 2 : 16;
-            q->v = realloc(q->v, q->cap * sizeof *q->v);
-        }
+/* A FIFO of T (cq_t of chunks, fq_t of frames): push at the end, pop at the front. */
+#define SIM_QUEUE(Q, T, push, pop)                                                             \
+    static void push(Q *q, T x)                                                                \
+    {                                                                                          \
+        if (q->head + q->n == q->cap) {                                                        \
+            if (q->head) {                                                                     \
+                memmove(q->v, q->v + q->head, q->n * sizeof *q->v);                            \
+                q->head = 0;                                                                   \
+            }                                                                                  \
+            if (q->n == q->cap) {                                                              \
+                q->cap = q->cap ? q->cap * 2 : 16;                                             \
+                q->v = realloc(q->v, q->cap * sizeof *q->v);                                   \
+            }                                                                                  \
+        }                                                                                      \
+        q->v[q->head + q->n++] = x;                                                            \
+    }                                                                                          \
+    static T pop(Q *q)                                                                         \
+    {                                                                                          \
+        T x = q->v[q->head++];                                                                 \
+        if (--q->n == 0)                                                                       \
+            q->head = 0;                                                                       \
+        return x;                                                                              \
     }
-    q->v[q->head + q->n++] = c;
-}
-static chunk_t cq_pop(cq_t *q)
-{
-    chunk_t c = q->v[q->head++];
-    if (--q->n == 0)
-        q->head = 0;
-    return c;
-}
+SIM_QUEUE(cq_t, chunk_t, cq_push, cq_pop)
+SIM_QUEUE(fq_t, frame_t, fq_push, fq_pop)
+
 static void cq_clear(cq_t *q)
 {
     while (q->n)
         free(cq_pop(q).data);
-}
-static void fq_push(fq_t *q, frame_t f)
-{
-    if (q->head + q->n == q->cap) {
-        if (q->head) {
-            memmove(q->v, q->v + q->head, q->n * sizeof *q->v);
-            q->head = 0;
-        }
-        if (q->n == q->cap) {
-            q->cap = q->cap ? q->cap * 2 : 16;
-            q->v = realloc(q->v, q->cap * sizeof *q->v);
-        }
-    }
-    q->v[q->head + q->n++] = f;
-}
-static frame_t fq_pop(fq_t *q)
-{
-    frame_t f = q->v[q->head++];
-    if (--q->n == 0)
-        q->head = 0;
-    return f;
 }
 
 /* ---- connections --------------------------------------------------------------------------- */
