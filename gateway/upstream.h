@@ -1,7 +1,9 @@
 /* upstream.h: one writer thread per API node. It owns the TCP connection and the nghttp2
- * client session (h2c, prior knowledge) with --streams bidirectional gRPC streams to
- * /wsgw.v1.Exchange/Stream, drains the rings from every service thread, packs events into
- * Upstream batches, and routes Downstream commands back to the service threads' rings. */
+ * client session (h2c, prior knowledge, or h2 over TLS) with --streams bidirectional gRPC
+ * streams to /wsgw.v1.Exchange/Stream, takes the service threads' events from the links, and
+ * routes Downstream commands back through them. What is sent when, acks, replay, resync,
+ * liveness and failover are decided by the node's delivery state machine (delivery.h); the
+ * writer's files (upstream.c, upstream_h2.c, upstream_node.c) do the I/O around it. */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H
 
@@ -36,7 +38,8 @@ struct gw_up {
 };
 
 /* gw_up_new: writer for API node `addr` ("host:port"; "" = a dynamic slot with no node yet),
- * index idx. The links are attached by the caller (u->links) before gw_up_start. Returns NULL with a message in err. Main thread. */
+ * index idx. The links are attached by the caller (u->links) before gw_up_start. Returns
+ * NULL with a message in err. Main thread. */
 gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen);
 /* gw_up_set_addr (main thread): points a dynamic writer at "host:port" ("" = no node); the
  * writer disconnects from the old address (handing its messages back) and connects. */
