@@ -100,6 +100,11 @@ $(GEN_C) $(GEN_H) &: proto/wsgw.proto
 	@mkdir -p $(BUILD)/gen
 	$(Q)protoc-c --c_out=$(BUILD)/gen -Iproto proto/wsgw.proto
 
+# The release (--version, wsgw_build_info): the file VERSION, compiled into common/version.c only.
+VERSION  := $(shell cat VERSION 2>/dev/null || echo unknown)
+$(BUILD)/common/version.o: VERSION
+$(BUILD)/common/version.o: CFLAGS += -DWSGW_VERSION='"$(VERSION)"'
+
 # Everything may include the generated header: make sure it exists before any compile.
 $(BUILD)/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)

@@ -2,7 +2,7 @@
  * (nghttp2) and the HTTP/1.1 JSON push API over HTTP or HTTPS (http_server.c), presence,
  * echo/chat/none handlers.
  *
- * Security flags (each also WSGW_<NAME>, or a key in --config FILE; prefer those two for the
+ * Security flags (each also WSAPI_<NAME>, or a key in --config FILE; prefer those two for the
  * tokens: a command line is visible to every local user in ps):
  *   --push-token T          /v1/... (HTTP 401) and gRPC wsgw.v1.Push/Push (grpc-status 16)
  *                           need "authorization: Bearer T".
@@ -190,11 +190,12 @@ static void close_cb(uv_handle_t *h)
 int main(int argc, char **argv)
 {
     char err[FLAGS_ERR_LEN];
-    int rv = flags_parse(flag_tab, argc, argv, "usage: ws-api [flags]", NULL, err);
+    static const flags_prog_t prog = {"ws-api", "WSAPI_", "usage: ws-api [flags]"};
+    int rv = flags_parse(flag_tab, &prog, argc, argv, NULL, err);
     if (rv == FLAGS_HELP)
         return 0;
     if (rv != FLAGS_OK) {
-        fprintf(stderr, "ws-api: %s (see --help)\n", err);
+        fprintf(stderr, "ws-api: %s\n", err); /* err ends with "(see --help)" */
         return 2;
     }
     if (log_set_level(log_level_name) < 0) {

@@ -44,9 +44,8 @@ static const flag_t tab[] = {
     {"path", FLAG_STR, "/gateway/ws", &O.path, "request path (may hold a query)"},
     {"user", FLAG_INT, "500", &O.users, "number of connections (users u0..uN-1)", 0, 10000000},
     {"connect-interval", FLAG_DURATION, "0", &O.connect_interval_us,
-     "pause between two connects over the whole run (0: --connect-rate decides); bare number "
-     "= ms",
-     0, 0, 1000, "connectInterval"},
+     "pause between two connects over the whole run (0: --connect-rate decides); e.g. 10ms",
+     0, 0, "connectInterval"},
     {"connect-rate", FLAG_DOUBLE, "10000", &O.connect_rate,
      "connects per second over all processes (0 = unpaced, --max-pending bounds)"},
     {"max-pending", FLAG_INT, "1000", &O.max_pending,
@@ -263,7 +262,8 @@ int cli_parse(int argc, char **argv, bench_opts_t *o, bench_cfg_t *cfg, char err
 {
     char ferr[FLAGS_ERR_LEN];
     int npos = 0;
-    int rv = flags_parse(tab, argc, argv, cli_usage, &npos, ferr);
+    static const flags_prog_t prog = {"ws-bench", "WSBENCH_", cli_usage};
+    int rv = flags_parse(tab, &prog, argc, argv, &npos, ferr);
     if (rv == FLAGS_HELP)
         return 1;
     if (rv != FLAGS_OK) {

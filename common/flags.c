@@ -1,4 +1,5 @@
-/* flags.c: table-driven options from argv, WSGW_* environment and a JSON file (see flags.h). */
+/* flags.c: table-driven options from argv, the program's <PREFIX>* environment and a JSON file
+ * (see flags.h). */
 #include "flags.h"
 
 #include <ctype.h>
@@ -8,15 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-void flags_env_name(const char *name, char *out, size_t outlen)
+#include "version.h"
+
+void flags_env_name(const char *prefix, const char *name, char *out, size_t outlen)
 {
-    size_t o = (size_t)snprintf(out, outlen, "WSGW_");
+    size_t o = (size_t)snprintf(out, outlen, "%s", prefix);
+    if (o >= outlen)
+        o = outlen - 1;
     for (; *name && o + 1 < outlen; name++)
         out[o++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
     out[o < outlen ? o : outlen - 1] = 0;
 }
 
-int flags_parse_duration(const char *s, int64_t unit_us, int64_t *out_us)
+int flags_parse_duration(const char *s, int64_t *out_us)
 {
     char *end;
     errno = 0;
@@ -25,7 +30,7 @@ int flags_parse_duration(const char *s, int64_t unit_us, int64_t *out_us)
         return -1;
     double mul;
     if (*end == 0)
-        mul = (double)(unit_us ? unit_us : 1000000);
+        mul = 1e6; /* a bare number is seconds, for every duration flag (DESIGN.md) */
     else if (strcmp(end, "ns") == 0)
         mul = 0.001;
     else if (strcmp(end, "us") == 0)
@@ -121,9 +126,15 @@ static int set_value(const flag_t *f, const char *val, const char *src, char *er
     }
     case FLAG_DURATION: {
         int64_t us = 0;
-        if (val && *val && flags_parse_duration(val, f->unit_us, &us) < 0) {
-            snprintf(err, FLAGS_ERR_LEN, "%s: --%s: not a duration: '%s' (e.g. 250ms, 2s)", src,
-                     f->name, val);
+        if (val && *val && flags_parse_duration(val, &us) < 0) {
+            snprintf(err, FLAGS_ERR_LEN,
+                     "%s: --%s: not a duration: '%s' (e.g. 500us, 250ms, 2s, 1m; a bare number "
+                     "is seconds)", src, f->name, val);
+            return -1;
+        }
+        if ((f->min || f->max) && (us < f->min || us > f->max)) {
+            snprintf(err, FLAGS_ERR_LEN, "%s: --%s: '%s' is out of range [%gs, %gs]", src,
+                     f->name, val, (double)f->min / 1e6, (double)f->max / 1e6);
             return -1;
         }
         *(int64_t *)f->dst = us;
@@ -245,30 +256,36 @@ out:
     return rv;
 }
 
-void flags_print_help(const flag_t *tab, const char *usage, FILE *out)
+void flags_print_help(const flag_t *tab, const flags_prog_t *prog, FILE *out)
 {
-    if (usage)
-        fprintf(out, "%s\n\n", usage);
+    if (prog->usage)
+        fprintf(out, "%s\n\n", prog->usage);
     fprintf(out, "Options (each also read from the environment variable shown; precedence:\n"
-                 "flag > environment > --config FILE (JSON) > default):\n");
+                 "flag > environment > --config FILE (JSON) > default).\n"
+                 "DUR: a duration with a unit (500us, 250ms, 25s, 2m, 1h); a bare number means\n"
+                 "seconds, for every duration flag.\n");
     for (const flag_t *f = tab; f->name; f++) {
         char env[128];
-        flags_env_name(f->name, env, sizeof env);
+        flags_env_name(prog->env_prefix, f->name, env, sizeof env);
         const char *arg = f->type == FLAG_BOOL ? "" : f->type == FLAG_STR ? " STR"
                         : f->type == FLAG_DURATION ? " DUR" : f->type == FLAG_INT ? " N" : " X";
         fprintf(out, "  --%s%s%s%s\n      %s (default: %s; env %s)\n", f->name, arg,
                 f->alias ? ", --" : "", f->alias ? f->alias : "", f->help,
                 f->def && *f->def ? f->def : "empty", env);
     }
-    fprintf(out, "  --config FILE\n      JSON object of options, keys as above (env WSGW_CONFIG)\n"
-                 "  --help\n      this text\n");
+    fprintf(out,
+            "  --config FILE\n      JSON object of options, keys as above (env %sCONFIG)\n"
+            "  --version\n      print \"%s %s\" and exit\n"
+            "  --help\n      this text\n",
+            prog->env_prefix, prog->name, wsgw_version);
 }
 
-int flags_parse(const flag_t *tab, int argc, char **argv, const char *usage, int *npos,
-                char err[FLAGS_ERR_LEN])
+static int parse(const flag_t *tab, const flags_prog_t *prog, int argc, char **argv, int *npos,
+                 char *err)
 {
-    const char *config = getenv("WSGW_CONFIG");
-    err[0] = 0;
+    char cfg_env[64];
+    flags_env_name(prog->env_prefix, "config", cfg_env, sizeof cfg_env);
+    const char *config = getenv(cfg_env);
 
     /* 1. defaults */
     for (const flag_t *f = tab; f->name; f++)
@@ -280,7 +297,11 @@ int flags_parse(const flag_t *tab, int argc, char **argv, const char *usage, int
         if (strcmp(argv[i], "--") == 0)
             break;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            flags_print_help(tab, usage, stdout);
+            flags_print_help(tab, prog, stdout);
+            return FLAGS_HELP;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("%s %s\n", prog->name, wsgw_version);
             return FLAGS_HELP;
         }
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
@@ -296,7 +317,7 @@ int flags_parse(const flag_t *tab, int argc, char **argv, const char *usage, int
     /* 3. environment */
     for (const flag_t *f = tab; f->name; f++) {
         char env[128];
-        flags_env_name(f->name, env, sizeof env);
+        flags_env_name(prog->env_prefix, f->name, env, sizeof env);
         const char *v = getenv(env);
         if (v && set_value(f, v, env, err) < 0)
             return FLAGS_ERROR;
@@ -318,7 +339,7 @@ int flags_parse(const flag_t *tab, int argc, char **argv, const char *usage, int
         }
         if (a[0] != '-' || a[1] == 0) {
             if (!npos) {
-                snprintf(err, FLAGS_ERR_LEN, "unexpected argument '%s' (see --help)", a);
+                snprintf(err, FLAGS_ERR_LEN, "unexpected argument '%s'", a);
                 return FLAGS_ERROR;
             }
             argv[pos++] = a;
@@ -334,8 +355,8 @@ int flags_parse(const flag_t *tab, int argc, char **argv, const char *usage, int
         }
         const flag_t *f = find_flag(tab, name, nlen);
         if (!f) {
-            snprintf(err, FLAGS_ERR_LEN, "unknown flag '%.*s' (see --help)", (int)nlen + 2,
-                     a[1] == '-' ? a : a);
+            snprintf(err, FLAGS_ERR_LEN, "unknown flag '%.*s'", (int)nlen + (a[1] == '-' ? 2 : 1),
+                     a);
             return FLAGS_ERROR;
         }
         const char *val;
@@ -360,4 +381,17 @@ int flags_parse(const flag_t *tab, int argc, char **argv, const char *usage, int
     if (npos)
         *npos = pos;
     return FLAGS_OK;
+}
+
+int flags_parse(const flag_t *tab, const flags_prog_t *prog, int argc, char **argv, int *npos,
+                char err[FLAGS_ERR_LEN])
+{
+    err[0] = 0;
+    int rc = parse(tab, prog, argc, argv, npos, err);
+    if (rc == FLAGS_ERROR) {
+        /* the one place that points at --help: callers print err as it is */
+        size_t n = strlen(err);
+        snprintf(err + n, FLAGS_ERR_LEN - n, " (see --help)");
+    }
+    return rc;
 }

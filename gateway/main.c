@@ -102,7 +102,7 @@ static const flag_t flag_table[] = {
      "bytes of a room name; a Join with a longer one is refused (logged, "
      "wsgw_room_join_refusals_total)", 1, 1 << 20},
     {"ping-interval", FLAG_DURATION, "25", &gw_cfg.ping_interval_us,
-     "time between server pings (seconds); no pong within two intervals: close; 0 = off"},
+     "time between server pings; no pong within two intervals: close; 0 = off"},
     {"max-connections", FLAG_INT, "1000000", &gw_cfg.max_connections,
      "connections beyond this get HTTP 503 at the handshake", 1, 1LL << 32},
     {"drain-timeout", FLAG_DURATION, "10", &gw_cfg.drain_timeout_us,
@@ -118,13 +118,14 @@ static const flag_t flag_table[] = {
      "queued + unacknowledged bytes per API node before clients are paused", 65536, 1LL << 40},
     {"coalesce", FLAG_DURATION, "0", &gw_cfg.coalesce_us,
      "writer wake-up coalescing: while messages flow, each API-node writer wakes once per this "
-     "window (e.g. 200us) instead of once per event; adds up to two windows of latency; 0 = off",
-     0, 100000, 1},
+     "window (e.g. 200us) instead of once per event; adds up to two windows of latency; 0 = off, "
+     "at most 100ms",
+     0, 100000},
     {"svc-coalesce", FLAG_DURATION, "0", &gw_cfg.svc_coalesce_us,
      "service-thread coalescing: while messages flow, each service thread takes its ready "
      "client reads and the writers' commands once per this window (e.g. 500us) instead of "
-     "being woken for each; adds up to two windows of latency; 0 = off",
-     0, 100000, 1},
+     "being woken for each; adds up to two windows of latency; 0 = off, at most 100ms",
+     0, 100000},
     {"rcvbuf", FLAG_INT, "0", &gw_cfg.rcvbuf,
      "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite "
      "sooner, but a few KB also cap each client's upload rate through the TCP window)",
@@ -354,7 +355,8 @@ static void drain(gw_t *g)
 int main(int argc, char **argv)
 {
     char err[FLAGS_ERR_LEN];
-    int rc = flags_parse(flag_table, argc, argv, usage, NULL, err);
+    static const flags_prog_t prog = {"ws-gateway", "WSGW_", usage};
+    int rc = flags_parse(flag_table, &prog, argc, argv, NULL, err);
     if (rc == FLAGS_HELP)
         return 0;
     if (rc != FLAGS_OK) {

@@ -41,7 +41,8 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     char err[FLAGS_ERR_LEN];
-    int rv = flags_parse(tab, argc, argv, usage, NULL, err);
+    static const flags_prog_t prog = {"ws-refecho", "WSREFECHO_", usage};
+    int rv = flags_parse(tab, &prog, argc, argv, NULL, err);
     if (rv == FLAGS_HELP)
         return 0;
     if (rv != FLAGS_OK) {

@@ -26,8 +26,8 @@ const protoLoader = require('@grpc/proto-loader');
 
 function parseArgs(argv) {
   const o = {
-    listen: process.env.WSGW_GRPC_LISTEN || '0.0.0.0:8081',
-    handler: process.env.WSGW_HANDLER || 'chat',
+    listen: process.env.WSAPI_GRPC_LISTEN || '0.0.0.0:8081',
+    handler: process.env.WSAPI_HANDLER || 'chat',
     proto: path.join(__dirname, '..', '..', 'proto', 'wsgw.proto'),
   };
   for (let i = 2; i < argv.length; i++) {
@@ -38,7 +38,7 @@ function parseArgs(argv) {
     else if (a === '--proto') { o.proto = v; i++; }
     else if (a === '--help' || a === '-h') {
       console.log('usage: node api_server.js [--listen HOST:PORT] [--handler echo|chat|none] [--proto FILE]\n' +
-                  'env: WSGW_GRPC_LISTEN, WSGW_HANDLER');
+                  'env: WSAPI_GRPC_LISTEN, WSAPI_HANDLER');
       process.exit(0);
     } else {
       console.error('unknown argument: ' + a);

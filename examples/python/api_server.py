@@ -217,11 +217,11 @@ async def serve(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--listen", default=os.environ.get("WSGW_GRPC_LISTEN", "0.0.0.0:8081"),
-                    help="gRPC (h2c) address (env WSGW_GRPC_LISTEN; default %(default)s)")
+    ap.add_argument("--listen", default=os.environ.get("WSAPI_GRPC_LISTEN", "0.0.0.0:8081"),
+                    help="gRPC (h2c) address (env WSAPI_GRPC_LISTEN; default %(default)s)")
     ap.add_argument("--handler", choices=("echo", "chat", "none"),
-                    default=os.environ.get("WSGW_HANDLER", "chat"),
-                    help="echo, chat or none (env WSGW_HANDLER; default %(default)s)")
+                    default=os.environ.get("WSAPI_HANDLER", "chat"),
+                    help="echo, chat or none (env WSAPI_HANDLER; default %(default)s)")
     ap.add_argument("--proto", default=DEFAULT_PROTO, help="path of wsgw.proto")
     ap.add_argument("--grace", type=float, default=3.0, help="seconds streams may finish on SIGTERM")
     asyncio.run(serve(ap.parse_args()))

@@ -508,7 +508,7 @@ def test_startup_errors():
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=20)
     w.eq(r.returncode, 0)
     for flag in ("--grpc-listen", "--http-listen", "--handler", "--push-token", "--max-message",
-                 "WSGW_PUSH_TOKEN"):
+                 "WSAPI_PUSH_TOKEN"):
         w.check(flag in r.stdout, "--help lacks %s" % flag)
 
 

@@ -608,12 +608,12 @@ def test_tls_startup_errors():
             w.check(bad not in r.stderr, "sanitizer report:\n" + r.stderr[-2000:])
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=20)
     for flag in ("--gateway-token", "--grpc-tls-cert", "--grpc-tls-key", "--http-tls-cert",
-                 "--http-tls-key", "--tls-handshake-timeout", "WSGW_GATEWAY_TOKEN"):
+                 "--http-tls-key", "--tls-handshake-timeout", "WSAPI_GATEWAY_TOKEN"):
         w.check(flag in r.stdout, "--help lacks %s" % flag)
-    # tokens from the environment (WSGW_GATEWAY_TOKEN) work like the flag
+    # tokens from the environment (WSAPI_GATEWAY_TOKEN) work like the flag
     gp, hp = w.free_port(), w.free_port()
     p = w.start(["ws-api", "--grpc-listen", "127.0.0.1:%d" % gp, "--http-listen",
-                 "127.0.0.1:%d" % hp], env={"WSGW_GATEWAY_TOKEN": GW_TOKEN})
+                 "127.0.0.1:%d" % hp], env={"WSAPI_GATEWAY_TOKEN": GW_TOKEN})
     w.wait_port(gp, proc=p)
     check_exchange_refused(gp, False, None)
     gw = SecGateway(gp, "gw-env", tls=False, token=GW_TOKEN)

@@ -111,8 +111,8 @@ def test_compose_config_validates():
     eq(api["command"], ["ws-api"])
     eq(gw["command"], ["ws-gateway"])
     # the gateway's upstream is ws-api's gRPC port; health checks probe the ports listened on
-    api_grpc = api["environment"]["WSGW_GRPC_LISTEN"].rsplit(":", 1)[1]
-    api_http = api["environment"]["WSGW_HTTP_LISTEN"].rsplit(":", 1)[1]
+    api_grpc = api["environment"]["WSAPI_GRPC_LISTEN"].rsplit(":", 1)[1]
+    api_http = api["environment"]["WSAPI_HTTP_LISTEN"].rsplit(":", 1)[1]
     eq(gw["environment"]["WSGW_UPSTREAM"], "ws-api:%s" % api_grpc)
     eq(api["healthcheck"]["test"], ["CMD", "wsgw-healthcheck", api_http, "/healthz"])
     gw_port = gw["environment"]["WSGW_LISTEN"].rsplit(":", 1)[1]
@@ -122,7 +122,7 @@ def test_compose_config_validates():
     # compose kills after stop_grace_period: it must outlast the gateway's drain
     check(secs(gw["stop_grace_period"]) > secs(gw["environment"]["WSGW_DRAIN_TIMEOUT"]),
           "stop_grace_period %s <= drain timeout" % gw["stop_grace_period"])
-    check(secs(api["stop_grace_period"]) > secs(api["environment"]["WSGW_SHUTDOWN_TIMEOUT"]))
+    check(secs(api["stop_grace_period"]) > secs(api["environment"]["WSAPI_SHUTDOWN_TIMEOUT"]))
     # the bench runs ws-bench against the gateway with a payload file the image has
     cmd = bench["command"]
     eq(cmd[:2], ["ws-bench", "message"])
@@ -289,14 +289,17 @@ def k8s_docs():
 
 
 def flag_value(container, config_files, flag):
-    """The value a binary would use for --flag: args > env (WSGW_...) > --config file."""
+    """The value a binary would use for --flag: args > env (WSGW_... for ws-gateway, WSAPI_...
+    for ws-api) > --config file."""
     args = container.get("args", []) + container.get("command", [])
     for i, a in enumerate(args):
         if a == "--" + flag and i + 1 < len(args):
             return args[i + 1]
         if a.startswith("--%s=" % flag):
             return a.split("=", 1)[1]
-    envname = "WSGW_" + flag.upper().replace("-", "_")
+    prog = (container.get("args") or container.get("command") or ["ws-gateway"])[0]
+    prefix = "WSAPI_" if prog == "ws-api" else "WSGW_"
+    envname = prefix + flag.upper().replace("-", "_")
     for e in container.get("env", []):
         if e["name"] == envname and "value" in e:
             return e["value"]
@@ -489,7 +492,7 @@ def test_systemd_units():
         envfile = one["EnvironmentFile"].lstrip("-")
         eq(os.path.dirname(envfile), "/etc/wsgw")
         env = read_env_file(os.path.join(d, os.path.basename(envfile)))
-        t = env.get("WSGW_DRAIN_TIMEOUT" if n == "ws-gateway" else "WSGW_SHUTDOWN_TIMEOUT")
+        t = env.get("WSGW_DRAIN_TIMEOUT" if n == "ws-gateway" else "WSAPI_SHUTDOWN_TIMEOUT")
         check(t, "%s env file sets no stop timeout" % n)
         check(secs(one["TimeoutStopSec"]) > secs(t),
               "%s TimeoutStopSec %s <= %s" % (n, one["TimeoutStopSec"], t))

@@ -8,7 +8,7 @@
 #include "test.h"
 
 static const char *listen_addr;
-static int64_t send_queue, ping_us, connect_us;
+static int64_t send_queue, ping_us, connect_us, coalesce_us;
 static bool verbose;
 static double ratio;
 
@@ -16,15 +16,18 @@ static const flag_t tab[] = {
     {"listen", FLAG_STR, "0.0.0.0:8080", &listen_addr, "listen address"},
     {"send-queue", FLAG_INT, "1048576", &send_queue, "bytes", 1, 1LL << 40},
     {"ping-interval", FLAG_DURATION, "25", &ping_us, "ping"},
-    {"connect-interval", FLAG_DURATION, "0", &connect_us, "ms", 0, 0, 1000, "connectInterval"},
+    {"connect-interval", FLAG_DURATION, "0", &connect_us, "pause", 0, 0, "connectInterval"},
+    {"coalesce", FLAG_DURATION, "0", &coalesce_us, "window", 0, 100000},
     {"verbose", FLAG_BOOL, "false", &verbose, "chatty"},
     {"ratio", FLAG_DOUBLE, "0.5", &ratio, "a ratio"},
     {NULL},
 };
 
+static const flags_prog_t prog = {"prog", "WSGW_", "usage: t"};
+
 static int parse(int argc, char **argv, int *npos, char *err)
 {
-    return flags_parse(tab, argc, argv, "usage: t", npos, err);
+    return flags_parse(tab, &prog, argc, argv, npos, err);
 }
 
 static void test_defaults(void)
@@ -50,7 +53,7 @@ static void test_argv_forms_and_units(void)
     CHECK_STR(listen_addr, "127.0.0.1:1");
     CHECK_EQ(send_queue, 65536);
     CHECK_EQ(ping_us, 250000);
-    CHECK_EQ(connect_us, 5000); /* bare number in the flag's unit (ms) */
+    CHECK_EQ(connect_us, 5000000); /* a bare number is seconds, for every duration flag */
     CHECK(verbose);
     CHECK_EQ(npos, 1);
     CHECK_STR(argv[0], "pos1");
@@ -125,23 +128,74 @@ static void test_help_lists_env_names(void)
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     REQUIRE(f);
-    flags_print_help(tab, "usage: t", f);
+    flags_print_help(tab, &prog, f);
     fclose(f);
     CHECK(strstr(buf, "--send-queue") != NULL);
     CHECK(strstr(buf, "WSGW_SEND_QUEUE") != NULL);
     CHECK(strstr(buf, "1048576") != NULL);
+    CHECK(strstr(buf, "a bare number means\nseconds, for every duration flag") != NULL);
+    CHECK(strstr(buf, "--version") != NULL);
     free(buf);
 }
 
 static void test_duration_parser(void)
 {
     int64_t us;
-    CHECK(flags_parse_duration("1.5s", 0, &us) == 0 && us == 1500000);
-    CHECK(flags_parse_duration("2m", 0, &us) == 0 && us == 120000000);
-    CHECK(flags_parse_duration("10us", 0, &us) == 0 && us == 10);
-    CHECK(flags_parse_duration("3", 1000, &us) == 0 && us == 3000);
-    CHECK(flags_parse_duration("-1s", 0, &us) < 0);
-    CHECK(flags_parse_duration("", 0, &us) < 0);
+    CHECK(flags_parse_duration("1.5s", &us) == 0 && us == 1500000);
+    CHECK(flags_parse_duration("2m", &us) == 0 && us == 120000000);
+    CHECK(flags_parse_duration("10us", &us) == 0 && us == 10);
+    CHECK(flags_parse_duration("3", &us) == 0 && us == 3000000);
+    CHECK(flags_parse_duration("0.0005", &us) == 0 && us == 500);
+    CHECK(flags_parse_duration("-1s", &us) < 0);
+    CHECK(flags_parse_duration("", &us) < 0);
+    CHECK(flags_parse_duration("5 parsecs", &us) < 0);
+}
+
+/* Every duration flag: a bare number is seconds, and bounds hold (issue 17 item 6: a bare
+ * --coalesce 5 was 5 microseconds, a bare --ping-interval 5 five seconds). */
+static void test_duration_bounds_and_one_rule(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char *a1[] = {"prog", "--coalesce", "0.0002", NULL};
+    CHECK_EQ(parse(3, a1, NULL, err), FLAGS_OK);
+    CHECK_EQ(coalesce_us, 200);
+    char *a2[] = {"prog", "--coalesce", "5", NULL}; /* 5 s: past the 100 ms bound */
+    CHECK_EQ(parse(3, a2, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "out of range") != NULL);
+    char *a3[] = {"prog", "--coalesce", "200us", NULL};
+    CHECK_EQ(parse(3, a3, NULL, err), FLAGS_OK);
+    CHECK_EQ(coalesce_us, 200);
+}
+
+/* The env prefix is the program's (issue 17 item 5): another program's variable is not read. */
+static void test_env_prefix_per_program(void)
+{
+    char err[FLAGS_ERR_LEN];
+    static const flags_prog_t other = {"other", "WSAPI_", NULL};
+    setenv("WSGW_SEND_QUEUE", "2048", 1);
+    setenv("WSAPI_SEND_QUEUE", "4096", 1);
+    char *a1[] = {"prog", NULL};
+    CHECK_EQ(flags_parse(tab, &other, 1, a1, NULL, err), FLAGS_OK);
+    CHECK_EQ(send_queue, 4096);
+    CHECK_EQ(parse(1, a1, NULL, err), FLAGS_OK);
+    CHECK_EQ(send_queue, 2048);
+    unsetenv("WSGW_SEND_QUEUE");
+    CHECK_EQ(flags_parse(tab, &other, 1, a1, NULL, err), FLAGS_OK);
+    CHECK_EQ(send_queue, 4096);
+    unsetenv("WSAPI_SEND_QUEUE");
+}
+
+/* "(see --help)" once, whatever went wrong (issue 17 item 10: ws-api printed it twice). */
+static void test_error_points_at_help_once(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char *a1[] = {"prog", "--bogus", NULL};
+    CHECK_EQ(parse(2, a1, NULL, err), FLAGS_ERROR);
+    const char *h = strstr(err, "(see --help)");
+    CHECK(h && strstr(h + 1, "(see --help)") == NULL);
+    char *a2[] = {"prog", "-x", NULL};
+    CHECK_EQ(parse(2, a2, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "unknown flag '-x'") != NULL);
 }
 
 int main(void)
@@ -153,5 +207,8 @@ int main(void)
     RUN(test_errors);
     RUN(test_help_lists_env_names);
     RUN(test_duration_parser);
+    RUN(test_duration_bounds_and_one_rule);
+    RUN(test_env_prefix_per_program);
+    RUN(test_error_points_at_help_once);
     return TEST_REPORT();
 }
