@@ -18,7 +18,11 @@ const char cli_usage[] =
     "  message  every connection sends --content/--file every --interval, --times times (or\n"
     "           until --duration); --interval 0 is closed loop with --inflight messages\n"
     "           outstanding per connection. Replies are matched to sends in order (an echo\n"
-    "           service): round-trip latency, messages/s, MB/s.\n"
+    "           service): round-trip latency, messages/s, MB/s. Open loop (--interval > 0)\n"
+    "           times each round trip from the message's scheduled send time, not from when\n"
+    "           it went out, so delays of the bench itself count (no coordinated omission,\n"
+    "           as wrk2); it also reports how far sends fell behind the schedule (send lag,\n"
+    "           late sends over --late-threshold) and the uncorrected latency.\n"
     "  conn     opens --user connections and holds them idle for --sleep; reports how many\n"
     "           are established and the bench's own memory per connection.\n"
     "  push     --user clients connect as u0..uN-1 (--target room: each joins --room through\n"
@@ -32,7 +36,8 @@ const char cli_usage[] =
     "\n"
     "Output: a summary, and as the last line always\n"
     "  sent=N received=N errors=N p50_us=N p99_us=N conns=N\n"
-    "(push: sent = pushes accepted, received = deliveries). --json FILE writes everything.\n"
+    "(push: sent = pushes accepted, received = deliveries; open loop: p50/p99 timed from the\n"
+    "scheduled send times). --json FILE writes everything.\n"
     "Exit status: 0 when errors=0, 1 when errors>0 (connect/handshake failures, unexpected\n"
     "closes, unanswered messages, failed pushes), 2 on bad usage or set-up failure.";
 
@@ -61,6 +66,10 @@ static const flag_t tab[] = {
      0, 1000000000},
     {"duration", FLAG_DURATION, "0", &O.duration_us,
      "stop sending after this long (from the start), then wait --drain for replies"},
+    {"late-threshold", FLAG_DURATION, "1ms", &O.late_threshold_us,
+     "open loop: a send more than this behind its schedule is counted as late (reported, not an "
+     "error); bare number = ms",
+     0, 0, 1000},
     {"inflight", FLAG_INT, "1", &O.inflight,
      "closed loop (--interval 0): messages outstanding per connection", 1, 65536},
     {"json", FLAG_STR, "", &O.json, "write the full results as JSON to this file"},
@@ -344,6 +353,7 @@ int cli_parse(int argc, char **argv, bench_opts_t *o, bench_cfg_t *cfg, char err
     cfg->drain_ns = o->drain_us * 1000;
     cfg->duration_ns = o->duration_us * 1000;
     cfg->interval_ns = o->interval_us * 1000;
+    cfg->late_threshold_ns = o->late_threshold_us * 1000;
     cfg->inflight = (uint32_t)o->inflight;
     cfg->opcode = o->binary ? WS_OP_BINARY : WS_OP_TEXT;
 

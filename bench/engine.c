@@ -3,7 +3,14 @@
  * A connection lives in a fixed slot of its thread's array (96 bytes) and owns heap memory
  * only while it needs it: the handshake state while connecting, the unsent tail of a write
  * while the socket is full, the parser's hold buffer while a header is split across reads, and
- * the FIFO of send times while messages are outstanding. Reads go into one buffer per thread.
+ * the FIFO of due and send times while messages are outstanding. Reads go into one buffer per
+ * thread.
+ *
+ * Open loop (--interval > 0) times each round trip from the message's due time (its place in
+ * the schedule), not from when it was written: when the bench itself falls behind (a busy
+ * core, a stall), the sends it owes go out late and that delay stays in the percentiles
+ * instead of vanishing (coordinated omission; wrk2's correction). How late each send was is
+ * kept too (send_lag), and the round trip from the actual send (latency_sent).
  *
  * Phases of a thread: connect (paced) -> ready (all connections open or failed) -> run
  * (message: send/receive until every connection has sent its messages; conn/push: hold until
@@ -20,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -63,7 +72,7 @@ typedef struct bconn {
     ws_rx_t rx;
     hs_state_t *hs;
     wbuf_t *out;  /* bytes the socket did not take yet */
-    tsq_t *fifo;  /* send times of the messages waiting for their reply */
+    tsq_t *fifo;  /* due and send times of the messages waiting for their reply */
 } bconn_t;
 
 /* Actions a parser callback asks for; carried out after ws_rx_feed returns (never free a
@@ -82,6 +91,7 @@ typedef struct ethread {
     int64_t connect_gap_ns, next_connect, next_sweep;
     int64_t send_deadline, drain_deadline, final_deadline, stop_at;
     bool ready, stopping, drained, final, send_over;
+    bool no_pwait2;             /* the kernel has no epoll_pwait2: millisecond timeouts */
     sched_t sched;              /* open loop: next send time of each connection */
     uint8_t *rxbuf;
     buf_t tx;
@@ -241,16 +251,20 @@ static void mark_send_done(ethread_t *t, bconn_t *c)
     }
 }
 
-/* Sends up to k messages on c (fewer when --times or --duration says so). Returns -1 when the
- * connection broke (already ended). */
-static int send_msgs(ethread_t *t, bconn_t *c, uint32_t k)
+/* Sends up to k messages on c (fewer when --times or --duration says so). due: open loop, the
+ * time the (single) message was scheduled for: its latency is timed from then, its lateness
+ * recorded, and --duration decides by it (a send owed before the end still goes out, late);
+ * 0 in closed loop (timed from the send). Returns -1 when the connection broke (already
+ * ended). */
+static int send_msgs(ethread_t *t, bconn_t *c, uint32_t k, int64_t due)
 {
     const bench_cfg_t *cfg = t->e->cfg;
     if (c->send_done || c->state != C_OPEN)
         return 0;
+    int64_t when = due ? due : t->now;
     if (cfg->times && k > cfg->times - c->sent)
         k = (uint32_t)(cfg->times - c->sent);
-    if (t->send_deadline && t->now >= t->send_deadline)
+    if (t->send_deadline && when >= t->send_deadline)
         k = 0;
     if (k) {
         t->tx.len = 0;
@@ -261,8 +275,14 @@ static int send_msgs(ethread_t *t, bconn_t *c, uint32_t k)
                 break;
             }
         int64_t now = clock_mono_ns();
+        if (due) {
+            uint64_t lag = now > due ? (uint64_t)(now - due) : 0;
+            hist_record(&t->rep.send_lag, lag);
+            if (lag > (uint64_t)cfg->late_threshold_ns)
+                t->rep.late_sends++;
+        }
         for (uint32_t i = 0; i < k; i++)
-            if (tsq_push(&c->fifo, now, cfg->inflight) < 0) {
+            if (tsq_push(&c->fifo, due ? due : now, now, cfg->inflight) < 0) {
                 log_rl_error("out of memory", "what=%s", "fifo");
                 conn_end(t, c, ERR_CLOSED);
                 return -1;
@@ -278,7 +298,7 @@ static int send_msgs(ethread_t *t, bconn_t *c, uint32_t k)
             return -1;
         }
     }
-    if ((cfg->times && c->sent >= cfg->times) || (t->send_deadline && t->now >= t->send_deadline))
+    if ((cfg->times && c->sent >= cfg->times) || (t->send_deadline && when >= t->send_deadline))
         mark_send_done(t, c);
     return 0;
 }
@@ -323,11 +343,12 @@ static int cb_msg_end(void *ctx, uint64_t len)
     t->rep.bytes_received += len;
     if (t->e->cfg->mode == MODE_PUSH)
         return 0; /* counted at the start of the message */
-    int64_t ts;
-    if (tsq_pop(c->fifo, &ts)) {
+    tsq_ent_t m;
+    if (tsq_pop(c->fifo, &m)) {
         t->rep.received++;
         t->rep.t_last_recv = t->now;
-        hist_record(&t->rep.latency, t->now > ts ? (uint64_t)(t->now - ts) : 0);
+        hist_record(&t->rep.latency, t->now > m.due ? (uint64_t)(t->now - m.due) : 0);
+        hist_record(&t->rep.latency_sent, t->now > m.sent ? (uint64_t)(t->now - m.sent) : 0);
         t->cur_replies++;
     } else {
         t->rep.unmatched++; /* nothing was waiting for it: not a reply */
@@ -408,7 +429,7 @@ static void conn_frames(ethread_t *t, bconn_t *c, uint8_t *p, size_t n)
     if (t->e->cfg->mode != MODE_MESSAGE || c->state != C_OPEN)
         return;
     if (t->e->cfg->interval_ns == 0 && t->cur_replies) {
-        if (send_msgs(t, c, t->cur_replies) < 0)
+        if (send_msgs(t, c, t->cur_replies, 0) < 0)
             return;
     }
     maybe_finish(t, c);
@@ -444,9 +465,10 @@ static void conn_opened(ethread_t *t, bconn_t *c)
         return;
     }
     if (cfg->interval_ns == 0) {
-        send_msgs(t, c, cfg->inflight);
+        send_msgs(t, c, cfg->inflight, 0);
     } else {
-        if (send_msgs(t, c, 1) < 0)
+        /* the schedule of c starts now */
+        if (send_msgs(t, c, 1, now) < 0)
             return;
         if (!c->send_done)
             schedule(t, c, now + cfg->interval_ns);
@@ -716,7 +738,7 @@ static void run_schedule(ethread_t *t)
         bconn_t *c = &t->conns[s.id];
         if (c->state != C_OPEN || c->send_done)
             continue;
-        if (send_msgs(t, c, 1) < 0)
+        if (send_msgs(t, c, 1, s.due) < 0)
             continue;
         if (c->state == C_OPEN && !c->send_done)
             schedule(t, c, s.due + cfg->interval_ns); /* from the due time: no drift */
@@ -818,7 +840,8 @@ static bool finished(const ethread_t *t)
     return t->open == 0 && t->closing == 0;
 }
 
-static int wait_ms(const ethread_t *t)
+/* How long the loop may sleep, in ns (0: not at all). */
+static int64_t wait_ns(const ethread_t *t)
 {
     int64_t next = t->now + 1000000000LL;
     if (t->started < t->n && t->connect_gap_ns && t->pending < t->max_pending &&
@@ -838,15 +861,32 @@ static int wait_ms(const ethread_t *t)
     if (t->final && t->final_deadline < next)
         next = t->final_deadline;
     int64_t d = next - t->now;
-    if (d <= 0)
-        return 0;
-    return (int)((d + 999999) / 1000000);
+    return d > 0 ? d : 0;
+}
+
+/* epoll_wait with a nanosecond timeout (epoll_pwait2, Linux 5.11): a millisecond timeout
+ * rounded up made open-loop sends 0.5 ms late on average, which the latency (timed from the
+ * schedule) would include. Falls back to milliseconds where the kernel lacks it. */
+static int wait_events(ethread_t *t, struct epoll_event *evs, int64_t ns)
+{
+    if (!t->no_pwait2) {
+        struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+        int n = epoll_pwait2(t->ep, evs, EV_BATCH, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        t->no_pwait2 = true;
+    }
+    return epoll_wait(t->ep, evs, EV_BATCH, (int)((ns + 999999) / 1000000));
 }
 
 static void *thread_main(void *arg)
 {
     ethread_t *t = arg;
     struct epoll_event evs[EV_BATCH];
+    /* open loop: wake on time (the default timer slack of 50 us would be part of every
+     * send's lag, and so of the latency timed from the schedule) */
+    if (t->e->cfg->interval_ns > 0)
+        prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     t->now = clock_mono_ns();
     t->next_connect = t->now;
     t->next_sweep = t->now + SWEEP_NS;
@@ -860,7 +900,7 @@ static void *thread_main(void *arg)
         check_phases(t);
         if (finished(t))
             break;
-        int n = epoll_wait(t->ep, evs, EV_BATCH, wait_ms(t));
+        int n = wait_events(t, evs, wait_ns(t));
         if (n < 0 && errno != EINTR) {
             log_error("epoll_wait failed", "errno=%d", errno);
             break;
@@ -932,6 +972,8 @@ engine_t *engine_start(const bench_cfg_t *cfg, uint64_t first, uint64_t count, i
             t->send_deadline = t0 + cfg->duration_ns;
         t->rng = (seed[0] ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1) + first)) | 1;
         report_init(&t->rep);
+        t->rep.open_loop = cfg->mode == MODE_MESSAGE && cfg->interval_ns > 0;
+        t->rep.late_threshold_ns = cfg->late_threshold_ns;
         t->rep.conns_target = t->n;
         t->rep.t_start = t0;
         /* untouched calloc pages cost no RSS until a connection uses its slot */

@@ -1,6 +1,7 @@
 /* engine.h: the load engine of one process: `threads` epoll loops, each owning a share of the
  * connections (non-blocking connects paced by a rate, RFC 6455 client handshake and framing,
- * per-connection FIFO of send times for round-trip latency).
+ * per-connection FIFO of due and send times for round-trip latency; open loop is timed from
+ * the schedule, so the bench's own delays are not left out).
  *
  * Threads: engine_start/ready/finished/stop/join are called by the process's main thread; each
  * engine thread owns its connections, buffers and report_t until engine_join merges them. The
@@ -50,7 +51,8 @@ typedef struct bench_cfg {
     const uint8_t *payload;
     size_t payload_len;
     int opcode;             /* WS_OP_TEXT or WS_OP_BINARY */
-    int64_t interval_ns;    /* 0: closed loop */
+    int64_t interval_ns;    /* 0: closed loop; > 0: open loop, latency timed from due times */
+    int64_t late_threshold_ns; /* open loop: a send further behind its schedule counts late */
     uint64_t times;         /* messages per connection, 0 = until the duration ends */
     int64_t duration_ns;    /* 0 = no limit */
     uint32_t inflight;      /* closed loop: messages outstanding per connection */

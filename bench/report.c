@@ -28,6 +28,8 @@ void report_init(report_t *r)
 {
     memset(r, 0, sizeof *r);
     hist_init(&r->latency);
+    hist_init(&r->latency_sent);
+    hist_init(&r->send_lag);
     hist_init(&r->connect);
 }
 
@@ -88,7 +90,13 @@ void report_merge(report_t *d, const report_t *s)
     d->cpu_s += s->cpu_s;
     d->procs += s->procs;
     d->threads += s->threads;
+    d->open_loop |= s->open_loop;
+    d->late_sends += s->late_sends;
+    if (s->late_threshold_ns > d->late_threshold_ns)
+        d->late_threshold_ns = s->late_threshold_ns;
     hist_merge(&d->latency, &s->latency);
+    hist_merge(&d->latency_sent, &s->latency_sent);
+    hist_merge(&d->send_lag, &s->send_lag);
     hist_merge(&d->connect, &s->connect);
 }
 
@@ -153,7 +161,19 @@ void report_print(const report_t *r, const char *mode, int with_conns, FILE *out
     if (w > 0)
         fprintf(out, "throughput: %.0f msg/s received, %.2f MB/s received (window %.2fs)\n",
                 (double)r->received / w, (double)r->bytes_received / w / 1e6, w);
-    print_hist(out, "latency", &r->latency);
+    if (r->open_loop) {
+        /* open loop: wrk2's correction for coordinated omission */
+        print_hist(out, "latency, from the scheduled send time", &r->latency);
+        print_hist(out, "latency, from the actual send (uncorrected)", &r->latency_sent);
+        print_hist(out, "send lag behind the schedule", &r->send_lag);
+        fprintf(out, "late sends: %llu of %llu (%.1f%%) more than %lldus behind the schedule\n",
+                (unsigned long long)r->late_sends, (unsigned long long)r->send_lag.total,
+                r->send_lag.total ? 100.0 * (double)r->late_sends / (double)r->send_lag.total
+                                  : 0.0,
+                (long long)us((uint64_t)r->late_threshold_ns));
+    } else {
+        print_hist(out, "latency", &r->latency);
+    }
     fprintf(out, "errors:");
     int any = 0;
     for (int k = 0; k < ERR_KINDS; k++)
@@ -264,6 +284,17 @@ int report_json(const report_t *r, const char *mode, void *config, const char *p
     json_object_set_new(root, "mb_per_s",
                         json_real(w > 0 ? (double)r->bytes_received / w / 1e6 : 0));
     json_object_set_new(root, "latency_us", hist_json(&r->latency, 1));
+    /* open loop: latency_us is timed from each message's due time; these say how far the
+     * bench itself fell behind (closed loop: no schedule, send_lag_us is empty) */
+    json_object_set_new(root, "latency_from", json_string(r->open_loop ? "due" : "send"));
+    json_object_set_new(root, "latency_uncorrected_us", hist_json(&r->latency_sent, 0));
+    json_object_set_new(root, "send_lag_us", hist_json(&r->send_lag, 1));
+    json_object_set_new(root, "late_sends",
+                        json_pack("{s:I,s:f,s:f}", "count", (json_int_t)r->late_sends,
+                                  "threshold_us", (double)r->late_threshold_ns / 1000.0, "pct",
+                                  r->send_lag.total ? 100.0 * (double)r->late_sends /
+                                                          (double)r->send_lag.total
+                                                    : 0.0));
     json_t *errs = json_object();
     json_object_set_new(errs, "total", json_integer((json_int_t)report_errors(r)));
     for (int k = 0; k < ERR_KINDS; k++)

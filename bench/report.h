@@ -59,8 +59,17 @@ typedef struct report {
     int64_t rss_base_kb, rss_ready_kb, rss_end_kb, rss_peak_kb;
     double cpu_s;   /* the bench's own CPU time (user + system), summed over processes */
     uint32_t procs, threads;
-    hist_t latency; /* ns: message round trip, or push delivery latency */
-    hist_t connect; /* ns: connect() to validated 101 */
+    /* message mode, open loop (--interval > 0): how far the bench fell behind its schedule */
+    uint32_t open_loop;        /* 1: message mode with --interval > 0 */
+    uint64_t late_sends;       /* sends more than late_threshold_ns behind their due time */
+    int64_t late_threshold_ns; /* --late-threshold (the same in every thread and process) */
+    hist_t latency; /* ns: message round trip (open loop: from the message's due time, so that
+                       the bench's own delays count; closed loop: from its send), or push
+                       delivery latency */
+    hist_t latency_sent; /* ns: message round trip from the actual send (open loop: the figure
+                            that coordinated omission gives; closed loop: == latency) */
+    hist_t send_lag;     /* ns: open loop: actual send time - due time, every send */
+    hist_t connect;      /* ns: connect() to validated 101 */
 } report_t;
 
 /* report_init: zeroes r with empty histograms and t_* unset. */
@@ -80,7 +89,8 @@ uint64_t report_errors(const report_t *r);
 double report_mem_per_conn(const report_t *r);
 
 /* report_print: the human summary on out, ending with the fixed last line
- * "sent=N received=N errors=N p50_us=N p99_us=N[ conns=N]". `mode` names the run. */
+ * "sent=N received=N errors=N p50_us=N p99_us=N[ conns=N]" (percentiles of `latency`: in open
+ * loop timed from the due times). `mode` names the run. */
 void report_print(const report_t *r, const char *mode, int with_conns, FILE *out);
 
 /* report_json: writes the whole report as JSON to path; `config` (a jansson json_t *, may be

@@ -56,7 +56,12 @@ def summary(b):
     if not b:
         return {}
     lat = b.get("latency_us", {})
+    open_loop = b.get("latency_from") == "due"
     return {
+        # open loop: latency is timed from each message's scheduled send; how far the bench
+        # itself fell behind that schedule (issue 18: coordinated omission)
+        "lag_p99_us": b.get("send_lag_us", {}).get("p99") if open_loop else None,
+        "late_pct": b.get("late_sends", {}).get("pct") if open_loop else None,
         "conns": b.get("conns", {}).get("open_at_ready"),
         "sent": b.get("messages", {}).get("sent"),
         "received": b.get("messages", {}).get("received"),
@@ -197,8 +202,10 @@ def main():
         for k in r["extra"]:
             if k not in extra_keys:
                 extra_keys.append(k)
+    lag = any(r["summary"].get("late_pct") is not None for r in runs)
     cols = ["run", "conns", "sent", "received", "errors", "msg/s", "MB/s", "p50 ms", "p90 ms",
-            "p99 ms", "p99.9 ms", "max ms", "bench B/conn", "bench cpu %"] + extra_keys
+            "p99 ms", "p99.9 ms", "max ms", "bench B/conn", "bench cpu %"] + \
+        (["send lag p99 ms", "late sends %"] if lag else []) + extra_keys
     lines = ["", "## %s" % a.title, "",
              "%s · %s mode · nproc %s · %s · kernel %s · load average at the end %s · git %s" %
              (now, a.mode, m["nproc"], m["cpu"], m["kernel"], m["loadavg_at_end"], m["git"]),
@@ -216,9 +223,15 @@ def main():
                fmt(us_to_ms(s.get("p99_us"))), fmt(us_to_ms(s.get("p999_us"))),
                fmt(us_to_ms(s.get("max_us"))), fmt(s.get("bench_bytes_per_conn")),
                fmt(s.get("bench_cpu_pct"))]
+        if lag:
+            row += [fmt(us_to_ms(s.get("lag_p99_us"))), fmt(s.get("late_pct"))]
         row += [fmt(r["extra"].get(k)) for k in extra_keys]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    if lag:
+        lines += ["Open-loop runs: latency is timed from each message's scheduled send time; "
+                  "send lag = how far ws-bench's own sends fell behind that schedule, late "
+                  "sends = more than `--late-threshold` (1 ms) behind.", ""]
     lines.append("Data: [results/%s.json](results/%s.json)%s" %
                  (a.name, a.name, ", plot: ![%s](results/%s.png)" % (a.name, a.name)
                   if plotted else ""))

@@ -1,17 +1,22 @@
 """ws-bench against a stock python3-websockets (10.4) server: counts, latencies, close codes,
 fragmented replies and pings, HTTP rejections, refused connects, several processes, conn mode.
+Against ws-refecho (fast): open loop with the bench itself paused (SIGSTOP) for 1 s: latency
+timed from the schedule (no coordinated omission) and the send lag reported.
 
 The server (written to $BUILD/test-logs/bench_ws_server.py, started as a subprocess on a free
 port) echoes every message, optionally after a delay, as fragments, after pinging the client,
 or closes with a given code; it logs each request path on stdout."""
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wsgwtest import BIN, BUILD, ROOT, SLOW, check, eq, free_port, proc_log, run, start, wait_port  # noqa: E402
+from wsgwtest import BIN, BUILD, ROOT, SLOW, check, eq, free_port, proc_log, run, start, wait_port, wait_until  # noqa: E402
 
 PY = "/usr/bin/python3"
 
@@ -113,6 +118,11 @@ def test_closed_loop_inflight_1k_file():
     eq(doc["messages"]["bytes_sent"], 1000 * 1411)
     eq(doc["messages"]["bytes_received"], 1000 * 1411)
     check(doc["msgs_per_s"] > 0 and doc["mb_per_s"] > 0)
+    # closed loop has no schedule: timed from the send, no lag recorded
+    eq(doc["latency_from"], "send")
+    eq(doc["send_lag_us"]["count"], 0)
+    eq(doc["latency_uncorrected_us"]["count"], 1000)
+    check("late sends" not in out, out)
 
 
 def test_latency_tracks_a_20ms_server_delay():
@@ -212,6 +222,100 @@ def test_idle_hold_does_not_spin():
     eq(rc, 0, out)
     check(doc["bench_cpu"]["pct_of_core"] < 50, "bench CPU while idle: %s\n%s"
           % (doc["bench_cpu"], out))
+
+
+LAST_LINE = re.compile(r"^sent=\d+ received=\d+ errors=\d+ p50_us=\d+ p99_us=\d+ conns=\d+$")
+
+
+def refecho():
+    port = free_port()
+    p = start(["ws-refecho", "--listen", "127.0.0.1:%d" % port, "--threads", "1"])
+    wait_port(port, proc=p)
+    return p, port
+
+
+def paused_bench(port, args, pause_after, pause=1.0):
+    """Runs ws-bench message in its own process group; `pause_after` s after every connection
+    is up (its "connected" log line) stops the whole group (parent and worker) with SIGSTOP
+    for `pause` s. Returns (exit code, last line as dict, json, output)."""
+    fd, jpath = tempfile.mkstemp(prefix="bench-", suffix=".json", dir=os.path.join(BUILD, "test-logs"))
+    os.close(fd)
+    b = start(["ws-bench", "message", "--host", "127.0.0.1:%d" % port, "--log-level", "info",
+               "--json", jpath] + list(args), name="ws-bench-paused")
+    wait_until(lambda: "msg=connected" in proc_log(b, 200) or b.poll() is not None,
+               timeout=10 * SLOW, what="ws-bench connected")
+    if pause:
+        time.sleep(pause_after)
+        os.killpg(b.pid, signal.SIGSTOP)
+        time.sleep(pause)
+        os.killpg(b.pid, signal.SIGCONT)
+    rc = b.wait(30 * SLOW)
+    out = proc_log(b, 400)
+    lines = [l for l in out.splitlines() if l.startswith("sent=")]
+    check(lines, "no summary line:\n" + out)
+    check(LAST_LINE.match(lines[-1]), "summary line changed: %r" % lines[-1])
+    kv = {k: int(v) for k, v in (x.split("=", 1) for x in lines[-1].split())}
+    with open(jpath) as f:
+        doc = json.load(f)
+    os.unlink(jpath)
+    return rc, kv, doc, out
+
+
+def test_open_loop_paused_bench_keeps_its_delays():
+    # issue 18: paused for 1 s mid-run, the old ws-bench reported p99 of a few ms (it timed
+    # each message from when it went out, and the ~100 sends per connection it owed went out
+    # in a burst after the pause) while ~40 % of the sends were up to 1 s late
+    p, port = refecho()
+    rc, kv, doc, out = paused_bench(port, ["--user", "20", "--interval", "10ms", "--times", "250"],
+                                    pause_after=0.5)
+    eq(rc, 0, out)
+    eq((kv["sent"], kv["received"], kv["errors"], kv["conns"]), (5000, 5000, 0, 20), out)
+    # 2.5 s of schedule, 1 s of it paused: ~40 % of the sends late by 0..1 s
+    check(kv["p99_us"] >= 500000, "p99 %d us after a 1 s pause\n%s" % (kv["p99_us"], out))
+    check(doc["latency_us"]["max"] >= 900000, out)
+    eq(doc["latency_from"], "due")
+    lag = doc["send_lag_us"]
+    eq(lag["count"], 5000)
+    check(lag["max"] >= 900000 and lag["p99"] >= 500000, "send lag %r\n%s" % (lag, out))
+    late = doc["late_sends"]
+    eq(late["threshold_us"], 1000.0)
+    check(late["count"] >= 1250, "late sends %r (want ~2000 of 5000)\n%s" % (late, out))
+    check(re.search(r"^late sends: %d of 5000 " % late["count"], out, re.M), out)
+    check(re.search(r"^send lag behind the schedule \(us\): n=5000 ", out, re.M), out)
+    # what the old figure was: timed from the actual send the pause nearly vanishes (at most
+    # the 20 messages in flight when it began saw it)
+    unc = doc["latency_uncorrected_us"]
+    eq(unc["count"], 5000)
+    check(unc["p99"] < min(300000, kv["p99_us"] / 2), "uncorrected %r\n%s" % (unc, out))
+
+
+def test_open_loop_sends_owed_before_the_duration_ends_still_go_out():
+    # a pause across the end of --duration: the sends that fell due before the end go out
+    # late (and count), instead of vanishing because the clock has passed the end
+    p, port = refecho()
+    rc, kv, doc, out = paused_bench(port, ["--user", "10", "--interval", "10ms",
+                                           "--duration", "1s"], pause_after=0.4)
+    eq(rc, 0, out)
+    eq(kv["errors"], 0, out)
+    check(kv["sent"] >= 900 and kv["sent"] <= 1000, "sent %d of ~1000 due\n%s" % (kv["sent"], out))
+    eq(kv["received"], kv["sent"], out)
+    check(doc["send_lag_us"]["max"] >= 400000, out)
+
+
+def test_open_loop_unpaused_figures_stay_small():
+    # without a pause the correction adds only the bench's wake-up delay: p50 within a few
+    # ms of the uncorrected figure, few late sends (the timeout is in ns: epoll_pwait2)
+    p, port = refecho()
+    rc, kv, doc, out = paused_bench(port, ["--user", "20", "--interval", "10ms", "--times", "100"],
+                                    pause_after=0, pause=0)
+    eq(rc, 0, out)
+    eq((kv["sent"], kv["received"], kv["errors"]), (2000, 2000, 0), out)
+    unc = doc["latency_uncorrected_us"]
+    check(kv["p50_us"] <= unc["p50"] + 2000 * SLOW, "p50 %d vs uncorrected %r\n%s"
+          % (kv["p50_us"], unc, out))
+    check(kv["p99_us"] < 100000 * SLOW, out)
+    check(doc["send_lag_us"]["p50"] < 2000 * SLOW, out)
+    check(doc["late_sends"]["pct"] < 25, out)
 
 
 run(globals())

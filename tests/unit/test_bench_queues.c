@@ -1,5 +1,5 @@
 /* test_bench_queues.c: ws-bench's small queues: the open-loop schedule heap (sched), the FIFO
- * of send times (tsq) with wrap-around and growth, and write-behind on a real non-blocking
+ * of due and send times (tsq) with wrap-around and growth, and write-behind on a real non-blocking
  * socket (wbuf): order kept under a full socket, errors on a broken one. */
 #include <fcntl.h>
 #include <signal.h>
@@ -71,24 +71,27 @@ static void test_sched_orders_by_due(void)
 static void test_tsq_wraps_and_grows_in_order(void)
 {
     tsq_t *q = NULL;
-    int64_t v;
+    tsq_ent_t v;
     CHECK(!tsq_pop(q, &v));
     CHECK_EQ(tsq_len(q), 0);
     int64_t next_in = 0, next_out = 0;
-    /* keep 1..40 entries in flight so the ring wraps many times and grows past its first 4 */
+    /* keep 1..40 entries in flight so the ring wraps many times and grows past its first 4;
+     * both times of an entry come back together */
     for (int round = 0; round < 10000; round++) {
         int k = (int)(rnd() % 5);
-        for (int i = 0; i < k && tsq_len(q) < 40; i++)
-            REQUIRE(tsq_push(&q, next_in++, 4) == 0);
+        for (int i = 0; i < k && tsq_len(q) < 40; i++, next_in++)
+            REQUIRE(tsq_push(&q, next_in, next_in * 3 + 1, 4) == 0);
         int m = (int)(rnd() % 5);
-        for (int i = 0; i < m && tsq_pop(q, &v); i++)
-            CHECK_EQ(v, next_out++);
+        for (int i = 0; i < m && tsq_pop(q, &v); i++, next_out++) {
+            CHECK_EQ(v.due, next_out);
+            CHECK_EQ(v.sent, next_out * 3 + 1);
+        }
     }
-    while (tsq_pop(q, &v))
-        CHECK_EQ(v, next_out++);
+    for (; tsq_pop(q, &v); next_out++)
+        CHECK_EQ(v.due, next_out);
     CHECK_EQ(next_in, next_out);
     CHECK(q->cap >= 32 && q->cap <= 64);
-    REQUIRE(tsq_push(&q, 7, 4) == 0);
+    REQUIRE(tsq_push(&q, 7, 8, 4) == 0);
     tsq_clear(q);
     CHECK_EQ(tsq_len(q), 0);
     CHECK(!tsq_pop(q, &v));
