@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # case_rtt.sh: one connection, one message in flight (testdata/50b.txt): the round trip of
-# ws-refecho and of ws-gateway + ws-api echo.
+# ws-refecho, of ws-gateway (1 thread) + ws-api echo, of the Node.js `ws` echo (npm ws 8 +
+# bufferutil) and, with UWS_ECHO set, of uWebSockets' EchoServer, alternating for ROUNDS rounds
+# (env ROUNDS overrides; lib.sh peer_rounds); medians of p50 and the gateway's ratio to each.
 . "$(dirname "$0")/lib.sh"
 have ws-bench ws-refecho || exit 0
 D=$(pick 5s 20s)
-ARGS=(--user 1 --interval 0 --inflight 1 --file "$ROOT/testdata/50b.txt" --duration "$D")
-start_refecho 1 || exit 1
-run_bench "refecho direct" "server:$RE_PID" message --host "127.0.0.1:$RE_PORT" "${ARGS[@]}"
-cleanup
-if have ws-gateway ws-api; then
-    start_api echo || exit 1
-    start_gw rtt 1 "$API_GRPC" || exit 1
-    run_bench "gateway + ws-api" "server:$GW_PID api:$API_PID" message --host "127.0.0.1:$GW_PORT" "${ARGS[@]}"
-    cleanup
-fi
-finish "Round trip: one connection, inflight 1, 59-byte message" cdf
+ROUNDS=${ROUNDS:-$(pick 2 3)}
+peer_rounds "$ROUNDS" 1 1 rtt --user 1 --interval 0 --inflight 1 \
+    --file "$ROOT/testdata/50b.txt" --duration "$D" || exit 1
+SUMMARY=$(medians p50 gateway us)
+say "p50: $SUMMARY"
+NOTE="Medians of the round trip p50: **$SUMMARY**. Peers: $NODE_WS_DESC (bench/node-ws/echo.js)${UWS_ECHO:+; uWS: $UWS_ECHO}."
+finish "Round trip: one connection, inflight 1, 59-byte message" cdf "$NOTE"

@@ -128,6 +128,61 @@ start_refecho() {
     wait_port "$RE_PORT"
 }
 
+# node_ws_install: the Node.js `ws` echo peer (bench/node-ws): `npm ci` from its committed lock
+# file (ws 8, bufferutil as an optional native add-on) into $NODE_WS_DIR (build/bench-node-ws,
+# never the repository); reinstalled only when the lock file changed. On success NODE_WS_DESC
+# says what runs ("ws 8.23.1, bufferutil 4.1.0"); otherwise it says loudly why the peer is
+# NOT measured, NODE_WS_DESC holds the reason for the case's note, and it returns 1.
+NODE_WS_DIR=${NODE_WS_DIR:-$ROOT/build/bench-node-ws}
+node_ws_install() {
+    local src=$ROOT/bench/node-ws log=$WORK/npm-install.log
+    NODE_WS_DESC=""
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        NODE_WS_DESC="Node ws NOT MEASURED: node/npm not found (Debian packages nodejs, npm)"
+        say "$NODE_WS_DESC"
+        return 1
+    fi
+    if ! [ -f "$NODE_WS_DIR/node_modules/ws/package.json" ] ||
+        ! cmp -s "$src/package-lock.json" "$NODE_WS_DIR/package-lock.json"; then
+        mkdir -p "$NODE_WS_DIR"
+        rm -rf "$NODE_WS_DIR/node_modules"
+        cp "$src/package.json" "$src/package-lock.json" "$NODE_WS_DIR/"
+        say "installing the Node ws peer: npm ci in $NODE_WS_DIR"
+        if ! (cd "$NODE_WS_DIR" && timeout 300 npm ci --prefer-offline --no-audit --no-fund) \
+            >"$log" 2>&1 || ! [ -f "$NODE_WS_DIR/node_modules/ws/package.json" ]; then
+            local why
+            why=$(grep -m 1 -E 'npm (error|ERR!) code|not found|timed out' "$log" || tail -n 1 "$log")
+            NODE_WS_DESC="Node ws NOT MEASURED: npm ci failed (${why//[|\`]/})"
+            say "$NODE_WS_DESC; log: $log"
+            rm -f "$NODE_WS_DIR/package-lock.json" # try again next time
+            return 1
+        fi
+    fi
+    NODE_WS_DESC=$(cd "$NODE_WS_DIR" && NODE_PATH=$NODE_WS_DIR/node_modules node -e '
+let b = "not installed (masking in JavaScript)";
+try { require("bufferutil"); b = require("bufferutil/package.json").version; } catch (e) {}
+console.log("Node " + process.version + ", ws " + require("ws/package.json").version + ", bufferutil " + b);' 2>&1)
+    say "Node ws peer: $NODE_WS_DESC"
+}
+
+# start_node_ws: the Node ws echo (bench/node-ws/echo.js, one process): NW_PID, NW_PORT
+start_node_ws() {
+    NW_PORT=$(free_port)
+    spawn node-ws env NODE_PATH="$NODE_WS_DIR/node_modules" node "$ROOT/bench/node-ws/echo.js" "$NW_PORT"
+    NW_PID=$SPAWNED
+    wait_port "$NW_PORT"
+}
+
+# start_uws: uWebSockets' EchoServer, when UWS_ECHO names a build of it made outside the
+# repository that takes its port as argv[1] (bench/README.md says how): UWS_PID, UWS_PORT.
+# uWS is packaged neither for Debian nor for npm, so make bench runs it only when given.
+start_uws() {
+    UWS_PORT=$(free_port)
+    spawn uws "$UWS_ECHO" "$UWS_PORT"
+    UWS_PID=$SPAWNED
+    wait_port "$UWS_PORT"
+}
+
 # cpu_ticks PID[+PID...], rss_kb PID[+PID...]: summed over the processes
 cpu_ticks() {
     local p t=0
@@ -192,6 +247,67 @@ run_bench() {
     RUN_EXTRA=()
 }
 RUN_EXTRA=()
+
+# peer_rounds ROUNDS REFECHO_THREADS GW_THREADS GW_ID WS-BENCH-MESSAGE-ARGS...: the same
+# ws-bench run against each server in turn, for ROUNDS rounds: ws-refecho, ws-gateway + ws-api
+# echo (when built), the Node ws echo (installed here; when it cannot be, the case says so and
+# goes on: NODE_WS_DESC) and uWS when UWS_ECHO is given. Alternating within every round, so
+# that load from elsewhere on the box hits all alike. Labels "<server> #<round>".
+peer_rounds() {
+    local rounds=$1 ret=$2 gwt=$3 gwid=$4 r node_ok=0
+    shift 4
+    node_ws_install && node_ok=1
+    for ((r = 1; r <= rounds; r++)); do
+        start_refecho "$ret" || return 1
+        run_bench "refecho direct #$r" "server:$RE_PID" message --host "127.0.0.1:$RE_PORT" "$@"
+        cleanup
+        if have ws-gateway ws-api; then
+            start_api echo || return 1
+            start_gw "$gwid$r" "$gwt" "$API_GRPC" || return 1
+            run_bench "gateway + ws-api #$r" "server:$GW_PID api:$API_PID" message \
+                --host "127.0.0.1:$GW_PORT" "$@"
+            cleanup
+        fi
+        if [ $node_ok = 1 ]; then
+            start_node_ws || return 1
+            run_bench "node ws #$r" "server:$NW_PID" message --host "127.0.0.1:$NW_PORT" "$@"
+            cleanup
+        fi
+        if [ -n "${UWS_ECHO:-}" ]; then
+            start_uws || return 1
+            run_bench "uWS #$r" "server:$UWS_PID" message --host "127.0.0.1:$UWS_PORT" "$@"
+            cleanup
+        fi
+    done
+}
+
+# medians KEY REF UNIT: for each server of the runs so far (the label without its " #N"), the
+# median of KEY over its rounds (msgs_per_s, or p50 / p99 of latency_us, in us), its range, and
+# REF's median over each server's (REF: a label prefix, the gateway). One line of text.
+medians() {
+    "$PY" - "$MANIFEST" "$@" <<'EOF'
+import json, re, statistics, sys
+path, key, ref, unit = sys.argv[1:5]
+runs = {}
+for line in open(path):
+    m = json.loads(line)
+    try:
+        b = json.load(open(m["bench"]))
+    except (OSError, ValueError):
+        continue
+    v = b.get(key) if key == "msgs_per_s" else (b.get("latency_us") or {}).get(key)
+    if v:
+        runs.setdefault(re.sub(r" #\d+$", "", m["label"]), []).append(float(v))
+med = {k: statistics.median(v) for k, v in runs.items()}
+fmt = (lambda x: "%.1f" % x) if unit == "us" else (lambda x: "%.0f" % x)
+parts = ["%s %s %s (%d runs, %s-%s)" % (k, fmt(med[k]), unit, len(v), fmt(min(v)), fmt(max(v)))
+         for k, v in runs.items()]
+r = next((k for k in med if k.startswith(ref)), None)
+if r:
+    parts += ["%s / %s = %.2f" % (r, k, med[r] / med[k]) for k in med if k != r and med[k]]
+print("; ".join(parts) if parts else "no runs")
+EOF
+}
 
 # hold_bench LABEL "name:pid ..." WS-BENCH-CONN-ARGS...: runs `ws-bench conn` (give it a
 # --sleep), and once every connection is up samples the RSS of the watched processes:
