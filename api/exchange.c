@@ -3,6 +3,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "presence_gate.h"
 #include "wsapi_metrics.h"
 #include "wsgw.pb-c.h"
 
@@ -19,21 +20,47 @@ void exchange_free(exchange_t *x)
     arena_free(&x->arena);
 }
 
+/* An Open/Close from a session older than the one the entry came from: a stopped node reads
+ * an old connection's buffered events after the gateway resynced on a new one. */
+static void stale(int metric, const char *kind, uint64_t conn_id, const api_stream_t *s)
+{
+    metrics_inc(metric);
+    log_rl_info("stale presence event ignored", "kind=%s conn_id=%llu session=%llu stream=%llu",
+                kind, (unsigned long long)conn_id,
+                (unsigned long long)(s->sess ? s->sess->serial : 0),
+                (unsigned long long)s->serial);
+}
+
+/* The batch said presence_complete: once every announced stream of the session has, the
+ * gateway's presence is whole on this node. */
+static void complete(exchange_t *x, api_stream_t *s)
+{
+    if (!presence_complete(x->pres, s))
+        return;
+    pres_session_t *sess = s->sess;
+    char gw[96];
+    log_rl_info("gateway presence synced", "gateway=%s session=%llu streams=%u connections=%zu",
+                log_quote(gw, sizeof gw, s->gw ? s->gw->id : ""),
+                (unsigned long long)sess->serial, sess->expect, sess->nconns);
+}
+
 static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *ev)
 {
     switch (ev->kind_case) {
     case WSGW__V1__EVENT__KIND_OPEN: {
         metrics_inc(wsapi_m.ev_open);
-        size_t before = presence_count(x->pres);
-        if (presence_open(x->pres, ev->conn_id, ev->user_id, ev->open->gateway_id, s) < 0)
+        pres_result_t pr =
+            presence_open(x->pres, ev->conn_id, ev->user_id, ev->open->gateway_id, s);
+        if (pr == PRES_ERR)
             return EXCHANGE_ERR_NOMEM;
-        metrics_gauge_add(wsapi_m.presence, (int64_t)presence_count(x->pres) - (int64_t)before);
+        if (pr == PRES_STALE)
+            stale(wsapi_m.stale_open, "open", ev->conn_id, s);
         return EXCHANGE_OK;
     }
     case WSGW__V1__EVENT__KIND_CLOSE:
         metrics_inc(wsapi_m.ev_close);
-        if (presence_close(x->pres, ev->conn_id))
-            metrics_gauge_add(wsapi_m.presence, -1);
+        if (presence_close(x->pres, ev->conn_id, s) == PRES_STALE)
+            stale(wsapi_m.stale_close, "close", ev->conn_id, s);
         return EXCHANGE_OK;
     case WSGW__V1__EVENT__KIND_MESSAGE: {
         metrics_inc(wsapi_m.ev_message);
@@ -68,7 +95,10 @@ int exchange_upstream(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t
     int rv = EXCHANGE_OK;
     for (size_t i = 0; i < up->n_events && rv == EXCHANGE_OK; i++)
         rv = handle_event(x, s, up->events[i]);
+    presence_gate_gauges(x->pres);
     if (rv == EXCHANGE_OK) {
+        if (up->presence_complete)
+            complete(x, s);
         if (up->seq > s->ack)
             s->ack = up->seq;
         s->ack_dirty = true;

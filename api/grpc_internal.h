@@ -85,6 +85,7 @@ typedef struct gstream {
     gs_kind_t kind;
     /* request headers */
     char *path, *gateway_id, *authorization, *content_type;
+    char *wsgw_streams; /* x-wsgw-streams: streams that will say presence_complete */
     /* inbound */
     grpc_dec_t dec;
     bool dec_init;
@@ -140,6 +141,7 @@ struct gconn {
     gconn_t *wnext; /* srv->wlist */
     gconn_t *prev, *next;
     uint64_t serial;
+    pres_session_t psess; /* presence of this connection, once it carries an Exchange stream */
     char peer[80];
     char anon_gw[40]; /* gateway id for Exchange streams without x-gateway-id */
 };
@@ -186,6 +188,9 @@ void grpc__stream_remote_end(gstream_t *s);
 void grpc__stream_end(gstream_t *s, int status, const char *msg);
 /* grpc__quote: logfmt value of a possibly NULL string. */
 const char *grpc__quote(char *out, size_t n, const char *s);
+/* grpc__session_end: c's gateway session is over (its streams freed): the presence it
+ * brought leaves (presence_session_end). No-op when c carried no Exchange stream. */
+void grpc__session_end(gconn_t *c);
 /* grpc__stream_sweep: fails s when its message or Push request is unfinished past the
  * deadline (now in uv_now ms). */
 void grpc__stream_sweep(gstream_t *s, uint64_t now);

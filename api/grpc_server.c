@@ -24,6 +24,7 @@
 #include "grpc_internal.h"
 #include "log.h"
 #include "metrics.h"
+#include "presence_gate.h"
 #include "router.h"
 #include "sockio.h"
 #include "wsapi_metrics.h"
@@ -185,6 +186,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         dst = &s->authorization;
     else if (IS("content-type"))
         dst = &s->content_type;
+    else if (IS("x-wsgw-streams"))
+        dst = &s->wsgw_streams;
 #undef IS
     if (dst && !*dst && !(*dst = dupn(value, valuelen)))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -556,6 +559,7 @@ static void conn_close(gconn_t *c, const char *why)
         nghttp2_session_set_stream_user_data(c->ng, s->id, NULL);
         grpc__stream_free(s);
     }
+    grpc__session_end(c);
     nghttp2_session_del(c->ng);
     c->ng = NULL;
     /* unlink from the write list */
@@ -668,6 +672,7 @@ static void on_sweep(uv_timer_t *t)
             grpc__stream_sweep(st, now);
         }
     }
+    presence_gate_open(srv->pres); /* sync timeouts, wsapi_presence_ready */
     grpc_server_flush(srv);
 }
 

@@ -4,6 +4,7 @@
  *
  * Threads: loop thread only; most functions run inside nghttp2 callbacks (mem_recv/mem_send),
  * where submitting frames and resuming data is allowed, freeing the connection is not. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "presence.h"
+#include "presence_gate.h"
 #include "push.h"
 #include "router.h"
 #include "utf8.h"
@@ -117,19 +119,51 @@ static void stream_detach(gstream_t *s)
     if (!s->attached)
         return;
     grpc_server_t *srv = s->c->srv;
-    size_t gws = srv->pres->ngateways;
     char gw[96];
     grpc__quote(gw, sizeof gw, s->as.gw ? s->as.gw->id : "");
-    size_t dropped = presence_detach(srv->pres, &s->as);
+    presence_detach(srv->pres, &s->as); /* presence stays with the session (presence.h) */
     s->attached = false;
     s->as.closed = true;
-    metrics_gauge_add(wsapi_m.gateway_streams, -1);
-    metrics_gauge_add(wsapi_m.presence, -(int64_t)dropped);
-    metrics_gauge_add(wsapi_m.gateways, (int64_t)srv->pres->ngateways - (int64_t)gws);
+    presence_gate_gauges(srv->pres);
     log_rl_info("exchange stream closed", "gateway=%s stream=%llu conn=%llu", gw,
                 (unsigned long long)s->as.serial, (unsigned long long)s->c->serial);
-    if (srv->pres->ngateways < gws)
-        log_rl_info("gateway left", "gateway=%s connections_dropped=%zu", gw, dropped);
+}
+
+void grpc__session_end(gconn_t *c)
+{
+    presence_t *pres = c->srv->pres;
+    if (!c->psess.live)
+        return;
+    size_t dropped = presence_session_end(pres, &c->psess);
+    metrics_add(wsapi_m.session_drops, dropped);
+    presence_gate_gauges(pres);
+    log_rl_info("gateway session ended", "conn=%llu peer=%s connections_dropped=%zu",
+                (unsigned long long)c->serial, c->peer, dropped);
+}
+
+/* x-wsgw-streams: how many streams of this session will say presence_complete (0: the
+ * gateway does not announce it; a bad value counts as that, logged and counted). Capped at
+ * --h2-max-streams: more can never be open at once. */
+static uint32_t announced_streams(gstream_t *s)
+{
+    if (!s->wsgw_streams)
+        return 0;
+    char *end;
+    unsigned long n = strtoul(s->wsgw_streams, &end, 10);
+    if (!isdigit((unsigned char)s->wsgw_streams[0]) || *end || n < 1 || n > 65535) {
+        char v[40];
+        metrics_inc(wsapi_m.bad_streams_header);
+        log_rl_warn("bad x-wsgw-streams header ignored", "value=%s peer=%s",
+                    grpc__quote(v, sizeof v, s->wsgw_streams), s->c->peer);
+        return 0;
+    }
+    uint32_t max = s->c->srv->cfg.max_streams;
+    if (n > max) {
+        log_rl_warn("x-wsgw-streams above --h2-max-streams: capped", "streams=%lu max=%u peer=%s",
+                    n, max, s->c->peer);
+        n = max;
+    }
+    return (uint32_t)n;
 }
 
 /* ---- responses ----------------------------------------------------------------------------- */
@@ -354,14 +388,16 @@ void grpc__stream_dispatch(gstream_t *s)
         grpc_dec_init(&s->dec, srv->cfg.max_message);
         s->dec_init = true;
         const char *gid = s->gateway_id && *s->gateway_id ? s->gateway_id : s->c->anon_gw;
-        size_t gws = srv->pres->ngateways;
-        if (!presence_attach(srv->pres, gid, &s->as)) {
+        gconn_t *c = s->c;
+        if (!c->psess.live) /* its first Exchange stream: a gateway session starts */
+            presence_session_start(srv->pres, &c->psess, c->serial, announced_streams(s),
+                                   presence_gate_now_ms());
+        if (!presence_attach(srv->pres, gid, &c->psess, &s->as)) {
             stream_fail(s, GRPC_RESOURCE_EXHAUSTED, "out of memory");
             return;
         }
         s->attached = true;
-        metrics_gauge_add(wsapi_m.gateway_streams, 1);
-        metrics_gauge_add(wsapi_m.gateways, (int64_t)srv->pres->ngateways - (int64_t)gws);
+        presence_gate_gauges(srv->pres);
         char gw[96];
         log_rl_info("exchange stream open", "gateway=%s stream=%llu conn=%llu peer=%s",
                     grpc__quote(gw, sizeof gw, gid), (unsigned long long)s->as.serial,
@@ -433,6 +469,13 @@ static void push_finish(gstream_t *s)
         metrics_inc(wsapi_m.push_bad_utf8);
         status = GRPC_INVALID_ARGUMENT;
         msg = "text payload is not valid UTF-8 (send it with binary: true)";
+        goto reply;
+    }
+    if (!presence_gate_open(srv->pres)) {
+        /* Gateways are still re-sending presence (issue 14 case 8): a user who is online may
+         * look offline, so the push is refused rather than answered "0 gateways" and lost. */
+        status = GRPC_UNAVAILABLE;
+        msg = "presence resyncing";
         goto reply;
     }
     int n = push_send(srv->r, &t, req->payload.data, req->payload.len, req->binary);
@@ -544,6 +587,7 @@ void grpc__stream_free(gstream_t *s)
     free(s->gateway_id);
     free(s->authorization);
     free(s->content_type);
+    free(s->wsgw_streams);
     free(s);
 }
 

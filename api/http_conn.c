@@ -52,6 +52,12 @@ void http_conn_close_after(http_conn_t *c)
 int http_conn_respond(http_conn_t *c, int status, const char *ctype, const void *body,
                       size_t len)
 {
+    return http_conn_respond_hdrs(c, status, ctype, NULL, body, len);
+}
+
+int http_conn_respond_hdrs(http_conn_t *c, int status, const char *ctype, const char *hdrs,
+                           const void *body, size_t len)
+{
     if (c->responded)
         return 0; /* one response per request */
     c->responded = true;
@@ -59,6 +65,7 @@ int http_conn_respond(http_conn_t *c, int status, const char *ctype, const void 
     if (buf_appendf(&c->out, "HTTP/1.1 %d %s\r\nServer: ws-api\r\n", status,
                     http_conn_reason(status)) < 0 ||
         (ctype && buf_appendf(&c->out, "Content-Type: %s\r\n", ctype) < 0) ||
+        (hdrs && buf_appendf(&c->out, "%s", hdrs) < 0) ||
         buf_appendf(&c->out, "Content-Length: %zu\r\n%s\r\n", len,
                     close ? "Connection: close\r\n" : "") < 0 ||
         (!c->head_only && len && buf_append(&c->out, body, len) < 0))

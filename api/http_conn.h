@@ -137,6 +137,10 @@ http_limit_t http_conn_take_limit(http_conn_t *c, const char **msg, int *status,
  * it, then the body (not for HEAD). Returns 0 or -1 (out of memory: the owner closes). */
 int http_conn_respond(http_conn_t *c, int status, const char *ctype, const void *body,
                       size_t len);
+/* http_conn_respond_hdrs: http_conn_respond with extra header lines (`hdrs`, each ending in
+ * CRLF, e.g. "Retry-After: 1\r\n"; NULL: none) after Content-Type. */
+int http_conn_respond_hdrs(http_conn_t *c, int status, const char *ctype, const char *hdrs,
+                           const void *body, size_t len);
 /* http_conn_close_after: the connection ends after the response being built (call before
  * http_conn_respond). */
 void http_conn_close_after(http_conn_t *c);

@@ -41,6 +41,7 @@
 #include "handler.h"
 #include "log.h"
 #include "presence.h"
+#include "presence_gate.h"
 #include "push_http.h"
 #include "router.h"
 #include "wsapi_metrics.h"
@@ -55,6 +56,7 @@ static int64_t tls_handshake_us, http_max_conns, http_head_us, http_body_us, htt
 static int64_t h2_max_streams, h2_max_header_list, h2_header_rate, h2_control_rate;
 static int64_t h2_reset_burst;
 static int64_t h2_conn_buffer, h2_conn_queue, h2_total_queue, h2_message_us, h2_idle_us;
+static int64_t presence_grace_us, presence_sync_us;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
@@ -124,6 +126,14 @@ static const flag_t flag_tab[] = {
      "a gRPC message (or Push request) unfinished this long: the stream fails (grpc-status 4)"},
     {"h2-idle-timeout", FLAG_DURATION, "60s", &h2_idle_us,
      "a gRPC connection without a stream this long: GOAWAY, closed"},
+    {"presence-grace", FLAG_DURATION, "3s", &presence_grace_us,
+     "after start, push, kick and presence requests get 503 (gRPC Push: 14) this long while "
+     "gateways reconnect and re-send presence (their backoff is up to 2 s); 0 = none", 0,
+     600000000},
+    {"presence-sync-timeout", FLAG_DURATION, "10s", &presence_sync_us,
+     "a gateway session whose announced streams (x-wsgw-streams) have not all said "
+     "presence_complete this long after it started counts as synced (logged, counted)", 1000,
+     600000000},
     {"shutdown-timeout", FLAG_DURATION, "3s", &shutdown_us,
      "on SIGTERM/SIGINT: how long open streams may go on before they are ended"},
     {"log-level", FLAG_STR, "info", &log_level_name, "error | warn | info | debug"},
@@ -243,6 +253,8 @@ int main(int argc, char **argv)
     int code = 1;
     uv_loop_init(&a.loop);
     presence_init(&pres);
+    presence_gate_config(&pres, (uint64_t)(presence_grace_us / 1000),
+                         (uint64_t)(presence_sync_us / 1000));
     router_init(&router, &pres, DOWNSTREAM_SOFT_MAX);
     exchange_init(&x, &pres, &router, handler);
 
@@ -303,9 +315,10 @@ int main(int argc, char **argv)
     uv_timer_init(&a.loop, &a.grace);
     a.tick.data = a.grace.data = &a;
 
-    log_info("ws-api started", "handler=%s grpc=%s grpc_tls=%s http=%s http_tls=%s", handler_name,
-             grpc_listen, *grpc_tls_cert ? "on" : "off", http_listen,
-             *http_tls_cert ? "on" : "off");
+    log_info("ws-api started",
+             "handler=%s grpc=%s grpc_tls=%s http=%s http_tls=%s presence_grace_ms=%lld",
+             handler_name, grpc_listen, *grpc_tls_cert ? "on" : "off", http_listen,
+             *http_tls_cert ? "on" : "off", (long long)(presence_grace_us / 1000));
     uv_run(&a.loop, UV_RUN_DEFAULT);
     code = 0;
 

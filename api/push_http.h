@@ -11,7 +11,9 @@
  *   GET  /healthz          -> 200 ok
  *   GET  /metrics          -> Prometheus text
  * Errors: {"error":"..."} with 400 (bad body), 401 (--push-token set and the bearer token is
- * missing or wrong; /v1/... only), 404, 405, and from the connection itself (http_conn.h):
+ * missing or wrong; /v1/... only), 404, 405, 503 {"error":"presence resyncing"} with
+ * Retry-After: 1 on /v1/push, /v1/kick and /v1/users/{id} while presence is not whole after a
+ * start or a gateway's reconnect (presence_gate.h; a bad body is still 400), and from the connection itself (http_conn.h):
  * 400 (malformed head, ambiguous framing), 408 (head or body too slow), 411 (chunked body),
  * 413 (body over max_body). GET paths also answer HEAD.
  *

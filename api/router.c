@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "downstream.h"
+#include "metrics.h"
+#include "wsapi_metrics.h"
 
 struct route_part {
     api_stream_t *s;
@@ -126,6 +128,14 @@ static int grow(void **arr, size_t *cap, size_t n, size_t elem)
     return 0;
 }
 
+/* A targeted connection whose gateway has no live stream (all its streams failed at once,
+ * reopening): skipped and counted; its session's presence stays. */
+static void unreachable(router_t *r)
+{
+    r->unreachable++;
+    metrics_inc(wsapi_m.unreachable);
+}
+
 /* The stream a gateway's share of a target goes on when no connection dictates one. */
 static api_stream_t *gw_stream(router_t *r, pres_gateway_t *g, api_stream_t *prefer)
 {
@@ -146,7 +156,12 @@ int router_route(router_t *r, const target_t *t, Wsgw__V1__Command *cmd, api_str
         pres_conn_t *c = presence_conn(pres, t->conn_ids[i]);
         if (!c)
             continue;
-        route_part_t *p = part_for(r, presence_conn_stream(c));
+        api_stream_t *s = presence_conn_stream(c);
+        if (!s) {
+            unreachable(r);
+            continue;
+        }
+        route_part_t *p = part_for(r, s);
         if (!p || grow((void **)&p->conn_ids, &p->capconn, p->nconn, sizeof(uint64_t)) < 0)
             return ROUTER_ERR_NOMEM;
         p->conn_ids[p->nconn++] = t->conn_ids[i];
@@ -160,6 +175,10 @@ int router_route(router_t *r, const target_t *t, Wsgw__V1__Command *cmd, api_str
             if (g->rt_epoch == r->epoch && g->rt_user == i + 1)
                 continue; /* this user is already on its way to this gateway */
             api_stream_t *s = (prefer && prefer->gw == g) ? prefer : presence_conn_stream(c);
+            if (!s) {
+                unreachable(r);
+                continue;
+            }
             route_part_t *p = part_for(r, s);
             if (!p || grow((void **)&p->user_ids, &p->capuser, p->nuser, sizeof(char *)) < 0)
                 return ROUTER_ERR_NOMEM;

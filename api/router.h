@@ -6,8 +6,9 @@
  *
  * Routing of a target (DESIGN.md): conn_ids and user_ids go only to the gateways that hold them,
  * through presence (a conn on the stream its Open arrived on while that stream lives, else on
- * any live stream of its gateway); room and all go to every gateway, one stream each. Per
- * gateway all parts of one target travel in as few commands as possible.
+ * another live stream of its session or gateway, skipped when there is none); room and all go
+ * to every gateway with a live stream, one stream each. Per gateway all parts of one target
+ * travel in as few commands as possible.
  *
  * Loop thread only. */
 #ifndef WSGW_API_ROUTER_H
@@ -37,6 +38,7 @@ typedef struct router {
     route_part_t *parts; /* scratch, reused */
     size_t nparts, cap;
     uint64_t commands;   /* commands emitted (tests, logs) */
+    uint64_t unreachable; /* targeted connections skipped: their gateway had no live stream */
 } router_t;
 
 /* router_init: routes through `pres` (not owned). soft_max: Downstream size (bytes) after which
@@ -62,7 +64,9 @@ api_stream_t *router_pop_dirty(router_t *r);
 /* router_route: sends cmd (kind SEND or KICK; its target field is replaced per part and
  * restored afterwards) to the gateways holding t. `prefer` (may be NULL) is used instead of any
  * other stream of its own gateway, so commands caused by an event keep that connection's
- * order. Returns the number of gateways the command was sent to (>= 0), or ROUTER_ERR_NOMEM. */
+ * order. Connections whose gateway has no live stream are skipped and counted (r->unreachable,
+ * wsapi_unreachable_targets_total). Returns the number of gateways the command was sent to
+ * (>= 0), or ROUTER_ERR_NOMEM. */
 int router_route(router_t *r, const target_t *t, Wsgw__V1__Command *cmd, api_stream_t *prefer);
 
 #endif

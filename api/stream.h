@@ -15,11 +15,14 @@
 #include "buf.h"
 
 struct pres_gateway;
+struct pres_session;
 
 typedef struct api_stream {
     /* presence: the gateway this stream belongs to and its list of streams */
     struct pres_gateway *gw;
     struct api_stream *gw_prev, *gw_next;
+    struct pres_session *sess; /* its gRPC connection (kept after detach) */
+    bool complete;             /* delivered a batch with Upstream.presence_complete */
 
     /* router: pending Downstream (5 reserved header bytes + Command entries, field 1) */
     buf_t pending;

@@ -41,6 +41,35 @@ void wsapi_metrics_init(void)
     m->gateways = metrics_gauge("wsapi_gateways", NULL, "Gateways with at least one live stream.");
     m->presence = metrics_gauge("wsapi_presence_connections", NULL,
                                 "Client connections in this node's presence table.");
+    m->presence_ready = metrics_gauge(
+        "wsapi_presence_ready", NULL,
+        "1 when presence is whole (startup --presence-grace over, every gateway session "
+        "synced); 0 while push, kick and presence requests are refused (503 / grpc-status 14).");
+    m->presence_unsynced = metrics_gauge(
+        "wsapi_presence_unsynced_sessions", NULL,
+        "Gateway sessions (gRPC connections) whose presence resync is not complete yet.");
+    m->presence_sessions = metrics_gauge("wsapi_presence_sessions", NULL,
+                                         "Live gateway sessions (gRPC connections with an "
+                                         "Exchange stream).");
+    m->sync_timeouts = metrics_counter(
+        "wsapi_presence_sync_timeouts_total", NULL,
+        "Gateway sessions counted as synced because not every announced stream "
+        "(x-wsgw-streams) said presence_complete within --presence-sync-timeout.");
+    const char *sth = "Open/Close events ignored because the connection's entry came from a "
+                      "newer session of its gateway (a stale connection's buffered events).";
+    m->stale_open = metrics_counter("wsapi_presence_stale_events_total", "kind=\"open\"", sth);
+    m->stale_close = metrics_counter("wsapi_presence_stale_events_total", "kind=\"close\"", sth);
+    m->bad_streams_header = metrics_counter(
+        "wsapi_presence_bad_streams_header_total", NULL,
+        "Exchange streams whose x-wsgw-streams header was not a number in 1..65535 (ignored: "
+        "the session counts as not announcing presence_complete).");
+    m->session_drops = metrics_counter(
+        "wsapi_presence_session_drops_total", NULL,
+        "Presence entries dropped because the gateway session they came on ended.");
+    m->unreachable = metrics_counter(
+        "wsapi_unreachable_targets_total", NULL,
+        "Connections targeted by a push, kick or reply that were skipped because their "
+        "gateway had no live Exchange stream at the time.");
     const char *evh = "Client events received from gateways, by kind.";
     m->ev_open = metrics_counter("wsapi_events_total", "kind=\"open\"", evh);
     m->ev_message = metrics_counter("wsapi_events_total", "kind=\"message\"", evh);

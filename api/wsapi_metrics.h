@@ -8,6 +8,15 @@ typedef struct wsapi_metrics {
     int gateway_streams;  /* gauge: live Exchange streams */
     int gateways;         /* gauge: gateways with at least one live stream */
     int presence;         /* gauge: connections in presence */
+    /* presence per session and its sync (presence.h, presence_gate.h) */
+    int presence_ready;      /* gauge 0/1: presence/push endpoints answer (else 503/14) */
+    int presence_unsynced;   /* gauge: gateway sessions whose presence is not whole yet */
+    int presence_sessions;   /* gauge: live gateway sessions */
+    int sync_timeouts;       /* sessions counted synced after --presence-sync-timeout */
+    int stale_open, stale_close; /* Open/Close from an older session than the entry's: ignored */
+    int bad_streams_header;  /* x-wsgw-streams that is not a number in 1..65535: ignored */
+    int session_drops;       /* entries dropped because their session ended */
+    int unreachable;         /* targeted connections whose gateway had no live stream */
     int ev_open, ev_message, ev_close, ev_unknown;
     int upstream_msgs, upstream_bytes;     /* Upstream messages / DATA bytes received */
     int downstream_msgs, downstream_bytes; /* Downstream messages / bytes queued */

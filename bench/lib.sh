@@ -83,8 +83,10 @@ start_api() {
     local g h
     g=$(free_port)
     h=$(free_port)
+    # --presence-grace 0: no gateway was connected before this ws-api started, so there is no
+    # presence to wait for (pushes would otherwise get 503 for 3 s)
     spawn api "$BIN/ws-api" --grpc-listen "127.0.0.1:$g" --http-listen "127.0.0.1:$h" \
-        --handler "$1" --log-level warn
+        --handler "$1" --log-level warn --presence-grace 0
     API_PID=$SPAWNED
     API_GRPC=127.0.0.1:$g
     API_HTTP_URL=http://127.0.0.1:$h

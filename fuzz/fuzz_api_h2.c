@@ -175,6 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nghttp2_session_set_stream_user_data(c->ng, s->id, NULL);
         grpc__stream_free(s);
     }
+    grpc__session_end(c);
     if (c->buffered || c->queued || srv->queued || c->nstreams || c->nblocked)
         abort();
     nghttp2_session_del(c->ng);

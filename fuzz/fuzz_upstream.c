@@ -10,6 +10,7 @@
 #include "../api/exchange.h"
 #include "../api/presence.h"
 #include "../api/router.h"
+#include "../api/wsapi_metrics.h"
 #include "grpc_frame.h"
 #include "wsgw.pb-c.h"
 
@@ -32,6 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
+    static int inited;
+    if (!inited) { /* exchange sets presence gauges: they must be registered */
+        wsapi_metrics_init();
+        inited = 1;
+    }
     presence_t p;
     router_t r;
     exchange_t x;
@@ -42,7 +48,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&s1, 0, sizeof s1);
     memset(&s2, 0, sizeof s2);
     s1.flush = s2.flush = check_flush;
-    if (presence_attach(&p, "gw-a", &s1) && presence_attach(&p, "gw-b", &s2)) {
+    pres_session_t sa = {0}, sb = {0};
+    presence_session_start(&p, &sa, 1, 2, 0);
+    presence_session_start(&p, &sb, 2, 0, 0);
+    if (presence_attach(&p, "gw-a", &sa, &s1) && presence_attach(&p, "gw-b", &sb, &s2)) {
         /* the input may hold several batches: split at a 0xFE 0xFE marker */
         const uint8_t *msg = data + 1;
         size_t left = size - 1;
@@ -62,6 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     router_forget(&r, &s2);
     presence_detach(&p, &s1);
     presence_detach(&p, &s2);
+    presence_session_end(&p, &sa);
+    presence_session_end(&p, &sb);
     exchange_free(&x);
     router_free(&r);
     presence_free(&p);

@@ -62,7 +62,8 @@ class Stream:
                                               response_deserializer=pb.Downstream.FromString)
         else:
             method = gw.stub.Stream
-        self.call = method(gen(), metadata=[("x-gateway-id", gw.gw_id)])
+        self.call = method(gen(), metadata=[("x-gateway-id", gw.gw_id)] +
+                           list(getattr(gw, "metadata", ())))
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
 
@@ -74,9 +75,9 @@ class Stream:
             self.error = e
         self.got.put(None)
 
-    def send(self, events):
+    def send(self, events, presence_complete=False):
         self.seq += 1
-        self.q.put(pb.Upstream(seq=self.seq, events=events))
+        self.q.put(pb.Upstream(seq=self.seq, events=events, presence_complete=presence_complete))
         return self.seq
 
     def send_raw(self, data):
@@ -131,10 +132,12 @@ class Stream:
 
 
 class Gateway:
-    """A gateway stand-in: its own HTTP/2 connection and x-gateway-id."""
+    """A gateway stand-in: its own HTTP/2 connection and x-gateway-id (plus `metadata` on every
+    stream, e.g. x-wsgw-streams)."""
 
-    def __init__(self, port, gw_id):
+    def __init__(self, port, gw_id, metadata=()):
         self.gw_id = gw_id
+        self.metadata = metadata
         self.channel = grpc.insecure_channel("127.0.0.1:%d" % port, options=CHANNEL_OPTS)
         self.stub = pbg.ExchangeStub(self.channel)
         self.streams = []

@@ -75,6 +75,10 @@ def start(args, env=None, name=None):
     os.makedirs(logdir, exist_ok=True)
     fd, path = tempfile.mkstemp(prefix=name + "-", suffix=".log", dir=logdir)
     full_env = dict(os.environ)
+    # ws-api refuses pushes (503) for --presence-grace (3 s) after it starts, until gateways
+    # have re-sent presence; tests start it before any gateway, so they run without the grace
+    # unless they set the flag or this variable themselves (test_presence_sync does).
+    full_env.setdefault("WSAPI_PRESENCE_GRACE", "0")
     full_env.update(env or {})
     p = Proc([exe] + list(args[1:]), stdout=fd, stderr=fd, env=full_env, start_new_session=True)
     os.close(fd)
@@ -301,9 +305,15 @@ class Api:
     def push(self, **body):
         return self.http("POST", "/v1/push", body)
 
-    def conns_of(self, user):
-        """conn ids (ints) of a user from GET /v1/users/{user}."""
+    def conns_of(self, user, retry_for=5.0):
+        """conn ids (ints) of a user from GET /v1/users/{user}. A 503 (presence resyncing:
+        ws-api does not know yet who is online) is retried for up to retry_for seconds, as
+        its Retry-After asks, so that it is never taken for "offline"."""
+        deadline = time.monotonic() + retry_for
         st, js = self.http("GET", "/v1/users/" + user)
+        while st == 503 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            st, js = self.http("GET", "/v1/users/" + user)
         if st != 200:
             return []
         return [int(c["conn_id"]) for c in js.get("connections", [])]

@@ -81,6 +81,17 @@ static Wsgw__V1__Command *command(const fake_t *f, size_t k)
     return NULL;
 }
 
+/* A live session for fake streams (presence.h: every stream belongs to one). A static pool:
+ * presence_free ends them, and presence_session_start reinitialises one. */
+static pres_session_t *new_session(presence_t *p)
+{
+    static pres_session_t pool[16];
+    static uint64_t serial;
+    pres_session_t *s = &pool[serial % 16];
+    presence_session_start(p, s, ++serial, 0, 0);
+    return s;
+}
+
 /* ---- Upstream builder ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -130,16 +141,23 @@ static void ub_close(ub_t *u, uint64_t conn)
     e->close = &u->close[u->n++];
 }
 
-static int ub_send(ub_t *u, exchange_t *x, api_stream_t *s, uint64_t seq)
+static int ub_send_complete(ub_t *u, exchange_t *x, api_stream_t *s, uint64_t seq,
+                            bool complete)
 {
     Wsgw__V1__Upstream up = WSGW__V1__UPSTREAM__INIT;
     up.n_events = (size_t)u->n;
     up.events = u->evp;
     up.seq = seq;
+    up.presence_complete = complete;
     uint8_t buf[8192];
     size_t n = wsgw__v1__upstream__pack(&up, buf);
     u->n = 0;
     return exchange_upstream(x, s, buf, n);
+}
+
+static int ub_send(ub_t *u, exchange_t *x, api_stream_t *s, uint64_t seq)
+{
+    return ub_send_complete(u, x, s, seq, false);
 }
 
 /* ---- tests --------------------------------------------------------------------------------- */
@@ -189,7 +207,8 @@ static void test_echo_on_source_stream_with_ack(void)
     fake_t s1, s2;
     fake_init(&s1);
     fake_init(&s2);
-    REQUIRE(presence_attach(&p, "gw", &s1.as) && presence_attach(&p, "gw", &s2.as));
+    pres_session_t *ss = new_session(&p);
+    REQUIRE(presence_attach(&p, "gw", ss, &s1.as) && presence_attach(&p, "gw", ss, &s2.as));
     ub_t u = {0};
     ub_open(&u, 5, "alice", "gw");
     CHECK_EQ(ub_send(&u, &x, &s1.as, 1), EXCHANGE_OK);
@@ -239,7 +258,7 @@ static void test_none_handler_still_acks(void)
     exchange_init(&x, &p, &r, HANDLER_NONE);
     fake_t s;
     fake_init(&s);
-    REQUIRE(presence_attach(&p, "gw", &s.as));
+    REQUIRE(presence_attach(&p, "gw", new_session(&p), &s.as));
     ub_t u = {0};
     ub_msg(&u, 1, "u", "hello", false);
     CHECK_EQ(ub_send(&u, &x, &s.as, 3), EXCHANGE_OK);
@@ -258,6 +277,7 @@ typedef struct {
     presence_t p;
     router_t r;
     fake_t a1, a2, b1;
+    pres_session_t *sa, *sb;
 } world_t;
 
 static void world_init(world_t *w)
@@ -267,9 +287,11 @@ static void world_init(world_t *w)
     fake_init(&w->a1);
     fake_init(&w->a2);
     fake_init(&w->b1);
-    presence_attach(&w->p, "A", &w->a1.as);
-    presence_attach(&w->p, "A", &w->a2.as);
-    presence_attach(&w->p, "B", &w->b1.as);
+    w->sa = new_session(&w->p);
+    w->sb = new_session(&w->p);
+    presence_attach(&w->p, "A", w->sa, &w->a1.as);
+    presence_attach(&w->p, "A", w->sa, &w->a2.as);
+    presence_attach(&w->p, "B", w->sb, &w->b1.as);
     /* alice: conn 1 on A (via a1) and conn 2 on B; bob: conn 3 on A via a2 */
     presence_open(&w->p, 1, "alice", NULL, &w->a1.as);
     presence_open(&w->p, 2, "alice", NULL, &w->b1.as);
@@ -383,6 +405,78 @@ static void test_route_users_room_all(void)
     world_free(&w);
 }
 
+/* Every stream of gateway A's live session fails at once: A's connections stay in presence
+ * but are unreachable (skipped and counted, not routed to a NULL stream); B's are reached; a
+ * stream reopened in the same session reaches A's again without any re-Open. */
+static void test_route_skips_gateway_without_streams(void)
+{
+    world_t w;
+    world_init(&w);
+    presence_detach(&w.p, &w.a1.as);
+    presence_detach(&w.p, &w.a2.as);
+    CHECK_EQ(presence_count(&w.p), 3);
+    char *alice[] = {"alice"}, *bob[] = {"bob"};
+    uint64_t c13[] = {1, 3};
+    target_t t = {.user_ids = alice, .n_user_ids = 1};
+    uint64_t before = w.r.unreachable;
+    CHECK_EQ(push(&w, &t), 1); /* B only */
+    CHECK_EQ(ncommands(&w.b1), 1);
+    CHECK_EQ(w.r.unreachable, before + 1);
+    t = (target_t){.user_ids = bob, .n_user_ids = 1};
+    CHECK_EQ(push(&w, &t), 0);
+    t = (target_t){.conn_ids = c13, .n_conn_ids = 2};
+    CHECK_EQ(push(&w, &t), 0);
+    CHECK_EQ(w.r.unreachable, before + 4);
+    CHECK_EQ(push_kick(&w.r, &t, 4000, "x"), 0);
+    t = (target_t){.all = true};
+    CHECK_EQ(push(&w, &t), 1);
+    CHECK_EQ(ncommands(&w.a1) + ncommands(&w.a2), 0);
+
+    fake_t a3;
+    fake_init(&a3);
+    REQUIRE(presence_attach(&w.p, "A", w.sa, &a3.as));
+    t = (target_t){.conn_ids = c13, .n_conn_ids = 2};
+    CHECK_EQ(push(&w, &t), 1);
+    REQUIRE(ncommands(&a3) == 1);
+    CHECK_EQ(command(&a3, 0)->send->target->n_conn_ids, 2);
+    presence_detach(&w.p, &a3.as);
+    world_free(&w);
+    fake_free(&a3);
+}
+
+/* A batch with presence_complete counts its stream once for its session's sync. */
+static void test_exchange_presence_complete(void)
+{
+    world_t w;
+    world_init(&w); /* its sessions announced nothing: synced */
+    exchange_t x;
+    exchange_init(&x, &w.p, &w.r, HANDLER_ECHO);
+    pres_session_t ss = {0};
+    presence_session_start(&w.p, &ss, 100, 2, 0);
+    CHECK_EQ(w.p.unsynced, 1);
+    fake_t c[2];
+    for (int i = 0; i < 2; i++) {
+        fake_init(&c[i]);
+        REQUIRE(presence_attach(&w.p, "C", &ss, &c[i].as));
+    }
+    ub_t u = {0};
+    ub_open(&u, 7, "carol", "C");
+    CHECK_EQ(ub_send_complete(&u, &x, &c[0].as, 1, true), EXCHANGE_OK);
+    CHECK(!ss.synced);
+    CHECK(presence_conn(&w.p, 7) != NULL);
+    CHECK_EQ(ub_send_complete(&u, &x, &c[0].as, 2, true), EXCHANGE_OK); /* same stream again */
+    CHECK_EQ(ub_send_complete(&u, &x, &c[1].as, 1, false), EXCHANGE_OK);
+    CHECK(!ss.synced);
+    CHECK_EQ(ub_send_complete(&u, &x, &c[1].as, 2, true), EXCHANGE_OK); /* empty batch says it */
+    CHECK(ss.synced);
+    CHECK_EQ(w.p.unsynced, 0);
+    flush_all(&w.r);
+    exchange_free(&x);
+    world_free(&w);
+    for (int i = 0; i < 2; i++)
+        fake_free(&c[i]);
+}
+
 static void test_soft_max_splits_downstream(void)
 {
     presence_t p;
@@ -393,7 +487,7 @@ static void test_soft_max_splits_downstream(void)
     exchange_init(&x, &p, &r, HANDLER_ECHO);
     fake_t s;
     fake_init(&s);
-    REQUIRE(presence_attach(&p, "gw", &s.as));
+    REQUIRE(presence_attach(&p, "gw", new_session(&p), &s.as));
     ub_t u = {0};
     char text[201];
     memset(text, 'm', 200);
@@ -491,6 +585,8 @@ int main(void)
     RUN(test_none_handler_still_acks);
     RUN(test_route_conn_ids_to_holders_only);
     RUN(test_route_users_room_all);
+    RUN(test_route_skips_gateway_without_streams);
+    RUN(test_exchange_presence_complete);
     RUN(test_soft_max_splits_downstream);
     RUN(test_chat_parse);
     RUN(test_chat_handler);
