@@ -11,7 +11,12 @@
 // - the `x-wsgw-ack: 1` response header, and Downstream.ack = the Upstream.seq fully handled,
 //   sent with the commands that batch produced (at-least-once delivery with replay);
 // - duplicates after a replay dropped by (conn_id, Message.seq);
-// - presence from Open/Close (replicated to every API node), dropped with a gateway's last stream;
+// - presence from Open/Close (replicated to every API node), kept per gateway session (its HTTP/2
+//   connection) and dropped when that session is gone: grpc-js does not show the connection, so
+//   the session is the call's peer address:port, and it is gone once it had no live call for
+//   SESSION_LINGER_MS; Open/Close from an older session than an entry's are ignored;
+// - presence sync: the session is whole once every stream it announced (x-wsgw-streams) sent a
+//   batch with presence_complete;
 // - rooms live on the gateways: Join/Leave commands, and a room Send goes to every gateway, on the
 //   sender's own stream for its own gateway (so it follows the sender's earlier Join);
 // - backpressure: when call.write() says the buffer is full, stop reading that stream until
@@ -23,6 +28,11 @@
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+
+// A session without a live call for this long is over (its presence goes). Longer than the
+// gateway's stream reopen backoff (at most 2 s): a stream that fails, or all of them at once,
+// is reopened on the same connection and replays its batches without re-sending presence.
+const SESSION_LINGER_MS = 5000;
 
 function parseArgs(argv) {
   const o = {
@@ -81,13 +91,67 @@ class Exchange {
   constructor(handler) {
     this.handler = handler;
     this.streams = new Map();   // gateway id -> Set of calls
-    this.presence = new Map();  // gateway id -> Map conn_id -> user_id
+    this.sessions = new Map();  // peer address:port -> session
+    this.presence = new Map();  // conn_id -> {user, session}
     this.lastSeq = new Map();   // conn_id -> highest Message.seq handled (BigInt)
+    this.serials = 0;
+  }
+
+  // ---- presence per session: one per HTTP/2 connection (key: the calls' peer address:port);
+  // serials grow with each new session, and newer sessions win.
+  session(peer, gid, announced) {
+    let s = this.sessions.get(peer);
+    if (!s) {
+      s = { serial: ++this.serials, key: peer, gatewayId: gid, calls: 0, conns: new Set(),
+            expect: /^[0-9]+$/.test(announced) ? Number(announced) : 0, complete: new Set(),
+            linger: null };
+      this.sessions.set(peer, s);
+    }
+    if (s.linger) { clearTimeout(s.linger); s.linger = null; }
+    s.calls++;
+    return s;
+  }
+
+  // No call for SESSION_LINGER_MS: the connection is gone, and with it its presence (the gateway
+  // re-sends Open for its live connections on its next session).
+  sessionEnd(s) {
+    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    for (const id of s.conns) { this.presence.delete(id); this.lastSeq.delete(id); }
+    log('gateway session ended', { gateway: s.gatewayId, session: s.serial, connections_dropped: s.conns.size });
+    s.conns = new Set();
+  }
+
+  open(s, connId, user) {
+    const had = this.presence.get(connId);
+    if (had && had.session.serial > s.serial) return; // stale: an older session's buffered Open
+    if (had) had.session.conns.delete(connId);
+    this.presence.set(connId, { user, session: s });
+    s.conns.add(connId);
+  }
+
+  close(s, connId) {
+    const had = this.presence.get(connId);
+    if (had && had.session.serial > s.serial) return; // stale, as above
+    if (had) { had.session.conns.delete(connId); this.presence.delete(connId); }
+    this.lastSeq.delete(connId);
+  }
+
+  // A batch said presence_complete: once every announced stream did, this node knows all of the
+  // gateway's connections (until then "not in presence" may mean "not re-sent yet").
+  complete(s, call) {
+    if (s.complete.has(call)) return;
+    s.complete.add(call);
+    if (s.complete.size === s.expect) {
+      log('gateway presence synced', { gateway: s.gatewayId, session: s.serial, connections: s.conns.size });
+    }
   }
 
   // The bidi call handler (grpc-js: one call object, 'data' events in, write() out).
   stream(call) {
-    const gid = call.metadata.get('x-gateway-id')[0] || call.getPeer();
+    const peer = call.getPeer();
+    const gid = call.metadata.get('x-gateway-id')[0] || peer;
+    const sess = this.session(peer, gid, String(call.metadata.get('x-wsgw-streams')[0] || ''));
+    call.session = sess;
     // The promise: this server sends Downstream.ack, so the gateway keeps every batch until
     // acked and replays the rest after a reconnect (at-least-once). Before the first write.
     const md = new grpc.Metadata();
@@ -96,18 +160,15 @@ class Exchange {
     call.gatewayId = gid;
     if (!this.streams.has(gid)) this.streams.set(gid, new Set());
     this.streams.get(gid).add(call);
-    log('gateway stream opened', { gateway: gid, streams: this.streams.get(gid).size });
+    log('gateway stream opened', { gateway: gid, streams: this.streams.get(gid).size, session: sess.serial });
 
     call.on('data', (up) => {
       const commands = [];
       for (const ev of up.events) {
         if (ev.kind === 'open') {
-          if (!this.presence.has(gid)) this.presence.set(gid, new Map());
-          this.presence.get(gid).set(ev.conn_id, ev.user_id);
+          this.open(sess, ev.conn_id, ev.user_id);
         } else if (ev.kind === 'close') {
-          const p = this.presence.get(gid);
-          if (p) p.delete(ev.conn_id);
-          this.lastSeq.delete(ev.conn_id);
+          this.close(sess, ev.conn_id);
         } else if (ev.kind === 'message') {
           const seq = BigInt(ev.message.seq || '0');
           if (seq !== 0n && seq <= (this.lastSeq.get(ev.conn_id) || 0n)) continue; // replayed duplicate
@@ -115,6 +176,7 @@ class Exchange {
           this.message(call, ev, commands);
         }
       }
+      if (up.presence_complete) this.complete(sess, call);
       // Commands first, then the ack, in one Downstream: the batch is fully handled.
       this.write(call, { commands, ack: up.seq });
     });
@@ -161,14 +223,12 @@ class Exchange {
     const gid = call.gatewayId;
     const calls = this.streams.get(gid);
     if (calls) calls.delete(call);
+    if (calls && calls.size === 0) this.streams.delete(gid);
     log('gateway stream closed', { gateway: gid, streams: calls ? calls.size : 0 });
-    if (!calls || calls.size === 0) {
-      // The gateway re-sends Open for its live connections when it comes back.
-      this.streams.delete(gid);
-      const p = this.presence.get(gid);
-      if (p) for (const id of p.keys()) this.lastSeq.delete(id);
-      this.presence.delete(gid);
-    }
+    // Presence stays with the session: the gateway reopens failed streams on the same
+    // connection and replays their batches without re-sending presence.
+    const s = call.session;
+    if (--s.calls === 0) s.linger = setTimeout(() => this.sessionEnd(s), SESSION_LINGER_MS);
   }
 }
 

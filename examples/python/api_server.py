@@ -10,7 +10,12 @@ What it shows (examples/README.md explains each point):
 - the `x-wsgw-ack: 1` response header, and `Downstream.ack` = the Upstream.seq fully handled,
   sent after the commands that batch produced (at-least-once delivery with replay);
 - duplicates after a replay dropped by (conn_id, Message.seq);
-- presence from Open/Close (replicated to every API node), dropped with a gateway's last stream;
+- presence from Open/Close (replicated to every API node), kept per gateway session (its HTTP/2
+  connection) and dropped when that session is gone: grpcio does not show the connection, so
+  the session is the call's peer address:port, and it is gone once it had no live call for
+  SESSION_LINGER seconds; Open/Close from an older session than an entry's are ignored;
+- presence sync: the session is whole once every stream it announced (x-wsgw-streams) sent a
+  batch with presence_complete;
 - rooms live on the gateways: Join/Leave commands, and a room Send goes to every gateway,
   on the sender's own stream for its own gateway (so it follows the sender's earlier Join);
 - backpressure: bounded per-stream queues; a full queue stops reading that stream, and HTTP/2
@@ -35,6 +40,10 @@ import grpc
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO = os.path.join(HERE, "..", "..", "proto", "wsgw.proto")
 QUEUE_MAX = 1024  # Downstream messages queued per stream before its reader stops
+# A session without a live call for this long is over (its presence goes). Longer than the
+# gateway's stream reopen backoff (at most 2 s): a stream that fails, or all of them at once,
+# is reopened on the same connection and replays its batches without re-sending presence.
+SESSION_LINGER = 5.0
 
 
 def log(event, **kv):
@@ -81,11 +90,28 @@ def chat_parse(payload, binary):
     return None
 
 
-class Stream:
-    """One Exchange/Stream call: the gateway it belongs to and its outbound queue."""
+class Session:
+    """One gateway session: the HTTP/2 connection its calls share (key: the calls' peer
+    address:port). Serials grow with each new session: newer sessions win."""
 
-    def __init__(self, gateway_id):
+    def __init__(self, serial, key, gateway_id, expect):
+        self.serial = serial
+        self.key = key
         self.gateway_id = gateway_id
+        self.calls = 0
+        self.conns = set()       # conn ids whose latest Open came on this session
+        self.expect = expect     # x-wsgw-streams: streams that will say presence_complete
+        self.complete = set()    # streams that did
+        self.linger = None       # asyncio TimerHandle while the session has no call
+
+
+class Stream:
+    """One Exchange/Stream call: its session, the gateway it belongs to and its outbound
+    queue."""
+
+    def __init__(self, session):
+        self.session = session
+        self.gateway_id = session.gateway_id
         self.out = asyncio.Queue(QUEUE_MAX)
 
 
@@ -96,19 +122,23 @@ class Exchange:
         self.pb2 = pb2
         self.handler = handler
         self.streams = {}   # gateway id -> [Stream, ...] (live calls)
-        self.presence = {}  # gateway id -> {conn_id: user_id}
+        self.sessions = {}  # peer address:port -> Session
+        self.presence = {}  # conn_id -> (user_id, Session)
         self.last_seq = {}  # conn_id -> highest Message.seq handled (duplicate filter)
+        self.serials = 0
 
     # ---- the gRPC method ----------------------------------------------------------------
     async def Stream(self, request_iterator, context):
         md = dict(context.invocation_metadata())
-        gid = md.get("x-gateway-id") or context.peer()
+        peer = context.peer()
+        gid = md.get("x-gateway-id") or peer
         # The promise: this server sends Downstream.ack, so the gateway keeps every batch until
         # acked and replays the rest after a reconnect (at-least-once).
         await context.send_initial_metadata((("x-wsgw-ack", "1"),))
-        st = Stream(gid)
+        st = Stream(self._session(peer, gid, md.get("x-wsgw-streams", "")))
         self.streams.setdefault(gid, []).append(st)
-        log("gateway stream opened", gateway=gid, streams=len(self.streams[gid]))
+        log("gateway stream opened", gateway=gid, streams=len(self.streams[gid]),
+            session=st.session.serial)
         reader = asyncio.create_task(self._read(request_iterator, st))
         try:
             while True:
@@ -120,6 +150,61 @@ class Exchange:
             reader.cancel()
             self._stream_gone(st)
 
+    # ---- presence per session --------------------------------------------------------------
+    def _session(self, peer, gid, announced):
+        """The session of a new call (a new one for a new connection); it lives on."""
+        s = self.sessions.get(peer)
+        if s is None:
+            self.serials += 1
+            expect = int(announced) if announced.isdigit() else 0
+            s = self.sessions[peer] = Session(self.serials, peer, gid, expect)
+        if s.linger:
+            s.linger.cancel()
+            s.linger = None
+        s.calls += 1
+        return s
+
+    def _session_end(self, s):
+        """No call for SESSION_LINGER: the connection is gone, and with it its presence (the
+        gateway re-sends Open for its live connections on its next session)."""
+        if self.sessions.get(s.key) is s:
+            del self.sessions[s.key]
+        for conn_id in s.conns:
+            self.presence.pop(conn_id, None)
+            self.last_seq.pop(conn_id, None)
+        log("gateway session ended", gateway=s.gateway_id, session=s.serial,
+            connections_dropped=len(s.conns))
+        s.conns = set()
+
+    def _open(self, st, conn_id, user_id):
+        had = self.presence.get(conn_id)
+        if had and had[1].serial > st.session.serial:
+            return  # stale: buffered on an older session, the entry came again on a newer one
+        if had:
+            had[1].conns.discard(conn_id)
+        self.presence[conn_id] = (user_id, st.session)
+        st.session.conns.add(conn_id)
+
+    def _close(self, st, conn_id):
+        had = self.presence.get(conn_id)
+        if had and had[1].serial > st.session.serial:
+            return  # stale, as above
+        if had:
+            had[1].conns.discard(conn_id)
+            del self.presence[conn_id]
+        self.last_seq.pop(conn_id, None)
+
+    def _complete(self, st):
+        """A batch said presence_complete: once every announced stream did, this node knows all
+        of the gateway's connections (until then "not in presence" may mean "not re-sent yet")."""
+        s = st.session
+        if st in s.complete:
+            return
+        s.complete.add(st)
+        if len(s.complete) == s.expect:
+            log("gateway presence synced", gateway=s.gateway_id, session=s.serial,
+                connections=len(s.conns))
+
     # ---- inbound ---------------------------------------------------------------------------
     async def _read(self, request_iterator, st):
         try:
@@ -128,16 +213,17 @@ class Exchange:
                 for ev in up.events:
                     kind = ev.WhichOneof("kind")
                     if kind == "open":
-                        self.presence.setdefault(st.gateway_id, {})[ev.conn_id] = ev.user_id
+                        self._open(st, ev.conn_id, ev.user_id)
                     elif kind == "close":
-                        self.presence.get(st.gateway_id, {}).pop(ev.conn_id, None)
-                        self.last_seq.pop(ev.conn_id, None)
+                        self._close(st, ev.conn_id)
                     elif kind == "message":
                         m = ev.message
                         if m.seq and m.seq <= self.last_seq.get(ev.conn_id, 0):
                             continue  # a replayed duplicate: handled before
                         self.last_seq[ev.conn_id] = m.seq
                         await self._message(st, ev, cmds)
+                if up.presence_complete:
+                    self._complete(st)
                 # Commands first, then the ack, in one Downstream: the batch is fully handled.
                 await st.out.put(self.pb2.Downstream(commands=cmds, ack=up.seq))
         except asyncio.CancelledError:
@@ -184,12 +270,15 @@ class Exchange:
         streams = self.streams.get(st.gateway_id, [])
         if st in streams:
             streams.remove(st)
-        log("gateway stream closed", gateway=st.gateway_id, streams=len(streams))
         if not streams:
-            # The gateway re-sends Open for its live connections when it comes back.
             self.streams.pop(st.gateway_id, None)
-            for conn_id in self.presence.pop(st.gateway_id, {}):
-                self.last_seq.pop(conn_id, None)
+        log("gateway stream closed", gateway=st.gateway_id, streams=len(streams))
+        # Presence stays with the session: the gateway reopens failed streams on the same
+        # connection and replays their batches without re-sending presence.
+        s = st.session
+        s.calls -= 1
+        if s.calls == 0:
+            s.linger = asyncio.get_running_loop().call_later(SESSION_LINGER, self._session_end, s)
 
 
 async def serve(args):

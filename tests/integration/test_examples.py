@@ -188,6 +188,52 @@ def ack_contract(lang):
     check(all(c.send.api_ns > 0 for d in replies for c in d.commands), "api_ns not set")
 
 
+def presence_per_session(lang):
+    """Presence lives per session (the HTTP/2 connection), not per stream, and events from an
+    older session than an entry's are ignored. Observable through the duplicate filter, which
+    is kept with presence: after the session's only stream ended and a new stream of the same
+    connection replays Message 1, it is dropped as a duplicate (before: presence and the filter
+    went with the gateway's last stream and the replay was echoed again); a Close buffered on
+    an older session after the gateway re-sent Open on a newer one does not forget it either."""
+    from test_api_exchange import Gateway as StandIn, ev_close, ev_msg, ev_open
+    addr = start_example(lang, handler="echo")
+    if not addr:
+        return
+    port = int(addr.rsplit(":", 1)[1])
+    conn = (0xBEEF << 48) | 777
+
+    def echoes(st, n):
+        return [c.send.payload for c in st.wait_commands(n)]
+
+    one = StandIn(port, "gw-x", metadata=[("x-wsgw-streams", "1")])
+    a = one.stream()
+    a.wait_ack(a.send([ev_open(conn, "u"), ev_msg(conn, "one", "u", seq=1)],
+                      presence_complete=True))
+    eq(echoes(a, 1), [b"one"])
+    a.close()
+    eq(a.status().name, "OK")
+    b = one.stream()  # every stream of the session ended; it goes on with a new one
+    b.wait_ack(b.send([ev_msg(conn, "one", "u", seq=1), ev_msg(conn, "two", "u", seq=2)]))
+    eq(echoes(b, 1), [b"two"], "a replayed Message after the session's streams ended")
+
+    two = StandIn(port, "gw-x", metadata=[("x-wsgw-streams", "1")])  # a newer session
+    c = two.stream()
+    c.wait_ack(c.send([ev_open(conn, "u")], presence_complete=True))
+    b.wait_ack(b.send([ev_close(conn)]))  # stale: buffered on the older session
+    c.wait_ack(c.send([ev_msg(conn, "two", "u", seq=2), ev_msg(conn, "three", "u", seq=3)]))
+    eq(echoes(c, 1), [b"three"], "a stale Close made the filter forget the connection")
+    one.close()
+    two.close()
+
+
+def test_python_presence_per_session():
+    presence_per_session("python")
+
+
+def test_node_presence_per_session():
+    presence_per_session("node")
+
+
 def test_python_echo_and_chat():
     echo_and_chat("python")
 
