@@ -22,6 +22,11 @@
  *     N distinct streams of it delivered a batch with Upstream.presence_complete; a session
  *     that announced nothing is synced at once (third-party gateways). Presence is "ready"
  *     once the startup grace is over and every live session is synced (presence_ready).
+ *     Limits of what the node can see: a session starts with its first Exchange stream (the
+ *     gateway connects, collects its Opens, then opens its streams: in that gap nothing marks
+ *     its connection as a gateway's); and streams are HTTP/2 streams, not the gateway's stream
+ *     slots, so a stream that fails after its presence_complete batch was handled but before
+ *     the gateway saw the ack replays that batch on a new stream and counts twice.
  *
  * Pure data structure: no I/O, no clock (times are passed in, monotonic ms). Loop thread only. */
 #ifndef WSGW_PRESENCE_H
