@@ -66,6 +66,10 @@ static const flag_t tab[] = {
      0, 1000000000},
     {"duration", FLAG_DURATION, "0", &O.duration_us,
      "stop sending after this long (from the start), then wait --drain for replies"},
+    {"tick", FLAG_DURATION, "1ms", &O.tick_us,
+     "open loop: sends are grouped on a grid of this period (each due time rounded up to it, "
+     "and timed from there): the sends of one tick go out together, as when the bench slept in "
+     "whole milliseconds; 0 = every send at its own time (evenly spread)"},
     {"late-threshold", FLAG_DURATION, "1ms", &O.late_threshold_us,
      "open loop: a send more than this behind its schedule is counted as late (reported, not an "
      "error)"},
@@ -353,6 +357,7 @@ int cli_parse(int argc, char **argv, bench_opts_t *o, bench_cfg_t *cfg, char err
     cfg->duration_ns = o->duration_us * 1000;
     cfg->interval_ns = o->interval_us * 1000;
     cfg->late_threshold_ns = o->late_threshold_us * 1000;
+    cfg->tick_ns = o->tick_us * 1000;
     cfg->inflight = (uint32_t)o->inflight;
     cfg->opcode = o->binary ? WS_OP_BINARY : WS_OP_TEXT;
 

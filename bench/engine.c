@@ -10,7 +10,10 @@
  * the schedule), not from when it was written: when the bench itself falls behind (a busy
  * core, a stall), the sends it owes go out late and that delay stays in the percentiles
  * instead of vanishing (coordinated omission; wrk2's correction). How late each send was is
- * kept too (send_lag), and the round trip from the actual send (latency_sent).
+ * kept too (send_lag), and the round trip from the actual send (latency_sent). With --tick T
+ * the due times are rounded up to a grid of period T shared by every thread and process
+ * (from t0): the sends of each T go out together, the offered load the bench had when it slept
+ * in whole milliseconds; they are timed from the grid point, where the schedule put them.
  *
  * Phases of a thread: connect (paced) -> ready (all connections open or failed) -> run
  * (message: send/receive until every connection has sent its messages; conn/push: hold until
@@ -719,6 +722,15 @@ static void sweep_timeouts(ethread_t *t)
     }
 }
 
+/* Open loop: when a message scheduled for `due` is sent: due rounded up to the --tick grid. */
+static int64_t tick_due(const ethread_t *t, int64_t due)
+{
+    int64_t tick = t->e->cfg->tick_ns, t0 = t->e->t0;
+    if (tick <= 0 || due <= t0)
+        return due;
+    return t0 + (due - t0 + tick - 1) / tick * tick;
+}
+
 /* Open loop: c sends its next message at `due`. Out of memory ends the connection (counted)
  * rather than leaving it silent. */
 static void schedule(ethread_t *t, bconn_t *c, int64_t due)
@@ -733,12 +745,12 @@ static void run_schedule(ethread_t *t)
 {
     const bench_cfg_t *cfg = t->e->cfg;
     int64_t due;
-    while (sched_peek(&t->sched, &due) && due <= t->now) {
+    while (sched_peek(&t->sched, &due) && tick_due(t, due) <= t->now) {
         sched_item_t s = sched_pop(&t->sched);
         bconn_t *c = &t->conns[s.id];
         if (c->state != C_OPEN || c->send_done)
             continue;
-        if (send_msgs(t, c, 1, s.due) < 0)
+        if (send_msgs(t, c, 1, tick_due(t, s.due)) < 0)
             continue;
         if (c->state == C_OPEN && !c->send_done)
             schedule(t, c, s.due + cfg->interval_ns); /* from the due time: no drift */
@@ -850,8 +862,8 @@ static int64_t wait_ns(const ethread_t *t)
     if (t->pending && t->next_sweep < next)
         next = t->next_sweep;
     int64_t due;
-    if (sched_peek(&t->sched, &due) && due < next)
-        next = due;
+    if (sched_peek(&t->sched, &due) && tick_due(t, due) < next)
+        next = tick_due(t, due);
     if (t->send_deadline && !t->send_over && !t->final && t->send_deadline < next)
         next = t->send_deadline;
     if (t->drained && !t->final && t->drain_deadline < next)

@@ -53,6 +53,7 @@ typedef struct bench_cfg {
     int opcode;             /* WS_OP_TEXT or WS_OP_BINARY */
     int64_t interval_ns;    /* 0: closed loop; > 0: open loop, latency timed from due times */
     int64_t late_threshold_ns; /* open loop: a send further behind its schedule counts late */
+    int64_t tick_ns;        /* open loop: due times rounded up to this grid (0: none) */
     uint64_t times;         /* messages per connection, 0 = until the duration ends */
     int64_t duration_ns;    /* 0 = no limit */
     uint32_t inflight;      /* closed loop: messages outstanding per connection */

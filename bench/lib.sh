@@ -283,14 +283,15 @@ peer_rounds() {
     done
 }
 
-# medians KEY REF UNIT: for each server of the runs so far (the label without its " #N"), the
-# median of KEY over its rounds (msgs_per_s, or p50 / p99 of latency_us, in us), its range, and
-# REF's median over each server's (REF: a label prefix, the gateway). One line of text.
+# medians KEY REF UNIT: for each server of the runs so far (label "<server> #<round>"), the
+# median of KEY over its rounds (msgs_per_s, or p50 / p99 of latency_us, in us) and its range;
+# then REF's (a label prefix: the gateway) ratio to each other server: of the medians, and the
+# median and range of the ratios within each round (the load of the box moves both alike).
 medians() {
     "$PY" - "$MANIFEST" "$@" <<'EOF'
 import json, re, statistics, sys
 path, key, ref, unit = sys.argv[1:5]
-runs = {}
+runs, rounds = {}, {}
 for line in open(path):
     m = json.loads(line)
     try:
@@ -299,14 +300,20 @@ for line in open(path):
         continue
     v = b.get(key) if key == "msgs_per_s" else (b.get("latency_us") or {}).get(key)
     if v:
-        runs.setdefault(re.sub(r" #\d+$", "", m["label"]), []).append(float(v))
+        g = re.match(r"(.*?)(?: #(\d+))?$", m["label"])
+        runs.setdefault(g.group(1), []).append(float(v))
+        rounds.setdefault(g.group(2), {})[g.group(1)] = float(v)
 med = {k: statistics.median(v) for k, v in runs.items()}
 fmt = (lambda x: "%.1f" % x) if unit == "us" else (lambda x: "%.0f" % x)
 parts = ["%s %s %s (%d runs, %s-%s)" % (k, fmt(med[k]), unit, len(v), fmt(min(v)), fmt(max(v)))
          for k, v in runs.items()]
 r = next((k for k in med if k.startswith(ref)), None)
-if r:
-    parts += ["%s / %s = %.2f" % (r, k, med[r] / med[k]) for k in med if k != r and med[k]]
+for k in med:
+    if not r or k == r or not med[k]:
+        continue
+    pr = [x[r] / x[k] for x in rounds.values() if x.get(r) and x.get(k)]
+    parts.append("%s / %s = %.2f (per round %.2f, %.2f-%.2f)" % (
+        r, k, med[r] / med[k], statistics.median(pr), min(pr), max(pr)))
 print("; ".join(parts) if parts else "no runs")
 EOF
 }

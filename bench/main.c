@@ -39,6 +39,7 @@ static json_t *config_json(const bench_opts_t *o, const bench_cfg_t *cfg)
         json_object_set_new(j, "duration_us", json_integer(o->duration_us));
         json_object_set_new(j, "inflight", json_integer(o->inflight));
         json_object_set_new(j, "late_threshold_us", json_integer(o->late_threshold_us));
+        json_object_set_new(j, "tick_us", json_integer(o->tick_us));
         if (*o->file)
             json_object_set_new(j, "file", json_string(o->file));
     } else if (cfg->mode == MODE_CONN) {

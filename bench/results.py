@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -175,8 +176,11 @@ def main():
            "runs": [{"label": r["label"], "cmd": r.get("cmd", ""), "summary": r["summary"],
                      "extra": r["extra"], "bench": r["bench_doc"]} for r in runs]}
     jpath = os.path.join(OUT, a.name + ".json")
+    text = json.dumps(out, indent=1, sort_keys=True)
+    # histogram buckets [low_us, high_us, count] one to a line, not one number to a line
+    text = re.sub(r"\[\s+([-0-9.e+]+),\s+([-0-9.e+]+),\s+([0-9]+)\s+\]", r"[\1, \2, \3]", text)
     with open(jpath, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
+        f.write(text + "\n")
 
     png = os.path.join(OUT, a.name + ".png")
     plotted = False

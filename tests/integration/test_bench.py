@@ -304,7 +304,8 @@ def test_open_loop_sends_owed_before_the_duration_ends_still_go_out():
 
 def test_open_loop_unpaused_figures_stay_small():
     # without a pause the correction adds only the bench's wake-up delay: p50 within a few
-    # ms of the uncorrected figure, few late sends (the timeout is in ns: epoll_pwait2)
+    # ms of the uncorrected figure, few late sends (the timeout is in ns: epoll_pwait2; the
+    # default --tick 1ms groups sends on a 1 ms grid and times them from the grid point)
     p, port = refecho()
     rc, kv, doc, out = paused_bench(port, ["--user", "20", "--interval", "10ms", "--times", "100"],
                                     pause_after=0, pause=0)
@@ -316,6 +317,14 @@ def test_open_loop_unpaused_figures_stay_small():
     check(kv["p99_us"] < 100000 * SLOW, out)
     check(doc["send_lag_us"]["p50"] < 2000 * SLOW, out)
     check(doc["late_sends"]["pct"] < 25, out)
+    eq(doc["config"]["tick_us"], 1000)
+    # --tick 0: every send at its own time (no 1 ms grid), the same bounds
+    rc, kv, doc, out = paused_bench(port, ["--user", "20", "--interval", "10ms", "--times", "50",
+                                           "--tick", "0"], pause_after=0, pause=0)
+    eq((rc, kv["sent"], kv["received"]), (0, 1000, 1000), out)
+    eq(doc["config"]["tick_us"], 0)
+    check(kv["p50_us"] <= doc["latency_uncorrected_us"]["p50"] + 2000 * SLOW, out)
+    check(doc["send_lag_us"]["p50"] < 2000 * SLOW, out)
 
 
 run(globals())
