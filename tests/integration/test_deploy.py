@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import yaml  # noqa: E402
 from wsgwtest import (BIN, BUILD, ROOT, Api, Gateway, check, eq, free_port, run,  # noqa: E402
-                      wait_until)
+                      start, wait_port, wait_until)
 
 DEPLOY = os.path.join(ROOT, "deploy")
 
@@ -234,7 +235,7 @@ def test_dockerfile():
     eq(users, ["10001:10001"])
     hc = [a for i, a in runtime if i == "HEALTHCHECK"]
     eq(len(hc), 1)
-    check('CMD ["wsgw-healthcheck", "8080", "/healthz"]' in hc[0], hc[0])
+    check(hc[0].split("CMD", 1)[1].strip() == '["wsgw-healthcheck"]', hc[0])
     eq(sorted(" ".join(a for i, a in runtime if i == "EXPOSE").split()), ["8080", "8081", "8082"])
     copies = [a for i, a in runtime if i == "COPY"]
     check(any(c.startswith("demo/ /usr/share/wsgw/demo") for c in copies), copies)
@@ -271,6 +272,45 @@ def test_healthcheck_script_against_real_gateway():
                       timeout=10).returncode, 1)
     eq(subprocess.run(probe + [str(free_port()), "/healthz"], capture_output=True,
                       timeout=10).returncode, 1)
+
+
+def test_image_healthcheck_probes_the_program_it_runs():
+    """The image's HEALTHCHECK command, run as the engine runs it (exec form, no arguments),
+    against ws-api and ws-gateway as the container's main process (HEALTHCHECK_PID stands for
+    PID 1). Issue 17 item 3: it probed 8080 whatever ran, so `docker run wsgw ws-api` was
+    never healthy."""
+    hc = [a for i, a in dockerfile() if i == "HEALTHCHECK"]
+    eq(len(hc), 1)
+    cmd = json.loads(hc[0].split("CMD", 1)[1])
+    eq(cmd[0], "wsgw-healthcheck")
+    probe = ["bash", os.path.join(DEPLOY, "docker", "healthcheck.sh")] + cmd[1:]
+
+    def run_probe(pid):
+        env = dict(os.environ, HEALTHCHECK_PID=str(pid))
+        return subprocess.run(probe, capture_output=True, text=True, env=env, timeout=10)
+    api = Api(handler="chat")  # --http-listen on the command line
+    r = run_probe(api.proc.pid)
+    eq(r.returncode, 0, "ws-api --http-listen 127.0.0.1:%d: %s" % (api.http_port, r.stderr))
+    gp, hp = free_port(), free_port()
+    api2 = start(["ws-api"], env={"WSAPI_GRPC_LISTEN": "127.0.0.1:%d" % gp,
+                                  "WSAPI_HTTP_LISTEN": "127.0.0.1:%d" % hp})
+    wait_port(hp, proc=api2)
+    eq(run_probe(api2.pid).returncode, 0, "ws-api with WSAPI_HTTP_LISTEN")
+    gw = Gateway([api.grpc_addr])
+    eq(run_probe(gw.proc.pid).returncode, 0, "ws-gateway --listen")
+    port = free_port()
+    gw2 = start(["ws-gateway", "--upstream", api.grpc_addr],
+                env={"WSGW_LISTEN": "127.0.0.1:%d" % port})
+    wait_port(port, proc=gw2)
+    eq(run_probe(gw2.pid).returncode, 0, "ws-gateway with WSGW_LISTEN")
+    # a hung ws-api (SIGSTOP: the kernel still accepts, nothing answers) is unhealthy
+    os.kill(api2.pid, signal.SIGSTOP)
+    try:
+        r = run_probe(api2.pid)
+        eq(r.returncode, 1, r.stderr)
+    finally:
+        os.kill(api2.pid, signal.SIGCONT)
+    eq(run_probe(api2.pid).returncode, 0)
 
 
 # ---- Kubernetes ------------------------------------------------------------------------------
