@@ -84,11 +84,13 @@ def read_env_file(path):
 
 # ---- docker-compose --------------------------------------------------------------------------
 
-def compose_config(*profiles):
+def compose_config(*profiles, env=None):
     args = ["docker-compose", "-f", os.path.join(DEPLOY, "docker-compose.yml")]
     for p in profiles:
         args += ["--profile", p]
-    r = subprocess.run(args + ["config"], capture_output=True, text=True, timeout=60)
+    e = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
+    e.update(env or {})
+    r = subprocess.run(args + ["config"], capture_output=True, text=True, timeout=60, env=e)
     eq(r.returncode, 0, "docker-compose %s config:\n%s" % (" ".join(profiles), r.stderr))
     return yaml.safe_load(r.stdout)
 
@@ -141,6 +143,67 @@ def test_compose_config_validates():
             src = v["source"] if isinstance(v, dict) else v.split(":")[0]
             check(os.path.isabs(src) and os.path.exists(src), "%s mounts missing %s" % (name, src))
     compose_config("bench", "monitoring")
+
+
+def test_compose_ports_scale_and_override():
+    """Issue 17 items 2 and 4: ws-api's replicas get no fixed host port (a fixed 8082 made
+    replicas 2 and 3 of `--scale ws-api=3` fail to bind), its gRPC port is published too, every
+    host port can be changed (WSGW_PORT, WSAPI_HTTP_PORT, WSAPI_GRPC_PORT, PROMETHEUS_PORT,
+    GRAFANA_PORT), and the gateway's upstream is the plain service name, which the gateway
+    takes as every address of the name, re-resolved (all replicas)."""
+    if not have_tool("docker-compose", "docker-compose"):
+        return
+
+    def ports(svc):
+        return {int(p["target"]): int(p.get("published") or 0) for p in svc.get("ports", [])}
+    svcs = compose_config("monitoring")["services"]
+    api, gw = svcs["ws-api"], svcs["ws-gateway"]
+    eq(ports(api), {8081: 0, 8082: 0}, "ws-api: no fixed host port, gRPC published")
+    eq(ports(gw), {8080: 8080})
+    eq(ports(svcs["prometheus"]), {9090: 9090})
+    eq(ports(svcs["grafana"]), {3000: 3000})
+    env = {"WSGW_PORT": "18080", "WSAPI_HTTP_PORT": "18082", "WSAPI_GRPC_PORT": "18081",
+           "PROMETHEUS_PORT": "19090", "GRAFANA_PORT": "13000"}
+    svcs = compose_config("monitoring", env=env)["services"]
+    eq(ports(svcs["ws-api"]), {8081: 18081, 8082: 18082})
+    eq(ports(svcs["ws-gateway"]), {8080: 18080})
+    eq(ports(svcs["prometheus"]), {9090: 19090})
+    eq(ports(svcs["grafana"]), {3000: 13000})
+    # the variables are compose's: none is a flag of the program in that container
+    for name, prefix in (("ws-api", "WSAPI_"), ("ws-gateway", "WSGW_")):
+        r = subprocess.run([os.path.join(BIN, name), "--help"], capture_output=True, text=True,
+                           timeout=10)
+        for v in env:
+            check(not v.startswith(prefix) or "env %s)" % v not in r.stdout,
+                  "%s is also a flag of %s" % (v, name))
+    up = gw["environment"]["WSGW_UPSTREAM"]
+    check(re.fullmatch(r"ws-api:\d+", up), "upstream %r: the service name (every replica)" % up)
+    check("ws-api" not in gw.get("links", []), gw)
+
+
+def test_compose_bench_profile_against_real_binaries():
+    """Issue 17 item 1: the bench profile's ws-bench command, as the compose file has it
+    (scaled down: 20 users x 3 messages), against ws-api with the compose file's handler and a
+    gateway. It sent testdata/50b.txt, a chat "say" to a room the bench users never joined:
+    received 0 of 60 000."""
+    if not have_tool("docker-compose", "docker-compose"):
+        return
+    svcs = compose_config("bench")["services"]
+    cmd = list(svcs["bench"]["command"])
+    handler = svcs["ws-api"]["environment"]["WSAPI_HANDLER"]
+    api = Api(handler=handler)
+    gw = Gateway([api.grpc_addr])
+    cmd[cmd.index("--host") + 1] = "127.0.0.1:%d" % gw.port
+    cmd[cmd.index("--user") + 1] = "20"
+    cmd[cmd.index("--times") + 1] = "3"
+    cmd[cmd.index("--interval") + 1] = "200ms"
+    f = cmd.index("--file") + 1
+    cmd[f] = os.path.join(ROOT, "testdata", os.path.basename(cmd[f]))
+    r = subprocess.run([os.path.join(BIN, cmd[0])] + cmd[1:] + ["--drain", "3s"],
+                       capture_output=True, text=True, timeout=60)
+    last = r.stdout.strip().splitlines()[-1]
+    check(r.returncode == 0 and "sent=60 received=60 errors=0" in last,
+          "ws-bench (%s): %s\n%s" % (handler, last, r.stderr[-1000:]))
 
 
 # ---- Dockerfile ------------------------------------------------------------------------------
