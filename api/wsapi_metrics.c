@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "metrics.h"
+#include "procmetrics.h"
 
 wsapi_metrics_t wsapi_m;
 
@@ -36,6 +37,7 @@ void wsapi_metrics_auth_reject(int api, int reason)
 void wsapi_metrics_init(void)
 {
     wsapi_metrics_t *m = &wsapi_m;
+    procmetrics_build_info("wsapi_build_info");
     m->gateway_streams = metrics_gauge("wsapi_gateway_streams", NULL,
                                        "Live wsgw.v1.Exchange/Stream streams from gateways.");
     m->gateways = metrics_gauge("wsapi_gateways", NULL, "Gateways with at least one live stream.");

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "procmetrics.h"
 
 enum mtype { M_COUNTER, M_GAUGE, M_HISTOGRAM };
 
@@ -279,5 +280,6 @@ int metrics_render(buf_t *out)
             }
         }
     }
+    procmetrics_render(out);
     return out->data || out->len == 0 ? 0 : -1;
 }

@@ -63,7 +63,8 @@ void metrics_observe(int id, uint64_t raw);
 /* metrics_value: the current sum of a counter or gauge (tests, /readyz-style checks). */
 int64_t metrics_value(int id);
 
-/* metrics_render: appends the exposition text of every series. Returns 0 or -1 (memory). */
+/* metrics_render: appends the exposition text of every series, then the process_* metrics
+ * (procmetrics.h). Returns 0 or -1 (memory). */
 int metrics_render(buf_t *out);
 
 /* Standard latency bounds in seconds: 10 us .. 10 s. */

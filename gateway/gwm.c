@@ -6,6 +6,7 @@
 
 #include "auth.h"
 #include "metrics.h"
+#include "procmetrics.h"
 
 gw_metric_ids_t gwm;
 
@@ -16,6 +17,7 @@ static _Atomic int close_ids[CODE_MAX - CODE_MIN + 2];
 
 void gwm_init(void)
 {
+    procmetrics_build_info("wsgw_build_info");
     gwm.connections = metrics_gauge("wsgw_connections", NULL, "Open WebSocket connections.");
     gwm.accepted = metrics_counter("wsgw_connections_accepted_total", NULL,
                                    "WebSocket connections established.");

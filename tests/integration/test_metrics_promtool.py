@@ -13,10 +13,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from wsgwtest import Api, Gateway, check, eq, proto, run, wait_until  # noqa: E402
+from wsgwtest import ROOT, Api, Gateway, check, eq, proto, run, wait_until  # noqa: E402
 
 PROMTOOL = shutil.which("promtool")
 
@@ -230,6 +231,33 @@ def test_promtool_and_design_names_after_traffic():
     check(value(s, "wsapi_push_requests_total", code="200") >= 3, api_text)  # pushes + kick
     eq(value(s, "wsapi_push_requests_total", code="400"), 1.0)
     eq(value(s, "wsapi_grpc_push_requests_total", status="0"), 1.0)
+
+    # ---- both: build info and the standard process_* metrics (issue 17 item 9)
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    for text, info, proc in ((gw_text, "wsgw_build_info", gw.proc), (api_text, "wsapi_build_info",
+                                                                      api.proc)):
+        types, s = parse(text)
+        eq(types.get(info), "gauge", info)
+        eq([(ls, v) for n, ls, v in s if n == info], [({"version": version}, 1.0)], info)
+        for fam, typ in (("process_cpu_seconds_total", "counter"),
+                         ("process_resident_memory_bytes", "gauge"),
+                         ("process_virtual_memory_bytes", "gauge"),
+                         ("process_open_fds", "gauge"), ("process_max_fds", "gauge"),
+                         ("process_start_time_seconds", "gauge")):
+            eq(types.get(fam), typ, "TYPE of %s (%s)" % (fam, info))
+        # the values are the process's own, as /proc and the clock tell them
+        with open("/proc/%d/status" % proc.pid) as f:
+            rss_kb = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        rss = value(s, "process_resident_memory_bytes")
+        check(0.5 * rss_kb * 1024 < rss < 2 * rss_kb * 1024, "RSS %s vs %d kB" % (rss, rss_kb))
+        nfd = len(os.listdir("/proc/%d/fd" % proc.pid))
+        check(abs(value(s, "process_open_fds") - nfd) <= 8, "open fds %s vs %d" %
+              (value(s, "process_open_fds"), nfd))
+        start = value(s, "process_start_time_seconds")
+        check(time.time() - 600 < start <= time.time() + 1, "start time %s" % start)
+        check(value(s, "process_cpu_seconds_total") >= 0, info)
+        check(value(s, "process_max_fds") >= nfd, info)
 
 
 if __name__ == "__main__":
