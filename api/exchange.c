@@ -13,11 +13,13 @@ void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t 
     x->router = r;
     x->handler = handler;
     arena_init(&x->arena, 256 * 1024);
+    rooms_init(&x->rooms);
 }
 
 void exchange_free(exchange_t *x)
 {
     arena_free(&x->arena);
+    rooms_free(&x->rooms);
 }
 
 /* An Open/Close from a session older than the one the entry came from: a stopped node reads
@@ -59,8 +61,14 @@ static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *e
     }
     case WSGW__V1__EVENT__KIND_CLOSE:
         metrics_inc(wsapi_m.ev_close);
-        if (presence_close(x->pres, ev->conn_id, s) == PRES_STALE)
+        if (presence_close(x->pres, ev->conn_id, s) == PRES_STALE) {
             stale(wsapi_m.stale_close, "close", ev->conn_id, s);
+            return EXCHANGE_OK; /* the connection lives on: its rooms too */
+        }
+        rooms_forget_conn(&x->rooms, ev->conn_id);
+        /* connections that left without a Close reaching us (their gateway vanished) */
+        if (x->rooms.nmembers > 2 * presence_count(x->pres) + 4096)
+            rooms_sweep(&x->rooms, x->pres);
         return EXCHANGE_OK;
     case WSGW__V1__EVENT__KIND_MESSAGE: {
         metrics_inc(wsapi_m.ev_message);
@@ -70,8 +78,8 @@ static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *e
             user = c && c->user ? c->user->id : "";
         }
         const Wsgw__V1__Message *m = ev->message;
-        int rv = handler_message(x->handler, x->router, s, ev->conn_id, user, m->payload.data,
-                                 m->payload.len, m->binary);
+        int rv = handler_message(x->handler, x->router, &x->rooms, s, ev->conn_id, user,
+                                 m->payload.data, m->payload.len, m->binary);
         if (rv == ROUTER_ERR_NOMEM)
             return EXCHANGE_ERR_NOMEM;
         return EXCHANGE_OK; /* ROUTER_ERR_CLOSED: the stream is ending, nothing to answer on */

@@ -13,6 +13,7 @@
 #include "arena.h"
 #include "handler.h"
 #include "presence.h"
+#include "rooms.h"
 #include "router.h"
 
 enum {
@@ -26,6 +27,7 @@ typedef struct exchange {
     router_t *router;
     handler_kind_t handler;
     arena_t arena; /* protobuf-c allocations of the batch being handled */
+    rooms_t rooms; /* what the handler joined: GET /v1/rooms/{room}, Admin/RoomPresence */
 } exchange_t;
 
 /* exchange_init / exchange_free: a handler context over pres and r (not owned). */

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "acceptor.h"
+#include "admin.h"
 #include "bearer.h"
 #include "buf.h"
 #include "grpc_frame.h"
@@ -95,6 +96,7 @@ typedef struct gstream {
     bool blocked;
     buf_t push_msg;      /* Push: the request message */
     int push_count;
+    admin_method_t admin; /* GS_PUSH: a wsgw.v1.Admin method (same unary path), or ADMIN_NONE */
     size_t buf_mem;      /* dec + push_msg capacity, counted in c->buffered */
     uint64_t msg_since_ms; /* an unfinished message (or Push request) since; 0: none */
     /* outbound */

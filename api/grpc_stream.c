@@ -406,10 +406,12 @@ void grpc__stream_dispatch(gstream_t *s)
             stream_fail(s, GRPC_INTERNAL, "cannot submit response");
         return;
     }
-    if (s->path && strcmp(s->path, "/wsgw.v1.Push/Push") == 0) {
+    s->admin = admin_method(s->path); /* wsgw.v1.Admin: unary like Push, the same token */
+    if (s->admin || (s->path && strcmp(s->path, "/wsgw.v1.Push/Push") == 0)) {
         bearer_result_t br = bearer_check(&srv->push_auth, s->authorization);
         if (br != BEARER_OK) {
-            metrics_inc(wsapi_m.grpc_push[GRPC_UNAUTHENTICATED]);
+            if (!s->admin)
+                metrics_inc(wsapi_m.grpc_push[GRPC_UNAUTHENTICATED]);
             wsapi_metrics_auth_reject(WSAPI_AUTH_GRPC_PUSH, (int)br);
             log_rl_warn("push unauthenticated", "api=grpc reason=%s peer=%s",
                         bearer_result_name(br), s->c->peer);
@@ -429,6 +431,30 @@ void grpc__stream_dispatch(gstream_t *s)
     submit_trailers_only(s, GRPC_UNIMPLEMENTED, msg);
 }
 
+/* A unary wsgw.v1.Admin call, once its request is complete (admin.h answers it). */
+static void admin_finish(gstream_t *s)
+{
+    grpc_server_t *srv = s->c->srv;
+    uint8_t *out = NULL;
+    size_t outlen = 0;
+    const char *msg = "expected exactly one request message";
+    int status = GRPC_INTERNAL;
+    if (s->push_count == 1)
+        status = admin_call(s->admin, srv->pres, &srv->x->rooms, srv->r, s->push_msg.data,
+                            s->push_msg.len, &out, &outlen, &msg);
+    if (status == GRPC_OK) {
+        oq_push(s, out, outlen);
+        if (!s->eof && submit_stream_response(s, false) != 0) {
+            oq_clear(s);
+            status = GRPC_INTERNAL;
+            msg = "cannot submit response";
+        }
+    }
+    if (!s->eof)
+        grpc__stream_end(s, status, msg);
+    drop_input(s);
+}
+
 /* The unary Push call, once its request is complete. */
 static void push_finish(gstream_t *s)
 {
@@ -436,6 +462,10 @@ static void push_finish(gstream_t *s)
     int status = GRPC_OK;
     const char *msg = "";
     Wsgw__V1__PushRequest *req = NULL;
+    if (s->admin) {
+        admin_finish(s);
+        return;
+    }
     if (s->push_count != 1) {
         status = GRPC_INTERNAL;
         msg = "expected exactly one request message";

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "log.h"
 
 int handler_kind_parse(const char *name, handler_kind_t *out)
 {
@@ -139,8 +140,9 @@ static int chat_say(router_t *r, api_stream_t *src, const char *user_id, const c
     return rv < 0 ? rv : 0;
 }
 
-int handler_message(handler_kind_t kind, router_t *r, api_stream_t *src, uint64_t conn_id,
-                    const char *user_id, const uint8_t *payload, size_t len, bool binary)
+int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, api_stream_t *src,
+                    uint64_t conn_id, const char *user_id, const uint8_t *payload, size_t len,
+                    bool binary)
 {
     switch (kind) {
     case HANDLER_NONE:
@@ -155,9 +157,16 @@ int handler_message(handler_kind_t kind, router_t *r, api_stream_t *src, uint64_
     switch (chat_parse(payload, len, binary, &c)) {
     case CHAT_JOIN:
         rv = join_leave(r, src, conn_id, c.room, true);
+        /* the room presence this node answers (rooms.h); a membership that cannot be
+         * recorded is only missing from those answers */
+        if (rv == 0 && rooms && rooms_join(rooms, conn_id, c.room) < 0)
+            log_rl_warn("room membership not recorded", "conn_id=%llu error=\"out of memory\"",
+                        (unsigned long long)conn_id);
         break;
     case CHAT_LEAVE:
         rv = join_leave(r, src, conn_id, c.room, false);
+        if (rv == 0 && rooms)
+            rooms_leave(rooms, conn_id, c.room);
         break;
     case CHAT_SAY:
         rv = chat_say(r, src, user_id, &c);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "rooms.h"
 #include "router.h"
 
 typedef enum { HANDLER_ECHO, HANDLER_CHAT, HANDLER_NONE } handler_kind_t;
@@ -24,10 +25,12 @@ typedef enum { HANDLER_ECHO, HANDLER_CHAT, HANDLER_NONE } handler_kind_t;
 int handler_kind_parse(const char *name, handler_kind_t *out);
 
 /* handler_message: handles one client message from conn_id (user_id may be "") that arrived on
- * stream src. Returns 0, or a ROUTER_ERR_* code when a command could not be queued. The caller
- * keeps payload. */
-int handler_message(handler_kind_t kind, router_t *r, api_stream_t *src, uint64_t conn_id,
-                    const char *user_id, const uint8_t *payload, size_t len, bool binary);
+ * stream src. The chat handler's Join and Leave are also recorded in rooms (may be NULL).
+ * Returns 0, or a ROUTER_ERR_* code when a command could not be queued. The caller keeps
+ * payload. */
+int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, api_stream_t *src,
+                    uint64_t conn_id, const char *user_id, const uint8_t *payload, size_t len,
+                    bool binary);
 
 typedef enum { CHAT_OTHER = 0, CHAT_JOIN, CHAT_LEAVE, CHAT_SAY } chat_op_t;
 

@@ -287,6 +287,7 @@ int main(int argc, char **argv)
         goto out_free;
     }
     push_http_cfg_t hcfg = {
+        .rooms = &x.rooms,
         .listen = http_listen,
         .push_token = push_token,
         .max_body = (size_t)max_body,

@@ -125,6 +125,37 @@ static void handle_users(call_t *k, const char *user_id)
     respond_json(k, 200, o);
 }
 
+static void add_member(void *ud, const pres_conn_t *c)
+{
+    json_t *members = ud;
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)c->conn_id);
+    json_array_append_new(members, json_pack("{s:s, s:s, s:s}", "conn_id", id, "user_id",
+                                             c->user ? c->user->id : "", "gateway_id",
+                                             presence_conn_label(c)));
+}
+
+static void handle_rooms(call_t *k, const char *room)
+{
+    if (!*room) {
+        respond_error(k, 404, "no room in path: GET /v1/rooms/{room}");
+        return;
+    }
+    json_t *members = json_array();
+    size_t n = 0;
+    if (members && k->h->cfg.rooms)
+        n = rooms_each_member(k->h->cfg.rooms, k->h->pres, room, add_member, members);
+    json_t *o = members && json_array_size(members) == n
+                    ? json_pack("{s:s, s:I, s:o}", "room", room, "count", (json_int_t)n,
+                                "members", members)
+                    : (json_decref(members), NULL);
+    if (!o) {
+        respond_error(k, 500, "out of memory");
+        return;
+    }
+    respond_json(k, 200, o);
+}
+
 static void handle_post(call_t *k, const uint8_t *body, size_t len)
 {
     push_http_t *h = k->h;
@@ -193,7 +224,8 @@ static void on_request(void *ud, http_conn_t *c, const http_req_t *hr)
 
     bool post_path = strcmp(k.path, "/v1/push") == 0 || strcmp(k.path, "/v1/kick") == 0;
     bool get_path = strcmp(k.path, "/healthz") == 0 || strcmp(k.path, "/metrics") == 0 ||
-                    strncmp(k.path, "/v1/users/", 10) == 0;
+                    strncmp(k.path, "/v1/users/", 10) == 0 ||
+                    strncmp(k.path, "/v1/rooms/", 10) == 0;
     if (!post_path && !get_path) {
         respond_error(&k, 404, "not found");
         return;
@@ -213,6 +245,8 @@ static void on_request(void *ud, http_conn_t *c, const http_req_t *hr)
         else
             respond(&k, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         buf_free(&b);
+    } else if (strncmp(k.path, "/v1/rooms/", 10) == 0) {
+        handle_rooms(&k, k.path + 10);
     } else {
         handle_users(&k, k.path + 10);
     }

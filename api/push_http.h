@@ -8,6 +8,9 @@
  *   GET  /v1/users/{id}    -> 200 {"user_id":"u","connections":[{"conn_id":"<decimal>",
  *                             "gateway_id":"..."}]}  (an unknown user has an empty list: being
  *                             offline is an answer, not an error)
+ *   GET  /v1/rooms/{room}  -> 200 {"room":"R","count":N,"members":[{"conn_id":"<decimal>",
+ *                             "user_id":"u","gateway_id":"..."}]}  (the joins this node made,
+ *                             rooms.h; an empty room has count 0)
  *   GET  /healthz          -> 200 ok
  *   GET  /metrics          -> Prometheus text
  * Errors: {"error":"..."} with 400 (bad body), 401 (--push-token set and the bearer token is
@@ -48,6 +51,7 @@
 #include <uv.h>
 
 #include "presence.h"
+#include "rooms.h"
 #include "router.h"
 
 #define PUSH_HTTP_ERR_LEN 256
@@ -59,6 +63,7 @@ typedef struct push_http_cfg {
     const char *tls_cert, *tls_key; /* both non-empty: HTTPS only on this port */
     size_t max_conns;       /* past it: 503 and close */
     uint64_t handshake_timeout_ms, head_timeout_ms, body_timeout_ms, idle_timeout_ms;
+    rooms_t *rooms; /* GET /v1/rooms/{room} (NULL: every room is empty); must outlive it */
 } push_http_cfg_t;
 
 typedef struct push_http push_http_t;

@@ -1,0 +1,249 @@
+/* admin.c: gRPC wsgw.v1.Admin methods (see admin.h). */
+#include "admin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_frame.h"
+#include "log.h"
+#include "metrics.h"
+#include "push.h"
+#include "utf8.h"
+#include "wsgw.pb-c.h"
+
+enum { ST_OK = 0, ST_INVALID = 3, ST_NOMEM = 8, ST_MAX = 17 };
+
+static const char *const method_names[] = {"", "Kick", "UserPresence", "RoomPresence"};
+
+admin_method_t admin_method(const char *path)
+{
+    static const char pre[] = "/wsgw.v1.Admin/";
+    if (!path || strncmp(path, pre, sizeof pre - 1) != 0)
+        return ADMIN_NONE;
+    for (int m = ADMIN_KICK; m <= ADMIN_ROOM_PRESENCE; m++)
+        if (strcmp(path + sizeof pre - 1, method_names[m]) == 0)
+            return (admin_method_t)m;
+    return ADMIN_NONE;
+}
+
+const char *admin_method_name(admin_method_t m)
+{
+    return m >= ADMIN_KICK && m <= ADMIN_ROOM_PRESENCE ? method_names[m] : "";
+}
+
+/* wsapi_grpc_admin_requests_total{method,status}: registered when a pair first occurs. */
+static void count(admin_method_t m, int status)
+{
+    static int ids[ADMIN_ROOM_PRESENCE + 1][ST_MAX];
+    static bool made[ADMIN_ROOM_PRESENCE + 1][ST_MAX];
+    if (m < ADMIN_KICK || m > ADMIN_ROOM_PRESENCE || status < 0 || status >= ST_MAX)
+        return;
+    if (!made[m][status]) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "method=\"%s\",status=\"%d\"", method_names[m], status);
+        ids[m][status] = metrics_counter("wsapi_grpc_admin_requests_total", labels,
+                                         "gRPC wsgw.v1.Admin calls by method and grpc-status.");
+        made[m][status] = true;
+    }
+    metrics_inc(ids[m][status]);
+}
+
+/* frame: the gRPC-framed serialization of a reply into *out. Returns ST_OK or ST_NOMEM. */
+static int frame(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(GRPC_FRAME_HDR_LEN + n);
+    if (!b)
+        return ST_NOMEM;
+    grpc_frame_header(b, (uint32_t)n);
+    protobuf_c_message_pack(m, b + GRPC_FRAME_HDR_LEN);
+    *out = b;
+    *outlen = GRPC_FRAME_HDR_LEN + n;
+    return ST_OK;
+}
+
+static int kick(presence_t *p, router_t *r, const uint8_t *req, size_t len, uint8_t **out,
+                size_t *outlen, const char **msg)
+{
+    (void)p;
+    Wsgw__V1__KickRequest *k = wsgw__v1__kick_request__unpack(NULL, len, req);
+    if (!k) {
+        *msg = "cannot decode wsgw.v1.KickRequest";
+        return ST_INVALID;
+    }
+    int st = ST_OK;
+    target_t t = {0};
+    if (k->target) {
+        t.conn_ids = k->target->conn_ids;
+        t.n_conn_ids = k->target->n_conn_ids;
+        t.user_ids = k->target->user_ids;
+        t.n_user_ids = k->target->n_user_ids;
+        t.room = k->target->room && *k->target->room ? k->target->room : NULL;
+        t.all = k->target->all;
+    }
+    int code = k->code ? k->code : 4000;
+    const char *reason = k->reason ? k->reason : "";
+    if (target_empty(&t)) {
+        *msg = "empty target";
+        st = ST_INVALID;
+    } else if (!(code == 1000 || (code >= 3000 && code <= 4999))) {
+        /* RFC 6455 §7.4: 1000 or the range reserved for applications */
+        *msg = "code must be 1000 or 3000..4999";
+        st = ST_INVALID;
+    } else if (strlen(reason) > 123 || !gw_utf8_valid((const uint8_t *)reason, strlen(reason))) {
+        /* a close frame's payload is at most 125 bytes, its reason UTF-8 (RFC 6455 §5.5) */
+        *msg = "reason must be UTF-8, at most 123 bytes";
+        st = ST_INVALID;
+    } else {
+        int n = push_kick(r, &t, code, reason);
+        if (n < 0) {
+            *msg = "out of memory";
+            st = ST_NOMEM;
+        } else {
+            Wsgw__V1__KickReply rep = WSGW__V1__KICK_REPLY__INIT;
+            rep.gateways = (uint32_t)n;
+            st = frame(&rep.base, out, outlen);
+        }
+    }
+    wsgw__v1__kick_request__free_unpacked(k, NULL);
+    return st;
+}
+
+/* Connections collected for a reply: Connection messages and the array that points at them. */
+typedef struct conns {
+    Wsgw__V1__Connection *items;
+    Wsgw__V1__Connection **ptrs;
+    size_t n, cap;
+    bool nomem;
+} conns_t;
+
+static void add_conn(void *ud, const pres_conn_t *c)
+{
+    conns_t *cs = ud;
+    if (cs->n == cs->cap) {
+        size_t cap = cs->cap ? 2 * cs->cap : 16;
+        Wsgw__V1__Connection *it = realloc(cs->items, cap * sizeof *it);
+        if (it)
+            cs->items = it;
+        Wsgw__V1__Connection **pt = it ? realloc(cs->ptrs, cap * sizeof *pt) : NULL;
+        if (!it || !pt) {
+            cs->nomem = true;
+            return;
+        }
+        cs->ptrs = pt;
+        cs->cap = cap;
+    }
+    Wsgw__V1__Connection *x = &cs->items[cs->n++];
+    wsgw__v1__connection__init(x);
+    x->conn_id = c->conn_id;
+    x->user_id = c->user ? c->user->id : "";
+    x->gateway_id = (char *)presence_conn_label(c);
+}
+
+static void conns_free(conns_t *cs)
+{
+    free(cs->items);
+    free(cs->ptrs);
+}
+
+static int user_presence(presence_t *p, const uint8_t *req, size_t len, uint8_t **out,
+                         size_t *outlen, const char **msg)
+{
+    Wsgw__V1__UserPresenceRequest *q = wsgw__v1__user_presence_request__unpack(NULL, len, req);
+    if (!q) {
+        *msg = "cannot decode wsgw.v1.UserPresenceRequest";
+        return ST_INVALID;
+    }
+    int st = ST_OK;
+    conns_t cs = {0};
+    if (!q->user_id || !*q->user_id) {
+        *msg = "empty user_id";
+        st = ST_INVALID;
+        goto out;
+    }
+    pres_user_t *u = presence_user(p, q->user_id);
+    for (pres_conn_t *c = u ? u->conns : NULL; c; c = c->u_next)
+        add_conn(&cs, c);
+    if (cs.nomem) {
+        *msg = "out of memory";
+        st = ST_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < cs.n; i++)
+        cs.ptrs[i] = &cs.items[i];
+    Wsgw__V1__UserPresenceReply rep = WSGW__V1__USER_PRESENCE_REPLY__INIT;
+    rep.user_id = q->user_id;
+    rep.connections = cs.ptrs;
+    rep.n_connections = cs.n;
+    st = frame(&rep.base, out, outlen);
+out:
+    conns_free(&cs);
+    wsgw__v1__user_presence_request__free_unpacked(q, NULL);
+    return st;
+}
+
+static int room_presence(presence_t *p, rooms_t *rooms, const uint8_t *req, size_t len,
+                         uint8_t **out, size_t *outlen, const char **msg)
+{
+    Wsgw__V1__RoomPresenceRequest *q = wsgw__v1__room_presence_request__unpack(NULL, len, req);
+    if (!q) {
+        *msg = "cannot decode wsgw.v1.RoomPresenceRequest";
+        return ST_INVALID;
+    }
+    int st = ST_OK;
+    conns_t cs = {0};
+    if (!q->room || !*q->room) {
+        *msg = "empty room";
+        st = ST_INVALID;
+        goto out;
+    }
+    rooms_each_member(rooms, p, q->room, add_conn, &cs);
+    if (cs.nomem) {
+        *msg = "out of memory";
+        st = ST_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < cs.n; i++)
+        cs.ptrs[i] = &cs.items[i];
+    Wsgw__V1__RoomPresenceReply rep = WSGW__V1__ROOM_PRESENCE_REPLY__INIT;
+    rep.room = q->room;
+    rep.members = cs.ptrs;
+    rep.n_members = cs.n;
+    rep.count = (uint32_t)cs.n;
+    st = frame(&rep.base, out, outlen);
+out:
+    conns_free(&cs);
+    wsgw__v1__room_presence_request__free_unpacked(q, NULL);
+    return st;
+}
+
+int admin_call(admin_method_t m, presence_t *p, rooms_t *rooms, router_t *r, const uint8_t *req,
+               size_t len, uint8_t **out, size_t *outlen, const char **msg)
+{
+    *out = NULL;
+    *outlen = 0;
+    *msg = "";
+    int st;
+    switch (m) {
+    case ADMIN_KICK:
+        st = kick(p, r, req, len, out, outlen, msg);
+        break;
+    case ADMIN_USER_PRESENCE:
+        st = user_presence(p, req, len, out, outlen, msg);
+        break;
+    case ADMIN_ROOM_PRESENCE:
+        st = room_presence(p, rooms, req, len, out, outlen, msg);
+        break;
+    default:
+        *msg = "unknown method";
+        return 12;
+    }
+    if (st == ST_NOMEM && !**msg)
+        *msg = "out of memory";
+    count(m, st);
+    if (st != ST_OK)
+        log_rl_warn("admin call failed", "method=%s status=%d error=\"%s\"",
+                    admin_method_name(m), st, *msg);
+    return st;
+}

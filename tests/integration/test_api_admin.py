@@ -1,0 +1,143 @@
+"""gRPC wsgw.v1.Admin on ws-api (Kick, UserPresence, RoomPresence) and HTTP GET /v1/rooms/{room},
+with grpcio as the admin client, the real gateway and python3-websockets users (issue 17
+item 8: Kick and presence existed only over HTTP, rooms had no presence query)."""
+import asyncio
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import grpc  # noqa: E402
+import websockets  # noqa: E402
+from wsgwtest import Api, Gateway, check, eq, parse_metric, proto, run  # noqa: E402
+
+pb, pbg = proto()
+
+
+def arun(coro, timeout=60):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def connect(gw, user):
+    return await websockets.connect(gw.url(user), ping_interval=None)
+
+
+async def settle(api, pred, what, timeout=10):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        check(asyncio.get_running_loop().time() < deadline, "timed out: " + what)
+        await asyncio.sleep(0.05)
+
+
+def admin(api, token=None):
+    ch = grpc.insecure_channel(api.grpc_addr)
+    md = (("authorization", "Bearer " + token),) if token else None
+    return ch, pbg.AdminStub(ch), md
+
+
+def room_presence(stub, room, md=None):
+    return stub.RoomPresence(pb.RoomPresenceRequest(room=room), timeout=10, metadata=md)
+
+
+def test_user_and_room_presence_grpc_and_http():
+    api = Api(handler="chat")
+    gw = Gateway([api.grpc_addr])
+    ch, stub, _ = admin(api)
+
+    async def go():
+        a1, a2, b = await connect(gw, "alice"), await connect(gw, "alice"), await connect(gw, "bob")
+        await settle(api, lambda: len(api.conns_of("alice")) == 2 and api.conns_of("bob"), "opens")
+        up = stub.UserPresence(pb.UserPresenceRequest(user_id="alice"), timeout=10)
+        eq(up.user_id, "alice")
+        eq(sorted(c.conn_id for c in up.connections), sorted(api.conns_of("alice")))
+        check(all(c.user_id == "alice" and c.gateway_id for c in up.connections), up)
+        eq(len(stub.UserPresence(pb.UserPresenceRequest(user_id="nobody"), timeout=10)
+               .connections), 0)
+        for w in (a1, b):
+            await w.send(json.dumps({"op": "join", "room": "lobby"}))
+        await w.send(json.dumps({"op": "say", "room": "lobby", "text": "x"}))
+        await asyncio.wait_for(b.recv(), 10)  # the joins are done when the said came back
+        rp = room_presence(stub, "lobby")
+        eq((rp.room, rp.count), ("lobby", 2))
+        eq(sorted(m.user_id for m in rp.members), ["alice", "bob"])
+        check(all(m.conn_id and m.gateway_id for m in rp.members), rp)
+        st, js = api.http("GET", "/v1/rooms/lobby")
+        eq(st, 200, js)
+        eq((js["room"], js["count"]), ("lobby", 2))
+        eq(sorted(m["user_id"] for m in js["members"]), ["alice", "bob"])
+        eq({m["conn_id"] for m in js["members"]}, {str(m.conn_id) for m in rp.members})
+        # leave, close: the room follows; an empty room is an answer, not an error
+        await b.send(json.dumps({"op": "leave", "room": "lobby"}))
+        await b.send("sync")
+        eq(await asyncio.wait_for(b.recv(), 10), "sync")
+        eq(room_presence(stub, "lobby").count, 1)
+        await a1.close()
+        await settle(api, lambda: len(api.conns_of("alice")) == 1, "alice's close")
+        eq(room_presence(stub, "lobby").count, 0)
+        eq(api.http("GET", "/v1/rooms/lobby"), (200, {"room": "lobby", "count": 0,
+                                                      "members": []}))
+        eq(api.http("GET", "/v1/rooms/")[0], 404)
+        await a2.close()
+        await b.close()
+    try:
+        arun(go())
+    finally:
+        ch.close()
+
+
+def test_kick_and_errors():
+    token = "admin-secret"
+    api = Api(handler="echo", extra=["--push-token", token])
+    gw = Gateway([api.grpc_addr])
+    ch, stub, md = admin(api, token)
+
+    async def go():
+        ws = await connect(gw, "carol")
+        await settle(api, lambda: stub.UserPresence(pb.UserPresenceRequest(user_id="carol"),
+                                                    timeout=10, metadata=md).connections,
+                     "carol open")
+        # wrong or missing token: UNAUTHENTICATED, like Push
+        for bad in (None, (("authorization", "Bearer nope"),)):
+            try:
+                stub.UserPresence(pb.UserPresenceRequest(user_id="carol"), timeout=10,
+                                  metadata=bad)
+                check(False, "no token accepted")
+            except grpc.RpcError as e:
+                eq(e.code(), grpc.StatusCode.UNAUTHENTICATED)
+        # invalid requests: INVALID_ARGUMENT, nothing kicked
+        for req in (pb.KickRequest(), pb.KickRequest(target=pb.Target(user_ids=["carol"]),
+                                                     code=1006),
+                    pb.KickRequest(target=pb.Target(user_ids=["carol"]), reason="x" * 124)):
+            try:
+                stub.Kick(req, timeout=10, metadata=md)
+                check(False, "accepted %r" % req)
+            except grpc.RpcError as e:
+                eq(e.code(), grpc.StatusCode.INVALID_ARGUMENT, str(req))
+        for call, req in ((stub.UserPresence, pb.UserPresenceRequest()),
+                          (stub.RoomPresence, pb.RoomPresenceRequest())):
+            try:
+                call(req, timeout=10, metadata=md)
+                check(False, "accepted an empty name")
+            except grpc.RpcError as e:
+                eq(e.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        rep = stub.Kick(pb.KickRequest(target=pb.Target(user_ids=["carol"]), code=4010,
+                                       reason="admin says bye"), timeout=10, metadata=md)
+        eq(rep.gateways, 1)
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+            check(False, "not kicked")
+        except websockets.ConnectionClosed as e:
+            eq((e.code, e.reason), (4010, "admin says bye"))
+    try:
+        arun(go())
+    finally:
+        ch.close()
+    _, body = api.http("GET", "/metrics", headers={"authorization": "Bearer " + token})
+    eq(parse_metric(body, "wsapi_grpc_admin_requests_total", {"method": "Kick", "status": "0"}),
+       1.0)
+    eq(parse_metric(body, "wsapi_grpc_admin_requests_total", {"method": "Kick", "status": "3"}),
+       3.0)
+
+
+if __name__ == "__main__":
+    run(globals())
