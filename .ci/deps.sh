@@ -38,6 +38,14 @@ need_py h2 python3-h2
 need_py yaml python3-yaml
 # test_gateway_hostnames.py resolves a test name to several loopback addresses without root
 ldconfig -p 2>/dev/null | grep -q 'libnss_wrapper\.so' || missing+=(libnss-wrapper)
+# the Go example API service (examples/go, tests/integration/test_examples.py), offline in
+# GOPATH mode from Debian's Go packages
+need_cmd go golang-go
+need_cmd protoc protobuf-compiler
+need_cmd protoc-gen-go protoc-gen-go
+need_cmd protoc-gen-go-grpc protoc-gen-go-grpc
+need_file /usr/share/gocode/src/google.golang.org/grpc golang-google-grpc-dev
+need_file /usr/share/gocode/src/github.com/golang/protobuf golang-github-golang-protobuf-1-5-dev
 need_cmd curl curl
 need_cmd openssl openssl
 need_cmd timeout coreutils

@@ -294,11 +294,11 @@ async def serve(args):
     if server.add_insecure_port(args.listen) == 0:
         raise SystemExit("cannot listen on %s" % args.listen)
     await server.start()
-    log("listening", addr=args.listen, handler=args.handler)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
+    log("listening", addr=args.listen, handler=args.handler)  # SIGTERM is handled from here on
     await stop.wait()
     log("stopping", grace_s=args.grace)
     await server.stop(args.grace)

@@ -1,12 +1,15 @@
 """The example API services (examples/python/api_server.py with grpcio, examples/node/api_server.js
-with @grpc/grpc-js) behind the real bin/ws-gateway, driven by python3-websockets clients:
+with @grpc/grpc-js, examples/go/api_server.go with grpc-go) behind the real bin/ws-gateway, driven by python3-websockets clients:
 echo in order (text and binary), a chat room round trip with leave, a room spanning two
 gateways, and the delivery contract checked from a grpcio stand-in gateway (the x-wsgw-ack
 header, Downstream.ack = Upstream.seq, a replayed Message dropped as a duplicate).
 
 The Node example's packages are installed with `npm ci --prefer-offline` from
 examples/node/package-lock.json into $BUILD/node-example (never into the repository); its tests
-are skipped, with a message, only where npm is missing."""
+are skipped, with a message, only where npm is missing. The Go example is built by
+examples/go/build.sh into $BUILD/go-example from Debian's packages (GOPATH mode, offline); they
+are installed here when missing and we are root, and its tests are skipped, with a message,
+only where they cannot be had."""
 import asyncio
 import filecmp
 import json
@@ -18,10 +21,14 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
 from wsgwtest import (BUILD, ROOT, SLOW, Gateway, check, eq, free_port, proc_log, proto,  # noqa: E402
-                      run, start, wait_port)
+                      run, start, wait_port, wait_until)
 
 PY = "/usr/bin/python3"
 NODE_DIR = os.path.join(BUILD, "node-example")
+GO_DIR = os.path.join(BUILD, "go-example")
+GO_PACKAGES = ["golang-go", "protobuf-compiler", "protoc-gen-go", "protoc-gen-go-grpc",
+               "golang-google-grpc-dev", "golang-github-golang-protobuf-1-5-dev"]
+_go_bin = []
 
 
 def arun(coro, timeout=60):
@@ -70,6 +77,28 @@ def node_modules():
     return mods
 
 
+def go_binary():
+    """$BUILD/go-example/bin/api_server built by examples/go/build.sh (once per run), or None
+    (with a printed reason) when Debian's Go packages are missing and cannot be installed."""
+    if _go_bin:
+        return _go_bin[0]
+    script = os.path.join(ROOT, "examples", "go", "build.sh")
+    r = subprocess.run(["bash", script, GO_DIR], capture_output=True, text=True, timeout=300)
+    if r.returncode == 3 and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] +
+                       GO_PACKAGES, capture_output=True, env=env, timeout=600)
+        r = subprocess.run(["bash", script, GO_DIR], capture_output=True, text=True,
+                           timeout=300)
+    if r.returncode == 3:
+        print("skip: the Go example needs Debian packages %s: %s"
+              % (" ".join(GO_PACKAGES), r.stderr.strip()), flush=True)
+        return None
+    check(r.returncode == 0, "examples/go/build.sh failed:\n%s%s" % (r.stdout, r.stderr))
+    _go_bin.append(r.stdout.strip().splitlines()[-1])
+    return _go_bin[0]
+
+
 def start_example(lang, handler="chat"):
     """Starts an example API server on a free port; returns its address, or None when skipped."""
     port = free_port()
@@ -77,6 +106,11 @@ def start_example(lang, handler="chat"):
     if lang == "python":
         p = start([PY, os.path.join(ROOT, "examples", "python", "api_server.py"),
                    "--listen", addr, "--handler", handler], name="example-python")
+    elif lang == "go":
+        exe = go_binary()
+        if exe is None:
+            return None
+        p = start([exe, "--listen", addr, "--handler", handler], name="example-go")
     else:
         mods = node_modules()
         if mods is None:
@@ -258,15 +292,31 @@ def test_node_ack_contract():
     ack_contract("node")
 
 
+def test_go_echo_and_chat():
+    echo_and_chat("go")
+
+
+def test_go_room_across_two_gateways():
+    room_across_two_gateways("go")
+
+
+def test_go_ack_contract():
+    ack_contract("go")
+
+
 def test_example_logs_no_errors():
-    """Both examples start, log `listening`, and exit 0 on SIGTERM."""
+    """Every example starts, logs `listening`, and exits 0 on SIGTERM."""
     from wsgwtest import stop
-    for lang in ("python", "node"):
+    for lang in ("python", "node", "go"):
         port = free_port()
         addr = "127.0.0.1:%d" % port
         if lang == "python":
             p = start([PY, os.path.join(ROOT, "examples", "python", "api_server.py"),
                        "--listen", addr], name="example-python")
+        elif lang == "go":
+            if go_binary() is None:
+                continue
+            p = start([go_binary(), "--listen", addr], name="example-go")
         else:
             mods = node_modules()
             if mods is None:
@@ -274,6 +324,9 @@ def test_example_logs_no_errors():
             p = start([shutil.which("node"), os.path.join(ROOT, "examples", "node", "api_server.js"),
                        "--listen", addr], env={"NODE_PATH": mods}, name="example-node")
         wait_port(port, proc=p, timeout=20)
+        # SIGTERM only once it said `listening` (its signal handlers are set by then: the
+        # Python one listens first, so a signal right after the port opened killed it, -15)
+        wait_until(lambda: 'msg="listening"' in proc_log(p), 10, what="%s listening" % lang)
         eq(stop(p), 0, "%s example exit code\n%s" % (lang, proc_log(p)))
         check('msg="listening"' in proc_log(p), proc_log(p))
 
