@@ -5,7 +5,7 @@
 //
 // The gateway URL defaults to ws(s)://<this page's host>/gateway/ws (the gateway serves this page
 // itself with --static-dir); ?gw=ws://host:port/gateway/ws points it elsewhere. ?user=, ?room=
-// prefill the form and ?autoconnect=1 connects at once. Rooms live on the gateway per
+// prefill the form and ?autoconnect=1 connects at once (and joins ?room=). Rooms live on the gateway per
 // connection, so after a reconnect the page joins its rooms again.
 'use strict';
 (function () {
@@ -18,6 +18,7 @@
   var attempt = 0;        // reconnect attempts since the last open
   var retryTimer = null;
   var rooms = new Set();  // rooms joined (joined again after a reconnect)
+  var opened = false;     // a connection was open before: joins on open are "again"
   var me = '';
 
   function defaultGateway() {
@@ -108,7 +109,9 @@
       attempt = 0;
       setState('open', 'connected as ' + me);
       rooms.forEach(function (r) { send({ op: 'join', room: r }); });
-      addLine('info', { text: 'connected' + (rooms.size ? ', joined ' + Array.from(rooms).join(', ') + ' again' : '') });
+      showRooms();
+      addLine('info', { text: 'connected' + (rooms.size ? ', joined ' + Array.from(rooms).join(', ') + (opened ? ' again' : '') : '') });
+      opened = true;
     };
     sock.onmessage = function (ev) { if (ws === sock) onMessage(ev); };
     sock.onclose = function (ev) {
@@ -179,6 +182,8 @@
   showRooms();
   setState('closed', 'disconnected');
   if (params.get('autoconnect') === '1' && $('user').value.trim()) {
+    // ?room= with autoconnect=1 joins it as soon as the connection is open
+    if ($('room').value.trim() && params.get('room')) rooms.add($('room').value.trim());
     $('connect-form').requestSubmit();
   }
 })();

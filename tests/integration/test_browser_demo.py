@@ -104,6 +104,36 @@ async function chat(page, text) {
 """
 
 
+DRIVER_AUTOJOIN = r"""
+// Opens the demo with ?user=&room=&autoconnect=1 and waits for what the test says there.
+const { chromium } = require('playwright-core');
+const [url, userDataDir] = process.argv.slice(2);
+const T = 15000;
+function say(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
+(async () => {
+  const ctx = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const errors = [];
+  try {
+    const p = ctx.pages()[0] || await ctx.newPage();
+    p.on('pageerror', (e) => errors.push(String(e)));
+    await p.goto(url);
+    await p.waitForSelector('#state[data-state="open"]', { timeout: T });
+    say({ step: 'open', rooms: await p.textContent('#rooms') });
+    // the test says something in the room: it shows up without any click here
+    await p.locator('#log li.said', { hasText: 'is anyone in autoroom' }).first()
+      .waitFor({ timeout: T });
+    say({ step: 'done', rooms: await p.textContent('#rooms'), errors });
+  } finally {
+    await ctx.close();
+  }
+})().catch((e) => { say({ step: 'error', error: String(e && e.stack || e) }); process.exit(1); });
+"""
+
+
 def ensure_chromium():
     if os.access(CHROMIUM, os.X_OK):
         return True
@@ -288,6 +318,66 @@ def test_two_chromium_pages_chat_through_the_gateway():
         check(os.path.getsize(s) > 10000, "screenshot %s too small" % s)
     eq(gw.metric("wsgw_connections_accepted_total"), 3.0)
     print("screenshots: %s %s" % (shot_a, shot_b), flush=True)
+
+
+
+def test_room_query_joins_with_autoconnect():
+    """Issue 17 item 10: ?room=R&autoconnect=1 filled in the room but did not join it; now the
+    page joins R when it connects: ws-api lists it in the room, and a message said there by
+    another client shows on the page without a click."""
+    if not gateway_has_static_dir() or not ensure_chromium():
+        return
+    mods = ensure_playwright()
+    if not mods:
+        return
+    api = Api(handler="chat")
+    gw = Gateway([api.grpc_addr], extra=["--static-dir", DEMO])
+    url = "http://127.0.0.1:%d/?user=dave&room=autoroom&autoconnect=1" % gw.port
+    os.makedirs(NODE_DIR, exist_ok=True)
+    driver = os.path.join(NODE_DIR, "drive-autojoin.js")
+    with open(driver, "w") as f:
+        f.write(DRIVER_AUTOJOIN)
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=NODE_DIR)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            shutil.which("node"), driver, url, profile, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=dict(os.environ, NODE_PATH=mods))
+        steps = []
+        try:
+            while True:
+                line = await asyncio.wait_for(proc.stdout.readline(), 45 * SLOW)
+                if not line:
+                    break
+                steps.append(json.loads(line))
+                if steps[-1]["step"] != "open":
+                    continue
+                members = []
+                for _ in range(100):
+                    st, js = api.http("GET", "/v1/rooms/autoroom")
+                    members = [m["user_id"] for m in js.get("members", [])] if st == 200 else []
+                    if members:
+                        break
+                    await asyncio.sleep(0.05)
+                steps[-1]["members"] = members
+                erin = await websockets.connect(gw.url("erin"), ping_interval=None)
+                await erin.send(json.dumps({"op": "say", "room": "autoroom",
+                                            "text": "is anyone in autoroom?"}))
+                await erin.close()
+            await asyncio.wait_for(proc.wait(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        return proc.returncode, steps, (await proc.stderr.read()).decode(errors="replace")
+
+    rc, steps, err = asyncio.run(main())
+    shutil.rmtree(profile, ignore_errors=True)
+    eq(rc, 0, "driver failed: %s\n%s" % (steps[-1:] if steps else "", err[-3000:]))
+    eq([s["step"] for s in steps], ["open", "done"])
+    eq(steps[0]["members"], ["dave"], "ws-api's members of autoroom")
+    eq(steps[1]["rooms"], "in: autoroom")
+    eq(steps[1]["errors"], [])
 
 
 if __name__ == "__main__":
