@@ -8,11 +8,16 @@
 #include "grpc_frame.h"
 #include "log.h"
 #include "metrics.h"
+#include "presence_gate.h"
 #include "push.h"
 #include "utf8.h"
 #include "wsgw.pb-c.h"
 
-enum { ST_OK = 0, ST_INVALID = 3, ST_NOMEM = 8, ST_MAX = 17 };
+enum { ST_OK = 0, ST_INVALID = 3, ST_NOMEM = 8, ST_UNAVAILABLE = 14, ST_MAX = 17 };
+
+/* While gateways re-send presence (presence_gate.h) an online user may look offline: the
+ * answer would be wrong, so it is refused as Push's is (14, "presence resyncing"). */
+#define RESYNCING "presence resyncing"
 
 static const char *const method_names[] = {"", "Kick", "UserPresence", "RoomPresence"};
 
@@ -66,7 +71,6 @@ static int frame(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
 static int kick(presence_t *p, router_t *r, const uint8_t *req, size_t len, uint8_t **out,
                 size_t *outlen, const char **msg)
 {
-    (void)p;
     Wsgw__V1__KickRequest *k = wsgw__v1__kick_request__unpack(NULL, len, req);
     if (!k) {
         *msg = "cannot decode wsgw.v1.KickRequest";
@@ -95,6 +99,9 @@ static int kick(presence_t *p, router_t *r, const uint8_t *req, size_t len, uint
         /* a close frame's payload is at most 125 bytes, its reason UTF-8 (RFC 6455 §5.5) */
         *msg = "reason must be UTF-8, at most 123 bytes";
         st = ST_INVALID;
+    } else if (!presence_gate_open(p)) {
+        *msg = RESYNCING;
+        st = ST_UNAVAILABLE;
     } else {
         int n = push_kick(r, &t, code, reason);
         if (n < 0) {
@@ -162,6 +169,11 @@ static int user_presence(presence_t *p, const uint8_t *req, size_t len, uint8_t 
         st = ST_INVALID;
         goto out;
     }
+    if (!presence_gate_open(p)) {
+        *msg = RESYNCING;
+        st = ST_UNAVAILABLE;
+        goto out;
+    }
     pres_user_t *u = presence_user(p, q->user_id);
     for (pres_conn_t *c = u ? u->conns : NULL; c; c = c->u_next)
         add_conn(&cs, c);
@@ -196,6 +208,11 @@ static int room_presence(presence_t *p, rooms_t *rooms, const uint8_t *req, size
     if (!q->room || !*q->room) {
         *msg = "empty room";
         st = ST_INVALID;
+        goto out;
+    }
+    if (!presence_gate_open(p)) {
+        *msg = RESYNCING;
+        st = ST_UNAVAILABLE;
         goto out;
     }
     rooms_each_member(rooms, p, q->room, add_conn, &cs);

@@ -28,7 +28,7 @@ const char *admin_method_name(admin_method_t m);
 /* admin_call: answers one request of method m (the serialized request message req). Returns
  * the gRPC status: 0 with *out = the gRPC-framed reply (5-byte prefix + message, malloc'd,
  * the caller frees it) and *outlen; otherwise *out = NULL and *msg says why (3: the request
- * does not decode or is invalid; 8: out of memory). Counted in
+ * does not decode or is invalid; 8: out of memory; 14: presence is resyncing, as for Push). Counted in
  * wsapi_grpc_admin_requests_total{method,status}. */
 int admin_call(admin_method_t m, presence_t *p, rooms_t *rooms, router_t *r, const uint8_t *req,
                size_t len, uint8_t **out, size_t *outlen, const char **msg);

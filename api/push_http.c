@@ -141,6 +141,8 @@ static void handle_rooms(call_t *k, const char *room)
         respond_error(k, 404, "no room in path: GET /v1/rooms/{room}");
         return;
     }
+    if (refuse_resyncing(k))
+        return;
     json_t *members = json_array();
     size_t n = 0;
     if (members && k->h->cfg.rooms)

@@ -139,5 +139,25 @@ def test_kick_and_errors():
        3.0)
 
 
+def test_resyncing_presence_is_not_answered():
+    """While presence is not whole (--presence-grace after start) Admin answers UNAVAILABLE and
+    GET /v1/rooms 503, as Push does: an online user must not look offline."""
+    api = Api(handler="chat", env={"WSAPI_PRESENCE_GRACE": "30s"})
+    ch, stub, _ = admin(api)
+    try:
+        for call, req in ((stub.RoomPresence, pb.RoomPresenceRequest(room="r")),
+                          (stub.UserPresence, pb.UserPresenceRequest(user_id="u")),
+                          (stub.Kick, pb.KickRequest(target=pb.Target(all=True)))):
+            try:
+                call(req, timeout=10)
+                check(False, "answered while resyncing")
+            except grpc.RpcError as e:
+                eq((e.code(), e.details()), (grpc.StatusCode.UNAVAILABLE, "presence resyncing"))
+    finally:
+        ch.close()
+    st, js = api.http("GET", "/v1/rooms/r")
+    eq((st, js), (503, {"error": "presence resyncing"}))
+
+
 if __name__ == "__main__":
     run(globals())
