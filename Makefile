@@ -86,7 +86,7 @@ BINS += $(BIN)/ws-refecho
 endif
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit run fuzz fuzz-build bench bench-full clean sanitize
+.PHONY: all deps test test-deploy unit run fuzz fuzz-build bench bench-full clean sanitize
 # Keep objects that only feed test/fuzz binaries (make would delete them as intermediates).
 # (Not a bare .SECONDARY: that makes every file intermediate, and a missing intermediate does
 # not trigger a rebuild: a newly added source file was then left out of its library.)
@@ -158,6 +158,11 @@ deps:
 test: all
 	@BIN=$(abspath $(BIN)) BUILD=$(abspath $(BUILD)) SANITIZE=$(SANITIZE) PY=$(PY) \
 	    ./tests/run.sh $(T)
+
+# The image built with podman and the compose stack run for real (tests/deploy/live.py; needs
+# root for podman, installs what is missing; not part of `make test`).
+test-deploy:
+	@BUILD=$(abspath $(BUILD)) $(PY) tests/deploy/live.py
 
 unit: $(UNIT_BINS)
 	@BIN=$(abspath $(BIN)) BUILD=$(abspath $(BUILD)) ./tests/run.sh unit/
