@@ -10,8 +10,12 @@
 //   - the x-wsgw-ack: 1 response header, and Downstream.ack = the Upstream.seq fully handled,
 //     sent after the commands that batch produced (at-least-once delivery with replay);
 //   - duplicates after a replay dropped by (conn_id, Message.seq);
-//   - presence from Open/Close (replicated to every API node), dropped with a gateway's last
-//     stream;
+//   - presence from Open/Close (replicated to every API node), kept per gateway session (its
+//     HTTP/2 connection: grpc-go tells when one begins and ends, stats.Handler's TagConn and
+//     ConnEnd) and dropped when the connection ends; Open/Close from an older session than an
+//     entry's are ignored (a stopped node reading an old connection's buffered events);
+//   - presence sync: the session is whole once every stream it announced (x-wsgw-streams) sent
+//     a batch with presence_complete;
 //   - rooms live on the gateways: Join/Leave commands, and a room Send goes to every gateway,
 //     on the sender's own stream for its own gateway (so it follows the sender's earlier Join);
 //   - backpressure: a bounded outbound channel per stream; a full one blocks that stream's
@@ -25,6 +29,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -40,6 +45,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 
 	wsgwv1 "wsgw/proto/wsgwv1"
 )
@@ -106,12 +112,30 @@ func saidJSON(room, from, text string) []byte {
 	return bytes.TrimRight(b.Bytes(), "\n")
 }
 
-// stream is one Exchange/Stream call: its gateway and its outbound queue. Only the call's own
-// goroutine sends on the gRPC stream; everyone else hands Downstreams to out.
+// session is one gateway session: the HTTP/2 connection its calls share. Serials grow with
+// each new connection: newer sessions win.
+type session struct {
+	serial   uint64
+	conns    map[uint64]bool  // conn ids whose latest Open came on this session
+	expect   int              // x-wsgw-streams: streams that will say presence_complete
+	complete map[*stream]bool // streams that did
+}
+
+// entry is one connection in presence: its user and the session its latest Open came on.
+type entry struct {
+	user string
+	sess *session
+}
+
+// stream is one Exchange/Stream call: its session, its gateway and its outbound queue. Only the
+// call's own goroutine sends on the gRPC stream; everyone else hands Downstreams to out.
 type stream struct {
+	sess    *session
 	gateway string
 	out     chan *wsgwv1.Downstream
 }
+
+type sessionKey struct{}
 
 // exchange is wsgw.v1.Exchange with an echo, chat or none handler. grpc-go runs every call in
 // its own goroutines: the tables below are shared, so mu guards them (never held while
@@ -121,14 +145,74 @@ type exchange struct {
 	handler string
 
 	mu       sync.Mutex
-	streams  map[string][]*stream         // gateway id -> live calls
-	presence map[string]map[uint64]string // gateway id -> conn_id -> user_id
-	lastSeq  map[uint64]uint64            // conn_id -> highest Message.seq handled
+	streams  map[string][]*stream // gateway id -> live calls
+	presence map[uint64]entry     // conn_id -> user and session
+	lastSeq  map[uint64]uint64    // conn_id -> highest Message.seq handled
+	serials  uint64
 }
 
 func newExchange(handler string) *exchange {
 	return &exchange{handler: handler, streams: map[string][]*stream{},
-		presence: map[string]map[uint64]string{}, lastSeq: map[uint64]uint64{}}
+		presence: map[uint64]entry{}, lastSeq: map[uint64]uint64{}}
+}
+
+// ---- presence per session: grpc-go's stats.Handler sees every connection begin and end ------
+
+// TagConn gives every new connection its session; the calls on it find it in their context.
+func (x *exchange) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	x.mu.Lock()
+	x.serials++
+	s := &session{serial: x.serials, conns: map[uint64]bool{}, complete: map[*stream]bool{}}
+	x.mu.Unlock()
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// HandleConn: when a connection ends, so does its session, and with it its presence (the
+// gateway re-sends Open for its live connections on its next session).
+func (x *exchange) HandleConn(ctx context.Context, cs stats.ConnStats) {
+	s, ok := ctx.Value(sessionKey{}).(*session)
+	if _, end := cs.(*stats.ConnEnd); !end || !ok {
+		return
+	}
+	x.mu.Lock()
+	n := len(s.conns)
+	for conn := range s.conns {
+		delete(x.presence, conn)
+		delete(x.lastSeq, conn)
+	}
+	s.conns = map[uint64]bool{}
+	x.mu.Unlock()
+	logf("gateway session ended", "session", s.serial, "connections_dropped", n)
+}
+
+// TagRPC and HandleRPC: calls need nothing more than their connection's session.
+func (x *exchange) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (x *exchange) HandleRPC(context.Context, stats.RPCStats)                       {}
+
+// open and close apply an Open/Close of session s; mu held. An event from an older session
+// than the entry's is stale and ignored.
+func (x *exchange) open(s *session, conn uint64, user string) {
+	had, ok := x.presence[conn]
+	if ok && had.sess.serial > s.serial {
+		return
+	}
+	if ok {
+		delete(had.sess.conns, conn)
+	}
+	x.presence[conn] = entry{user: user, sess: s}
+	s.conns[conn] = true
+}
+
+func (x *exchange) close(s *session, conn uint64) {
+	had, ok := x.presence[conn]
+	if ok && had.sess.serial > s.serial {
+		return
+	}
+	if ok {
+		delete(had.sess.conns, conn)
+		delete(x.presence, conn)
+	}
+	delete(x.lastSeq, conn)
 }
 
 // Stream is the gRPC method: one long-lived call per (gateway, stream slot).
@@ -145,12 +229,21 @@ func (x *exchange) Stream(call wsgwv1.Exchange_StreamServer) error {
 	if err := call.SendHeader(metadata.Pairs("x-wsgw-ack", "1")); err != nil {
 		return err
 	}
-	st := &stream{gateway: gid, out: make(chan *wsgwv1.Downstream, queueMax)}
+	sess, ok := ctx.Value(sessionKey{}).(*session)
+	if !ok { // not served through main's grpc.StatsHandler: one session per call
+		sess = x.TagConn(context.Background(), nil).Value(sessionKey{}).(*session)
+	}
+	st := &stream{sess: sess, gateway: gid, out: make(chan *wsgwv1.Downstream, queueMax)}
 	x.mu.Lock()
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-wsgw-streams")) > 0 {
+		if n, err := strconv.Atoi(md.Get("x-wsgw-streams")[0]); err == nil && n > 0 {
+			sess.expect = n
+		}
+	}
 	x.streams[gid] = append(x.streams[gid], st)
 	n := len(x.streams[gid])
 	x.mu.Unlock()
-	logf("gateway stream opened", "gateway", gid, "streams", n)
+	logf("gateway stream opened", "gateway", gid, "streams", n, "session", sess.serial)
 	defer x.streamGone(st)
 
 	readErr := make(chan error, 1)
@@ -195,15 +288,11 @@ func (x *exchange) read(call wsgwv1.Exchange_StreamServer, st *stream) error {
 			switch k := ev.Kind.(type) {
 			case *wsgwv1.Event_Open:
 				x.mu.Lock()
-				if x.presence[st.gateway] == nil {
-					x.presence[st.gateway] = map[uint64]string{}
-				}
-				x.presence[st.gateway][ev.ConnId] = ev.UserId
+				x.open(st.sess, ev.ConnId, ev.UserId)
 				x.mu.Unlock()
 			case *wsgwv1.Event_Close:
 				x.mu.Lock()
-				delete(x.presence[st.gateway], ev.ConnId)
-				delete(x.lastSeq, ev.ConnId)
+				x.close(st.sess, ev.ConnId)
 				x.mu.Unlock()
 			case *wsgwv1.Event_Message:
 				m := k.Message
@@ -217,6 +306,17 @@ func (x *exchange) read(call wsgwv1.Exchange_StreamServer, st *stream) error {
 					continue // a replayed duplicate: handled before
 				}
 				cmds = x.message(st, ev, m, cmds)
+			}
+		}
+		if up.PresenceComplete {
+			x.mu.Lock()
+			synced := !st.sess.complete[st] && len(st.sess.complete)+1 == st.sess.expect
+			st.sess.complete[st] = true
+			n := len(st.sess.conns)
+			x.mu.Unlock()
+			if synced {
+				logf("gateway presence synced", "gateway", st.gateway, "session",
+					st.sess.serial, "connections", n)
 			}
 		}
 		// Commands first, then the ack, in one Downstream: the batch is fully handled.
@@ -288,15 +388,12 @@ func (x *exchange) streamGone(st *stream) {
 	}
 	n := len(ss)
 	if n == 0 {
-		// The gateway re-sends Open for its live connections when it comes back.
 		delete(x.streams, st.gateway)
-		for conn := range x.presence[st.gateway] {
-			delete(x.lastSeq, conn)
-		}
-		delete(x.presence, st.gateway)
 	} else {
 		x.streams[st.gateway] = ss
 	}
+	// Presence stays with the session: the gateway reopens failed streams on the same
+	// connection and replays their batches without re-sending presence.
 	x.mu.Unlock()
 	logf("gateway stream closed", "gateway", st.gateway, "streams", n)
 }
@@ -324,8 +421,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "api_server: cannot listen on %s: %v\n", *listen, err)
 		os.Exit(1)
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20))
-	wsgwv1.RegisterExchangeServer(srv, newExchange(*handler))
+	x := newExchange(*handler)
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
+		grpc.StatsHandler(x))
+	wsgwv1.RegisterExchangeServer(srv, x)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	logf("listening", "addr", ln.Addr().String(), "handler", *handler) // SIGTERM handled from here

@@ -268,6 +268,10 @@ def test_node_presence_per_session():
     presence_per_session("node")
 
 
+def test_go_presence_per_session():
+    presence_per_session("go")
+
+
 def test_python_echo_and_chat():
     echo_and_chat("python")
 
