@@ -154,6 +154,32 @@ static void conns_free(conns_t *cs)
     free(cs->ptrs);
 }
 
+/* The name a presence request asks about, and whether presence may be answered now. */
+static int check_name(presence_t *p, const char *name, const char *empty, const char **msg)
+{
+    if (!name || !*name) {
+        *msg = empty;
+        return ST_INVALID;
+    }
+    if (!presence_gate_open(p)) {
+        *msg = RESYNCING;
+        return ST_UNAVAILABLE;
+    }
+    return ST_OK;
+}
+
+/* The collected connections as the pointer array protobuf-c wants: ST_OK or ST_NOMEM. */
+static int conns_done(conns_t *cs, const char **msg)
+{
+    if (cs->nomem) {
+        *msg = "out of memory";
+        return ST_NOMEM;
+    }
+    for (size_t i = 0; i < cs->n; i++)
+        cs->ptrs[i] = &cs->items[i];
+    return ST_OK;
+}
+
 static int user_presence(presence_t *p, const uint8_t *req, size_t len, uint8_t **out,
                          size_t *outlen, const char **msg)
 {
@@ -164,26 +190,13 @@ static int user_presence(presence_t *p, const uint8_t *req, size_t len, uint8_t 
     }
     int st = ST_OK;
     conns_t cs = {0};
-    if (!q->user_id || !*q->user_id) {
-        *msg = "empty user_id";
-        st = ST_INVALID;
+    if ((st = check_name(p, q->user_id, "empty user_id", msg)) != ST_OK)
         goto out;
-    }
-    if (!presence_gate_open(p)) {
-        *msg = RESYNCING;
-        st = ST_UNAVAILABLE;
-        goto out;
-    }
     pres_user_t *u = presence_user(p, q->user_id);
     for (pres_conn_t *c = u ? u->conns : NULL; c; c = c->u_next)
         add_conn(&cs, c);
-    if (cs.nomem) {
-        *msg = "out of memory";
-        st = ST_NOMEM;
+    if ((st = conns_done(&cs, msg)) != ST_OK)
         goto out;
-    }
-    for (size_t i = 0; i < cs.n; i++)
-        cs.ptrs[i] = &cs.items[i];
     Wsgw__V1__UserPresenceReply rep = WSGW__V1__USER_PRESENCE_REPLY__INIT;
     rep.user_id = q->user_id;
     rep.connections = cs.ptrs;
@@ -205,24 +218,11 @@ static int room_presence(presence_t *p, rooms_t *rooms, const uint8_t *req, size
     }
     int st = ST_OK;
     conns_t cs = {0};
-    if (!q->room || !*q->room) {
-        *msg = "empty room";
-        st = ST_INVALID;
+    if ((st = check_name(p, q->room, "empty room", msg)) != ST_OK)
         goto out;
-    }
-    if (!presence_gate_open(p)) {
-        *msg = RESYNCING;
-        st = ST_UNAVAILABLE;
-        goto out;
-    }
     rooms_each_member(rooms, p, q->room, add_conn, &cs);
-    if (cs.nomem) {
-        *msg = "out of memory";
-        st = ST_NOMEM;
+    if ((st = conns_done(&cs, msg)) != ST_OK)
         goto out;
-    }
-    for (size_t i = 0; i < cs.n; i++)
-        cs.ptrs[i] = &cs.items[i];
     Wsgw__V1__RoomPresenceReply rep = WSGW__V1__ROOM_PRESENCE_REPLY__INIT;
     rep.room = q->room;
     rep.members = cs.ptrs;

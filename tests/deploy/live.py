@@ -280,13 +280,8 @@ def http_status(port, path):
 
 
 def wait_for(pred, timeout, what, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise TimeoutError("timed out after %ds waiting for %s" % (timeout, what))
+    from wsgwtest import wait_until
+    return wait_until(pred, timeout, interval, what)
 
 
 def check(cond, msg):
