@@ -28,7 +28,7 @@ O        := 1
 endif
 
 # Debian packages: pkg-config name -> package. Resolved lazily so `make deps` works on a bare box.
-PKGS     := libwebsockets libnghttp2 libprotobuf-c jansson openssl libjwt libuv
+PKGS     := libwebsockets libnghttp2 libprotobuf-c jansson openssl libjwt libuv hiredis
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -26,6 +26,9 @@ need_pkg jansson libjansson-dev
 need_pkg openssl libssl-dev
 need_pkg libjwt libjwt-dev
 need_pkg libuv libuv1-dev
+# ws-api --redis: hiredis 0.14 (async, on ws-api's libuv loop); tests start Debian's redis-server
+need_pkg hiredis libhiredis-dev
+need_cmd redis-server redis-server
 need_file /usr/include/ev.h libev-dev
 need_file /usr/include/uthash.h uthash-dev
 need_file /usr/bin/python3 python3

@@ -43,6 +43,7 @@
 #include "presence.h"
 #include "presence_gate.h"
 #include "push_http.h"
+#include "redis.h"
 #include "router.h"
 #include "wsapi_metrics.h"
 
@@ -57,6 +58,8 @@ static int64_t h2_max_streams, h2_max_header_list, h2_header_rate, h2_control_ra
 static int64_t h2_reset_burst;
 static int64_t h2_conn_buffer, h2_conn_queue, h2_total_queue, h2_message_us, h2_idle_us;
 static int64_t presence_grace_us, presence_sync_us;
+static const char *redis_url, *redis_password;
+static int64_t redis_timeout_us, redis_connect_timeout_us, redis_max_pending;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
@@ -134,6 +137,22 @@ static const flag_t flag_tab[] = {
      "a gateway session whose announced streams (x-wsgw-streams) have not all said "
      "presence_complete this long after it started counts as synced (logged, counted)", 1000,
      600000000},
+    {"redis", FLAG_STR, "", &redis_url,
+     "redis://[[user]:password@]host[:port][/db]: presence and cross-node push in Redis "
+     "(README \"Redis\"); empty: in-memory presence of this node only. No rediss:// (Debian's "
+     "hiredis 0.14 has no TLS)"},
+    {"redis-password", FLAG_STR, "", &redis_password,
+     "Redis password when the URL carries none (prefer WSAPI_REDIS_PASSWORD: argv is "
+     "visible in ps)"},
+    {"redis-timeout", FLAG_DURATION, "2s", &redis_timeout_us,
+     "a Redis reply later than this (or an idle link's PING unanswered this long) drops the "
+     "link; it reconnects with backoff and requests needing Redis get 503 meanwhile",
+     10000, 600000000},
+    {"redis-connect-timeout", FLAG_DURATION, "2s", &redis_connect_timeout_us,
+     "resolve + connect + AUTH/SELECT to Redis within this, else retry with backoff", 10000,
+     600000000},
+    {"redis-max-pending", FLAG_INT, "100000", &redis_max_pending,
+     "Redis commands awaiting replies; past it requests needing Redis get 503", 16, 10000000},
     {"shutdown-timeout", FLAG_DURATION, "3s", &shutdown_us,
      "on SIGTERM/SIGINT: how long open streams may go on before they are ended"},
     {"log-level", FLAG_STR, "info", &log_level_name, "error | warn | info | debug"},
@@ -142,6 +161,7 @@ static const flag_t flag_tab[] = {
 
 typedef struct app {
     uv_loop_t loop;
+    redis_t *redis; /* NULL without --redis */
     uv_signal_t sigterm, sigint;
     uv_timer_t tick, grace;
     grpc_server_t *grpc;
@@ -255,6 +275,23 @@ int main(int argc, char **argv)
     presence_init(&pres);
     presence_gate_config(&pres, (uint64_t)(presence_grace_us / 1000),
                          (uint64_t)(presence_sync_us / 1000));
+    if (*redis_url) {
+        redis_cfg_t rcfg = {
+            .url = redis_url,
+            .password = redis_password,
+            .connect_timeout_ms = (uint64_t)(redis_connect_timeout_us / 1000),
+            .timeout_ms = (uint64_t)(redis_timeout_us / 1000),
+            .ping_interval_ms = (uint64_t)(redis_timeout_us / 1000),
+            .backoff_min_ms = 100,
+            .backoff_max_ms = 2000,
+            .max_pending = (size_t)redis_max_pending,
+        };
+        char rerr[REDIS_ERR_LEN];
+        if (!(a.redis = redis_new(&a.loop, &rcfg, rerr))) {
+            fprintf(stderr, "ws-api: %s\n", rerr);
+            return 2;
+        }
+    }
     router_init(&router, &pres, DOWNSTREAM_SOFT_MAX);
     exchange_init(&x, &pres, &router, handler);
 
@@ -317,9 +354,11 @@ int main(int argc, char **argv)
     a.tick.data = a.grace.data = &a;
 
     log_info("ws-api started",
-             "handler=%s grpc=%s grpc_tls=%s http=%s http_tls=%s presence_grace_ms=%lld",
+             "handler=%s grpc=%s grpc_tls=%s http=%s http_tls=%s presence_grace_ms=%lld "
+             "redis=%s",
              handler_name, grpc_listen, *grpc_tls_cert ? "on" : "off", http_listen,
-             *http_tls_cert ? "on" : "off", (long long)(presence_grace_us / 1000));
+             *http_tls_cert ? "on" : "off", (long long)(presence_grace_us / 1000),
+             a.redis ? redis_describe(a.redis) : "off");
     uv_run(&a.loop, UV_RUN_DEFAULT);
     code = 0;
 
@@ -330,6 +369,7 @@ int main(int argc, char **argv)
     push_http_free(a.http);
     grpc_server_free(a.grpc);
 out_free:
+    redis_free(a.redis); /* (pending callbacks run now, while their owners still exist) */
     /* Let our handles finish closing on the loop, then tear down. */
     uv_run(&a.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&a.loop) != 0)

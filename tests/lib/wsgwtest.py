@@ -369,6 +369,91 @@ class Gateway:
         return parse_metric(body, name, labels)
 
 
+class Redis:
+    """A redis-server (Debian's) on a free loopback port, no persistence, its files in a temp
+    dir. kill()/start() keep the port (a restart); cmd() speaks RESP over a plain socket."""
+
+    def __init__(self, extra=(), requirepass=None):
+        self.port = free_port()
+        self.extra = list(extra)
+        self.requirepass = requirepass
+        base = os.path.join(BUILD, "test-logs", "procs")
+        os.makedirs(base, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix="redis-data-", dir=base)
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self):
+        args = ["/usr/bin/redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning",
+                "--protected-mode", "no"] + self.extra
+        if self.requirepass:
+            args += ["--requirepass", self.requirepass]
+        self.proc = start(args, name="redis-server")
+        wait_port(self.port, proc=self.proc)
+
+    def kill(self, sig=signal.SIGKILL):
+        stop(self.proc, sig, timeout=5)
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def cmd(self, *args, timeout=5):
+        """One command; returns the decoded reply (bytes, int, list, None) or raises on -ERR."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        f = s.makefile("rb")
+        try:
+            out = b""
+            if self.requirepass:
+                out += _resp(["AUTH", self.requirepass])
+            out += _resp(args)
+            s.sendall(out)
+            if self.requirepass:
+                _resp_read(f)
+            return _resp_read(f)
+        finally:
+            f.close()
+            s.close()
+
+
+def _resp(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    t, rest = line[:1], line[1:-2]
+    if t == b"+":
+        return rest
+    if t == b"-":
+        raise RuntimeError("redis error: " + rest.decode(errors="replace"))
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("bad RESP line %r" % line)
+
+
 def parse_metric(body, name, labels=None):
     want = name if not labels else "%s{%s}" % (name, ",".join('%s="%s"' % kv for kv in labels.items()))
     for line in body.splitlines():
