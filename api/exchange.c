@@ -4,6 +4,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "presence_gate.h"
+#include "recover.h"
 #include "wsapi_metrics.h"
 #include "wsgw.pb-c.h"
 
@@ -46,6 +47,15 @@ static void complete(exchange_t *x, api_stream_t *s)
                 (unsigned long long)sess->serial, sess->expect, sess->nconns);
 }
 
+/* The event's user: its user_id, else the one its connection's Open gave ("" when none). */
+static const char *event_user(const exchange_t *x, const Wsgw__V1__Event *ev)
+{
+    if (ev->user_id && *ev->user_id)
+        return ev->user_id;
+    pres_conn_t *c = presence_conn(x->pres, ev->conn_id);
+    return c && c->user ? c->user->id : "";
+}
+
 static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *ev)
 {
     switch (ev->kind_case) {
@@ -72,17 +82,20 @@ static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *e
         return EXCHANGE_OK;
     case WSGW__V1__EVENT__KIND_MESSAGE: {
         metrics_inc(wsapi_m.ev_message);
-        const char *user = ev->user_id;
-        if (!user || !*user) {
-            pres_conn_t *c = presence_conn(x->pres, ev->conn_id);
-            user = c && c->user ? c->user->id : "";
-        }
+        const char *user = event_user(x, ev);
         const Wsgw__V1__Message *m = ev->message;
         int rv = handler_message(x->handler, x->router, &x->rooms, s, ev->conn_id, user,
                                  m->payload.data, m->payload.len, m->binary);
         if (rv == ROUTER_ERR_NOMEM)
             return EXCHANGE_ERR_NOMEM;
         return EXCHANGE_OK; /* ROUTER_ERR_CLOSED: the stream is ending, nothing to answer on */
+    }
+    case WSGW__V1__EVENT__KIND_RECOVER: {
+        /* (ROUTER_ERR_CLOSED: the stream is ending; the gateway's timeout tells the client) */
+        if (recover_handle(x->router, s, ev->conn_id, event_user(x, ev), ev->recover) ==
+            ROUTER_ERR_NOMEM)
+            return EXCHANGE_ERR_NOMEM;
+        return EXCHANGE_OK;
     }
     default:
         metrics_inc(wsapi_m.ev_unknown);

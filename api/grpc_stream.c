@@ -508,23 +508,39 @@ static void push_finish(gstream_t *s)
         msg = "presence resyncing";
         goto reply;
     }
-    int n = push_send(srv->r, &t, req->payload.data, req->payload.len, req->binary);
-    if (n < 0) {
+    push_result_t res;
+    if (push_publish(srv->r, &t, req->payload.data, req->payload.len, req->binary,
+                     req->history, NULL, &res) < 0) {
+        push_result_free(&res);
         status = GRPC_RESOURCE_EXHAUSTED;
         msg = "out of memory";
         goto reply;
     }
     Wsgw__V1__PushReply rep = WSGW__V1__PUSH_REPLY__INIT;
-    rep.gateways = (uint32_t)n;
+    rep.gateways = (uint32_t)res.gateways;
+    Wsgw__V1__ChannelPosition posv[16], *posp[16];
+    size_t npos = res.nkept < 16 ? res.nkept : 16; /* (the first 16 channels) */
+    for (size_t i = 0; i < npos; i++) {
+        wsgw__v1__channel_position__init(&posv[i]);
+        posv[i].channel = res.kept[i].channel;
+        posv[i].offset = res.kept[i].pos.offset;
+        posv[i].epoch = res.kept[i].pos.epoch;
+        posp[i] = &posv[i];
+    }
+    rep.n_positions = npos;
+    rep.positions = posp;
     size_t len = wsgw__v1__push_reply__get_packed_size(&rep);
     uint8_t *out = malloc(GRPC_FRAME_HDR_LEN + len);
+    if (out) {
+        grpc_frame_header(out, (uint32_t)len);
+        wsgw__v1__push_reply__pack(&rep, out + GRPC_FRAME_HDR_LEN);
+    }
+    push_result_free(&res);
     if (!out) {
         status = GRPC_RESOURCE_EXHAUSTED;
         msg = "out of memory";
         goto reply;
     }
-    grpc_frame_header(out, (uint32_t)len);
-    wsgw__v1__push_reply__pack(&rep, out + GRPC_FRAME_HDR_LEN);
     oq_push(s, out, GRPC_FRAME_HDR_LEN + len);
     if (s->eof)
         goto done;

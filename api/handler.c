@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "push.h"
 
 int handler_kind_parse(const char *name, handler_kind_t *out)
 {
@@ -126,16 +127,11 @@ static int chat_say(router_t *r, api_stream_t *src, const char *user_id, const c
         return ROUTER_ERR_NOMEM;
     target_t t = {0};
     t.room = c->room;
-    Wsgw__V1__Send send = WSGW__V1__SEND__INIT;
-    send.payload.data = body.data;
-    send.payload.len = body.len;
-    send.binary = 0;
-    send.api_ns = clock_wall_ns();
-    Wsgw__V1__Command cmd = WSGW__V1__COMMAND__INIT;
-    cmd.kind_case = WSGW__V1__COMMAND__KIND_SEND;
-    cmd.send = &send;
-    /* prefer src: on the sender's own gateway the said message follows its earlier Join. */
-    int rv = router_route(r, &t, &cmd, src);
+    /* prefer src: on the sender's own gateway the said message follows its earlier Join.
+     * Kept in the room's history with --history-all. */
+    push_result_t res;
+    int rv = push_publish(r, &t, body.data, body.len, false, false, src, &res);
+    push_result_free(&res);
     buf_free(&body);
     return rv < 0 ? rv : 0;
 }

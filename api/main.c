@@ -35,10 +35,13 @@
 #include <string.h>
 #include <uv.h>
 
+#include "clock.h"
 #include "exchange.h"
 #include "flags.h"
 #include "grpc_server.h"
 #include "handler.h"
+#include "history.h"
+#include "history_metrics.h"
 #include "log.h"
 #include "presence.h"
 #include "presence_gate.h"
@@ -60,6 +63,9 @@ static int64_t h2_conn_buffer, h2_conn_queue, h2_total_queue, h2_message_us, h2_
 static int64_t presence_grace_us, presence_sync_us;
 static const char *redis_url, *redis_password;
 static int64_t redis_timeout_us, redis_connect_timeout_us, redis_max_pending;
+static int64_t hist_size, hist_ttl_us, hist_meta_ttl_us, hist_recover_max, hist_max_bytes;
+static int64_t hist_page_bytes;
+static bool hist_all;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
@@ -153,6 +159,28 @@ static const flag_t flag_tab[] = {
      600000000},
     {"redis-max-pending", FLAG_INT, "100000", &redis_max_pending,
      "Redis commands awaiting replies; past it requests needing Redis get 503", 16, 10000000},
+    {"history-size", FLAG_INT, "256", &hist_size,
+     "messages kept per channel (a user: user:<id>, a room: room:<name>) for wsgw.v1.json "
+     "clients to recover after a reconnect; only pushes that ask (\"history\": true) or all "
+     "with --history-all; 0 = keep nothing", 0, 1 << 24},
+    {"history-ttl", FLAG_DURATION, "5m", &hist_ttl_us,
+     "a kept message is dropped this long after it was pushed", 1000000, 86400000000LL * 30},
+    {"history-meta-ttl", FLAG_DURATION, "24h", &hist_meta_ttl_us,
+     "a channel's epoch and newest offset live this long after its last message (then a "
+     "client recovering from an older position is told recovered=false)", 1000000,
+     86400000000LL * 365},
+    {"history-recover-max", FLAG_INT, "0", &hist_recover_max,
+     "a client missing more messages than this is told recovered=false and gets none "
+     "(0 = --history-size)", 0, 1 << 24},
+    {"history-page-bytes", FLAG_INT, "256k", &hist_page_bytes,
+     "payload bytes per Recovered command (a recovery answers in several)", 1024, 1 << 24},
+    {"history-max-bytes", FLAG_INT, "256m", &hist_max_bytes,
+     "bytes the in-memory history may hold in all (without --redis); past it pushes are "
+     "delivered but not kept (logged, wsapi_history_adds_total{result=\"full\"})", 65536,
+     1LL << 40},
+    {"history-all", FLAG_BOOL, "false", &hist_all,
+     "keep every push to a user or a room (and every chat message) in the history, not only "
+     "those that ask"},
     {"shutdown-timeout", FLAG_DURATION, "3s", &shutdown_us,
      "on SIGTERM/SIGINT: how long open streams may go on before they are ended"},
     {"log-level", FLAG_STR, "info", &log_level_name, "error | warn | info | debug"},
@@ -163,7 +191,8 @@ typedef struct app {
     uv_loop_t loop;
     redis_t *redis; /* NULL without --redis */
     uv_signal_t sigterm, sigint;
-    uv_timer_t tick, grace;
+    uv_timer_t tick, grace, hist_sweep;
+    history_t *hist;
     grpc_server_t *grpc;
     push_http_t *http;
     int stopping; /* 0 running, 1 draining, 2 ending streams */
@@ -183,6 +212,13 @@ static void on_tick(uv_timer_t *t)
         log_warn("drain timeout", "connections=%zu", grpc_server_connections(a->grpc));
         uv_stop(&a->loop);
     }
+}
+
+/* loop thread, every second: expired history goes */
+static void on_hist_sweep(uv_timer_t *t)
+{
+    app_t *a = t->data;
+    history_sweep(a->hist, (uint64_t)(clock_wall_ns() / 1000000));
 }
 
 /* loop thread: grace period over */
@@ -293,6 +329,23 @@ int main(int argc, char **argv)
         }
     }
     router_init(&router, &pres, DOWNSTREAM_SOFT_MAX);
+    history_metrics_init();
+    if (hist_size > 0) {
+        hist_cfg_t hc = {
+            .size = (uint64_t)hist_size,
+            .ttl_ms = (uint64_t)(hist_ttl_us / 1000),
+            .meta_ttl_ms = (uint64_t)(hist_meta_ttl_us / 1000),
+            .recover_max = (uint64_t)(hist_recover_max ? hist_recover_max : hist_size),
+            .page_bytes = (size_t)hist_page_bytes,
+            .max_bytes = (size_t)hist_max_bytes,
+        };
+        if (!(a.hist = history_mem_new(&hc))) {
+            log_error("out of memory", "what=%s", "history");
+            return 1;
+        }
+        router.hist = a.hist;
+        router.hist_all = hist_all;
+    }
     exchange_init(&x, &pres, &router, handler);
 
     grpc_server_cfg_t gcfg = {
@@ -352,6 +405,9 @@ int main(int argc, char **argv)
     uv_timer_init(&a.loop, &a.tick);
     uv_timer_init(&a.loop, &a.grace);
     a.tick.data = a.grace.data = &a;
+    uv_timer_init(&a.loop, &a.hist_sweep);
+    a.hist_sweep.data = &a;
+    uv_timer_start(&a.hist_sweep, on_hist_sweep, 1000, 1000);
 
     log_info("ws-api started",
              "handler=%s grpc=%s grpc_tls=%s http=%s http_tls=%s presence_grace_ms=%lld "
@@ -366,6 +422,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&a.sigint, close_cb);
     uv_close((uv_handle_t *)&a.tick, close_cb);
     uv_close((uv_handle_t *)&a.grace, close_cb);
+    uv_close((uv_handle_t *)&a.hist_sweep, close_cb);
     push_http_free(a.http);
     grpc_server_free(a.grpc);
 out_free:
@@ -376,6 +433,7 @@ out_free:
         log_warn("loop close", "error=%s", "handles still open");
     exchange_free(&x);
     router_free(&router);
+    history_free(a.hist);
     presence_free(&pres);
     log_info("ws-api stopped", "code=%d", code);
     return code;

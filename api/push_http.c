@@ -174,15 +174,41 @@ static void handle_post(call_t *k, const uint8_t *body, size_t len)
         push_req_free(&req);
         return;
     }
-    int n = kick ? push_kick(h->r, &req.target, req.code, req.reason)
-                 : push_send(h->r, &req.target, req.data, req.len, req.binary);
+    if (kick) {
+        int n = push_kick(h->r, &req.target, req.code, req.reason);
+        push_req_free(&req);
+        if (n < 0) {
+            respond_error(k, 500, "out of memory");
+            return;
+        }
+        log_debug("kick", "gateways=%d", n);
+        respond_json(k, 200, json_pack("{s:i}", "gateways", n));
+        return;
+    }
+    push_result_t res;
+    rv = push_publish(h->r, &req.target, req.data, req.len, req.binary, req.history, NULL, &res);
     push_req_free(&req);
-    if (n < 0) {
+    if (rv < 0) {
+        push_result_free(&res);
         respond_error(k, 500, "out of memory");
         return;
     }
-    log_debug(kick ? "kick" : "push", "gateways=%d", n);
-    respond_json(k, 200, json_pack("{s:i}", "gateways", n));
+    log_debug("push", "gateways=%d kept=%zu", res.gateways, res.nkept);
+    json_t *o = json_pack("{s:i}", "gateways", res.gateways);
+    if (o && (res.nkept || res.not_kept)) {
+        /* where it went in each channel's history: {"user:alice":{"offset":18,"epoch":"k3x9"}} */
+        json_t *hist = json_object();
+        for (size_t i = 0; hist && i < res.nkept; i++)
+            json_object_set_new(hist, res.kept[i].channel,
+                                json_pack("{s:I, s:s}", "offset",
+                                          (json_int_t)res.kept[i].pos.offset, "epoch",
+                                          res.kept[i].pos.epoch));
+        json_object_set_new(o, "history", hist);
+        if (res.not_kept)
+            json_object_set_new(o, "not_kept", json_integer((json_int_t)res.not_kept));
+    }
+    push_result_free(&res);
+    respond_json(k, 200, o);
 }
 
 static bool method_is(const gw_http_req_t *r, const char *m)

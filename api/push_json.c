@@ -211,6 +211,12 @@ int push_json_parse_push(const char *body, size_t len, push_req_t *out,
             FAIL("data_base64 is not valid base64");
         out->binary = true;
     }
+    json_t *hv = json_object_get(root, "history");
+    if (hv && !json_is_null(hv)) {
+        if (!json_is_boolean(hv))
+            FAIL("history must be true or false");
+        out->history = json_is_true(hv);
+    }
     json_decref(root);
     return 0;
 fail:

@@ -2,6 +2,7 @@
  *
  *   POST /v1/push  {"conn_ids":[..],"user_ids":[..],"room":"R","all":false,
  *                   "data":"text"} | ..."data_base64":"..."}      (binary frame)
+ *                   optional "history": true (keep it: history.h)
  *   POST /v1/kick  {"conn_ids"|"user_ids"|"room"|"all":..., "code":4000, "reason":"..."}
  *
  * conn_ids: JSON integers or decimal strings (uint64 exceeds JavaScript's safe integers).
@@ -23,6 +24,7 @@ typedef struct push_req {
     uint8_t *data; /* push: payload (owned; may be NULL when len 0) */
     size_t len;
     bool binary;   /* push: came as data_base64 */
+    bool history;  /* push: "history": true, keep it in the users' and room's history */
     int code;      /* kick: close code (1000 or 3000..4999) */
     char *reason;  /* kick: close reason (owned, <= 123 bytes, may be "") */
 } push_req_t;

@@ -29,6 +29,7 @@ enum {
 };
 
 typedef struct route_part route_part_t;
+struct history;
 
 typedef struct router {
     presence_t *pres;
@@ -39,6 +40,8 @@ typedef struct router {
     size_t nparts, cap;
     uint64_t commands;   /* commands emitted (tests, logs) */
     uint64_t unreachable; /* targeted connections skipped: their gateway had no live stream */
+    struct history *hist; /* where pushes may be kept (history.h); NULL: nowhere. Not owned */
+    bool hist_all;        /* keep every push to a user or room (--history-all) */
 } router_t;
 
 /* router_init: routes through `pres` (not owned). soft_max: Downstream size (bytes) after which

@@ -17,6 +17,7 @@ typedef struct {
         Wsgw__V1__Open open;
         Wsgw__V1__Message msg;
         Wsgw__V1__Close close;
+        Wsgw__V1__Recover rec;
     } k;
 } ev_scratch_t;
 
@@ -66,6 +67,17 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
             s->ev.open = &s->k.open;
             break;
         case GW_EV_MESSAGE:
+            b->nmsgs++; /* (a Recover counts with the connection's messages) */
+            if (e->recover) {
+                wsgw__v1__recover__init(&s->k.rec);
+                s->k.rec.channel = (char *)gw_event_a(e);
+                s->k.rec.epoch = (char *)gw_event_b(e);
+                s->k.rec.offset = e->seq;
+                s->k.rec.id = (uint32_t)e->code;
+                s->ev.kind_case = WSGW__V1__EVENT__KIND_RECOVER;
+                s->ev.recover = &s->k.rec;
+                break;
+            }
             wsgw__v1__message__init(&s->k.msg);
             s->k.msg.payload.data = (uint8_t *)gw_event_a(e);
             s->k.msg.payload.len = e->a_len;
@@ -73,7 +85,6 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
             s->k.msg.seq = e->seq;
             s->ev.kind_case = WSGW__V1__EVENT__KIND_MESSAGE;
             s->ev.message = &s->k.msg;
-            b->nmsgs++;
             break;
         default:
             wsgw__v1__close__init(&s->k.close);
@@ -168,6 +179,18 @@ static gw_event_t *event_of(const Wsgw__V1__Event *ev, int64_t now)
             e->seq = ev->message->seq;
         }
         break;
+    case WSGW__V1__EVENT__KIND_RECOVER: {
+        const Wsgw__V1__Recover *r = ev->recover;
+        const char *ch = r->channel ? r->channel : "", *ep = r->epoch ? r->epoch : "";
+        e = gw_event_new(GW_EV_MESSAGE, ev->conn_id, user, strlen(user), ch, strlen(ch), ep,
+                         strlen(ep), NULL, 0);
+        if (e) {
+            e->recover = true;
+            e->seq = r->offset;
+            e->code = (int32_t)r->id;
+        }
+        break;
+    }
     case WSGW__V1__EVENT__KIND_CLOSE: {
         const char *r = ev->close->reason ? ev->close->reason : "";
         e = gw_event_new(GW_EV_CLOSE, ev->conn_id, user, strlen(user), r, strlen(r), NULL, 0,
@@ -198,7 +221,9 @@ int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_eve
     size_t m = 0;
     for (size_t i = 0; i < up->n_events; i++) {
         const Wsgw__V1__Event *ev = up->events[i];
-        if (messages_only && ev->kind_case != WSGW__V1__EVENT__KIND_MESSAGE)
+        bool msg = ev->kind_case == WSGW__V1__EVENT__KIND_MESSAGE ||
+                   ev->kind_case == WSGW__V1__EVENT__KIND_RECOVER;
+        if (messages_only && !msg)
             continue; /* (not a Message: m counts Messages only) */
         gw_event_t *e = event_of(ev, now);
         if (!e) {
@@ -213,7 +238,7 @@ int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_eve
         e->tries = b->tries;
         if (e->type == GW_EV_MESSAGE && b->tags && m < b->nmsgs)
             e->tno = (uint32_t)b->tags[m];
-        if (ev->kind_case == WSGW__V1__EVENT__KIND_MESSAGE)
+        if (msg)
             m++;
         e->next = NULL;
         if (t)

@@ -47,6 +47,9 @@ typedef struct gw_config {
     int64_t upstream_max_attempts;       /* failures of a batch before it is split, then lost */
     int64_t max_upstreams;
     int64_t paused_check_us;  /* pausewatch.h: period of the paused-socket check (0 = off) */
+    int64_t recover_timeout_us;   /* wsgw.v1.json: a recovery's answer waited for this long */
+    int64_t recover_gap_wait_us;  /* wsgw.v1.json: a gap in offsets waited out before recovery */
+    int64_t recover_hold;         /* wsgw.v1.json: bytes held per channel while recovering */
 
     /* derived */
     char listen_host[256];

@@ -16,6 +16,7 @@
 
 typedef struct gw_outq gw_outq_t;
 typedef struct gw_member gw_member_t;
+struct gw_chans;
 
 typedef struct gw_conn {
     struct lws *wsi;
@@ -28,6 +29,8 @@ typedef struct gw_conn {
     ws_rx_t ws;              /* frame parser (ws.c); holds no buffer between frames */
     char *hs;                /* request head split over reads, until the 101; else NULL */
     gw_member_t *rooms;      /* room memberships (conn_next list) */
+    struct gw_chans *chans;  /* wsgw.v1.json: channel positions (clientproto.h); NULL until
+                                the first position or kept message */
     struct gw_conn *user_prev, *user_next;
     gw_payload_t *close_reason; /* Kick reason (text), when closing on command */
     uint16_t close_code;     /* set when we sent our close frame (ws.c gw_ws_close) */
@@ -41,6 +44,8 @@ typedef struct gw_conn {
     bool indexed;            /* in the thread's user index */
     bool dirty;              /* listed in the thread's dirty list (svc.h) */
     bool pinged;             /* a ping went out since alive_ms (keepalive.h) */
+    bool proto;              /* speaks wsgw.v1.json (clientproto.h): envelopes, recovery */
+    bool cp_listed;          /* on the thread's list of connections with recovery timers */
     uint8_t node;            /* API node its messages go to (GW_NODE_NONE before the first) */
     uint8_t utf8;            /* UTF-8 state of the text message being read (utf8.h feed) */
     uint32_t mark;           /* sent-counter value of its last message to `node` */

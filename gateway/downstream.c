@@ -4,10 +4,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chanrec.h"
 #include "conn_id.h"
+#include "envelope.h"
+#include "log.h"
 #include "wsgw.pb-c.h"
 
 #define MAX_USERS_PER_CMD 4096
+#define MAX_CHANNEL 4096 /* bytes of a channel name taken from an API node */
+
+/* The history fields of a Send (wsgw.v1.json): kept only when usable. */
+typedef struct ds_chan {
+    const char *chan, *epoch;
+    size_t chan_len, epoch_len;
+    uint64_t offset;
+} ds_chan_t;
+
+static ds_chan_t chan_of(const Wsgw__V1__Send *s)
+{
+    ds_chan_t h = {"", "", 0, 0, 0};
+    if (!s || !s->channel || !*s->channel)
+        return h;
+    h.chan = s->channel;
+    h.chan_len = strlen(s->channel);
+    h.epoch = s->epoch ? s->epoch : "";
+    h.epoch_len = strlen(h.epoch);
+    h.offset = s->offset;
+    if (h.chan_len > MAX_CHANNEL || h.epoch_len > GW_CR_EPOCH_MAX) {
+        log_rl_warn("Send with an unusable channel or epoch: delivered without them",
+                    "channel_len=%zu epoch_len=%zu", h.chan_len, h.epoch_len);
+        return (ds_chan_t){"", "", 0, 0, 0};
+    }
+    return h;
+}
 
 static bool ours(const gw_ds_sink_t *k, uint64_t id)
 {
@@ -17,7 +46,7 @@ static bool ours(const gw_ds_sink_t *k, uint64_t id)
 /* Emits one command per thread that may hold a target of `t`. */
 static void fan_out(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t type,
                     const Wsgw__V1__Target *t, const void *payload, size_t plen, bool binary,
-                    int32_t code, int64_t api_ns)
+                    int32_t code, int64_t api_ns, const ds_chan_t *h)
 {
     if (!t) {
         res->undeliverable++;
@@ -48,7 +77,11 @@ static void fan_out(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t ty
                 ids[n++] = t->conn_ids[i];
         if (!n && !broad)
             continue;
-        gw_cmd_t *c = gw_cmd_new(type, ids, n, room, room_len, t->user_ids, ulens, nusers);
+        gw_cmd_t *c = gw_cmd_new_ch(type, ids, n, room, room_len, t->user_ids, ulens, nusers,
+                                    h ? h->chan : NULL, h ? h->chan_len : 0,
+                                    h ? h->epoch : NULL, h ? h->epoch_len : 0, 0);
+        if (c && h)
+            c->offset = h->offset;
         if (c && (payload || type == GW_CMD_SEND))
             c->payload = gw_payload_new(payload ? payload : "", plen, binary, k->t_recv);
         if (!c || ((payload || type == GW_CMD_SEND) && !c->payload)) {
@@ -64,6 +97,41 @@ static void fan_out(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t ty
     }
     if (ids != stack_ids)
         free(ids);
+}
+
+/* A Recovered command: one per connection, its publications framed here (wsgw.v1.json
+ * envelopes: only clients of that protocol ask). */
+static void recovered(const gw_ds_sink_t *k, gw_ds_result_t *res, const Wsgw__V1__Recovered *r)
+{
+    uint64_t id = r->conn_id;
+    const char *chan = r->channel ? r->channel : "", *epoch = r->epoch ? r->epoch : "";
+    size_t clen = strlen(chan), elen = strlen(epoch);
+    if (!ours(k, id) || !clen || clen > MAX_CHANNEL || elen > GW_CR_EPOCH_MAX) {
+        res->undeliverable++;
+        return;
+    }
+    gw_cmd_t *c = gw_cmd_new_ch(GW_CMD_RECOVERED, &id, 1, NULL, 0, NULL, NULL, 0, chan, clen,
+                                epoch, elen, r->n_publications);
+    if (!c) {
+        res->nomem++;
+        return;
+    }
+    for (size_t i = 0; i < r->n_publications; i++) {
+        const Wsgw__V1__Publication *p = r->publications[i];
+        c->pubs[i].offset = p->offset;
+        c->pubs[i].env = gw_env_message(chan, clen, p->offset, epoch, elen,
+                                        p->payload.data ? p->payload.data : (uint8_t *)"",
+                                        p->payload.len, p->binary, k->t_recv);
+        if (!c->pubs[i].env) {
+            gw_cmd_free(c);
+            res->nomem++;
+            return;
+        }
+    }
+    c->rid = r->id;
+    c->offset = r->offset;
+    c->flags = (uint8_t)((r->more ? GW_REC_MORE : 0) | (r->recovered ? GW_REC_OK : 0));
+    k->emit(k->ud, (int)conn_id_thread(id), c);
 }
 
 static void membership(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t type,
@@ -96,14 +164,15 @@ int gw_downstream_handle(const uint8_t *msg, size_t len, const gw_ds_sink_t *k,
             const Wsgw__V1__Send *s = c->send;
             if (s->api_ns && k->api_ns)
                 k->api_ns(k->ud, s->api_ns);
+            ds_chan_t h = chan_of(s);
             fan_out(k, res, GW_CMD_SEND, s->target, s->payload.data ? s->payload.data : (uint8_t *)"",
-                    s->payload.len, s->binary, 0, s->api_ns);
+                    s->payload.len, s->binary, 0, s->api_ns, &h);
             break;
         }
         case WSGW__V1__COMMAND__KIND_KICK: {
             const Wsgw__V1__Kick *kk = c->kick;
             const char *r = kk->reason ? kk->reason : "";
-            fan_out(k, res, GW_CMD_KICK, kk->target, r, strlen(r), false, kk->code, 0);
+            fan_out(k, res, GW_CMD_KICK, kk->target, r, strlen(r), false, kk->code, 0, NULL);
             break;
         }
         case WSGW__V1__COMMAND__KIND_JOIN:
@@ -111,6 +180,9 @@ int gw_downstream_handle(const uint8_t *msg, size_t len, const gw_ds_sink_t *k,
             break;
         case WSGW__V1__COMMAND__KIND_LEAVE:
             membership(k, res, GW_CMD_LEAVE, c->leave->conn_id, c->leave->room);
+            break;
+        case WSGW__V1__COMMAND__KIND_RECOVERED:
+            recovered(k, res, c->recovered);
             break;
         default:
             res->undeliverable++;

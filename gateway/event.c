@@ -49,8 +49,10 @@ gw_event_t *gw_event_dup(const gw_event_t *e)
     return d;
 }
 
-gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t t_recv)
+gw_payload_t *gw_payload_alloc(size_t len, bool binary, int64_t t_recv)
 {
+    if (len > UINT32_MAX)
+        return NULL;
     gw_payload_t *p = malloc(sizeof *p + LWS_PRE + len + 1);
     if (!p)
         return NULL;
@@ -59,19 +61,40 @@ gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t 
     p->len = (uint32_t)len;
     p->binary = binary;
     p->t_recv = t_recv;
-    if (len)
-        memcpy(p->buf + LWS_PRE, data, len);
     p->buf[LWS_PRE + len] = 0;
+    return p;
+}
+
+gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t t_recv)
+{
+    gw_payload_t *p = gw_payload_alloc(len, binary, t_recv);
+    if (p && len)
+        memcpy(p->buf + LWS_PRE, data, len);
     return p;
 }
 
 gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, const char *room,
                      size_t room_len, char *const *users, const size_t *ulens, size_t nusers)
 {
+    return gw_cmd_new_ch(type, conns, nconns, room, room_len, users, ulens, nusers, NULL, 0,
+                         NULL, 0, 0);
+}
+
+gw_cmd_t *gw_cmd_new_ch(gw_cmd_type_t type, const uint64_t *conns, size_t nconns,
+                        const char *room, size_t room_len, char *const *users,
+                        const size_t *ulens, size_t nusers, const char *chan, size_t chan_len,
+                        const char *epoch, size_t epoch_len, size_t npubs)
+{
     size_t strbytes = room_len + 1;
     for (size_t i = 0; i < nusers; i++)
         strbytes += ulens[i] + 1;
-    gw_cmd_t *c = malloc(sizeof *c + nconns * sizeof(uint64_t) + strbytes);
+    bool ch = chan_len || epoch_len;
+    if (ch)
+        strbytes += chan_len + 1 + epoch_len + 1;
+    if (chan_len > UINT16_MAX || epoch_len > UINT8_MAX)
+        return NULL;
+    gw_cmd_t *c = malloc(sizeof *c + nconns * sizeof(uint64_t) + npubs * sizeof(gw_pub_t) +
+                         strbytes);
     if (!c)
         return NULL;
     memset(c, 0, sizeof *c);
@@ -83,10 +106,22 @@ gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, c
     c->conns = c->inline_data;
     if (nconns)
         memcpy(c->conns, conns, nconns * sizeof(uint64_t));
-    c->strs = (char *)(c->conns + nconns);
+    c->pubs = (gw_pub_t *)(c->conns + nconns);
+    c->npubs = (uint32_t)npubs;
+    if (npubs)
+        memset(c->pubs, 0, npubs * sizeof *c->pubs);
+    c->strs = (char *)(c->pubs + npubs);
     char *p = put(c->strs, room, room_len);
     for (size_t i = 0; i < nusers; i++)
         p = put(p, users[i], ulens[i]);
+    if (ch) {
+        c->chan = p;
+        c->chan_len = (uint16_t)chan_len;
+        p = put(p, chan, chan_len);
+        c->epoch = p;
+        c->epoch_len = (uint8_t)epoch_len;
+        put(p, epoch, epoch_len);
+    }
     return c;
 }
 
@@ -94,6 +129,11 @@ void gw_cmd_free(gw_cmd_t *c)
 {
     if (c->payload)
         gw_payload_unref(c->payload);
+    if (c->env)
+        gw_payload_unref(c->env);
+    for (uint32_t i = 0; i < c->npubs; i++)
+        if (c->pubs[i].env)
+            gw_payload_unref(c->pubs[i].env);
     while (c->events) {
         gw_event_t *e = c->events;
         c->events = e->next;

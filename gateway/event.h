@@ -26,6 +26,9 @@ typedef struct gw_event {
     bool binary;
     int16_t owner;         /* service thread that allocated it (recycle.h), or -1 */
     uint8_t tries;         /* times it went out to an API node already (delivery.h, I4) */
+    bool recover;          /* a GW_EV_MESSAGE that is a Recover (clientproto.h): a = channel,
+                              b = epoch, seq = offset, code = request id. It travels, is acked,
+                              replayed and handed back like the connection's messages */
     uint32_t tno;          /* Message: its number among the thread's Messages to this node and
                               stream, as the writer took them (seqtrack.h); set when taken */
     int32_t code;          /* Close */
@@ -77,6 +80,8 @@ typedef struct gw_payload {
 
 static inline uint8_t *gw_payload_data(gw_payload_t *p) { return p->buf + LWS_PRE; }
 gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t t_recv);
+/* gw_payload_alloc: gw_payload_new without the copy: len bytes to fill (then NUL). */
+gw_payload_t *gw_payload_alloc(size_t len, bool binary, int64_t t_recv);
 static inline void gw_payload_ref(gw_payload_t *p) { p->refs++; }
 void gw_payload_free(gw_payload_t *p);
 static inline void gw_payload_unref(gw_payload_t *p)
@@ -92,7 +97,19 @@ typedef enum {
     GW_CMD_LEAVE = 4,
     GW_CMD_REROUTE = 5, /* Message events a disconnected node hands back, oldest first */
     GW_CMD_RESYNC = 6,  /* send an Open for every live connection (code = generation) */
+    GW_CMD_RECOVERED = 7, /* history for one connection's channel (clientproto.h) */
 } gw_cmd_type_t;
+
+/* One publication of a Recovered command: its wsgw.v1.json envelope, framed by the writer. */
+typedef struct gw_pub {
+    uint64_t offset;
+    gw_payload_t *env;     /* owned by the command */
+} gw_pub_t;
+
+enum {
+    GW_REC_MORE = 1,       /* Recovered: another command follows for this request */
+    GW_REC_OK = 2,         /* Recovered: every message after the client's offset is there */
+};
 
 /* A command for one service thread: the targets that may live on it. */
 typedef struct gw_cmd {
@@ -109,12 +126,29 @@ typedef struct gw_cmd {
     uint32_t room_len;
     uint64_t *conns;       /* -> inline */
     char *strs;            /* -> inline: room \0 then users, each NUL-terminated */
+    /* History (Send with a channel; Recovered). chan/epoch -> inline after the users. */
+    const char *chan, *epoch;
+    uint16_t chan_len;
+    uint8_t epoch_len;
+    uint8_t flags;         /* Recovered: GW_REC_* */
+    uint32_t rid;          /* Recovered: the request id */
+    uint64_t offset;       /* Send: offset in the channel (0: not kept); Recovered: the newest */
+    gw_payload_t *env;     /* Send: its wsgw.v1.json envelope, made by the service thread on
+                              the first such recipient (clientproto.c); owned by the command */
+    gw_pub_t *pubs;        /* Recovered: -> inline, npubs of them */
+    uint32_t npubs;
     uint64_t inline_data[];
 } gw_cmd_t;
 
 /* gw_cmd_new: room may be NULL. users: array of nusers strings (lengths in ulens). */
 gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, const char *room,
                      size_t room_len, char *const *users, const size_t *ulens, size_t nusers);
+/* gw_cmd_new_ch: gw_cmd_new with a channel and epoch (either may be NULL with length 0) and
+ * room for npubs publications (zeroed). */
+gw_cmd_t *gw_cmd_new_ch(gw_cmd_type_t type, const uint64_t *conns, size_t nconns,
+                        const char *room, size_t room_len, char *const *users,
+                        const size_t *ulens, size_t nusers, const char *chan, size_t chan_len,
+                        const char *epoch, size_t epoch_len, size_t npubs);
 static inline const char *gw_cmd_room(const gw_cmd_t *c) { return c->strs; }
 /* Frees the command and drops its payload reference (service thread that owns the payload). */
 void gw_cmd_free(gw_cmd_t *c);

@@ -1,6 +1,8 @@
 /* gwm.c: gateway metric registration (see gwm.h). */
 #include "gwm.h"
 
+#include "chanrec.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -97,6 +99,30 @@ void gwm_init(void)
                      "not carry (sent as 4000), a reason that is not UTF-8 (dropped).";
     gwm.kick_bad_code = metrics_counter("wsgw_kick_fixes_total", "what=\"code\"", kh);
     gwm.kick_bad_reason = metrics_counter("wsgw_kick_fixes_total", "what=\"reason\"", kh);
+    gwm.subprotocol_accepted =
+        metrics_counter("wsgw_subprotocol_connections_total", "protocol=\"wsgw.v1.json\"",
+                        "Connections that negotiated a WebSocket subprotocol.");
+    gwm.recover_requests = metrics_counter(
+        "wsgw_recover_requests_total", NULL,
+        "Recover events sent to API nodes (wsgw.v1.json clients' positions and gaps).");
+    gwm.recovered_pubs = metrics_counter("wsgw_recovered_publications_total", NULL,
+                                         "History messages received in Recovered commands.");
+    static const char *const cr_events[] = {"recovered", "missed",    "timeout",
+                                            "overflow",  "gap",       "gap_filled",
+                                            "duplicate", "late",      "reset",
+                                            "untracked", "request_failed"};
+    _Static_assert(sizeof cr_events / sizeof *cr_events == GW_CR_EV__N, "event names");
+    _Static_assert(GW_CR_EV__N <= sizeof gwm.recover_events / sizeof *gwm.recover_events,
+                   "recover_events");
+    for (int i = 0; i < GW_CR_EV__N; i++) {
+        char lb[48];
+        snprintf(lb, sizeof lb, "event=\"%s\"", cr_events[i]);
+        gwm.recover_events[i] = metrics_counter(
+            "wsgw_recovery_events_total", lb,
+            "wsgw.v1.json channels: recoveries that ended recovered or missed (with why: "
+            "timeout, overflow, request_failed), live gaps (and gaps filled by late messages), "
+            "duplicates dropped, late answers, epoch resets, untracked messages.");
+    }
     for (size_t i = 0; i < sizeof close_ids / sizeof close_ids[0]; i++)
         atomic_init(&close_ids[i], -2);
 }

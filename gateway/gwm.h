@@ -31,6 +31,10 @@ typedef struct gw_metric_ids {
     int join_name_too_long;  /* wsgw_room_join_refusals_total{reason="name_too_long"} */
     int kick_bad_code;       /* wsgw_kick_fixes_total{what="code"}: sent as 4000 */
     int kick_bad_reason;     /* wsgw_kick_fixes_total{what="reason"}: not UTF-8, dropped */
+    int subprotocol_accepted; /* wsgw_subprotocol_connections_total{protocol="wsgw.v1.json"} */
+    int recover_requests;    /* wsgw_recover_requests_total: Recover events sent */
+    int recovered_pubs;      /* wsgw_recovered_publications_total: from Recovered commands */
+    int recover_events[12];  /* wsgw_recovery_events_total{event}, by gw_cr_ev_t (chanrec.h) */
 } gw_metric_ids_t;
 
 extern gw_metric_ids_t gwm;

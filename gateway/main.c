@@ -134,6 +134,15 @@ static const flag_t flag_table[] = {
      "how often the sockets of clients paused for backpressure are checked for a FIN or RST "
      "(a paused client is not read, so its leaving is not seen otherwise): those that left are "
      "closed 1006 and their unread bytes discarded; 50ms to 10s, 0 = never"},
+    {"recover-timeout", FLAG_DURATION, "5s", &gw_cfg.recover_timeout_us,
+     "wsgw.v1.json: a recovery (Recover sent to the API) without its answer this long is given "
+     "up: the client is told recovered=false and gets the live messages held meanwhile"},
+    {"recover-gap-wait", FLAG_DURATION, "100ms", &gw_cfg.recover_gap_wait_us,
+     "wsgw.v1.json: a message whose offset skips some is held this long for the missing ones "
+     "(overtaken on the way) before they are recovered from the history; 0 = at once"},
+    {"recover-hold", FLAG_INT, "1m", &gw_cfg.recover_hold,
+     "wsgw.v1.json: live bytes held per channel while it recovers; past it the recovery is "
+     "abandoned (recovered=false) and they go out", 1024, 1LL << 32},
     {"log-level", FLAG_STR, "info", &gw_cfg.log_level, "error, warn, info or debug"},
     {NULL},
 };

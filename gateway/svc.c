@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clientproto.h"
 #include "clock.h"
 #include "config.h"
 #include "conn_id.h"
@@ -267,7 +268,7 @@ void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason
     gw_ws_close(c, code, r, rl);
 }
 
-static void deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
+void gw_svc_deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p)
 {
     if (c->closing || !c->established) {
         metrics_inc(gwm.undeliverable);
@@ -353,7 +354,10 @@ static void for_targets(gw_svc_t *s, gw_cmd_t *cmd, target_fn fn)
 
 static void send_one(gw_svc_t *s, gw_conn_t *c, gw_cmd_t *cmd)
 {
-    deliver(s, c, cmd->payload);
+    if (c->proto)
+        gw_cp_send(s, c, cmd); /* wsgw.v1.json: in its envelope, ordered by offset */
+    else
+        gw_svc_deliver(s, c, cmd->payload);
 }
 
 /* The Kick code that may go out in a close frame: an API node's 0 means the default 4000, and
@@ -392,6 +396,9 @@ static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
     case GW_CMD_KICK:
         for_targets(s, cmd, kick_one);
         break;
+    case GW_CMD_RECOVERED:
+        gw_cp_recovered(s, cmd);
+        break;
     case GW_CMD_REROUTE: {
         gw_msgroute_reroute(&s->route, u, cmd);
         /* tell the node we re-sent them (it hands back what else of ours it takes until
@@ -413,6 +420,7 @@ static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
             }
             if (cmd->type == GW_CMD_LEAVE) {
                 gw_index_leave(&s->index, c, cmd->strs, cmd->room_len);
+                gw_cp_leave(s, c, cmd->strs, cmd->room_len);
                 continue;
             }
             /* bounded: --max-room-name bytes, --max-rooms-per-conn rooms */
@@ -430,6 +438,8 @@ static void run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
             } else if (rv < 0) {
                 log_rl_error("room join failed: out of memory", "conn_id=%llu",
                              (unsigned long long)c->id);
+            } else {
+                gw_cp_join(s, c, cmd->strs, cmd->room_len); /* its recovery, if any */
             }
         }
         break;
@@ -513,6 +523,8 @@ static void close_all(gw_svc_t *s)
             gw_svc_close_conn(s, t->slots[i], 1001, NULL);
 }
 
+static void flush_dirty(gw_svc_t *s);
+
 /* uv timer, every gw_keepalive_tick_ms: server pings and dead-peer hang-ups. */
 static void on_keepalive(uv_timer_t *t)
 {
@@ -531,8 +543,11 @@ static void on_tick(uv_timer_t *t)
         /* also a wake raised before our lws context existed (no lws_cancel_service then) */
         if ((req || atomic_load(&s->wake_pending)) && !s->stopping)
             gw_svc_on_wake(s);
-        if (!s->stopping)
+        if (!s->stopping) {
             gw_pausewatch_tick(s); /* paused clients that left */
+            gw_cp_tick(s);         /* recovery timeouts and gap waits */
+            flush_dirty(s);        /* (what they released) */
+        }
         return;
     }
     if (s->stopping)
@@ -819,6 +834,7 @@ void gw_svc_join(gw_svc_t *s)
     gw_index_free(&s->index);
     gw_conn_table_free(&s->conns);
     free(s->paused);
+    gw_cp_thread_free(s);
     gw_mr_free(&s->route);
     free(s->wscratch);
     free(s->dirty);

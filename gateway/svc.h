@@ -40,6 +40,8 @@ struct gw_svc {
     size_t ndirty, cap_dirty;
     uint8_t *wscratch;         /* LWS_PRE + GW_WSOUT_SCRATCH bytes for coalesced writes */
     size_t hs_bytes;           /* bytes held in request heads split over reads (ws.c) */
+    uint64_t *cp_busy;         /* ids of connections with recovery timers (clientproto.h) */
+    size_t ncp_busy, cap_cp_busy;
 
     gw_conn_table_t conns;     /* service thread only */
     gw_index_t index;          /* service thread only */
@@ -95,6 +97,9 @@ static inline bool gw_svc_overflowing(const gw_svc_t *s, int u)
 void gw_svc_pause(gw_svc_t *s, gw_conn_t *c);
 /* gw_svc_on_wake: WAIT_CANCELLED handler: lower the flag, flush overflow, run commands. */
 void gw_svc_on_wake(gw_svc_t *s);
+/* gw_svc_deliver: queues p (a reference is taken) for c, written after this drain; a client
+ * past --send-queue is closed 1008 instead. */
+void gw_svc_deliver(gw_svc_t *s, gw_conn_t *c, gw_payload_t *p);
 /* gw_svc_close_conn: closes c with code and reason (a reference is taken; NULL = a default
  * text for the code) soon, outside the current lws callback; queued output is dropped. */
 void gw_svc_close_conn(gw_svc_t *s, gw_conn_t *c, int code, gw_payload_t *reason);

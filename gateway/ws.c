@@ -16,6 +16,7 @@
 
 #include "admit.h"
 #include "auth.h"
+#include "clientproto.h"
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
@@ -179,7 +180,7 @@ static size_t copy_query(gw_slice_t query, char *out, size_t cap)
         gw_slice_t f = {p, (size_t)((amp ? amp : end) - p)};
         p = amp ? amp + 1 : end;
         if (!f.n || (f.n >= 6 && memcmp(f.p, "token=", 6) == 0) ||
-            (f.n >= 5 && memcmp(f.p, "user=", 5) == 0))
+            (f.n >= 5 && memcmp(f.p, "user=", 5) == 0) || gw_cp_query_arg(f.p, f.n))
             continue;
         if (o)
             out[o++] = '&';
@@ -243,9 +244,9 @@ gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen)
 }
 
 /* The checks of a WebSocket upgrade request, in the order a client can fix them. Returns 0
- * with the user (JWT subject, or ?user= / X-User-Id) in user and the per-address reservation
- * in *iph, or the -1 of refuse(). */
-static int check_upgrade(gw_svc_t *s, struct lws *wsi, const gw_http_req_t *r,
+ * with the user (JWT subject, or ?user= / X-User-Id) in user, the subprotocol and positions in
+ * c (clientproto.h) and the per-address reservation in *iph, or the -1 of refuse(). */
+static int check_upgrade(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_req_t *r,
                          const gw_slice_t *upgrade, char *user, size_t ucap, uint64_t *iph)
 {
     char path[128], tok[4096];
@@ -283,6 +284,9 @@ static int check_upgrade(gw_svc_t *s, struct lws *wsi, const gw_http_req_t *r,
     } else {
         copy_user(r, user, ucap);
     }
+    const char *why;
+    if (gw_cp_handshake(c, r, &why) < 0)
+        return refuse(wsi, 400, gwm.rejected_400, why); /* (on_closed frees what it kept) */
     if (gw_cfg.max_conns_per_ip > 0) {
         uint64_t h = peer_hash(wsi);
         if (!gw_admit_ip_take(h, gw_cfg.max_conns_per_ip))
@@ -301,6 +305,7 @@ static void unestablish(gw_svc_t *s, gw_conn_t *c)
     c->user = NULL;
     free(c->query);
     c->query = NULL;
+    gw_cp_closed(s, c);
     c->id = 0;
 }
 
@@ -326,10 +331,11 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     char k[65], accept[HS_ACCEPT_LEN + 1];
     gw_http_copy(*key, k, sizeof k); /* <= 64 bytes: checked */
     hs_accept(k, accept);
-    uint8_t resp[LWS_PRE + 160];
+    uint8_t resp[LWS_PRE + 224];
     int n = snprintf((char *)resp + LWS_PRE, sizeof resp - LWS_PRE,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n", accept,
+                     c->proto ? "Sec-WebSocket-Protocol: " GW_CP_NAME "\r\n" : "");
     /* Counted before the 101 goes out: a client that has its 101 and connects again at once
      * (to another thread) must find this one in the count that --max-connections checks. */
     atomic_fetch_add_explicit(&s->gw->nconns, 1, memory_order_relaxed);
@@ -358,6 +364,8 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     }
     if (!gw_svc_push_all(s, e))
         gw_svc_pause(s, c);
+    if (c->proto)
+        gw_cp_established(s, c); /* after its Open: the user channel's recovery */
     if (atomic_load(&s->stop_req) >= GW_SVC_QUIESCE)
         gw_svc_close_conn(s, c, 1001, NULL);
     if (log_level >= LOG_DEBUG) {
@@ -436,7 +444,7 @@ static int request_in(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, uint8_t *in, s
     char user[USER_MAX];
     uint64_t iph;
     user[0] = 0;
-    if (check_upgrade(s, wsi, &r, up, user, sizeof user, &iph) < 0)
+    if (check_upgrade(s, wsi, c, &r, up, user, sizeof user, &iph) < 0)
         return -1;
     if (establish(s, wsi, c, &r, user, iph) < 0)
         return -1;
@@ -643,6 +651,7 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
         gw_admit_ip_put(c->iph);
         c->iph = 0;
     }
+    gw_cp_closed(s, c); /* (also what a refused handshake kept) */
     if (!c->established)
         return;
     int code = c->close_code ? c->close_code : c->peer_code;
