@@ -1,25 +1,27 @@
-// wsgw chat demo: a plain WebSocket client (no framework) for ws-gateway + ws-api --handler chat.
-// Protocol (text frames, JSON): {"op":"join","room":R}, {"op":"leave","room":R},
-// {"op":"say","room":R,"text":T}; members of R receive {"op":"said","room":R,"from":U,"text":T}.
-// Anything else the server sends (echoes, pushes from the push API) is shown as it is.
+// wsgw chat demo on the JavaScript client (wsgw-client.js, clients/js in the repository) for
+// ws-gateway + ws-api --handler chat. Chat protocol (text, JSON): {"op":"join","room":R},
+// {"op":"leave","room":R}, {"op":"say","room":R,"text":T}; members of R receive
+// {"op":"said","room":R,"from":U,"text":T}. Anything else (echoes, pushes from the push API) is
+// shown as it is.
+//
+// The client speaks wsgw.v1.json: when the connection drops it reconnects by itself (jittered
+// backoff), joins its rooms again, and what was published to the user and its rooms meanwhile
+// (kept in the history: ws-api --history-all, or pushes with "history": true) comes first,
+// marked "recovered", then a line saying whether everything could be recovered. Positions are
+// kept in sessionStorage, so a reload of the page recovers too.
 //
 // The gateway URL defaults to ws(s)://<this page's host>/gateway/ws (the gateway serves this page
 // itself with --static-dir); ?gw=ws://host:port/gateway/ws points it elsewhere. ?user=, ?room=
-// prefill the form and ?autoconnect=1 connects at once (and joins ?room=). Rooms live on the gateway per
-// connection, so after a reconnect the page joins its rooms again.
+// prefill the form and ?autoconnect=1 connects at once (and joins ?room=).
 'use strict';
 (function () {
   var $ = function (id) { return document.getElementById(id); };
   var params = new URLSearchParams(location.search);
   var MAX_LINES = 500;
 
-  var ws = null;          // the current WebSocket, or null
-  var wanted = false;     // the user asked to be connected (reconnect after a drop)
-  var attempt = 0;        // reconnect attempts since the last open
-  var retryTimer = null;
-  var rooms = new Set();  // rooms joined (joined again after a reconnect)
-  var opened = false;     // a connection was open before: joins on open are "again"
+  var client = null;      // the WsgwClient while the user wants to be connected
   var me = '';
+  var pending = [];       // rooms to join when the connection is open (?room= with autoconnect)
 
   function defaultGateway() {
     if (params.get('gw')) return params.get('gw');
@@ -32,21 +34,24 @@
     el.className = 'state ' + state;
     el.dataset.state = state;
     el.textContent = text;
-    var open = state === 'open';
+    var wanted = !!client, open = state === 'open';
     $('connect').disabled = wanted;
     $('disconnect').disabled = !wanted;
+    $('drop').disabled = !open;
     $('user').disabled = wanted;
     $('gw').disabled = wanted;
     ['join', 'leave', 'text', 'say'].forEach(function (id) { $(id).disabled = !open; });
   }
 
   function showRooms() {
-    $('rooms').textContent = rooms.size ? 'in: ' + Array.from(rooms).join(', ') : 'in no room';
+    var rooms = client ? client.rooms() : [];
+    $('rooms').textContent = rooms.length ? 'in: ' + rooms.join(', ') : 'in no room';
   }
 
-  function addLine(kind, fields) {
+  function addLine(kind, fields, recovered) {
     var li = document.createElement('li');
-    li.className = kind;
+    li.className = kind + (recovered ? ' recovered' : '');
+    if (recovered) li.title = 'recovered after a reconnect';
     var t = document.createElement('time');
     t.textContent = new Date().toLocaleTimeString();
     li.appendChild(t);
@@ -65,93 +70,93 @@
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
-  function send(obj) {
-    if (ws && ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify(obj));
-      return true;
-    }
-    addLine('error', { text: 'not connected' });
-    return false;
-  }
-
-  function onMessage(ev) {
-    if (typeof ev.data !== 'string') {
-      addLine('info', { text: '(binary message, ' + ev.data.byteLength + ' bytes)' });
+  function onMessage(m) {
+    if (m.binary) {
+      addLine('info', { text: '(binary message, ' + m.data.byteLength + ' bytes)' }, m.recovered);
       return;
     }
-    var m = null;
-    try { m = JSON.parse(ev.data); } catch (e) { /* not JSON: shown as text */ }
-    if (m && m.op === 'said' && typeof m.room === 'string') {
-      addLine('said', { room: m.room, from: m.from || '(anonymous)', text: String(m.text) });
+    var o = null;
+    try { o = JSON.parse(m.data); } catch (e) { /* not JSON: shown as text */ }
+    if (o && o.op === 'said' && typeof o.room === 'string') {
+      addLine('said', { room: o.room, from: o.from || '(anonymous)', text: String(o.text) }, m.recovered);
     } else {
-      addLine('info', { text: ev.data });
+      addLine('info', { text: m.data }, m.recovered);
     }
+  }
+
+  function onRecovery(r) {
+    var where = r.channel.indexOf('room:') === 0 ? 'room ' + r.channel.slice(5) : 'your messages';
+    if (r.recovered) addLine('info recovery', { text: 'caught up on ' + where });
+    else addLine('error recovery', { text: 'some messages in ' + where + ' were missed (history no longer reaches back)' });
+  }
+
+  function storageKey() { return 'wsgw-positions:' + me; }
+
+  function loadPositions() {
+    try { return JSON.parse(sessionStorage.getItem(storageKey()) || 'null'); } catch (e) { return null; }
   }
 
   function open() {
-    clearTimeout(retryTimer);
-    retryTimer = null;
     var base = $('gw').value.trim() || defaultGateway();
-    var url = base + (base.indexOf('?') >= 0 ? '&' : '?') + 'user=' + encodeURIComponent(me);
-    setState('connecting', 'connecting to ' + base + ' …');
-    var sock;
-    try {
-      sock = new WebSocket(url);
-    } catch (e) {
-      wanted = false;
-      setState('closed', 'bad gateway URL: ' + e.message);
-      return;
-    }
-    sock.binaryType = 'arraybuffer';
-    ws = sock;
-    sock.onopen = function () {
-      if (ws !== sock) return;
-      attempt = 0;
-      setState('open', 'connected as ' + me);
-      rooms.forEach(function (r) { send({ op: 'join', room: r }); });
+    var saved = loadPositions() || {};
+    var c = new WsgwClient(base, { user: me, positions: saved.positions, rooms: saved.rooms });
+    client = c;
+    c.on('state', function (s) {
+      if (client !== c) return;
+      if (s === 'open') setState('open', 'connected as ' + me);
+      else if (s === 'connecting') setState('connecting', 'connecting to ' + base + ' …');
+      else if (s === 'closed') { client = null; setState('closed', 'disconnected'); showRooms(); }
+    });
+    c.on('open', function (e) {
+      var rooms = c.rooms();
+      pending.forEach(function (r) { if (rooms.indexOf(r) < 0) c.join(r); });
+      pending = [];
       showRooms();
-      addLine('info', { text: 'connected' + (rooms.size ? ', joined ' + Array.from(rooms).join(', ') + (opened ? ' again' : '') : '') });
-      opened = true;
-    };
-    sock.onmessage = function (ev) { if (ws === sock) onMessage(ev); };
-    sock.onclose = function (ev) {
-      if (ws !== sock) return;
-      ws = null;
-      var why = 'closed ' + ev.code + (ev.reason ? ' "' + ev.reason + '"' : '');
-      // 4000-4999: the application closed us on purpose (a kick): do not come back by itself.
-      if (ev.code >= 4000 && ev.code <= 4999) wanted = false;
-      if (!wanted) {
-        setState('closed', 'disconnected (' + why + ')');
-        addLine('info', { text: 'disconnected: ' + why });
-        return;
-      }
-      var delay = Math.min(15000, 500 * Math.pow(2, attempt++));
-      setState('reconnecting', why + ', reconnecting in ' + Math.round(delay / 1000) + ' s');
-      retryTimer = setTimeout(open, delay);
-    };
+      addLine('info', { text: (e.reconnect ? 'reconnected' : 'connected') +
+                              (e.protocol ? '' : ' (raw frames: no recovery)') +
+                              (rooms.length ? ', joined ' + rooms.join(', ') + ' again' : '') });
+    });
+    c.on('close', function (e) {
+      if (client !== c) return;
+      var why = 'closed ' + e.code + (e.reason ? ' "' + e.reason + '"' : '');
+      if (e.reconnect >= 0) setState('reconnecting', why + ', reconnecting in ' + (e.reconnect / 1000).toFixed(1) + ' s');
+      else addLine('info', { text: 'disconnected: ' + why });
+    });
+    c.on('message', onMessage);
+    c.on('recovery', onRecovery);
+    c.on('position', function () {
+      try { sessionStorage.setItem(storageKey(), JSON.stringify({ positions: c.positions(), rooms: c.rooms() })); } catch (e) { /* full or off */ }
+    });
+    c.on('error', function (e) { if (client === c && c.state === 'open') addLine('error', { text: String(e.message || e) }); });
+    try {
+      c.connect();
+    } catch (e) {
+      client = null;
+      setState('closed', 'bad gateway URL: ' + e.message);
+    }
   }
 
   $('connect-form').addEventListener('submit', function (e) {
     e.preventDefault();
     me = $('user').value.trim();
-    if (!me) return;
-    wanted = true;
-    attempt = 0;
+    if (!me || client) return;
     open();
   });
 
   $('disconnect').addEventListener('click', function () {
-    wanted = false;
-    clearTimeout(retryTimer);
-    if (ws) ws.close(1000, 'bye');
+    if (client) client.close(1000, 'bye');
     else setState('closed', 'disconnected');
+  });
+
+  // as if the network dropped: the client reconnects and recovers by itself
+  $('drop').addEventListener('click', function () {
+    if (client) client.disconnect();
   });
 
   $('room-form').addEventListener('submit', function (e) {
     e.preventDefault();
     var r = $('room').value.trim();
-    if (r && send({ op: 'join', room: r })) {
-      rooms.add(r);
+    if (r && client && client.join(r)) {
       showRooms();
       addLine('info', { text: 'joined ' + r });
     }
@@ -159,8 +164,7 @@
 
   $('leave').addEventListener('click', function () {
     var r = $('room').value.trim();
-    if (r && send({ op: 'leave', room: r })) {
-      rooms.delete(r);
+    if (r && client && client.leave(r)) {
       showRooms();
       addLine('info', { text: 'left ' + r });
     }
@@ -170,20 +174,21 @@
     e.preventDefault();
     var text = $('text').value;
     var r = $('room').value.trim();
-    if (!text || !r) return;
-    if (!rooms.has(r)) addLine('info', { text: 'note: you are not in ' + r + ' (join it to see replies)' });
-    if (send({ op: 'say', room: r, text: text })) $('text').value = '';
+    if (!text || !r || !client) return;
+    if (client.rooms().indexOf(r) < 0) addLine('info', { text: 'note: you are not in ' + r + ' (join it to see replies)' });
+    if (client.say(r, text)) $('text').value = '';
+    else addLine('error', { text: 'not connected' });
   });
 
   // initial state from the query string
   $('gw').value = defaultGateway();
   if (params.get('user')) $('user').value = params.get('user');
   if (params.get('room')) $('room').value = params.get('room');
-  showRooms();
   setState('closed', 'disconnected');
+  showRooms();
   if (params.get('autoconnect') === '1' && $('user').value.trim()) {
     // ?room= with autoconnect=1 joins it as soon as the connection is open
-    if ($('room').value.trim() && params.get('room')) rooms.add($('room').value.trim());
+    if ($('room').value.trim() && params.get('room')) pending.push($('room').value.trim());
     $('connect-form').requestSubmit();
   }
 })();

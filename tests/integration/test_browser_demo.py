@@ -200,6 +200,7 @@ def check_gateway_serves_demo(port):
     for path, name, ctype in (("/", "index.html", "text/html"),
                               ("/index.html", "index.html", "text/html"),
                               ("/app.js", "app.js", "javascript"),
+                              ("/wsgw-client.js", "wsgw-client.js", "javascript"),
                               ("/style.css", "style.css", "text/css"),
                               ("/favicon.svg", "favicon.svg", "image/svg+xml")):
         st, ct, body = http_get(port, path)

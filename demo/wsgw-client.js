@@ -1,0 +1,1 @@
+../clients/js/wsgw-client.js
