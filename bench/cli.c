@@ -13,7 +13,7 @@
 #include "ws_frame.h"
 
 const char cli_usage[] =
-    "usage: ws-bench message|conn|push [flags]\n"
+    "usage: ws-bench message|conn|push|recover [flags]\n"
     "\n"
     "  message  every connection sends --content/--file every --interval, --times times (or\n"
     "           until --duration); --interval 0 is closed loop with --inflight messages\n"
@@ -28,6 +28,11 @@ const char cli_usage[] =
     "  push     --user clients connect as u0..uN-1 (--target room: each joins --room through\n"
     "           the chat handler), then POST /v1/push to --push-url at --rate with the send\n"
     "           time in the data; clients measure delivery latency and deliveries/s.\n"
+    "  recover  push mode (--target user, \"history\": true) over the subprotocol\n"
+    "           wsgw.v1.json: --offline-after the pushes began every client goes away, and\n"
+    "           --offline later comes back with its position; counts what the recovery gave\n"
+    "           back in order before its notice, against what was pushed meanwhile, and\n"
+    "           every gap, repeat and recovered=false notice as an error.\n"
     "\n"
     "Connection i uses user id u<i> (?user=u<i> added to --path) and host number\n"
     "i mod (number of hosts).\n"
@@ -100,6 +105,10 @@ static const flag_t tab[] = {
     {"room", FLAG_STR, "bench", &O.room, "push mode: room joined with {\"op\":\"join\"}"},
     {"rate", FLAG_DOUBLE, "100", &O.rate, "push mode: pushes per second"},
     {"size", FLAG_INT, "64", &O.size, "push mode: bytes of data per push (>= 20)", 20, 65536},
+    {"offline", FLAG_DURATION, "5s", &O.offline_us,
+     "recover mode: how long the clients stay away"},
+    {"offline-after", FLAG_DURATION, "2s", &O.offline_after_us,
+     "recover mode: when they go away, after the pushes began (at least 1s)"},
     {"settle", FLAG_DURATION, "1s", &O.settle_us,
      "push mode: pause after the clients connected (joins take effect) before pushing"},
     {"log-level", FLAG_STR, "warn", &O.log_level, "error, warn, info, debug"},
@@ -295,8 +304,11 @@ int cli_parse(int argc, char **argv, bench_opts_t *o, bench_cfg_t *cfg, char err
         cfg->mode = MODE_CONN;
     else if (strcmp(o->mode_name, "push") == 0)
         cfg->mode = MODE_PUSH;
+    else if (strcmp(o->mode_name, "recover") == 0)
+        cfg->mode = MODE_RECOVER;
     else {
-        snprintf(err, CLI_ERR_LEN, "unknown mode '%s': message, conn or push", o->mode_name);
+        snprintf(err, CLI_ERR_LEN, "unknown mode '%s': message, conn, push or recover",
+                 o->mode_name);
         return -1;
     }
     if (log_set_level(o->log_level) < 0) {
@@ -377,7 +389,25 @@ int cli_parse(int argc, char **argv, bench_opts_t *o, bench_cfg_t *cfg, char err
         if (!cfg->times && !cfg->duration_ns)
             cfg->times = 10;
     }
-    if (cfg->mode == MODE_PUSH) {
+    if (cfg->mode == MODE_RECOVER) {
+        if (strcmp(o->target, "user") != 0) {
+            snprintf(err, CLI_ERR_LEN, "recover mode pushes to users: --target user");
+            return -1;
+        }
+        if (o->offline_after_us < 1000000 || o->offline_us <= 0) {
+            snprintf(err, CLI_ERR_LEN, "recover mode: --offline-after at least 1s, --offline > 0");
+            return -1;
+        }
+        if (!o->duration_us && !o->times) /* away, back, and some live after */
+            o->duration_us = o->offline_after_us + o->offline_us + 3000000;
+        cfg->offline_ns = o->offline_us * 1000;
+        /* the subprotocol, next to any --header lines */
+        static char hdrs[4096];
+        snprintf(hdrs, sizeof hdrs, "%sSec-WebSocket-Protocol: wsgw.v1.json\r\n",
+                 cfg->extra_headers ? cfg->extra_headers : "");
+        cfg->extra_headers = hdrs;
+    }
+    if (bench_pushes(cfg)) {
         if (strcmp(o->target, "user") && strcmp(o->target, "room") && strcmp(o->target, "all")) {
             snprintf(err, CLI_ERR_LEN, "--target must be user, room or all: '%s'", o->target);
             return -1;

@@ -20,7 +20,7 @@ typedef struct bench_opts {
     int64_t users, times, inflight, threads, procs, max_pending, size;
     int64_t connect_interval_us, interval_us, duration_us, timeout_us, drain_us, close_wait_us;
     int64_t late_threshold_us, tick_us;
-    int64_t sleep_us, settle_us;
+    int64_t sleep_us, settle_us, offline_us, offline_after_us;
     double connect_rate, rate;
     bool binary;
 } bench_opts_t;

@@ -41,6 +41,7 @@
 #include "clock.h"
 #include "ws_handshake.h"
 #include "log.h"
+#include "recov.h"
 #include "sched.h"
 #include "tsq.h"
 #include "wbuf.h"
@@ -76,6 +77,7 @@ typedef struct bconn {
     hs_state_t *hs;
     wbuf_t *out;  /* bytes the socket did not take yet */
     tsq_t *fifo;  /* due and send times of the messages waiting for their reply */
+    recov_conn_t *rc; /* recover mode: its position, kept while it is away */
 } bconn_t;
 
 /* Actions a parser callback asks for; carried out after ws_rx_feed returns (never free a
@@ -93,7 +95,9 @@ typedef struct ethread {
     uint32_t max_pending;
     int64_t connect_gap_ns, next_connect, next_sweep;
     int64_t send_deadline, drain_deadline, final_deadline, stop_at;
+    int64_t back_at;            /* recover mode: when the connections come back */
     bool ready, stopping, drained, final, send_over;
+    bool dropped, back;         /* recover mode: they went away; they came back */
     bool no_pwait2;             /* the kernel has no epoll_pwait2: millisecond timeouts */
     sched_t sched;              /* open loop: next send time of each connection */
     uint8_t *rxbuf;
@@ -319,8 +323,15 @@ static int cb_msg_begin(void *ctx, int opcode, const uint8_t *prefix, size_t n)
 {
     ethread_t *t = ctx;
     (void)opcode;
-    if (t->e->cfg->mode != MODE_PUSH || t->cur->state != C_OPEN)
+    if (!bench_pushes(t->e->cfg) || t->cur->state != C_OPEN)
         return 0;
+    if (t->e->cfg->mode == MODE_RECOVER) {
+        recov_frame_t f;
+        recov_parse(prefix, n, &f);
+        if (t->cur->rc)
+            recov_frame(t->cur->rc, &f, t->now, clock_wall_ns(), &t->rep);
+        return 0;
+    }
     /* push payloads start with the sender's CLOCK_REALTIME in decimal nanoseconds */
     uint64_t ts = 0;
     size_t i = 0;
@@ -344,7 +355,7 @@ static int cb_msg_end(void *ctx, uint64_t len)
     if (c->state != C_OPEN)
         return 0; /* late data while closing */
     t->rep.bytes_received += len;
-    if (t->e->cfg->mode == MODE_PUSH)
+    if (bench_pushes(t->e->cfg))
         return 0; /* counted at the start of the message */
     tsq_ent_t m;
     if (tsq_pop(c->fifo, &m)) {
@@ -452,7 +463,16 @@ static void conn_opened(ethread_t *t, bconn_t *c)
     t->open++;
     t->rep.conns_opened++;
     hist_record(&t->rep.connect, (uint64_t)(now - c->t_connect));
-    c->rx.want_prefix = cfg->mode == MODE_PUSH ? PUSH_PREFIX : 0;
+    c->rx.want_prefix = cfg->mode == MODE_PUSH      ? PUSH_PREFIX
+                        : cfg->mode == MODE_RECOVER ? RECOV_PREFIX
+                                                    : 0;
+    if (cfg->mode == MODE_RECOVER) {
+        if (!c->rc && !(c->rc = calloc(1, sizeof *c->rc)))
+            conn_end(t, c, ERR_CLOSED);
+        else
+            recov_back(c->rc, c->t_connect); /* (timed from the reconnect's start) */
+        return;
+    }
     if (cfg->mode == MODE_PUSH && cfg->join_msg) {
         t->tx.len = 0;
         if (tx_frame(t, WS_OP_TEXT, cfg->join_msg, strlen(cfg->join_msg)) < 0 ||
@@ -575,6 +595,11 @@ static void conn_connected(ethread_t *t, bconn_t *c)
     } else {
         snprintf(path, sizeof path, "%s", cfg->path);
     }
+    char rq[200];
+    if (c->rc && recov_query(c->rc, g, rq, sizeof rq)) {
+        size_t pl = strlen(path);
+        snprintf(path + pl, sizeof path - pl, "%c%s", strchr(path, '?') ? '&' : '?', rq);
+    }
     if (buf_reserve(&t->tx, 2048) < 0) {
         conn_end(t, c, ERR_CONNECT);
         return;
@@ -591,6 +616,7 @@ static void conn_start(ethread_t *t, uint32_t j)
     bconn_t *c = &t->conns[j];
     uint64_t g = global_index(t, j);
     const engine_target_t *h = &cfg->hosts[g % (uint64_t)cfg->nhosts];
+    memset(&c->rx, 0, sizeof c->rx); /* (a slot used again: recover mode) */
     t->rep.conns_attempted++;
     c->t_connect = t->now;
     c->state = C_CONNECTING;
@@ -785,7 +811,7 @@ static void on_stop(ethread_t *t)
     t->stopping = true;
     t->stop_at = t->now;
     epoll_ctl(t->ep, EPOLL_CTL_DEL, t->e->stop_fd, NULL);
-    if (t->e->cfg->mode == MODE_PUSH && t->ready) {
+    if (bench_pushes(t->e->cfg) && t->ready) {
         /* deliveries may still be on their way: wait until none came for PUSH_QUIET_NS,
          * at most --drain */
         t->drained = true;
@@ -802,6 +828,8 @@ static int64_t push_quiet_end(const ethread_t *t)
     int64_t q = last + PUSH_QUIET_NS;
     return q < t->drain_deadline ? q : t->drain_deadline;
 }
+
+static void recover_phases(ethread_t *t);
 
 static void check_phases(ethread_t *t)
 {
@@ -833,12 +861,53 @@ static void check_phases(ethread_t *t)
         if (t->drained && t->now >= t->drain_deadline)
             enter_final(t);
     }
-    if (cfg->mode == MODE_PUSH && t->stopping && !t->final && t->now >= push_quiet_end(t))
+    if (bench_pushes(cfg) && t->stopping && !t->final && t->now >= push_quiet_end(t))
         enter_final(t);
+    if (cfg->mode == MODE_RECOVER && t->ready && !t->stopping)
+        recover_phases(t);
     if (t->final && t->now >= t->final_deadline) {
         for (uint32_t j = 0; j < t->n; j++)
             if (t->conns[j].state == C_CLOSING)
                 conn_end(t, &t->conns[j], -1);
+    }
+}
+
+/* recover mode: every open connection goes away at *drop_at (its position kept), and comes
+ * back offline_ns later (reconnects, all at once: the storm a gateway restart or a network
+ * blip makes) with recover=<its position>. */
+static void recover_phases(ethread_t *t)
+{
+    const bench_cfg_t *cfg = t->e->cfg;
+    int64_t at = atomic_load_explicit(cfg->drop_at, memory_order_relaxed);
+    if (!t->dropped && at && t->now >= at) {
+        t->dropped = true;
+        t->back_at = at + cfg->offline_ns;
+        uint8_t body[2];
+        ws_close_payload(body, 1000, NULL);
+        for (uint32_t j = 0; j < t->n; j++) {
+            bconn_t *c = &t->conns[j];
+            if (c->state != C_OPEN || !c->rc)
+                continue;
+            recov_drop(c->rc);
+            c->state = C_CLOSING;
+            t->open--;
+            t->closing++;
+            t->tx.len = 0;
+            if (tx_frame(t, WS_OP_CLOSE, body, 2) < 0 || conn_write(c, t->tx.data, t->tx.len) < 0)
+                conn_end(t, c, -1);
+        }
+    }
+    if (t->dropped && !t->back && t->now >= t->back_at) {
+        t->back = true;
+        for (uint32_t j = 0; j < t->n; j++) {
+            bconn_t *c = &t->conns[j];
+            if (!c->rc || c->rc->phase != RC_AWAY)
+                continue;
+            if (c->state == C_CLOSING)
+                conn_end(t, c, -1); /* the server did not answer our close: gone anyway */
+            if (c->state == C_DONE)
+                conn_start(t, j);
+        }
     }
 }
 
@@ -848,7 +917,10 @@ static bool finished(const ethread_t *t)
         return false;
     if (t->e->cfg->mode == MODE_MESSAGE)
         return (t->final || t->drained) && t->open == 0 && t->closing == 0;
-    /* conn/push: hold until stopped, or until no connection is left to hold */
+    /* conn/push: hold until stopped, or until no connection is left to hold; recover: the
+     * connections are away on purpose, hold until stopped */
+    if (t->e->cfg->mode == MODE_RECOVER && !t->stopping)
+        return false;
     return t->open == 0 && t->closing == 0;
 }
 
@@ -868,8 +940,15 @@ static int64_t wait_ns(const ethread_t *t)
         next = t->send_deadline;
     if (t->drained && !t->final && t->drain_deadline < next)
         next = t->drain_deadline;
-    if (t->e->cfg->mode == MODE_PUSH && t->stopping && !t->final && push_quiet_end(t) < next)
+    if (bench_pushes(t->e->cfg) && t->stopping && !t->final && push_quiet_end(t) < next)
         next = push_quiet_end(t);
+    if (t->e->cfg->mode == MODE_RECOVER && !t->stopping) {
+        int64_t at = atomic_load_explicit(t->e->cfg->drop_at, memory_order_relaxed);
+        if (!t->dropped && at && at < next)
+            next = at;
+        if (t->dropped && !t->back && t->back_at < next)
+            next = t->back_at;
+    }
     if (t->final && t->final_deadline < next)
         next = t->final_deadline;
     int64_t d = next - t->now;
@@ -928,9 +1007,12 @@ static void *thread_main(void *arg)
         }
     }
     /* whatever is left (epoll failure): release it */
-    for (uint32_t j = 0; j < t->n; j++)
+    for (uint32_t j = 0; j < t->n; j++) {
         if (t->conns[j].state >= C_CONNECTING && t->conns[j].state <= C_CLOSING)
             conn_end(t, &t->conns[j], -1);
+        free(t->conns[j].rc);
+        t->conns[j].rc = NULL;
+    }
     t->rep.t_end = clock_mono_ns();
     if (!t->ready) { /* stopped before the connect phase ended */
         t->ready = true;

@@ -11,6 +11,7 @@
 #define WSGW_BENCH_ENGINE_H
 
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,7 +23,9 @@
 #define ENGINE_MAX_SRC 256
 #define ENGINE_ERR_LEN 256
 
-typedef enum { MODE_MESSAGE, MODE_CONN, MODE_PUSH } bench_mode_t;
+/* MODE_RECOVER: push mode over the subprotocol wsgw.v1.json whose clients go away for a while
+ * and come back with their position (recov.h). */
+typedef enum { MODE_MESSAGE, MODE_CONN, MODE_PUSH, MODE_RECOVER } bench_mode_t;
 
 typedef struct engine_target {
     struct sockaddr_storage addr;
@@ -60,7 +63,18 @@ typedef struct bench_cfg {
     int64_t drain_ns;       /* wait for replies after the last send */
     /* push mode */
     const char *join_msg;   /* sent by each client once open (e.g. chat join), or NULL */
+    /* recover mode: every connection closes at *drop_at (CLOCK_MONOTONIC ns, 0 until the
+     * parent sets it in memory shared with the workers; at least 1 s ahead: an idle thread
+     * looks at it once a second) and reconnects offline_ns later with its position */
+    _Atomic int64_t *drop_at;
+    int64_t offline_ns;
 } bench_cfg_t;
+
+/* bench_pushes: push and recover modes (a pusher drives, clients hold and count). */
+static inline bool bench_pushes(const bench_cfg_t *cfg)
+{
+    return cfg->mode == MODE_PUSH || cfg->mode == MODE_RECOVER;
+}
 
 typedef struct engine engine_t;
 

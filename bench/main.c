@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "group.h"
 #include "log.h"
 #include "pusher.h"
@@ -45,6 +47,10 @@ static json_t *config_json(const bench_opts_t *o, const bench_cfg_t *cfg)
     } else if (cfg->mode == MODE_CONN) {
         json_object_set_new(j, "sleep_us", json_integer(o->sleep_us));
     } else {
+        if (cfg->mode == MODE_RECOVER) {
+            json_object_set_new(j, "offline_us", json_integer(o->offline_us));
+            json_object_set_new(j, "offline_after_us", json_integer(o->offline_after_us));
+        }
         json_object_set_new(j, "target", json_string(o->target));
         json_object_set_new(j, "room", json_string(o->room));
         json_object_set_new(j, "rate", json_real(o->rate));
@@ -102,6 +108,17 @@ int main(int argc, char **argv)
         return 2;
     }
     group_signals(stop_fd);
+    if (cfg.mode == MODE_RECOVER) {
+        /* when the clients go away: set below, read by the workers (forked next) */
+        void *shm = mmap(NULL, sizeof(int64_t), PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (shm == MAP_FAILED) {
+            fprintf(stderr, "ws-bench: mmap: %s\n", strerror(errno));
+            return 2;
+        }
+        cfg.drop_at = shm;
+        atomic_init(cfg.drop_at, 0);
+    }
 
     char gerr[ENGINE_ERR_LEN];
     group_t *g = group_start(&cfg, (int)o.procs, gerr);
@@ -125,7 +142,7 @@ int main(int argc, char **argv)
     if (cfg.mode == MODE_CONN && all_ready) {
         group_sleep(g, stop_fd, o.sleep_us / 1000);
         group_stop(g);
-    } else if (cfg.mode == MODE_PUSH && all_ready) {
+    } else if (bench_pushes(&cfg) && all_ready) {
         pusher_opts_t po = {
             .url = o.push_url,
             .token = o.push_token,
@@ -138,9 +155,12 @@ int main(int argc, char **argv)
             .duration_ns = o.duration_us * 1000,
             .size = (size_t)o.size,
             .users = (uint64_t)o.users,
+            .history = cfg.mode == MODE_RECOVER,
         };
         char perr[PUSHER_ERR_LEN];
         if (group_sleep(g, stop_fd, o.settle_us / 1000)) {
+            if (cfg.drop_at) /* the clients go away that long into the pushes */
+                atomic_store(cfg.drop_at, clock_mono_ns() + o.offline_after_us * 1000);
             if (pusher_run(&po, stop_fd, push_rep, perr) < 0) {
                 fprintf(stderr, "ws-bench: %s\n", perr);
                 setup_failed = 1;
@@ -157,7 +177,7 @@ int main(int argc, char **argv)
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         rep->cpu_s += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    if (cfg.mode == MODE_PUSH) {
+    if (bench_pushes(&cfg)) {
         report_merge(rep, push_rep);
         if (rep->received < rep->deliveries_expected)
             rep->errors[ERR_UNDELIVERED] = rep->deliveries_expected - rep->received;

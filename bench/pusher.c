@@ -19,8 +19,8 @@ size_t pusher_body(const pusher_opts_t *o, uint64_t k, int64_t wall_ns, char *ou
     int n;
     switch (o->target) {
     case PUSH_TARGET_USER:
-        n = snprintf(out, cap, "{\"user_ids\":[\"u%" PRIu64 "\"],\"data\":\"",
-                     o->users ? k % o->users : 0);
+        n = snprintf(out, cap, "{\"user_ids\":[\"u%" PRIu64 "\"],%s\"data\":\"",
+                     o->users ? k % o->users : 0, o->history ? "\"history\":true," : "");
         break;
     case PUSH_TARGET_ROOM:
         n = snprintf(out, cap, "{\"room\":\"%s\",\"data\":\"", o->room);

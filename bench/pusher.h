@@ -6,6 +6,7 @@
 #ifndef WSGW_BENCH_PUSHER_H
 #define WSGW_BENCH_PUSHER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,7 @@ typedef struct pusher_opts {
     int64_t duration_ns;  /* 0 = until count */
     size_t size;          /* bytes of data text (>= 20) */
     uint64_t users;       /* target user: round robin over u0..u<users-1> */
+    bool history;         /* "history": true (recover mode: kept for the clients away) */
 } pusher_opts_t;
 
 /* pusher_body: the JSON body of push number k into out (NUL-terminated), data text starting

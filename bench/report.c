@@ -17,6 +17,9 @@ static const char *const err_names[ERR_KINDS] = {
     [ERR_UNANSWERED] = "unanswered",
     [ERR_PUSH] = "push_failed",
     [ERR_UNDELIVERED] = "undelivered",
+    [ERR_NOT_RECOVERED] = "not_recovered",
+    [ERR_OUT_OF_ORDER] = "out_of_order",
+    [ERR_GAP] = "gap",
 };
 
 const char *report_err_name(err_kind_t k)
@@ -31,6 +34,7 @@ void report_init(report_t *r)
     hist_init(&r->latency_sent);
     hist_init(&r->send_lag);
     hist_init(&r->connect);
+    hist_init(&r->recovery);
 }
 
 void report_code_add(code_count_t *tab, uint32_t code, uint64_t n)
@@ -98,6 +102,13 @@ void report_merge(report_t *d, const report_t *s)
     hist_merge(&d->latency_sent, &s->latency_sent);
     hist_merge(&d->send_lag, &s->send_lag);
     hist_merge(&d->connect, &s->connect);
+    d->rc_away += s->rc_away;
+    d->rc_recovered += s->rc_recovered;
+    d->rc_ok += s->rc_ok;
+    d->rc_missed += s->rc_missed;
+    d->rc_gaps += s->rc_gaps;
+    d->rc_dups += s->rc_dups;
+    hist_merge(&d->recovery, &s->recovery);
 }
 
 uint64_t report_errors(const report_t *r)
@@ -173,6 +184,16 @@ void report_print(const report_t *r, const char *mode, int with_conns, FILE *out
                 (long long)us((uint64_t)r->late_threshold_ns));
     } else {
         print_hist(out, "latency", &r->latency);
+    }
+    if (r->rc_ok || r->rc_missed || r->rc_away) {
+        fprintf(out, "recovery: away=%llu (pushed while the clients were away) recovered=%llu "
+                     "(%.3f%% in order before the notice) notices ok=%llu missed=%llu gaps=%llu "
+                     "repeats=%llu\n",
+                (unsigned long long)r->rc_away, (unsigned long long)r->rc_recovered,
+                r->rc_away ? 100.0 * (double)r->rc_recovered / (double)r->rc_away : 100.0,
+                (unsigned long long)r->rc_ok, (unsigned long long)r->rc_missed,
+                (unsigned long long)r->rc_gaps, (unsigned long long)r->rc_dups);
+        print_hist(out, "recovery time, reconnect to notice", &r->recovery);
     }
     fprintf(out, "errors:");
     int any = 0;
@@ -295,6 +316,14 @@ int report_json(const report_t *r, const char *mode, void *config, const char *p
                                   r->send_lag.total ? 100.0 * (double)r->late_sends /
                                                           (double)r->send_lag.total
                                                     : 0.0));
+    json_object_set_new(
+        root, "recovery",
+        json_pack("{s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:o}", "away", (json_int_t)r->rc_away,
+                  "recovered", (json_int_t)r->rc_recovered, "recovered_pct",
+                  r->rc_away ? 100.0 * (double)r->rc_recovered / (double)r->rc_away : 100.0,
+                  "notices_ok", (json_int_t)r->rc_ok, "notices_missed",
+                  (json_int_t)r->rc_missed, "gaps", (json_int_t)r->rc_gaps, "repeats",
+                  (json_int_t)r->rc_dups, "time_us", hist_json(&r->recovery, 0)));
     json_t *errs = json_object();
     json_object_set_new(errs, "total", json_integer((json_int_t)report_errors(r)));
     for (int k = 0; k < ERR_KINDS; k++)

@@ -23,6 +23,9 @@ typedef enum {
     ERR_UNANSWERED,       /* messages sent but never answered (one per message) */
     ERR_PUSH,             /* push API requests that failed (non-200 or I/O) */
     ERR_UNDELIVERED,      /* push: expected deliveries that never arrived */
+    ERR_NOT_RECOVERED,    /* recover: a recovery notice said recovered=false */
+    ERR_OUT_OF_ORDER,     /* recover: an offset again, or behind the last one */
+    ERR_GAP,              /* recover: offsets skipped (one per offset) */
     ERR_KINDS
 } err_kind_t;
 
@@ -70,6 +73,12 @@ typedef struct report {
                             that coordinated omission gives; closed loop: == latency) */
     hist_t send_lag;     /* ns: open loop: actual send time - due time, every send */
     hist_t connect;      /* ns: connect() to validated 101 */
+    /* recover mode (recov.h) */
+    uint64_t rc_away;      /* messages pushed while the clients were away */
+    uint64_t rc_recovered; /* of those, delivered by the recovery in order, before its notice */
+    uint64_t rc_ok, rc_missed; /* recovery notices: recovered true / false */
+    uint64_t rc_gaps, rc_dups;
+    hist_t recovery;     /* ns: reconnected (101) to its recovery notice */
 } report_t;
 
 /* report_init: zeroes r with empty histograms and t_* unset. */

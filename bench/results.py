@@ -75,6 +75,13 @@ def summary(b):
         # per connection only means something when connections outweigh fixed buffers
         "bench_bytes_per_conn": b.get("bench_memory", {}).get("bytes_per_conn")
         if (b.get("conns", {}).get("open_at_ready") or 0) >= 1000 else None,
+        # recover mode: pushed while the clients were away, and the share of it the recovery
+        # gave back in order before its notice; reconnect-to-notice p99
+        "away": (b.get("recovery") or {}).get("away") or None,
+        "recovered_pct": (b.get("recovery") or {}).get("recovered_pct")
+        if (b.get("recovery") or {}).get("away") else None,
+        "recovery_p99_us": (b.get("recovery") or {}).get("time_us", {}).get("p99")
+        if (b.get("recovery") or {}).get("away") else None,
     }
 
 
@@ -207,9 +214,12 @@ def main():
             if k not in extra_keys:
                 extra_keys.append(k)
     lag = any(r["summary"].get("late_pct") is not None for r in runs)
+    rec = any(r["summary"].get("away") is not None for r in runs)
     cols = ["run", "conns", "sent", "received", "errors", "msg/s", "MB/s", "p50 ms", "p90 ms",
             "p99 ms", "p99.9 ms", "max ms", "bench B/conn", "bench cpu %"] + \
-        (["send lag p99 ms", "late sends %"] if lag else []) + extra_keys
+        (["send lag p99 ms", "late sends %"] if lag else []) + \
+        (["pushed while away", "recovered in order %", "recovery p99 ms"] if rec else []) + \
+        extra_keys
     lines = ["", "## %s" % a.title, "",
              "%s · %s mode · nproc %s · %s · kernel %s · load average at the end %s · git %s" %
              (now, a.mode, m["nproc"], m["cpu"], m["kernel"], m["loadavg_at_end"], m["git"]),
@@ -229,6 +239,10 @@ def main():
                fmt(s.get("bench_cpu_pct"))]
         if lag:
             row += [fmt(us_to_ms(s.get("lag_p99_us"))), fmt(s.get("late_pct"))]
+        if rec:
+            pct = s.get("recovered_pct")
+            row += [fmt(s.get("away")), "-" if pct is None else "%.3f" % pct,
+                    fmt(us_to_ms(s.get("recovery_p99_us")))]
         row += [fmt(r["extra"].get(k)) for k in extra_keys]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")

@@ -17,7 +17,7 @@ if [ -z "${BENCH_REV:-}" ]; then
     [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && BENCH_REV="$BENCH_REV-dirty"
 fi
 export BENCH_REV
-CASES=${CASES:-"rtt throughput seed seed_steady idle_memory fanout"}
+CASES=${CASES:-"rtt throughput seed seed_steady idle_memory fanout recovery"}
 command -v gnuplot >/dev/null || echo "note: gnuplot (Debian gnuplot-nox) is not installed: no PNG plots" >&2
 rc=0
 t0=$SECONDS

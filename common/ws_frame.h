@@ -34,7 +34,8 @@ enum {
 
 #define WS_MAX_HEADER 14     /* 2 + 8 (64-bit length) + 4 (mask key) */
 #define WS_MAX_CONTROL 125   /* RFC 6455 §5.5 */
-#define WS_MAX_PREFIX 64     /* largest message prefix a caller may ask to see in one piece */
+#define WS_MAX_PREFIX 125    /* largest message prefix a caller may ask to see in one piece
+                                (a header and a prefix fit the hold buffer: WS_HOLD_CAP) */
 #define WS_HOLD_CAP (WS_MAX_HEADER + WS_MAX_CONTROL)
 
 /* ws_frame_header_len: bytes of header for a payload of len (mask adds 4). */

@@ -10,14 +10,16 @@ import asyncio
 import json
 import os
 import queue
+import subprocess
 import sys
+import tempfile
 import threading
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from wsgwtest import (SLOW, Api, Gateway, check, eq, grpc_exchange_server, proto,  # noqa: E402
-                      run)
+from wsgwtest import (BIN, SLOW, Api, Gateway, check, eq, grpc_exchange_server,  # noqa: E402
+                      proto, run)
 
 PROTO = "wsgw.v1.json"
 
@@ -441,6 +443,40 @@ def test_live_gap_is_recovered():
         eq(gw.metric("wsgw_recovery_events_total", {"event": "gap_filled"}), 1)
     finally:
         server.stop(0)
+
+
+def bench_recover(api, gw, users, rate, duration, offline="1s", after="1s"):
+    out = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+    r = subprocess.run([os.path.join(BIN, "ws-bench"), "recover", "--host",
+                        "127.0.0.1:%d" % gw.port, "--user", str(users), "--push-url",
+                        "http://127.0.0.1:%d" % api.http_port, "--rate", str(rate),
+                        "--offline", offline, "--offline-after", after, "--duration", duration,
+                        "--settle", "200ms", "--drain", "3s", "--json", out], capture_output=True, text=True, timeout=60 * SLOW)
+    print(r.stdout[-1500:], flush=True)
+    with open(out) as f:
+        js = json.load(f)
+    os.unlink(out)
+    return r.returncode, js
+
+
+def test_bench_recover_mode():
+    """ws-bench recover: 50 clients away 1 s while 100 pushes/s go to them: everything pushed
+    meanwhile comes back in order before the notice; with a history too short for that, the
+    bench says so (not_recovered errors, exit 1)."""
+    api = Api(extra=["--history-size", "100"])
+    gw = Gateway([api.grpc_addr])
+    rc, js = bench_recover(api, gw, 50, 100, "3s")
+    rec = js["recovery"]
+    eq(rc, 0, js["errors"])
+    check(rec["away"] >= 80, rec)  # ~100 pushed in the second away
+    eq(rec["recovered"], rec["away"])
+    eq((rec["notices_ok"], rec["notices_missed"], rec["gaps"], rec["repeats"]), (50, 0, 0, 0))
+    eq(js["messages"]["received"], js["messages"]["sent"])
+    short = Api(extra=["--history-size", "1"])
+    gw2 = Gateway([short.grpc_addr])
+    rc, js = bench_recover(short, gw2, 20, 100, "2.2s")
+    eq(rc, 1)
+    check(js["errors"]["not_recovered"] > 0, js["errors"])
 
 
 if __name__ == "__main__":
