@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "grpc_frame.h"
 #include "log.h"
 #include "metrics.h"
@@ -68,6 +69,38 @@ static int frame(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
     return ST_OK;
 }
 
+/* The target, code and reason of a KickRequest, checked: ST_OK or ST_INVALID with *msg. */
+static int kick_args(const Wsgw__V1__KickRequest *k, target_t *t, int *code, const char **reason,
+                     const char **msg)
+{
+    memset(t, 0, sizeof *t);
+    if (k->target) {
+        t->conn_ids = k->target->conn_ids;
+        t->n_conn_ids = k->target->n_conn_ids;
+        t->user_ids = k->target->user_ids;
+        t->n_user_ids = k->target->n_user_ids;
+        t->room = k->target->room && *k->target->room ? k->target->room : NULL;
+        t->all = k->target->all;
+    }
+    *code = k->code ? k->code : 4000;
+    *reason = k->reason ? k->reason : "";
+    if (target_empty(t)) {
+        *msg = "empty target";
+        return ST_INVALID;
+    }
+    if (!(*code == 1000 || (*code >= 3000 && *code <= 4999))) {
+        /* RFC 6455 §7.4: 1000 or the range reserved for applications */
+        *msg = "code must be 1000 or 3000..4999";
+        return ST_INVALID;
+    }
+    if (strlen(*reason) > 123 || !gw_utf8_valid((const uint8_t *)*reason, strlen(*reason))) {
+        /* a close frame's payload is at most 125 bytes, its reason UTF-8 (RFC 6455 §5.5) */
+        *msg = "reason must be UTF-8, at most 123 bytes";
+        return ST_INVALID;
+    }
+    return ST_OK;
+}
+
 static int kick(presence_t *p, router_t *r, const uint8_t *req, size_t len, uint8_t **out,
                 size_t *outlen, const char **msg)
 {
@@ -76,33 +109,14 @@ static int kick(presence_t *p, router_t *r, const uint8_t *req, size_t len, uint
         *msg = "cannot decode wsgw.v1.KickRequest";
         return ST_INVALID;
     }
-    int st = ST_OK;
-    target_t t = {0};
-    if (k->target) {
-        t.conn_ids = k->target->conn_ids;
-        t.n_conn_ids = k->target->n_conn_ids;
-        t.user_ids = k->target->user_ids;
-        t.n_user_ids = k->target->n_user_ids;
-        t.room = k->target->room && *k->target->room ? k->target->room : NULL;
-        t.all = k->target->all;
-    }
-    int code = k->code ? k->code : 4000;
-    const char *reason = k->reason ? k->reason : "";
-    if (target_empty(&t)) {
-        *msg = "empty target";
-        st = ST_INVALID;
-    } else if (!(code == 1000 || (code >= 3000 && code <= 4999))) {
-        /* RFC 6455 §7.4: 1000 or the range reserved for applications */
-        *msg = "code must be 1000 or 3000..4999";
-        st = ST_INVALID;
-    } else if (strlen(reason) > 123 || !gw_utf8_valid((const uint8_t *)reason, strlen(reason))) {
-        /* a close frame's payload is at most 125 bytes, its reason UTF-8 (RFC 6455 §5.5) */
-        *msg = "reason must be UTF-8, at most 123 bytes";
-        st = ST_INVALID;
-    } else if (!presence_gate_open(p)) {
+    target_t t;
+    int code;
+    const char *reason;
+    int st = kick_args(k, &t, &code, &reason, msg);
+    if (st == ST_OK && !presence_gate_open(p)) {
         *msg = RESYNCING;
         st = ST_UNAVAILABLE;
-    } else {
+    } else if (st == ST_OK) {
         int n = push_kick(r, &t, code, reason);
         if (n < 0) {
             *msg = "out of memory";
@@ -263,4 +277,173 @@ int admin_call(admin_method_t m, presence_t *p, rooms_t *rooms, router_t *r, con
         log_rl_warn("admin call failed", "method=%s status=%d error=\"%s\"",
                     admin_method_name(m), st, *msg);
     return st;
+}
+
+/* ---- --redis: answered once Redis did (cluster.h) ------------------------------------------ */
+
+typedef struct actx {
+    admin_method_t m;
+    admin_done_fn done;
+    void *ud;
+    char *name; /* the user or room asked about */
+} actx_t;
+
+static void finish(actx_t *a, int st, uint8_t *out, size_t outlen, const char *msg)
+{
+    if (st == ST_NOMEM && !*msg)
+        msg = "out of memory";
+    count(a->m, st);
+    if (st != ST_OK)
+        log_rl_warn("admin call failed", "method=%s status=%d error=\"%s\"",
+                    admin_method_name(a->m), st, msg);
+    a->done(a->ud, st, out, outlen, msg);
+    free(a->name);
+    free(a);
+}
+
+static void on_kicked(void *ud, int n)
+{
+    actx_t *a = ud;
+    uint8_t *out = NULL;
+    size_t outlen = 0;
+    if (n < 0) {
+        bool away = n == PUSH_ERR_UNAVAILABLE || n == CLUSTER_ERR_UNAVAILABLE;
+        finish(a, away ? ST_UNAVAILABLE : ST_NOMEM, NULL, 0, away ? "redis unavailable" : "");
+        return;
+    }
+    Wsgw__V1__KickReply rep = WSGW__V1__KICK_REPLY__INIT;
+    rep.gateways = (uint32_t)n;
+    int st = frame(&rep.base, &out, &outlen);
+    finish(a, st, out, outlen, "");
+}
+
+static void on_members(void *ud, int status, const cl_member_t *m, size_t n)
+{
+    actx_t *a = ud;
+    if (status < 0) {
+        bool away = status == CLUSTER_ERR_UNAVAILABLE;
+        finish(a, away ? ST_UNAVAILABLE : ST_NOMEM, NULL, 0, away ? "redis unavailable" : "");
+        return;
+    }
+    Wsgw__V1__Connection *items = calloc(n ? n : 1, sizeof *items);
+    Wsgw__V1__Connection **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    uint8_t *out = NULL;
+    size_t outlen = 0;
+    int st = ST_NOMEM;
+    if (items && ptrs) {
+        for (size_t i = 0; i < n; i++) {
+            wsgw__v1__connection__init(&items[i]);
+            items[i].conn_id = m[i].conn_id;
+            items[i].user_id = (char *)m[i].user_id;
+            items[i].gateway_id = (char *)m[i].gateway_id;
+            ptrs[i] = &items[i];
+        }
+        if (a->m == ADMIN_USER_PRESENCE) {
+            Wsgw__V1__UserPresenceReply rep = WSGW__V1__USER_PRESENCE_REPLY__INIT;
+            rep.user_id = a->name;
+            rep.connections = ptrs;
+            rep.n_connections = n;
+            st = frame(&rep.base, &out, &outlen);
+        } else {
+            Wsgw__V1__RoomPresenceReply rep = WSGW__V1__ROOM_PRESENCE_REPLY__INIT;
+            rep.room = a->name;
+            rep.members = ptrs;
+            rep.n_members = n;
+            rep.count = (uint32_t)n;
+            st = frame(&rep.base, &out, &outlen);
+        }
+    }
+    free(items);
+    free(ptrs);
+    finish(a, st, out, outlen, "");
+}
+
+/* The name of a presence request (decoded), or NULL with st/msg set. */
+static char *presence_name(admin_method_t m, presence_t *p, const uint8_t *req, size_t len,
+                           int *st, const char **msg)
+{
+    char *name = NULL;
+    const char *n;
+    if (m == ADMIN_USER_PRESENCE) {
+        Wsgw__V1__UserPresenceRequest *q = wsgw__v1__user_presence_request__unpack(NULL, len, req);
+        if (!q) {
+            *st = ST_INVALID;
+            *msg = "cannot decode wsgw.v1.UserPresenceRequest";
+            return NULL;
+        }
+        if ((*st = check_name(p, q->user_id, "empty user_id", msg)) == ST_OK &&
+            !(name = strdup(q->user_id)))
+            *st = ST_NOMEM;
+        wsgw__v1__user_presence_request__free_unpacked(q, NULL);
+        return name;
+    }
+    Wsgw__V1__RoomPresenceRequest *q = wsgw__v1__room_presence_request__unpack(NULL, len, req);
+    if (!q) {
+        *st = ST_INVALID;
+        *msg = "cannot decode wsgw.v1.RoomPresenceRequest";
+        return NULL;
+    }
+    n = q->room;
+    if ((*st = check_name(p, n, "empty room", msg)) == ST_OK && !(name = strdup(n)))
+        *st = ST_NOMEM;
+    wsgw__v1__room_presence_request__free_unpacked(q, NULL);
+    return name;
+}
+
+void admin_call_async(admin_method_t m, presence_t *p, rooms_t *rooms, router_t *r,
+                      const uint8_t *req, size_t len, admin_done_fn done, void *ud)
+{
+    if (!p->cluster || m == ADMIN_NONE) {
+        uint8_t *out = NULL;
+        size_t outlen = 0;
+        const char *msg = "";
+        int st = admin_call(m, p, rooms, r, req, len, &out, &outlen, &msg);
+        done(ud, st, out, outlen, msg);
+        return;
+    }
+    actx_t *a = calloc(1, sizeof *a);
+    if (!a) {
+        count(m, ST_NOMEM);
+        done(ud, ST_NOMEM, NULL, 0, "out of memory");
+        return;
+    }
+    a->m = m;
+    a->done = done;
+    a->ud = ud;
+    int st = ST_OK;
+    const char *msg = "";
+    if (m == ADMIN_KICK) {
+        Wsgw__V1__KickRequest *k = wsgw__v1__kick_request__unpack(NULL, len, req);
+        target_t t;
+        int code;
+        const char *reason;
+        if (!k) {
+            st = ST_INVALID;
+            msg = "cannot decode wsgw.v1.KickRequest";
+        } else if ((st = kick_args(k, &t, &code, &reason, &msg)) == ST_OK &&
+                   !presence_gate_open(p)) {
+            st = ST_UNAVAILABLE;
+            msg = RESYNCING;
+        }
+        if (st == ST_OK) {
+            int n = push_kick_async(r, &t, code, reason, on_kicked, a);
+            wsgw__v1__kick_request__free_unpacked(k, NULL);
+            if (n != PUSH_PENDING)
+                on_kicked(a, n);
+            return;
+        }
+        if (k)
+            wsgw__v1__kick_request__free_unpacked(k, NULL);
+        finish(a, st, NULL, 0, msg);
+        return;
+    }
+    a->name = presence_name(m, p, req, len, &st, &msg);
+    if (!a->name) {
+        finish(a, st, NULL, 0, msg);
+        return;
+    }
+    int rv = m == ADMIN_USER_PRESENCE ? cluster_user_presence(p->cluster, a->name, on_members, a)
+                                      : cluster_room_presence(p->cluster, a->name, on_members, a);
+    if (rv < 0)
+        on_members(a, rv, NULL, 0);
 }

@@ -33,4 +33,12 @@ const char *admin_method_name(admin_method_t m);
 int admin_call(admin_method_t m, presence_t *p, rooms_t *rooms, router_t *r, const uint8_t *req,
                size_t len, uint8_t **out, size_t *outlen, const char **msg);
 
+/* admin_call_async: admin_call, answered through done(ud, status, out, outlen, msg) exactly
+ * once: at once in memory, later with --redis (presence and kicks go through Redis). out
+ * (when status is 0) is the caller's to free. */
+typedef void (*admin_done_fn)(void *ud, int status, uint8_t *out, size_t outlen,
+                              const char *msg);
+void admin_call_async(admin_method_t m, presence_t *p, rooms_t *rooms, router_t *r,
+                      const uint8_t *req, size_t len, admin_done_fn done, void *ud);
+
 #endif

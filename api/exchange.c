@@ -1,6 +1,7 @@
 /* exchange.c: one Upstream batch -> presence + handler + ack (see exchange.h). */
 #include "exchange.h"
 
+#include "cluster.h"
 #include "log.h"
 #include "metrics.h"
 #include "presence_gate.h"
@@ -10,6 +11,7 @@
 
 void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t handler)
 {
+    x->cl = NULL;
     x->pres = pres;
     x->router = r;
     x->handler = handler;
@@ -56,8 +58,19 @@ static const char *event_user(const exchange_t *x, const Wsgw__V1__Event *ev)
     return c && c->user ? c->user->id : "";
 }
 
-static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *ev)
+static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *ev,
+                        cl_batch_t *b)
 {
+    if (b && ev->kind_case == WSGW__V1__EVENT__KIND_OPEN) { /* --redis */
+        metrics_inc(wsapi_m.ev_open);
+        cluster_open(b, ev->conn_id, ev->user_id ? ev->user_id : "");
+        return EXCHANGE_OK;
+    }
+    if (b && ev->kind_case == WSGW__V1__EVENT__KIND_CLOSE) {
+        metrics_inc(wsapi_m.ev_close);
+        cluster_close(b, ev->conn_id, ev->user_id ? ev->user_id : "");
+        return EXCHANGE_OK;
+    }
     switch (ev->kind_case) {
     case WSGW__V1__EVENT__KIND_OPEN: {
         metrics_inc(wsapi_m.ev_open);
@@ -105,7 +118,7 @@ static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *e
     }
 }
 
-int exchange_upstream(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t len)
+static int process(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t len)
 {
     Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(&x->arena.pa, len, msg);
     if (!up) {
@@ -113,19 +126,68 @@ int exchange_upstream(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t
         arena_reset(&x->arena);
         return nomem ? EXCHANGE_ERR_NOMEM : EXCHANGE_ERR_DECODE;
     }
+    cl_batch_t *b = NULL;
+    if (x->cl && !(b = cluster_batch_begin(x->cl, s))) {
+        arena_reset(&x->arena);
+        return EXCHANGE_ERR_NOMEM;
+    }
     int rv = EXCHANGE_OK;
     for (size_t i = 0; i < up->n_events && rv == EXCHANGE_OK; i++)
-        rv = handle_event(x, s, up->events[i]);
+        rv = handle_event(x, s, up->events[i], b);
     presence_gate_gauges(x->pres);
     if (rv == EXCHANGE_OK) {
-        if (up->presence_complete)
+        if (up->presence_complete) {
+            pres_session_t *sess = s->sess;
+            bool was = sess && sess->synced;
             complete(x, s);
-        if (up->seq > s->ack)
-            s->ack = up->seq;
-        s->ack_dirty = true;
-        router_mark(x->router, s);
+            if (b && sess && sess->synced && !was)
+                cluster_synced(b); /* its resync Opens are written before this, in order */
+        }
+        if (b) {
+            cluster_batch_end(b, up->seq); /* the ack follows its Redis writes */
+        } else {
+            if (up->seq > s->ack)
+                s->ack = up->seq;
+            s->ack_dirty = true;
+            router_mark(x->router, s);
+        }
         metrics_inc(wsapi_m.upstream_msgs);
+    } else if (b) {
+        cluster_batch_end(b, 0); /* (not acknowledged: the stream fails) */
     }
     arena_reset(&x->arena);
     return rv;
+}
+
+int exchange_upstream(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t len)
+{
+    cl_sess_t *cs = x->cl && s->sess ? s->sess->cl : NULL;
+    if (cs && !cluster_session_bound(cs)) {
+        /* --redis: its session's presence token is on its way; a bad message fails the
+         * stream now, as it would have */
+        Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(&x->arena.pa, len, msg);
+        int nomem = x->arena.failed;
+        arena_reset(&x->arena);
+        if (!up)
+            return nomem ? EXCHANGE_ERR_NOMEM : EXCHANGE_ERR_DECODE;
+        return cluster_session_hold(cs, s, msg, len) < 0 ? EXCHANGE_ERR_NOMEM : EXCHANGE_OK;
+    }
+    return process(x, s, msg, len);
+}
+
+/* A batch held for its session's token (cluster.h), now. */
+static void held_batch(void *ud, api_stream_t *s, const uint8_t *msg, size_t len)
+{
+    exchange_t *x = ud;
+    int rv = process(x, s, msg, len);
+    if (rv != EXCHANGE_OK && s->fail)
+        s->fail(s, rv == EXCHANGE_ERR_NOMEM ? 8 : 13,
+                rv == EXCHANGE_ERR_NOMEM ? "out of memory" : "cannot decode wsgw.v1.Upstream");
+}
+
+void exchange_set_cluster(exchange_t *x, struct cluster *cl)
+{
+    x->cl = cl;
+    if (cl)
+        cluster_set_handler(cl, held_batch, x);
 }

@@ -22,7 +22,10 @@ enum {
     EXCHANGE_ERR_NOMEM = -2,
 };
 
+struct cluster;
+
 typedef struct exchange {
+    struct cluster *cl; /* --redis: presence writes go there (cluster.h); NULL: in memory */
     presence_t *pres;
     router_t *router;
     handler_kind_t handler;
@@ -33,6 +36,11 @@ typedef struct exchange {
 /* exchange_init / exchange_free: a handler context over pres and r (not owned). */
 void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t handler);
 void exchange_free(exchange_t *x);
+
+/* exchange_set_cluster: --redis: Opens, Closes and room changes go to Redis through cl, acks
+ * wait for them, and batches of a session whose presence token is not bound yet are held
+ * (cluster.h). */
+void exchange_set_cluster(exchange_t *x, struct cluster *cl);
 
 /* exchange_upstream: handles one serialized Upstream received on s (s attached to its gateway).
  * On success s->ack = max(s->ack, seq), s->ack_dirty is set and s is marked dirty, so the

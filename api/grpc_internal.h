@@ -87,6 +87,8 @@ typedef struct gstream {
     /* request headers */
     char *path, *gateway_id, *authorization, *content_type;
     char *wsgw_streams; /* x-wsgw-streams: streams that will say presence_complete */
+    char *wsgw_instance, *wsgw_prefix; /* x-wsgw-instance, x-wsgw-conn-prefix (--redis) */
+    struct gwait *wait; /* a unary answer that comes later (--redis); NULL: none */
     /* inbound */
     grpc_dec_t dec;
     bool dec_init;
@@ -200,7 +202,16 @@ void grpc__stream_sweep(gstream_t *s, uint64_t now);
  * counted under `limit`. */
 void grpc__stream_overflow(gstream_t *s, h2_limit_t limit);
 
+/* A unary call answered later (--redis): the stream, NULL once it is gone. */
+typedef struct gwait {
+    gstream_t *s;
+} gwait_t;
+
 /* ---- grpc_server.c ------------------------------------------------------------------------- */
+
+/* grpc__conn_drop: closes c now (its gateway session ends); never from inside an nghttp2
+ * callback of c. */
+void grpc__conn_drop(gconn_t *c, const char *why);
 
 /* grpc__h2_setup: srv's nghttp2 callbacks and options (srv->cfg set). Returns 0 or -1. */
 int grpc__h2_setup(grpc_server_t *srv);

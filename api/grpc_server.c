@@ -188,6 +188,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         dst = &s->content_type;
     else if (IS("x-wsgw-streams"))
         dst = &s->wsgw_streams;
+    else if (IS("x-wsgw-instance"))
+        dst = &s->wsgw_instance;
+    else if (IS("x-wsgw-conn-prefix"))
+        dst = &s->wsgw_prefix;
 #undef IS
     if (dst && !*dst && !(*dst = dupn(value, valuelen)))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -594,6 +598,11 @@ static void conn_close(gconn_t *c, const char *why)
     shutdown(c->io.fd, SHUT_WR);
     close(c->io.fd);
     uv_close((uv_handle_t *)&c->poll, on_conn_closed);
+}
+
+void grpc__conn_drop(gconn_t *c, const char *why)
+{
+    conn_close(c, why);
 }
 
 static int conn_new(grpc_server_t *srv, int fd, const struct sockaddr_storage *ss)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
+#include "cluster.h"
 #include "downstream.h"
 #include "exchange.h"
 #include "grpc_internal.h"
@@ -26,6 +28,7 @@ static uint64_t stream_serial;
 
 static void stream_flush(api_stream_t *as);
 static void stream_fail(gstream_t *s, int status, const char *msg);
+static void stream_fail_hook(api_stream_t *as, int status, const char *msg);
 static void drop_input(gstream_t *s);
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -134,6 +137,8 @@ void grpc__session_end(gconn_t *c)
     presence_t *pres = c->srv->pres;
     if (!c->psess.live)
         return;
+    cluster_session_end(c->psess.cl); /* --redis (no drop callback after this) */
+    c->psess.cl = NULL;
     size_t dropped = presence_session_end(pres, &c->psess);
     metrics_add(wsapi_m.session_drops, dropped);
     presence_gate_gauges(pres);
@@ -144,6 +149,13 @@ void grpc__session_end(gconn_t *c)
 /* x-wsgw-streams: how many streams of this session will say presence_complete (0: the
  * gateway does not announce it; a bad value counts as that, logged and counted). Capped at
  * --h2-max-streams: more can never be open at once. */
+/* --redis: the cluster ends this session (its presence token changed): the gateway
+ * reconnects and re-sends its presence. Called from Redis callbacks, never inside nghttp2. */
+static void session_drop(void *ud, const char *why)
+{
+    grpc__conn_drop(ud, why);
+}
+
 static uint32_t announced_streams(gstream_t *s)
 {
     if (!s->wsgw_streams)
@@ -232,13 +244,17 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
 
 static int submit_stream_response(gstream_t *s, bool exchange)
 {
+    /* --redis: presence is shared by every node, so the gateway sends each connection's Open
+     * and Close to one node (the one its messages go to), not to every node */
+    bool shared = exchange && s->c->srv->x->cl;
     nghttp2_nv nva[] = {
         MAKE_NV(":status", "200"),
         MAKE_NV("content-type", "application/grpc"),
         MAKE_NV("x-wsgw-ack", "1"),
+        MAKE_NV("x-wsgw-presence", "shared"),
     };
     nghttp2_data_provider dp = {.source.ptr = s, .read_callback = stream_read_cb};
-    int rv = nghttp2_submit_response(s->c->ng, s->id, nva, exchange ? 3 : 2, &dp);
+    int rv = nghttp2_submit_response(s->c->ng, s->id, nva, shared ? 4 : exchange ? 3 : 2, &dp);
     if (rv == 0)
         s->resp_submitted = true;
     return rv;
@@ -276,6 +292,12 @@ static void stream_fail(gstream_t *s, int status, const char *msg)
                 grpc__quote(m, sizeof m, msg), grpc__quote(gw, sizeof gw, s->gateway_id),
                 (unsigned long long)s->as.serial, s->c->peer);
     grpc__stream_end(s, status, msg);
+}
+
+/* api_stream_t.fail: a held batch (--redis) failed after the message was taken. */
+static void stream_fail_hook(api_stream_t *as, int status, const char *msg)
+{
+    stream_fail((gstream_t *)as, status, msg);
 }
 
 /* ---- outbound budgets ----------------------------------------------------------------------- */
@@ -392,6 +414,12 @@ void grpc__stream_dispatch(gstream_t *s)
         if (!c->psess.live) /* its first Exchange stream: a gateway session starts */
             presence_session_start(srv->pres, &c->psess, c->serial, announced_streams(s),
                                    presence_gate_now_ms());
+        if (srv->x->cl && !c->psess.cl &&
+            !(c->psess.cl = cluster_session_start(srv->x->cl, gid, s->wsgw_instance,
+                                                  s->wsgw_prefix, session_drop, c))) {
+            stream_fail(s, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
         if (!presence_attach(srv->pres, gid, &c->psess, &s->as)) {
             stream_fail(s, GRPC_RESOURCE_EXHAUSTED, "out of memory");
             return;
@@ -431,17 +459,9 @@ void grpc__stream_dispatch(gstream_t *s)
     submit_trailers_only(s, GRPC_UNIMPLEMENTED, msg);
 }
 
-/* A unary wsgw.v1.Admin call, once its request is complete (admin.h answers it). */
-static void admin_finish(gstream_t *s)
+/* The answer of a unary call: its reply (gRPC-framed, taken) or an error status. */
+static void unary_answer(gstream_t *s, int status, uint8_t *out, size_t outlen, const char *msg)
 {
-    grpc_server_t *srv = s->c->srv;
-    uint8_t *out = NULL;
-    size_t outlen = 0;
-    const char *msg = "expected exactly one request message";
-    int status = GRPC_INTERNAL;
-    if (s->push_count == 1)
-        status = admin_call(s->admin, srv->pres, &srv->x->rooms, srv->r, s->push_msg.data,
-                            s->push_msg.len, &out, &outlen, &msg);
     if (status == GRPC_OK) {
         oq_push(s, out, outlen);
         if (!s->eof && submit_stream_response(s, false) != 0) {
@@ -449,10 +469,105 @@ static void admin_finish(gstream_t *s)
             status = GRPC_INTERNAL;
             msg = "cannot submit response";
         }
+    } else {
+        free(out);
     }
     if (!s->eof)
         grpc__stream_end(s, status, msg);
+}
+
+/* A unary call whose answer comes later (--redis): its wait record (NULL: out of memory). */
+static gwait_t *unary_wait(gstream_t *s)
+{
+    gwait_t *w = malloc(sizeof *w);
+    if (w) {
+        w->s = s;
+        s->wait = w;
+    }
+    return w;
+}
+
+/* The later answer: to its stream if it is still there. */
+static void unary_later(gwait_t *w, int status, uint8_t *out, size_t outlen, const char *msg)
+{
+    gstream_t *s = w->s;
+    free(w);
+    if (!s) {
+        free(out); /* the client reset the call meanwhile */
+        return;
+    }
+    s->wait = NULL;
+    unary_answer(s, status, out, outlen, msg);
+}
+
+static void admin_done(void *ud, int status, uint8_t *out, size_t outlen, const char *msg)
+{
+    unary_later(ud, status, out, outlen, msg);
+}
+
+/* A unary wsgw.v1.Admin call, once its request is complete (admin.h answers it). */
+static void admin_finish(gstream_t *s)
+{
+    grpc_server_t *srv = s->c->srv;
+    gwait_t *w;
+    if (s->push_count != 1) {
+        unary_answer(s, GRPC_INTERNAL, NULL, 0, "expected exactly one request message");
+    } else if (!(w = unary_wait(s))) {
+        unary_answer(s, GRPC_RESOURCE_EXHAUSTED, NULL, 0, "out of memory");
+    } else {
+        admin_call_async(s->admin, srv->pres, &srv->x->rooms, srv->r, s->push_msg.data,
+                         s->push_msg.len, admin_done, w);
+    }
     drop_input(s);
+}
+
+/* The PushReply of a push (gateways, and the first 16 channels it was kept in), gRPC-framed
+ * into *out: GRPC_OK, or an error status with *msg. */
+static int push_reply(int rv, const push_result_t *res, uint8_t **out, size_t *outlen,
+                      const char **msg)
+{
+    *out = NULL;
+    *outlen = 0;
+    if (rv < 0) {
+        bool away = rv == PUSH_ERR_UNAVAILABLE || rv == CLUSTER_ERR_UNAVAILABLE;
+        *msg = away ? "redis unavailable" : "out of memory";
+        return away ? GRPC_UNAVAILABLE : GRPC_RESOURCE_EXHAUSTED;
+    }
+    Wsgw__V1__PushReply rep = WSGW__V1__PUSH_REPLY__INIT;
+    rep.gateways = (uint32_t)res->gateways;
+    Wsgw__V1__ChannelPosition posv[16], *posp[16];
+    size_t npos = res->nkept < 16 ? res->nkept : 16; /* (the first 16 channels) */
+    for (size_t i = 0; i < npos; i++) {
+        wsgw__v1__channel_position__init(&posv[i]);
+        posv[i].channel = res->kept[i].channel;
+        posv[i].offset = res->kept[i].pos.offset;
+        posv[i].epoch = res->kept[i].pos.epoch;
+        posp[i] = &posv[i];
+    }
+    rep.n_positions = npos;
+    rep.positions = posp;
+    size_t len = wsgw__v1__push_reply__get_packed_size(&rep);
+    if (!(*out = malloc(GRPC_FRAME_HDR_LEN + len))) {
+        *msg = "out of memory";
+        return GRPC_RESOURCE_EXHAUSTED;
+    }
+    grpc_frame_header(*out, (uint32_t)len);
+    wsgw__v1__push_reply__pack(&rep, *out + GRPC_FRAME_HDR_LEN);
+    *outlen = GRPC_FRAME_HDR_LEN + len;
+    return GRPC_OK;
+}
+
+/* --redis: a Push routed through the cluster (push.h): its answer. */
+static void push_done(void *ud, int rv, push_result_t *res)
+{
+    uint8_t *out;
+    size_t len;
+    const char *msg = "";
+    int status = push_reply(rv, res, &out, &len, &msg);
+    metrics_inc(wsapi_m.grpc_push[status]);
+    if (status != GRPC_OK)
+        log_rl_warn("push failed", "status=%d error=\"%s\"", status, msg);
+    unary_later(ud, status, out, len, msg);
 }
 
 /* The unary Push call, once its request is complete. */
@@ -501,47 +616,39 @@ static void push_finish(gstream_t *s)
         msg = "text payload is not valid UTF-8 (send it with binary: true)";
         goto reply;
     }
-    if (!presence_gate_open(srv->pres)) {
+    const char *why = "presence resyncing";
+    if (srv->x->cl ? !cluster_ready(srv->x->cl, &why) : !presence_gate_open(srv->pres)) {
         /* Gateways are still re-sending presence (issue 14 case 8): a user who is online may
-         * look offline, so the push is refused rather than answered "0 gateways" and lost. */
+         * look offline, so the push is refused rather than answered "0 gateways" and lost.
+         * With --redis also while Redis is away. */
         status = GRPC_UNAVAILABLE;
-        msg = "presence resyncing";
+        msg = why;
         goto reply;
+    }
+    if (srv->x->cl) { /* --redis: routed through Redis, answered when it is */
+        gwait_t *w = unary_wait(s);
+        if (!w) {
+            status = GRPC_RESOURCE_EXHAUSTED;
+            msg = "out of memory";
+            goto reply;
+        }
+        push_result_t res;
+        int pn = push_publish_async(srv->r, &t, req->payload.data, req->payload.len,
+                                    req->binary, req->history, &res, push_done, w);
+        if (pn != PUSH_PENDING)
+            push_done(w, pn, &res);
+        goto done;
     }
     push_result_t res;
-    if (push_publish(srv->r, &t, req->payload.data, req->payload.len, req->binary,
-                     req->history, NULL, &res) < 0) {
-        push_result_free(&res);
-        status = GRPC_RESOURCE_EXHAUSTED;
-        msg = "out of memory";
-        goto reply;
-    }
-    Wsgw__V1__PushReply rep = WSGW__V1__PUSH_REPLY__INIT;
-    rep.gateways = (uint32_t)res.gateways;
-    Wsgw__V1__ChannelPosition posv[16], *posp[16];
-    size_t npos = res.nkept < 16 ? res.nkept : 16; /* (the first 16 channels) */
-    for (size_t i = 0; i < npos; i++) {
-        wsgw__v1__channel_position__init(&posv[i]);
-        posv[i].channel = res.kept[i].channel;
-        posv[i].offset = res.kept[i].pos.offset;
-        posv[i].epoch = res.kept[i].pos.epoch;
-        posp[i] = &posv[i];
-    }
-    rep.n_positions = npos;
-    rep.positions = posp;
-    size_t len = wsgw__v1__push_reply__get_packed_size(&rep);
-    uint8_t *out = malloc(GRPC_FRAME_HDR_LEN + len);
-    if (out) {
-        grpc_frame_header(out, (uint32_t)len);
-        wsgw__v1__push_reply__pack(&rep, out + GRPC_FRAME_HDR_LEN);
-    }
+    int rv = push_publish(srv->r, &t, req->payload.data, req->payload.len, req->binary,
+                          req->history, NULL, &res);
+    uint8_t *out;
+    size_t len;
+    status = push_reply(rv, &res, &out, &len, &msg);
     push_result_free(&res);
-    if (!out) {
-        status = GRPC_RESOURCE_EXHAUSTED;
-        msg = "out of memory";
+    if (status != GRPC_OK)
         goto reply;
-    }
-    oq_push(s, out, GRPC_FRAME_HDR_LEN + len);
+    oq_push(s, out, len);
     if (s->eof)
         goto done;
     if (submit_stream_response(s, false) != 0) {
@@ -611,6 +718,10 @@ static int on_message(void *ud, const uint8_t *msg, size_t len)
 void grpc__stream_free(gstream_t *s)
 {
     gconn_t *c = s->c;
+    if (s->wait)
+        s->wait->s = NULL; /* its later answer finds no stream */
+    if (c->srv->x->cl)
+        cluster_stream_gone(c->srv->x->cl, &s->as);
     stream_detach(s);
     router_forget(c->srv->r, &s->as);
     if (s->blocked)
@@ -634,6 +745,8 @@ void grpc__stream_free(gstream_t *s)
     free(s->authorization);
     free(s->content_type);
     free(s->wsgw_streams);
+    free(s->wsgw_instance);
+    free(s->wsgw_prefix);
     free(s);
 }
 
@@ -647,6 +760,7 @@ gstream_t *grpc__stream_new(gconn_t *c, int32_t id)
     s->id = id;
     s->as.serial = ++stream_serial;
     s->as.flush = stream_flush;
+    s->as.fail = stream_fail_hook;
     s->next = c->streams;
     if (c->streams)
         c->streams->prev = s;

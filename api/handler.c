@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "log.h"
 #include "push.h"
 
@@ -153,15 +154,19 @@ int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, api_stream
     switch (chat_parse(payload, len, binary, &c)) {
     case CHAT_JOIN:
         rv = join_leave(r, src, conn_id, c.room, true);
-        /* the room presence this node answers (rooms.h); a membership that cannot be
-         * recorded is only missing from those answers */
-        if (rv == 0 && rooms && rooms_join(rooms, conn_id, c.room) < 0)
+        /* the room presence this node answers (rooms.h), or the cluster's (--redis); a
+         * membership that cannot be recorded is only missing from those answers */
+        if (rv == 0 && r->cl)
+            cluster_room(r->cl, conn_id, user_id, c.room, true);
+        else if (rv == 0 && rooms && rooms_join(rooms, conn_id, c.room) < 0)
             log_rl_warn("room membership not recorded", "conn_id=%llu error=\"out of memory\"",
                         (unsigned long long)conn_id);
         break;
     case CHAT_LEAVE:
         rv = join_leave(r, src, conn_id, c.room, false);
-        if (rv == 0 && rooms)
+        if (rv == 0 && r->cl)
+            cluster_room(r->cl, conn_id, user_id, c.room, false);
+        else if (rv == 0 && rooms)
             rooms_leave(rooms, conn_id, c.room);
         break;
     case CHAT_SAY:

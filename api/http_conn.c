@@ -55,9 +55,19 @@ int http_conn_respond(http_conn_t *c, int status, const char *ctype, const void 
     return http_conn_respond_hdrs(c, status, ctype, NULL, body, len);
 }
 
+void http_conn_defer(http_conn_t *c)
+{
+    c->deferred = true;
+    c->responded = true; /* (no 500 from the loop: the answer comes later) */
+}
+
 int http_conn_respond_hdrs(http_conn_t *c, int status, const char *ctype, const char *hdrs,
                            const void *body, size_t len)
 {
+    if (c->deferred) { /* the answer to a deferred request */
+        c->deferred = false;
+        c->responded = false;
+    }
     if (c->responded)
         return 0; /* one response per request */
     c->responded = true;
@@ -205,7 +215,7 @@ static void compact(http_conn_t *c)
 int http_conn_process(http_conn_t *c)
 {
     int rv = 0;
-    while (c->phase != HTTP_PHASE_CLOSING && out_len(c) < HTTP_CONN_OUT_HIGH) {
+    while (!c->deferred && c->phase != HTTP_PHASE_CLOSING && out_len(c) < HTTP_CONN_OUT_HIGH) {
         const char *p = (const char *)c->in.data + c->in_off;
         size_t avail = c->in.len - c->in_off;
         gw_http_req_t req;
@@ -261,14 +271,16 @@ int http_conn_process(http_conn_t *c)
         c->head_only = hr.head_only;
         c->responded = false;
         c->requests++;
+        c->in_handler = true;
         c->cfg->handler(c->cfg->ud, c, &hr);
+        c->in_handler = false;
         if (!c->responded && http_conn_respond(c, 500, NULL, NULL, 0) < 0)
             rv = -1;
         c->in_off += c->head_len + c->body_need;
         c->head_len = c->body_need = 0;
         if (c->phase == HTTP_PHASE_BODY)
             c->phase = HTTP_PHASE_IDLE;
-        if (rv < 0)
+        if (rv < 0 || c->deferred)
             break;
     }
     if (c->phase == HTTP_PHASE_CLOSING)
@@ -292,6 +304,12 @@ int http_conn_input(http_conn_t *c, const void *data, size_t len)
 
 void http_conn_eof(http_conn_t *c)
 {
+    if (c->deferred) { /* its answer is still to come: the connection ends after it */
+        c->keep_alive = false;
+        c->in_off = c->in.len;
+        compact(c);
+        return;
+    }
     c->in_off = c->in.len;
     compact(c);
     c->phase = HTTP_PHASE_CLOSING;
@@ -320,7 +338,7 @@ http_phase_t http_conn_phase(const http_conn_t *c)
 
 bool http_conn_wants_input(const http_conn_t *c)
 {
-    return c->phase != HTTP_PHASE_CLOSING && out_len(c) < HTTP_CONN_OUT_HIGH &&
+    return !c->deferred && c->phase != HTTP_PHASE_CLOSING && out_len(c) < HTTP_CONN_OUT_HIGH &&
            c->in.len - c->in_off < GW_HTTP_MAX_HEAD + c->cfg->max_body;
 }
 

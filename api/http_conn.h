@@ -96,6 +96,8 @@ struct http_conn {
     int limit_status;
     char limit_path[96]; /* the refused request's path ("" when its head was unreadable) */
     uint64_t requests; /* handled so far (handler calls) */
+    bool deferred;     /* the handler will answer the current request later (http_conn_defer) */
+    bool in_handler;   /* inside the handler call (an answer given then needs no resume) */
 };
 
 /* http_conn_init: an idle connection using cfg (which must outlive it). */
@@ -141,6 +143,13 @@ int http_conn_respond(http_conn_t *c, int status, const char *ctype, const void 
  * CRLF, e.g. "Retry-After: 1\r\n"; NULL: none) after Content-Type. */
 int http_conn_respond_hdrs(http_conn_t *c, int status, const char *ctype, const char *hdrs,
                            const void *body, size_t len);
+/* http_conn_defer: called by the handler instead of answering: the answer comes later through
+ * http_conn_respond_hdrs (from outside the handler). Meanwhile no further request is handled,
+ * no input is wanted, no timeout of the client's applies (the owner's sweep skips it), and a
+ * half-close by the client only makes the connection end after that answer. Answered in
+ * order all the same: the next request waits for it. */
+void http_conn_defer(http_conn_t *c);
+
 /* http_conn_close_after: the connection ends after the response being built (call before
  * http_conn_respond). */
 void http_conn_close_after(http_conn_t *c);

@@ -9,6 +9,7 @@
 #include "http_server.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -50,6 +51,8 @@ typedef struct hconn {
     uint64_t linger_until_ms;
     size_t linger_bytes;
     uint64_t accepted_ms;
+    int holds;           /* http_server_hold handles out: the struct outlives its close */
+    bool freed;          /* closed and its handle gone: freed when the last hold goes */
     struct hconn *prev, *next;
     char peer[64];
 } hconn_t;
@@ -87,7 +90,12 @@ static void on_conn_closed(uv_handle_t *h)
 {
     hconn_t *c = h->data;
     http_server_t *s = c->srv;
-    free(c);
+    if (c->holds) {
+        c->freed = true; /* the last http_server_answer frees it */
+        c->srv = NULL;
+    } else {
+        free(c);
+    }
     s->handles_open--;
     maybe_free_server(s);
 }
@@ -343,6 +351,49 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
     poll_update(c);
 }
 
+/* ---- answering later ------------------------------------------------------------------------ */
+
+http_hold_t *http_server_hold(http_conn_t *hc)
+{
+    hconn_t *c = (hconn_t *)(void *)((char *)hc - offsetof(hconn_t, hc));
+    http_conn_defer(hc);
+    c->holds++;
+    return c;
+}
+
+void http_server_answer(http_hold_t *c, int status, const char *ctype, const char *hdrs,
+                        const void *body, size_t len)
+{
+    c->holds--;
+    if (c->closing) { /* the client went meanwhile */
+        if (c->freed && c->holds == 0)
+            free(c);
+        return;
+    }
+    if (!status)
+        status = 500;
+    if (http_conn_respond_hdrs(&c->hc, status, ctype, hdrs, body, len) < 0) {
+        log_rl_error("http connection dropped", "peer=%s error=\"out of memory\"", c->peer);
+        if (!c->hc.in_handler)
+            conn_close(c, false);
+        return;
+    }
+    if (c->hc.in_handler)
+        return; /* answered before the handler returned: its caller goes on as usual */
+    /* as after a read: send, go on with what was pipelined behind it */
+    if (!conn_flush(c) || c->closing || c->state != HC_OPEN)
+        return;
+    const uint8_t *p;
+    if (c->peer_eof && http_conn_output(&c->hc, &p) == 0)
+        http_conn_eof(&c->hc);
+    if (http_conn_done(&c->hc)) {
+        conn_linger(c);
+        return;
+    }
+    track_phase(c);
+    poll_update(c);
+}
+
 /* ---- timeouts ------------------------------------------------------------------------------ */
 
 static void conn_timed_out(hconn_t *c, const char *limit, bool quiet)
@@ -374,6 +425,8 @@ static void sweep_one(hconn_t *c, uint64_t now)
             conn_timed_out(c, "write_timeout", false);
         return;
     }
+    if (c->hc.deferred)
+        return; /* our own answer is pending (http_server_hold): no client timeout runs */
     switch (http_conn_phase(&c->hc)) {
     case HTTP_PHASE_IDLE:
         if (now >= c->since_ms + cfg->idle_timeout_ms)

@@ -54,6 +54,16 @@ int http_server_port(const http_server_t *s);
 /* http_server_connections: open connections. */
 size_t http_server_connections(const http_server_t *s);
 
+/* Answering later (the handler needs Redis, say): inside the handler, http_server_hold(c)
+ * defers the request (http_conn_defer) and returns a handle that keeps the connection's
+ * memory; http_server_answer later queues the answer (when the client is still there), sends
+ * it, goes on with requests pipelined behind it, and releases the handle. Exactly one answer
+ * per hold (http_server_answer with status 0 just releases it). */
+typedef struct hconn http_hold_t;
+http_hold_t *http_server_hold(http_conn_t *c);
+void http_server_answer(http_hold_t *h, int status, const char *ctype, const char *hdrs,
+                        const void *body, size_t len);
+
 /* http_server_free: closes every connection and the listener; the memory goes once their uv
  * handles closed (the loop must run once more). */
 void http_server_free(http_server_t *s);

@@ -33,9 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "exchange.h"
 #include "flags.h"
 #include "grpc_server.h"
@@ -61,7 +63,8 @@ static int64_t h2_max_streams, h2_max_header_list, h2_header_rate, h2_control_ra
 static int64_t h2_reset_burst;
 static int64_t h2_conn_buffer, h2_conn_queue, h2_total_queue, h2_message_us, h2_idle_us;
 static int64_t presence_grace_us, presence_sync_us;
-static const char *redis_url, *redis_password;
+static const char *redis_url, *redis_password, *node_id;
+static int64_t presence_heartbeat_us, presence_ttl_us;
 static int64_t redis_timeout_us, redis_connect_timeout_us, redis_max_pending;
 static int64_t hist_size, hist_ttl_us, hist_meta_ttl_us, hist_recover_max, hist_max_bytes;
 static int64_t hist_page_bytes;
@@ -181,6 +184,14 @@ static const flag_t flag_tab[] = {
     {"history-all", FLAG_BOOL, "false", &hist_all,
      "keep every push to a user or a room (and every chat message) in the history, not only "
      "those that ask"},
+    {"node-id", FLAG_STR, "", &node_id,
+     "--redis: this node's name in the cluster (its pub/sub channel); empty: hostname:grpc-port"},
+    {"presence-heartbeat", FLAG_DURATION, "1s", &presence_heartbeat_us,
+     "--redis: how often this node renews its gateways in Redis and reads the registry", 50000,
+     60000000},
+    {"presence-ttl", FLAG_DURATION, "10s", &presence_ttl_us,
+     "--redis: a gateway no node has heard from this long (it died without a word) leaves "
+     "presence, its connections with it; at least 3 heartbeats", 150000, 3600000000LL},
     {"shutdown-timeout", FLAG_DURATION, "3s", &shutdown_us,
      "on SIGTERM/SIGINT: how long open streams may go on before they are ended"},
     {"log-level", FLAG_STR, "info", &log_level_name, "error | warn | info | debug"},
@@ -189,7 +200,8 @@ static const flag_t flag_tab[] = {
 
 typedef struct app {
     uv_loop_t loop;
-    redis_t *redis; /* NULL without --redis */
+    redis_t *redis;     /* NULL without --redis */
+    cluster_t *cluster; /* NULL without --redis */
     uv_signal_t sigterm, sigint;
     uv_timer_t tick, grace, hist_sweep;
     history_t *hist;
@@ -287,6 +299,10 @@ int main(int argc, char **argv)
                         "must be at least 1ms\n");
         return 2;
     }
+    if (presence_ttl_us < 3 * presence_heartbeat_us) {
+        fprintf(stderr, "ws-api: --presence-ttl must be at least 3 x --presence-heartbeat\n");
+        return 2;
+    }
     if (max_message > h2_conn_buffer || max_message > h2_conn_queue) {
         fprintf(stderr, "ws-api: --max-message (%lld) must fit in --h2-conn-buffer (%lld) and "
                         "--h2-conn-queue (%lld)\n",
@@ -376,6 +392,30 @@ int main(int argc, char **argv)
         log_error("cannot start gRPC server", "addr=%s error=\"%s\"", grpc_listen, gerr);
         goto out_free;
     }
+    if (a.redis) {
+        char nid[300], cerr[128];
+        if (*node_id) {
+            snprintf(nid, sizeof nid, "%s", node_id);
+        } else {
+            char host[256] = "localhost";
+            gethostname(host, sizeof host - 1);
+            snprintf(nid, sizeof nid, "%s:%d", host, grpc_server_port(a.grpc));
+        }
+        cluster_cfg_t ccfg = {
+            .node_id = nid,
+            .heartbeat_ms = (uint64_t)(presence_heartbeat_us / 1000),
+            .ttl_ms = (uint64_t)(presence_ttl_us / 1000),
+            .grace_ms = (uint64_t)(presence_grace_us / 1000),
+        };
+        if (!(a.cluster = cluster_new(&a.loop, a.redis, &pres, &router, &ccfg, cerr,
+                                      sizeof cerr))) {
+            log_error("cannot start the cluster layer", "error=\"%s\"", cerr);
+            grpc_server_free(a.grpc);
+            goto out_free;
+        }
+        exchange_set_cluster(&x, a.cluster);
+        router.cl = a.cluster;
+    }
     push_http_cfg_t hcfg = {
         .rooms = &x.rooms,
         .listen = http_listen,
@@ -426,11 +466,13 @@ int main(int argc, char **argv)
     push_http_free(a.http);
     grpc_server_free(a.grpc);
 out_free:
-    redis_free(a.redis); /* (pending callbacks run now, while their owners still exist) */
+    cluster_stop(a.cluster);
+    redis_free(a.redis); /* (pending callbacks get NULL now: their owners were told to expect it) */
     /* Let our handles finish closing on the loop, then tear down. */
     uv_run(&a.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&a.loop) != 0)
         log_warn("loop close", "error=%s", "handles still open");
+    cluster_free(a.cluster);
     exchange_free(&x);
     router_free(&router);
     history_free(a.hist);

@@ -95,6 +95,7 @@ struct pres_session {
     bool synced;
     uint64_t started_ms;
     pres_session_t *prev, *next; /* presence.sessions */
+    struct cl_sess *cl;          /* cluster.h (--redis): the session's token and writes */
 };
 
 typedef struct presence {
@@ -108,6 +109,7 @@ typedef struct presence {
     uint64_t ready_after_ms; /* end of the startup grace (monotonic ms; 0: none) */
     uint64_t sync_timeout_ms; /* presence_gate.c: unsynced sessions count as synced after */
     bool was_ready;           /* presence_gate.c: the last answer (logs its changes) */
+    struct cluster *cluster;  /* --redis: presence is in Redis; readiness is cluster_ready */
 } presence_t;
 
 /* presence_init / presence_free: an empty table; free releases every entry and unregisters

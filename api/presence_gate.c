@@ -3,6 +3,7 @@
 #include "presence_gate.h"
 
 #include "clock.h"
+#include "cluster.h"
 #include "log.h"
 #include "metrics.h"
 #include "wsapi_metrics.h"
@@ -35,6 +36,8 @@ void presence_gate_config(presence_t *p, uint64_t grace_ms, uint64_t sync_timeou
 
 bool presence_gate_open(presence_t *p)
 {
+    if (p->cluster) /* --redis: presence is the cluster's (Redis up, every gateway synced) */
+        return cluster_ready(p->cluster, NULL);
     uint64_t now = presence_gate_now_ms();
     if (p->unsynced) {
         size_t n = presence_sync_expire(p, now, p->sync_timeout_ms);

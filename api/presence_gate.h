@@ -12,6 +12,10 @@
  * (logged, wsapi_presence_sync_timeouts_total), so a gateway that announces more streams than
  * it opens cannot hold pushes back for longer.
  *
+ * With --redis presence is in Redis (cluster.h) and presence_gate_open asks cluster_ready
+ * instead: Redis up, no gateway resyncing anywhere in the cluster, not within --presence-grace
+ * after Redis came back. A ws-api node that restarts answers at once (presence is in Redis).
+ *
  * Loop thread only. Times: common/clock.h monotonic. */
 #ifndef WSGW_API_PRESENCE_GATE_H
 #define WSGW_API_PRESENCE_GATE_H

@@ -5,13 +5,59 @@
 #include <string.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "log.h"
+
+/* A push routed through the cluster (--redis): answered once every part is (push.h). */
+typedef struct pub_op {
+    push_publish_fn done;
+    void *ud;
+    push_result_t res;
+    int pending; /* parts in flight, +1 while issuing */
+    int rv;
+} pub_op_t;
+
+static void op_put(pub_op_t *op)
+{
+    if (--op->pending)
+        return;
+    op->done(op->ud, op->rv, &op->res);
+    push_result_free(&op->res);
+    free(op);
+}
+
+/* One part routed by the cluster: its gateway count (the push's is the most of any part). */
+static void on_part_routed(void *ud, int n)
+{
+    pub_op_t *op = ud;
+    if (n < 0 && op->rv == 0)
+        op->rv = n == CLUSTER_ERR_UNAVAILABLE ? PUSH_ERR_UNAVAILABLE : ROUTER_ERR_NOMEM;
+    else if (n > op->res.gateways)
+        op->res.gateways = n;
+    op_put(op);
+}
+
+/* cmd to the gateways of t: now (returns their number), or with op through the cluster
+ * (returns 0: counted when it is done). */
+static int route_cmd(router_t *r, const target_t *t, Wsgw__V1__Command *cmd,
+                     api_stream_t *prefer, pub_op_t *op)
+{
+    if (!op)
+        return router_route(r, t, cmd, prefer);
+    op->pending++;
+    int rv = cluster_route(r->cl, t, cmd, on_part_routed, op);
+    if (rv < 0) {
+        op->pending--;
+        return rv == CLUSTER_ERR_UNAVAILABLE ? PUSH_ERR_UNAVAILABLE : ROUTER_ERR_NOMEM;
+    }
+    return 0;
+}
 
 /* One Send of a push: t (a part of the push's target) with the channel it went to (may be
  * NULL) and its place in that channel's history (offset 0: not kept). */
 static int route_one(router_t *r, const target_t *t, const uint8_t *payload, size_t len,
                      bool binary, const char *chan, uint64_t offset, const char *epoch,
-                     api_stream_t *prefer)
+                     api_stream_t *prefer, pub_op_t *op)
 {
     Wsgw__V1__Send send = WSGW__V1__SEND__INIT;
     send.payload.data = (uint8_t *)payload;
@@ -26,7 +72,7 @@ static int route_one(router_t *r, const target_t *t, const uint8_t *payload, siz
     Wsgw__V1__Command cmd = WSGW__V1__COMMAND__INIT;
     cmd.kind_case = WSGW__V1__COMMAND__KIND_SEND;
     cmd.send = &send;
-    return router_route(r, t, &cmd, prefer);
+    return route_cmd(r, t, &cmd, prefer, op);
 }
 
 int push_send(router_t *r, const target_t *t, const uint8_t *payload, size_t len, bool binary)
@@ -48,6 +94,7 @@ typedef struct part {
     char *chan;
     api_stream_t *prefer;
     push_result_t *out;
+    pub_op_t *op; /* --redis: routed through the cluster */
     int rv;
     bool done;
 } part_t;
@@ -55,7 +102,7 @@ typedef struct part {
 static void part_route(part_t *p, const hist_pos_t *pos)
 {
     int n = route_one(p->r, &p->t, p->payload, p->len, p->binary, p->chan,
-                      pos ? pos->offset : 0, pos ? pos->epoch : "", p->prefer);
+                      pos ? pos->offset : 0, pos ? pos->epoch : "", p->prefer, p->op);
     p->done = true;
     if (n < 0) {
         p->rv = n;
@@ -87,10 +134,10 @@ static void on_added(void *ud, int status, const hist_pos_t *pos)
 /* Keeps and routes one channel part (t: that part alone). */
 static int keep_part(router_t *r, const target_t *t, const char *prefix, const char *name,
                      const uint8_t *payload, size_t len, bool binary, api_stream_t *prefer,
-                     push_result_t *out)
+                     push_result_t *out, pub_op_t *op)
 {
     size_t pl = strlen(prefix), nl = strlen(name);
-    part_t p = {r, *t, payload, len, binary, malloc(pl + nl + 1), prefer, out, 0, false};
+    part_t p = {r, *t, payload, len, binary, malloc(pl + nl + 1), prefer, out, op, 0, false};
     if (!p.chan)
         return ROUTER_ERR_NOMEM;
     memcpy(p.chan, prefix, pl);
@@ -107,8 +154,9 @@ static int keep_part(router_t *r, const target_t *t, const char *prefix, const c
     return p.rv;
 }
 
-int push_publish(router_t *r, const target_t *t, const uint8_t *payload, size_t len,
-                 bool binary, bool keep, api_stream_t *prefer, push_result_t *out)
+static int publish(router_t *r, const target_t *t, const uint8_t *payload, size_t len,
+                   bool binary, bool keep, api_stream_t *prefer, push_result_t *out,
+                   pub_op_t *op)
 {
     memset(out, 0, sizeof *out);
     keep = (keep || r->hist_all) && r->hist && (t->n_user_ids || t->room);
@@ -128,11 +176,12 @@ int push_publish(router_t *r, const target_t *t, const uint8_t *payload, size_t 
             memcpy(own + 5, name, nl + 1);
             chan = own;
         }
-        int n = route_one(r, t, payload, len, binary, chan, 0, "", prefer);
+        int n = route_one(r, t, payload, len, binary, chan, 0, "", prefer, op);
         free(own);
         if (n < 0)
             return n;
-        out->gateways = n;
+        if (!op) /* (through the cluster: counted as parts are done) */
+            out->gateways = n;
         return 0;
     }
     int rv = 0;
@@ -141,23 +190,53 @@ int push_publish(router_t *r, const target_t *t, const uint8_t *payload, size_t 
         rest.conn_ids = t->conn_ids;
         rest.n_conn_ids = t->n_conn_ids;
         rest.all = t->all;
-        int n = route_one(r, &rest, payload, len, binary, NULL, 0, "", prefer);
+        int n = route_one(r, &rest, payload, len, binary, NULL, 0, "", prefer, op);
         if (n < 0)
             return n;
-        out->gateways = n;
+        if (!op)
+            out->gateways = n;
     }
     for (size_t i = 0; i < t->n_user_ids && rv == 0; i++) {
         target_t one = {0};
         one.user_ids = &t->user_ids[i];
         one.n_user_ids = 1;
-        rv = keep_part(r, &one, "user:", t->user_ids[i], payload, len, binary, prefer, out);
+        rv = keep_part(r, &one, "user:", t->user_ids[i], payload, len, binary, prefer, out, op);
     }
     if (t->room && rv == 0) {
         target_t room = {0};
         room.room = t->room;
-        rv = keep_part(r, &room, "room:", t->room, payload, len, binary, prefer, out);
+        rv = keep_part(r, &room, "room:", t->room, payload, len, binary, prefer, out, op);
     }
     return rv;
+}
+
+int push_publish(router_t *r, const target_t *t, const uint8_t *payload, size_t len,
+                 bool binary, bool keep, api_stream_t *prefer, push_result_t *out)
+{
+    return publish(r, t, payload, len, binary, keep, prefer, out, NULL);
+}
+
+int push_publish_async(router_t *r, const target_t *t, const uint8_t *payload, size_t len,
+                       bool binary, bool keep, push_result_t *out, push_publish_fn done,
+                       void *ud)
+{
+    if (!r->cl)
+        return publish(r, t, payload, len, binary, keep, NULL, out, NULL);
+    memset(out, 0, sizeof *out);
+    pub_op_t *op = calloc(1, sizeof *op);
+    if (!op)
+        return ROUTER_ERR_NOMEM;
+    op->done = done;
+    op->ud = ud;
+    op->pending = 1;
+    op->rv = publish(r, t, payload, len, binary, keep, NULL, &op->res, op);
+    if (op->rv == PUSH_ERR_UNAVAILABLE && op->pending == 1) {
+        push_result_free(&op->res);
+        free(op);
+        return PUSH_ERR_UNAVAILABLE; /* nothing went anywhere: answered now */
+    }
+    op_put(op);
+    return PUSH_PENDING;
 }
 
 void push_result_free(push_result_t *out)
@@ -169,7 +248,8 @@ void push_result_free(push_result_t *out)
     out->nkept = 0;
 }
 
-int push_kick(router_t *r, const target_t *t, int code, const char *reason)
+int push_kick_async(router_t *r, const target_t *t, int code, const char *reason,
+                    push_done_fn done, void *ud)
 {
     Wsgw__V1__Kick kick = WSGW__V1__KICK__INIT;
     kick.code = code;
@@ -177,5 +257,15 @@ int push_kick(router_t *r, const target_t *t, int code, const char *reason)
     Wsgw__V1__Command cmd = WSGW__V1__COMMAND__INIT;
     cmd.kind_case = WSGW__V1__COMMAND__KIND_KICK;
     cmd.kick = &kick;
-    return router_route(r, t, &cmd, NULL);
+    if (!r->cl || !done)
+        return router_route(r, t, &cmd, NULL);
+    int rv = cluster_route(r->cl, t, &cmd, (cluster_done_fn)done, ud);
+    if (rv == CLUSTER_ERR_UNAVAILABLE)
+        return PUSH_ERR_UNAVAILABLE;
+    return rv < 0 ? ROUTER_ERR_NOMEM : PUSH_PENDING;
+}
+
+int push_kick(router_t *r, const target_t *t, int code, const char *reason)
+{
+    return push_kick_async(r, t, code, reason, NULL, NULL);
 }

@@ -44,4 +44,21 @@ void push_result_free(push_result_t *out);
 /* push_kick: Kick{target, code, reason}; same routing and return as push_send. */
 int push_kick(router_t *r, const target_t *t, int code, const char *reason);
 
+/* With --redis (r->cl) pushes and kicks are routed through Redis (cluster.h) and answered
+ * later. These work in either mode:
+ *   push_publish_async: as push_publish; returns its result now without r->cl (done is not
+ *     called), else PUSH_PENDING, and done(ud, rv, res) comes once every part went (rv 0, or
+ *     PUSH_ERR_UNAVAILABLE: Redis failed meanwhile, or ROUTER_ERR_NOMEM; res is freed after
+ *     done returns), or PUSH_ERR_UNAVAILABLE now (Redis is away: 503).
+ *   push_kick_async: the gateway count now (>= 0) without r->cl, else PUSH_PENDING and done(ud,
+ *     gateways or an error), or an error now. */
+enum { PUSH_PENDING = 1 << 30, PUSH_ERR_UNAVAILABLE = -10 };
+typedef void (*push_publish_fn)(void *ud, int rv, push_result_t *res);
+typedef void (*push_done_fn)(void *ud, int gateways);
+int push_publish_async(router_t *r, const target_t *t, const uint8_t *payload, size_t len,
+                       bool binary, bool keep, push_result_t *out, push_publish_fn done,
+                       void *ud);
+int push_kick_async(router_t *r, const target_t *t, int code, const char *reason,
+                    push_done_fn done, void *ud);
+
 #endif

@@ -12,6 +12,7 @@
 
 #include "bearer.h"
 #include "buf.h"
+#include "cluster.h"
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
@@ -30,12 +31,16 @@ struct push_http {
     bearer_t auth; /* --push-token */
 };
 
-/* One request being answered. */
+/* One request being answered: now (c, during the handler), or later (hold: --redis, where
+ * pushes and presence are looked up in Redis; a heap copy of the call). */
 typedef struct call {
     push_http_t *h;
     http_conn_t *c;
+    http_hold_t *hold;
     char path[MAX_PATH]; /* percent-decoded */
+    char *name;          /* later: the user or room asked about */
     bool v1;             /* under /v1/: counted in wsapi_push_requests_total */
+    bool kick;           /* later: a kick (for the log line) */
 } call_t;
 
 /* ---- responses ----------------------------------------------------------------------------- */
@@ -45,8 +50,35 @@ static void respond_hdrs(call_t *k, int status, const char *ctype, const char *h
 {
     if (k->v1)
         metrics_inc(wsapi_metrics_http(status));
-    if (http_conn_respond_hdrs(k->c, status, ctype, hdrs, body, len) < 0)
+    if (k->hold)
+        http_server_answer(k->hold, status, ctype, hdrs, body, len);
+    else if (http_conn_respond_hdrs(k->c, status, ctype, hdrs, body, len) < 0)
         log_rl_error("http response dropped", "status=%d error=%s", status, "out of memory");
+    k->hold = NULL;
+}
+
+/* The call, answered later: a heap copy holding the connection (NULL: out of memory, then
+ * answered 500 now). */
+static call_t *defer(call_t *k, const char *name)
+{
+    call_t *a = malloc(sizeof *a);
+    if (!a)
+        return NULL;
+    *a = *k;
+    a->name = NULL;
+    if (name && !(a->name = strdup(name))) {
+        free(a);
+        return NULL;
+    }
+    a->hold = http_server_hold(k->c);
+    a->c = NULL;
+    return a;
+}
+
+static void call_free(call_t *a)
+{
+    free(a->name);
+    free(a);
 }
 
 static void respond(call_t *k, int status, const char *ctype, const void *body, size_t len)
@@ -55,15 +87,22 @@ static void respond(call_t *k, int status, const char *ctype, const void *body, 
 }
 
 /* Presence is not whole yet (presence_gate.h): 503, try again in a second. */
+static void respond_503(call_t *k, const char *why)
+{
+    char body[96], q[96];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", why);
+    log_rl_warn("http error", "status=503 path=%s error=\"%s\"", log_quote(q, sizeof q, k->path),
+                why);
+    respond_hdrs(k, 503, "application/json", "Retry-After: 1\r\n", body, (size_t)n);
+}
+
 static bool refuse_resyncing(call_t *k)
 {
-    if (presence_gate_open(k->h->pres))
+    const char *why = "presence resyncing";
+    presence_t *p = k->h->pres;
+    if (p->cluster ? cluster_ready(p->cluster, &why) : presence_gate_open(p))
         return false;
-    static const char body[] = "{\"error\":\"presence resyncing\"}\n";
-    char q[96];
-    log_rl_warn("http error", "status=503 path=%s error=\"presence resyncing\"",
-                log_quote(q, sizeof q, k->path));
-    respond_hdrs(k, 503, "application/json", "Retry-After: 1\r\n", body, sizeof body - 1);
+    respond_503(k, why);
     return true;
 }
 
@@ -101,6 +140,109 @@ static void respond_error(call_t *k, int status, const char *msg)
 
 /* ---- handlers ------------------------------------------------------------------------------ */
 
+/* --redis: a push or kick routed (cluster.h): its answer. */
+/* The answer to a push: {"gateways":N}, and where it was kept in each channel's history:
+ * {"history":{"user:alice":{"offset":18,"epoch":"k3x9"}}}. */
+static void respond_pushed(call_t *k, int rv, const push_result_t *res)
+{
+    if (rv == PUSH_ERR_UNAVAILABLE || rv == CLUSTER_ERR_UNAVAILABLE) {
+        respond_503(k, "redis unavailable");
+        return;
+    }
+    if (rv < 0) {
+        respond_error(k, 500, "out of memory");
+        return;
+    }
+    log_debug("push", "gateways=%d kept=%zu", res->gateways, res->nkept);
+    json_t *o = json_pack("{s:i}", "gateways", res->gateways);
+    if (o && (res->nkept || res->not_kept)) {
+        json_t *hist = json_object();
+        for (size_t i = 0; hist && i < res->nkept; i++)
+            json_object_set_new(hist, res->kept[i].channel,
+                                json_pack("{s:I, s:s}", "offset",
+                                          (json_int_t)res->kept[i].pos.offset, "epoch",
+                                          res->kept[i].pos.epoch));
+        json_object_set_new(o, "history", hist);
+        if (res->not_kept)
+            json_object_set_new(o, "not_kept", json_integer((json_int_t)res->not_kept));
+    }
+    respond_json(k, 200, o);
+}
+
+/* The answer to a kick (the gateway count, or an error). */
+static void on_kicked_now(call_t *k, int n)
+{
+    if (n == PUSH_ERR_UNAVAILABLE || n == CLUSTER_ERR_UNAVAILABLE)
+        respond_503(k, "redis unavailable");
+    else if (n < 0)
+        respond_error(k, 500, "out of memory");
+    else
+        respond_json(k, 200, json_pack("{s:i}", "gateways", n));
+    log_debug("kick", "gateways=%d", n);
+}
+
+/* --redis: a push or kick routed through the cluster (push.h): its answer. */
+static void on_pushed(void *ud, int rv, push_result_t *res)
+{
+    call_t *a = ud;
+    respond_pushed(a, rv, res);
+    call_free(a);
+}
+
+static void on_kicked(void *ud, int n)
+{
+    call_t *a = ud;
+    on_kicked_now(a, n);
+    call_free(a);
+}
+
+/* --redis: the members of a user or room, from Redis: the answer. */
+static void on_members(void *ud, int status, const cl_member_t *m, size_t n)
+{
+    call_t *a = ud;
+    if (status < 0) {
+        if (status == CLUSTER_ERR_UNAVAILABLE)
+            respond_503(a, "redis unavailable");
+        else
+            respond_error(a, 500, "out of memory");
+        call_free(a);
+        return;
+    }
+    bool room = strncmp(a->path, "/v1/rooms/", 10) == 0;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && arr; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%llu", (unsigned long long)m[i].conn_id);
+        json_array_append_new(arr, room ? json_pack("{s:s, s:s, s:s}", "conn_id", id, "user_id",
+                                                    m[i].user_id, "gateway_id", m[i].gateway_id)
+                                        : json_pack("{s:s, s:s}", "conn_id", id, "gateway_id",
+                                                    m[i].gateway_id));
+    }
+    json_t *o = !arr ? NULL
+                : room ? json_pack("{s:s, s:I, s:o}", "room", a->name, "count", (json_int_t)n,
+                                   "members", arr)
+                       : json_pack("{s:s, s:o}", "user_id", a->name, "connections", arr);
+    if (!o)
+        respond_error(a, 500, "out of memory");
+    else
+        respond_json(a, 200, o);
+    call_free(a);
+}
+
+static void queried(call_t *k, const char *name, bool room)
+{
+    cluster_t *cl = k->h->pres->cluster;
+    call_t *a = defer(k, name);
+    if (!a) {
+        respond_error(k, 500, "out of memory");
+        return;
+    }
+    int rv = room ? cluster_room_presence(cl, name, on_members, a)
+                  : cluster_user_presence(cl, name, on_members, a);
+    if (rv < 0)
+        on_members(a, rv, NULL, 0);
+}
+
 static void handle_users(call_t *k, const char *user_id)
 {
     if (!*user_id) {
@@ -109,6 +251,10 @@ static void handle_users(call_t *k, const char *user_id)
     }
     if (refuse_resyncing(k))
         return;
+    if (k->h->pres->cluster) {
+        queried(k, user_id, false);
+        return;
+    }
     json_t *conns = json_array();
     pres_user_t *u = presence_user(k->h->pres, user_id);
     for (pres_conn_t *c = u ? u->conns : NULL; c && conns; c = c->u_next) {
@@ -143,6 +289,10 @@ static void handle_rooms(call_t *k, const char *room)
     }
     if (refuse_resyncing(k))
         return;
+    if (k->h->pres->cluster) {
+        queried(k, room, true);
+        return;
+    }
     json_t *members = json_array();
     size_t n = 0;
     if (members && k->h->cfg.rooms)
@@ -174,41 +324,39 @@ static void handle_post(call_t *k, const uint8_t *body, size_t len)
         push_req_free(&req);
         return;
     }
-    if (kick) {
-        int n = push_kick(h->r, &req.target, req.code, req.reason);
-        push_req_free(&req);
-        if (n < 0) {
+    if (h->pres->cluster) { /* --redis: looked up and routed through Redis, answered later */
+        call_t *a = defer(k, NULL);
+        if (!a) {
+            push_req_free(&req);
             respond_error(k, 500, "out of memory");
             return;
         }
-        log_debug("kick", "gateways=%d", n);
-        respond_json(k, 200, json_pack("{s:i}", "gateways", n));
+        a->kick = kick;
+        if (kick) {
+            int n = push_kick_async(h->r, &req.target, req.code, req.reason, on_kicked, a);
+            if (n != PUSH_PENDING)
+                on_kicked(a, n);
+        } else {
+            push_result_t res;
+            int n = push_publish_async(h->r, &req.target, req.data, req.len, req.binary,
+                                       req.history, &res, on_pushed, a);
+            if (n != PUSH_PENDING)
+                on_pushed(a, n, &res);
+        }
+        push_req_free(&req);
+        return;
+    }
+    if (kick) {
+        int n = push_kick(h->r, &req.target, req.code, req.reason);
+        push_req_free(&req);
+        on_kicked_now(k, n);
         return;
     }
     push_result_t res;
     rv = push_publish(h->r, &req.target, req.data, req.len, req.binary, req.history, NULL, &res);
     push_req_free(&req);
-    if (rv < 0) {
-        push_result_free(&res);
-        respond_error(k, 500, "out of memory");
-        return;
-    }
-    log_debug("push", "gateways=%d kept=%zu", res.gateways, res.nkept);
-    json_t *o = json_pack("{s:i}", "gateways", res.gateways);
-    if (o && (res.nkept || res.not_kept)) {
-        /* where it went in each channel's history: {"user:alice":{"offset":18,"epoch":"k3x9"}} */
-        json_t *hist = json_object();
-        for (size_t i = 0; hist && i < res.nkept; i++)
-            json_object_set_new(hist, res.kept[i].channel,
-                                json_pack("{s:I, s:s}", "offset",
-                                          (json_int_t)res.kept[i].pos.offset, "epoch",
-                                          res.kept[i].pos.epoch));
-        json_object_set_new(o, "history", hist);
-        if (res.not_kept)
-            json_object_set_new(o, "not_kept", json_integer((json_int_t)res.not_kept));
-    }
+    respond_pushed(k, rv, &res);
     push_result_free(&res);
-    respond_json(k, 200, o);
 }
 
 static bool method_is(const gw_http_req_t *r, const char *m)

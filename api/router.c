@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "downstream.h"
 #include "metrics.h"
 #include "wsapi_metrics.h"
@@ -203,6 +204,16 @@ int router_route(router_t *r, const target_t *t, Wsgw__V1__Command *cmd, api_str
                                   ? &cmd->send->target
                                   : &cmd->kick->target;
     Wsgw__V1__Target *saved = *slot;
+    int remote = 0;
+    if (r->cl && (t->all || (t->room && *t->room))) {
+        /* --redis: the gateways of other nodes (the local ones are among the parts) */
+        Wsgw__V1__Target bt = WSGW__V1__TARGET__INIT;
+        bt.room = t->room && *t->room ? t->room : NULL;
+        bt.all = t->all;
+        *slot = &bt;
+        remote = cluster_broadcast_remote(r->cl, cmd);
+        *slot = saved;
+    }
     int gateways = 0;
     r->epoch++; /* fresh marks for counting */
     for (size_t i = 0; i < r->nparts; i++) {
@@ -227,5 +238,5 @@ int router_route(router_t *r, const target_t *t, Wsgw__V1__Command *cmd, api_str
             gateways++;
         }
     }
-    return gateways;
+    return gateways + remote;
 }

@@ -8,7 +8,9 @@
  * through presence (a conn on the stream its Open arrived on while that stream lives, else on
  * another live stream of its session or gateway, skipped when there is none); room and all go
  * to every gateway with a live stream, one stream each. Per gateway all parts of one target
- * travel in as few commands as possible.
+ * travel in as few commands as possible. With --redis (r->cl) room and all also go to every
+ * gateway this node has no stream of, through a node that serves it (cluster.h); conn_ids and
+ * user_ids are then routed by cluster_route, not here (this node's presence is not kept).
  *
  * Loop thread only. */
 #ifndef WSGW_API_ROUTER_H
@@ -31,8 +33,11 @@ enum {
 typedef struct route_part route_part_t;
 struct history;
 
+struct cluster;
+
 typedef struct router {
     presence_t *pres;
+    struct cluster *cl;  /* --redis: room/all also go to gateways served by other nodes */
     api_stream_t *dirty; /* streams with pending commands or a new ack (doubly linked) */
     size_t soft_max;     /* a pending Downstream is flushed before it grows past this */
     uint64_t epoch;      /* routing pass counter (scratch marks in streams and gateways) */

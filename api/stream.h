@@ -37,8 +37,15 @@ typedef struct api_stream {
     uint64_t rt_epoch;
     int rt_part;
 
+    /* cluster.h (--redis): batches whose Redis writes are not answered yet hold the ack back */
+    struct cl_batch *cl_wait; /* unfinished batches, oldest first */
+    uint32_t cl_out;          /* how many */
+    uint64_t cl_after;        /* highest seq handled while some were unfinished */
+
     /* owner hook: turn `pending` into a Downstream now (called when pending grows large) */
     void (*flush)(struct api_stream *s);
+    /* owner hook: fail the stream (grpc-status, message) from outside a batch's handling */
+    void (*fail)(struct api_stream *s, int status, const char *msg);
     uint64_t serial; /* process-unique number, for logs */
 } api_stream_t;
 

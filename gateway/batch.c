@@ -58,6 +58,8 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
         s->ev.gateway_ns = e->gateway_ns;
         switch (e->type) {
         case GW_EV_OPEN:
+            if (e->routed)
+                b->nmsgs++;
             wsgw__v1__open__init(&s->k.open);
             s->k.open.remote_addr = (char *)gw_event_a(e);
             s->k.open.query = (char *)gw_event_b(e);
@@ -88,6 +90,8 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
             break;
         default:
             wsgw__v1__close__init(&s->k.close);
+            if (e->routed)
+                b->nmsgs++;
             s->k.close.code = e->code;
             s->k.close.reason = (char *)gw_event_a(e);
             s->ev.kind_case = WSGW__V1__EVENT__KIND_CLOSE;
@@ -119,9 +123,18 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
             return NULL;
         }
         size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (evs[i]->type == GW_EV_MESSAGE)
-                b->tags[m++] = (uint64_t)conn_id_thread(evs[i]->conn_id) << 32 | evs[i]->tno;
+        for (size_t i = 0; i < n; i++) {
+            if (evs[i]->type != GW_EV_MESSAGE && !evs[i]->routed)
+                continue;
+            if (evs[i]->type != GW_EV_MESSAGE && !b->routed &&
+                !(b->routed = calloc(n, sizeof *b->routed))) {
+                gw_batch_free(b);
+                return NULL;
+            }
+            if (evs[i]->type != GW_EV_MESSAGE)
+                b->routed[i] = 1;
+            b->tags[m++] = (uint64_t)conn_id_thread(evs[i]->conn_id) << 32 | evs[i]->tno;
+        }
     }
     gw_batch_set_seq(b, 0);
     return b;
@@ -221,10 +234,11 @@ int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_eve
     size_t m = 0;
     for (size_t i = 0; i < up->n_events; i++) {
         const Wsgw__V1__Event *ev = up->events[i];
-        bool msg = ev->kind_case == WSGW__V1__EVENT__KIND_MESSAGE ||
-                   ev->kind_case == WSGW__V1__EVENT__KIND_RECOVER;
-        if (messages_only && !msg)
-            continue; /* (not a Message: m counts Messages only) */
+        bool routed = b->routed && i < b->nevents && b->routed[i];
+        bool counted = ev->kind_case == WSGW__V1__EVENT__KIND_MESSAGE ||
+                       ev->kind_case == WSGW__V1__EVENT__KIND_RECOVER || routed;
+        if (messages_only && !counted)
+            continue; /* (not counted: m counts Messages, Recovers and routed Opens/Closes) */
         gw_event_t *e = event_of(ev, now);
         if (!e) {
             while (h) {
@@ -236,9 +250,10 @@ int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_eve
             return -1;
         }
         e->tries = b->tries;
-        if (e->type == GW_EV_MESSAGE && b->tags && m < b->nmsgs)
+        e->routed = routed;
+        if (counted && b->tags && m < b->nmsgs)
             e->tno = (uint32_t)b->tags[m];
-        if (msg)
+        if (counted)
             m++;
         e->next = NULL;
         if (t)
@@ -264,6 +279,7 @@ void gw_batch_free(gw_batch_t *b)
     if (!b)
         return;
     free(b->tags);
+    free(b->routed);
     free(b->buf);
     free(b);
 }

@@ -15,10 +15,12 @@ typedef struct gw_batch {
     struct gw_batch *next;
     uint64_t seq;
     uint32_t nevents;
-    uint32_t nmsgs;          /* Message events (for the lost-messages count) */
+    uint32_t nmsgs;          /* Message events and routed Opens/Closes (event.h routed): the
+                                ones msgroute counts (tags), and the lost-messages count */
     uint8_t tries;           /* times it was sent (delivery.h, I4); set from its events' */
     bool complete;           /* carries Upstream.presence_complete */
-    uint64_t *tags;          /* per Message event, in order: service thread << 32 | tno */
+    uint64_t *tags;          /* per counted event, in order: service thread << 32 | tno */
+    uint8_t *routed;         /* [nevents] routed flags, NULL when the batch has none */
     int64_t gateway_ns;      /* wall-clock stamp of the first event (api stage) */
     size_t ev_len;           /* encoded events */
     size_t wire_len;         /* prefix + events + seq field */
@@ -26,7 +28,8 @@ typedef struct gw_batch {
 } gw_batch_t;
 
 /* gw_batch_encode: encodes evs[0..n) (gateway_id goes into Open events), keeping each Message's
- * thread and tno in tags. Returns NULL when out of memory. The events stay the caller's. The
+ * thread and tno in tags (and which Opens/Closes were routed). Returns NULL when out of
+ * memory. The events stay the caller's. The
  * batch has seq 0 until gw_batch_set_seq. */
 gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gateway_id);
 /* gw_batch_set_seq: (re)numbers the batch and rewrites its prefix. */
@@ -35,7 +38,7 @@ void gw_batch_set_seq(gw_batch_t *b, uint64_t seq);
  * fine: the seq field stays last). */
 void gw_batch_set_complete(gw_batch_t *b);
 /* gw_batch_events: the batch's events rebuilt as gw_event_t (messages_only: Message events
- * only), appended in order to the list (*head, *tail) linked by next, each with tries =
+ * and routed Opens/Closes only, their routed flag restored), appended in order to the list (*head, *tail) linked by next, each with tries =
  * b->tries, its tno, and t_read = now. Returns how many, or -1 (undecodable or out of memory: nothing
  * appended). The Open's gateway_id is not kept (encoding puts it back). */
 int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_event_t **head,

@@ -46,6 +46,8 @@ typedef struct gw_config {
     int64_t upstream_headers_timeout_us; /* no response headers: a stream without acks */
     int64_t upstream_max_attempts;       /* failures of a batch before it is split, then lost */
     int64_t max_upstreams;
+    int64_t upstream_subset;             /* subset.h: API nodes to connect to (0: all) */
+    int64_t upstream_subset_fallback_us; /* a chosen node down this long: the next one too */
     int64_t paused_check_us;  /* pausewatch.h: period of the paused-socket check (0 = off) */
     int64_t recover_timeout_us;   /* wsgw.v1.json: a recovery's answer waited for this long */
     int64_t recover_gap_wait_us;  /* wsgw.v1.json: a gap in offsets waited out before recovery */

@@ -658,6 +658,22 @@ int64_t dlv_next_timer(const dlv_t *d)
 
 /* ---- public: client events ---------------------------------------------------------------- */
 
+/* A Message, or a routed Open/Close (shared presence): numbered, kept and handed back. */
+static void take_routed(dlv_t *d, dstream_t *s, gw_event_t *e)
+{
+    int k = dlv__thread_of(d, e->conn_id);
+    if (k >= 0) /* numbered as the thread counts its pushes (msgroute.h marks) */
+        e->tno = gw_seqtrack_next(&d->rt[k * d->cfg.nstreams + s->idx]);
+    if (k >= 0 && gw_idmap_has(&d->hb_ids[k], e->conn_id)) {
+        dlv__hb_add(d, e, s->idx); /* its thread has not re-sent the earlier ones yet */
+        d->hb_more = true;
+    } else if (dlv__evq_push(&s->pend, e) < 0) {
+        dlv__lose_event(d, s->idx, e, -1, "out of memory queueing a message");
+    } else {
+        d->stats.queued += gw_event_size(e);
+    }
+}
+
 void dlv_take(dlv_t *d, gw_event_t *e, int64_t now)
 {
     dstream_t *s = &d->st[gw_route_stream(e->conn_id, d->cfg.nstreams)];
@@ -682,6 +698,10 @@ void dlv_take(dlv_t *d, gw_event_t *e, int64_t now)
         }
         __attribute__((fallthrough)); /* a live Open: as a Close */
     case GW_EV_CLOSE:
+        if (e->routed) { /* shared presence: sent to this node alone, like a message */
+            take_routed(d, s, e);
+            return;
+        }
         /* Without a session the node forgets this gateway's presence anyway, and the next
          * resync re-sends the live set (I2). */
         if (!session)
@@ -691,20 +711,9 @@ void dlv_take(dlv_t *d, gw_event_t *e, int64_t now)
         else
             d->stats.queued += gw_event_size(e);
         return;
-    default: {
-        int k = dlv__thread_of(d, e->conn_id);
-        if (k >= 0) /* numbered as the thread counts its pushes (msgroute.h marks) */
-            e->tno = gw_seqtrack_next(&d->rt[k * d->cfg.nstreams + s->idx]);
-        if (k >= 0 && gw_idmap_has(&d->hb_ids[k], e->conn_id)) {
-            dlv__hb_add(d, e, s->idx); /* its thread has not re-sent the earlier ones yet */
-            d->hb_more = true;
-        } else if (dlv__evq_push(&s->pend, e) < 0) {
-            dlv__lose_event(d, s->idx, e, -1, "out of memory queueing a message");
-        } else {
-            d->stats.queued += gw_event_size(e);
-        }
+    default:
+        take_routed(d, s, e);
         return;
-    }
     }
 }
 

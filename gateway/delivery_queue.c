@@ -58,7 +58,7 @@ void dlv__append_batch(dstream_t *s, gw_batch_t *b)
 void dlv__lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const char *why)
 {
     int k = dlv__thread_of(d, e->conn_id);
-    if (e->type == GW_EV_MESSAGE) {
+    if (e->type == GW_EV_MESSAGE || e->routed) { /* (a routed Open/Close is counted as one) */
         d->stats.lost++;
         dlv__resolve(d, k, st, e->tno);
     }
@@ -115,8 +115,9 @@ void dlv__encode_pending(dlv_t *d, dstream_t *s)
 
 /* ---- stripping, splitting, handback --------------------------------------------------------- */
 
-/* Every batch of s back as events at the front of its pending queue, Messages only (I2: the
- * next resync re-sends presence). Pending Opens and Closes are dropped too. */
+/* Every batch of s back as events at the front of its pending queue, Messages (and routed
+ * Opens and Closes) only (I2: the next resync re-sends presence). Pending plain Opens and
+ * Closes are dropped too. */
 void dlv__strip_stream(dlv_t *d, dstream_t *s, int64_t now)
 {
     gw_event_t *h = NULL, *t = NULL;
@@ -148,7 +149,7 @@ void dlv__strip_stream(dlv_t *d, dstream_t *s, int64_t now)
     }
     for (size_t i = 0; i < s->pend.n; i++) {
         gw_event_t *e = s->pend.v[i];
-        if (e->type != GW_EV_MESSAGE)
+        if (e->type != GW_EV_MESSAGE && !e->routed)
             gw_event_free(e);
         else if (dlv__evq_push(&keep, e) < 0)
             dlv__lose_event(d, s->idx, e, -1, "out of memory");
@@ -321,7 +322,7 @@ void dlv__handback_pending(dlv_t *d)
         dstream_t *s = &d->st[i];
         for (size_t k = 0; k < s->pend.n; k++) {
             gw_event_t *e = s->pend.v[k];
-            if (e->type == GW_EV_MESSAGE) {
+            if (e->type == GW_EV_MESSAGE || e->routed) {
                 dlv__hb_add(d, e, s->idx);
                 n++;
             } else {

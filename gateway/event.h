@@ -29,6 +29,8 @@ typedef struct gw_event {
     bool recover;          /* a GW_EV_MESSAGE that is a Recover (clientproto.h): a = channel,
                               b = epoch, seq = offset, code = request id. It travels, is acked,
                               replayed and handed back like the connection's messages */
+    uint8_t routed;        /* Open/Close sent to one node like a Message (gw_presence_shared):
+                              numbered, kept, handed back like one (delivery.h) */
     uint32_t tno;          /* Message: its number among the thread's Messages to this node and
                               stream, as the writer took them (seqtrack.h); set when taken */
     int32_t code;          /* Close */

@@ -17,7 +17,16 @@ typedef struct gw_node {
     _Atomic int connected;    /* usable: new messages may be routed to it */
     _Atomic int idle;         /* nothing queued, unacked or in its rings */
     _Atomic uint64_t seed;    /* routing identity: hash of its address (route.h) */
+    _Atomic int presence;     /* writer u: what its last stream's response headers said:
+                                 0 not yet, GW_PRES_REPLICATED, GW_PRES_SHARED */
+    _Atomic int wanted;       /* main thread: connect to it (--upstream-subset, subset.h) */
 } gw_node_t;
+
+/* x-wsgw-presence of a node's response headers: without it (every API server before issue
+ * 16, any third-party one) the node keeps its own presence, so each connection's Open and
+ * Close go to every node; "shared" (ws-api --redis) means every node reads one presence, so
+ * they go to the one node that gets the connection's messages (msgroute.h). */
+enum { GW_PRES_UNKNOWN = 0, GW_PRES_REPLICATED = 1, GW_PRES_SHARED = 2 };
 
 typedef struct gw {
     int nsvc;                 /* service threads */
@@ -28,6 +37,7 @@ typedef struct gw {
     gw_node_t *nodes;         /* [nup] */
     gw_link_t **links;        /* [nsvc * nup], immutable after start: gw_link() */
     uint16_t prefix;          /* conn_id prefix */
+    char instance[17];        /* this process (hex), x-wsgw-instance: API nodes tell a restart */
     int64_t conn_cap;         /* effective connection cap (flag and fd limit) */
     _Atomic int draining;     /* main thread sets; everyone reads */
     _Atomic int64_t nconns;   /* open WebSocket connections; service threads add/sub */
@@ -40,6 +50,20 @@ static inline gw_link_t *gw_link(const gw_t *g, int k, int u) { return g->links[
 static inline bool gw_node_up(const gw_t *g, int u)
 {
     return atomic_load_explicit(&g->nodes[u].connected, memory_order_relaxed) != 0;
+}
+
+/* gw_presence_shared: every API node that answered says its presence is shared (and one
+ * did), so Opens and Closes are routed to one node (any thread; O(nodes), per connection). */
+static inline bool gw_presence_shared(const gw_t *g)
+{
+    bool any = false;
+    for (int u = 0; u < g->nup; u++) {
+        int p = atomic_load_explicit(&g->nodes[u].presence, memory_order_relaxed);
+        if (p == GW_PRES_REPLICATED)
+            return false;
+        any |= p == GW_PRES_SHARED;
+    }
+    return any;
 }
 
 /* gw_ready: true when at least one API node is connected (any thread). */

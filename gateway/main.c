@@ -22,6 +22,7 @@
 #include "pausewatch.h"
 #include "recycle.h"
 #include "resolver.h"
+#include "subset.h"
 #include "route.h"
 #include "svc.h"
 #include "link.h"
@@ -43,6 +44,13 @@ static const flag_t flag_table[] = {
      "how often host-name upstreams are re-resolved"},
     {"max-upstreams", FLAG_INT, "8", &gw_cfg.max_upstreams,
      "writer slots per host-name upstream (most API nodes it can use at once)", 1, 64},
+    {"upstream-subset", FLAG_INT, "0", &gw_cfg.upstream_subset,
+     "connect to this many of the API nodes (0: all), chosen by rendezvous hash of "
+     "--gateway-id, so gateways spread over the nodes; only with API nodes that share presence "
+     "(ws-api --redis): pushes reach this gateway through any node", 0, 4096},
+    {"upstream-subset-fallback", FLAG_DURATION, "5s", &gw_cfg.upstream_subset_fallback_us,
+     "--upstream-subset: a chosen node that is down this long is replaced by the next one "
+     "(until it is back)"},
     {"streams", FLAG_INT, "4", &gw_cfg.streams, "concurrent HTTP/2 streams per API node", 1, 100},
     {"upstream-ping-interval", FLAG_DURATION, "1s", &gw_cfg.upstream_ping_interval_us,
      "while an API node owes an answer (acks, response headers, room in its socket), this much "
@@ -155,6 +163,19 @@ static const char usage[] =
 #define MAX_NODES 254  /* writer slots in all: conn.h keeps a node index in a byte, 0xFF = none */
 static gw_resolver_t resolvers[MAX_DNS];
 static int nresolvers;
+
+/* Node u's address for --upstream-subset: the static one, or what its name's resolver put in
+ * the slot ("" while empty). Main thread. */
+static const char *node_addr(void *ud, int u)
+{
+    (void)ud;
+    if (gw_cfg.upstreams[u][0])
+        return gw_cfg.upstreams[u];
+    for (int i = 0; i < nresolvers; i++)
+        if (u >= resolvers[i].first && u < resolvers[i].first + resolvers[i].n)
+            return resolvers[i].assigned[u - resolvers[i].first];
+    return "";
+}
 
 static int add_upstream(const char *addr, int *n, char *err, size_t errlen)
 {
@@ -432,6 +453,8 @@ int main(int argc, char **argv)
     uint64_t seed = (uint64_t)clock_wall_ns() ^ ((uint64_t)getpid() << 32);
     uint64_t h = gw_hash64(gw_cfg.gateway_id, strlen(gw_cfg.gateway_id), seed);
     g->prefix = (uint16_t)(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
+    snprintf(g->instance, sizeof g->instance, "%016llx",
+             (unsigned long long)gw_hash64(&seed, sizeof seed, h));
     atomic_init(&g->draining, 0);
     atomic_init(&g->nconns, 0);
 
@@ -499,6 +522,16 @@ int main(int argc, char **argv)
         log_warn("connection cap lowered to fit the file descriptor limit",
                  "fd_limit=%ld connections=%lld hint=\"raise LimitNOFILE / ulimit -n\"", nofile,
                  (long long)g->conn_cap);
+    static gw_subset_t subset;
+    if (gw_subset_init(&subset, g, (int)gw_cfg.upstream_subset,
+                       gw_cfg.upstream_subset_fallback_us * 1000, gw_cfg.gateway_id) < 0) {
+        fprintf(stderr, "ws-gateway: out of memory\n");
+        return 1;
+    }
+    if (gw_cfg.upstream_subset && nresolvers)
+        for (int i = 0; i < nresolvers; i++) /* (addresses first: the subset is chosen among them) */
+            gw_resolver_tick(&resolvers[i], g);
+    gw_subset_tick(&subset, g, node_addr, NULL, clock_mono_ns());
     for (int u = 0; u < g->nup; u++)
         if (gw_up_start(g->up[u]) < 0) {
             log_error("cannot start writer thread", "node=%s", g->up[u]->name);
@@ -521,6 +554,11 @@ int main(int argc, char **argv)
         struct timespec ts = {1, 0};
         if (nresolvers && gw_cfg.dns_interval_us < 1000000)
             ts = (struct timespec){0, (long)gw_cfg.dns_interval_us * 1000};
+        if (gw_cfg.upstream_subset) {
+            gw_subset_tick(&subset, g, node_addr, NULL, clock_mono_ns());
+            if (ts.tv_sec || ts.tv_nsec > 250000000)
+                ts = (struct timespec){0, 250000000}; /* (fallbacks within a quarter second) */
+        }
         int s = sigtimedwait(&sigs, NULL, &ts);
         if (s > 0)
             sig = s;
@@ -552,6 +590,7 @@ int main(int argc, char **argv)
         gw_link_free(g->links[i]); /* with the events and commands still in flight */
     for (int k = 0; k < g->nsvc; k++)
         free(g->svc[k]);
+    gw_subset_free(&subset);
     for (int i = 0; i < nresolvers; i++)
         gw_resolver_free(&resolvers[i]);
     for (int i = 0; i < gw_cfg.nupstreams; i++)

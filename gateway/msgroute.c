@@ -243,7 +243,9 @@ static void release_at(gw_mr_t *m, size_t i)
         h.head = e->next;
         push_to(m, c, preferred(m, gw_event_user(e), e->conn_id), e);
     }
-    if (h.close)
+    if (h.close && h.close->routed) /* shared presence: to one node, like a message */
+        push_to(m, NULL, preferred(m, gw_event_user(h.close), h.close->conn_id), h.close);
+    else if (h.close)
         m->ops.to_all(m->ud, h.close);
     if (!m->nheld)
         for (int u = 0; u < m->gw->nup; u++)
@@ -267,6 +269,10 @@ void gw_msgroute_close(gw_mr_t *m, gw_conn_t *c, gw_event_t *close)
     if (!h && c->node != GW_NODE_NONE && !resolved(m, c->node, st, c->mark))
         h = new_held(m, NULL, c->id, c->node, st, c->mark); /* its messages are on their way */
     c->held = false;
+    if (!h && close->routed) { /* shared presence: to one node, like a message */
+        push_to(m, NULL, preferred(m, c->user, c->id), close);
+        return;
+    }
     if (!h) {
         m->ops.to_all(m->ud, close);
         return;

@@ -92,7 +92,10 @@ void gw_msgroute_snapshot(gw_mr_t *m);
 void gw_msgroute_release(gw_mr_t *m);
 /* gw_msgroute_close: c is gone; close is its Close event (takes it). It goes to every node
  * now, or, while c's messages are held, after them once they are released (a connection's
- * events stay in order through a failover even when it ends during one). */
+ * events stay in order through a failover even when it ends during one). A routed Close
+ * (shared presence, gw.h) goes to one node instead, as a message would: the node of c's
+ * messages while they are unresolved there, else the preferred one. A routed Open is sent with
+ * gw_msgroute_send, as c's first message. */
 void gw_msgroute_close(gw_mr_t *m, gw_conn_t *c, gw_event_t *close);
 
 #endif

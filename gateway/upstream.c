@@ -295,9 +295,12 @@ static void turn(gw_up_t *u)
     int64_t now = upstream__now();
     dlv_tick(p->d, now); /* before taking events: it may release some */
     const char *why = dlv_disconnect_wanted(p->d);
+    bool wanted = atomic_load_explicit(&u->node->wanted, memory_order_relaxed) != 0;
+    if (!why && !wanted && p->tstate != T_NONE)
+        why = "not in this gateway's --upstream-subset"; /* (its messages go elsewhere) */
     if (why)
         upstream__close(u, why);
-    if (p->tstate == T_NONE && u->host[0] && dlv_connect_due(p->d, now))
+    if (p->tstate == T_NONE && u->host[0] && wanted && dlv_connect_due(p->d, now))
         up_connect(u);
     drain_rings(u);
     upstream__flush_cmd_overflow(u);

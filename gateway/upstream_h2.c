@@ -112,8 +112,9 @@ static bool io_open_stream(void *ud, int i)
 {
     gw_up_t *u = ud;
     gw_up_priv_t *p = u->priv;
-    char authority[320], bearer[1100], nstreams[16];
+    char authority[320], bearer[1100], nstreams[16], prefix[8];
     snprintf(authority, sizeof authority, "%s:%s", u->host, u->port);
+    snprintf(prefix, sizeof prefix, "%u", (unsigned)u->gw->prefix);
     snprintf(bearer, sizeof bearer, "Bearer %s", gw_cfg.gateway_token);
     snprintf(nstreams, sizeof nstreams, "%d", p->nstreams);
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
@@ -127,6 +128,11 @@ static bool io_open_stream(void *ud, int i)
         NV("user-agent", "wsgw-gateway/0.1"),
         NV("x-gateway-id", gw_cfg.gateway_id),
         NV("x-wsgw-streams", nstreams), /* how many say presence_complete (wsgw.proto) */
+        /* we can send a connection's Open and Close to one node when presence is shared (the
+         * answer's x-wsgw-presence); this process, and the prefix of its conn ids */
+        NV("x-wsgw-presence", "shared"),
+        NV("x-wsgw-instance", u->gw->instance),
+        NV("x-wsgw-conn-prefix", prefix),
         NV("authorization", bearer),
     };
 #undef NV
@@ -142,6 +148,7 @@ static bool io_open_stream(void *ud, int i)
     }
     s->id = id;
     s->acking = false;
+    s->shared = false;
     s->grpc_status = -1;
     s->unconsumed = 0;
     grpc_dec_free(&s->dec);
@@ -247,6 +254,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     up_st_t *st = &u->priv->st[i];
     if (namelen == 10 && memcmp(name, "x-wsgw-ack", 10) == 0 && valuelen == 1 && value[0] == '1')
         st->acking = true;
+    else if (namelen == 15 && memcmp(name, "x-wsgw-presence", 15) == 0 && valuelen == 6 &&
+             memcmp(value, "shared", 6) == 0)
+        st->shared = true;
     else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
         st->grpc_status = atoi((const char *)value);
     else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
@@ -258,6 +268,21 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
                     i, log_quote(q, sizeof q, m));
     }
     return 0;
+}
+
+/* What the node's answer says of presence (gw.h gw_presence_shared), logged when it changes. */
+static void presence_mode(gw_up_t *u, bool shared)
+{
+    int mode = shared ? GW_PRES_SHARED : GW_PRES_REPLICATED;
+    int was = atomic_exchange(&u->node->presence, mode);
+    if (was == mode)
+        return;
+    log_info("API node presence", "node=%s presence=%s", u->name,
+             shared ? "shared (Open and Close to one node)" : "its own (Open and Close to it)");
+    if (!shared && gw_cfg.upstream_subset)
+        log_warn("--upstream-subset with an API node that does not share presence: pushes "
+                 "through nodes this gateway is not connected to will not reach it",
+                 "node=%s", u->name);
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
@@ -272,10 +297,13 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         break;
     case NGHTTP2_HEADERS: {
         int i = slot_of(s, frame->hd.stream_id);
-        if (i >= 0 && frame->headers.cat == NGHTTP2_HCAT_RESPONSE)
-            dlv_headers(d, i, u->priv->st[i].acking,
-                        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0,
-                        u->priv->st[i].grpc_status, now);
+        if (i >= 0 && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+            up_st_t *st = &u->priv->st[i];
+            bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+            if (!end && st->grpc_status < 0)
+                presence_mode(u, st->shared);
+            dlv_headers(d, i, st->acking, end, st->grpc_status, now);
+        }
         break;
     }
     case NGHTTP2_PING:

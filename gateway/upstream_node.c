@@ -68,6 +68,7 @@ void upstream__follow_addr(gw_up_t *u)
     bool had = u->host[0] != 0;
     if (had && strcmp(addr, u->name) == 0)
         return;
+    atomic_store(&u->node->presence, GW_PRES_UNKNOWN); /* a new node answers for itself */
     if (had) {
         log_info("API node removed", "node=%s", u->name);
         if (p->tstate != T_NONE)

@@ -29,6 +29,7 @@ typedef enum { T_NONE, T_CONNECTING, T_TLS, T_SESSION } tstate_t;
 typedef struct up_st {             /* what nghttp2 tells us about stream slot i */
     int32_t id;                    /* nghttp2 stream id, 0 when none */
     bool acking;                   /* x-wsgw-ack: 1 in the response headers */
+    bool shared;                   /* x-wsgw-presence: shared in the response headers */
     int grpc_status;               /* -1: none seen */
     grpc_dec_t dec;                /* Downstream messages */
     size_t unconsumed;             /* received bytes not yet given back to flow control */

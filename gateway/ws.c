@@ -362,8 +362,14 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
         gw_ws_close(c, 1011, "out of memory", 13);
         return 0;
     }
-    if (!gw_svc_push_all(s, e))
+    if (gw_presence_shared(s->gw)) {
+        /* presence shared by the API nodes: the Open goes to one node, the one this
+         * connection's messages go to, ahead of them (msgroute.h) */
+        e->routed = 1;
+        gw_msgroute_send(&s->route, c, e);
+    } else if (!gw_svc_push_all(s, e)) {
         gw_svc_pause(s, c);
+    }
     if (c->proto)
         gw_cp_established(s, c); /* after its Open: the user channel's recovery */
     if (atomic_load(&s->stop_req) >= GW_SVC_QUIESCE)
@@ -669,6 +675,7 @@ static void on_closed(struct lws *wsi, gw_conn_t *c)
         e->code = code;
         e->gateway_ns = clock_wall_ns();
         e->t_read = clock_mono_ns();
+        e->routed = gw_presence_shared(s->gw); /* then to one node, after its messages */
         /* to every node; after the messages held for a failover, if any (msgroute.h) */
         gw_msgroute_close(&s->route, c, e);
     } else {

@@ -505,14 +505,28 @@ def test_k8s_manifests():
     # gateway id unique per pod
     env = {e["name"]: e for e in c["env"]}
     eq(env["WSGW_GATEWAY_ID"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
-    # Services select a Deployment's pods and point at named container ports
+    # Services select a Deployment's (or StatefulSet's: Redis) pods and point at named
+    # container ports
     pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deps.items()}
+    named_ports = {n: configs[n][2] for n in deps}
+    for sts in by_kind.get("StatefulSet", []):
+        n = sts["metadata"]["name"]
+        pods[n] = sts["spec"]["template"]["metadata"]["labels"]
+        sps = sts["spec"]["template"]["spec"]
+        check(sps["securityContext"]["runAsNonRoot"] is True, "%s runs as root" % n)
+        for c2 in sps["containers"]:
+            sc2 = c2["securityContext"]
+            check(sc2["allowPrivilegeEscalation"] is False and sc2["readOnlyRootFilesystem"] is True
+                  and sc2["capabilities"]["drop"] == ["ALL"], n)
+            check("cpu" in c2["resources"]["limits"] and "memory" in c2["resources"]["limits"], n)
+        named_ports[n] = {p["name"]: p["containerPort"] for c2 in sps["containers"]
+                          for p in c2.get("ports", [])}
     for sname, s in svcs.items():
         sel = s["spec"]["selector"]
         owners = [n for n, l in pods.items() if all(l.get(k) == v for k, v in sel.items())]
         eq(len(owners), 1, "Service %s selects %s" % (sname, owners))
         for p in s["spec"]["ports"]:
-            check(p["targetPort"] in configs[owners[0]][2], "Service %s targetPort %s" % (sname, p["targetPort"]))
+            check(p["targetPort"] in named_ports[owners[0]], "Service %s targetPort %s" % (sname, p["targetPort"]))
     check(any(s["spec"].get("type") == "LoadBalancer" and
               s["spec"]["selector"] == {"app.kubernetes.io/name": "ws-gateway"} for s in svcs.values()))
     # PodDisruptionBudgets: one per Deployment, never blocking every eviction

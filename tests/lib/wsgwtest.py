@@ -272,9 +272,8 @@ def raw_http(port, request, timeout=5):
 class Api:
     """A running bin/ws-api: grpc_port, http_port, proc."""
 
-    def __init__(self, handler="echo", extra=(), env=None):
-        self.grpc_port = free_port()
-        self.http_port = free_port()
+    def __init__(self, handler="echo", extra=(), env=None, ports=None):
+        self.grpc_port, self.http_port = ports or (free_port(), free_port())
         self.proc = start(["ws-api", "--grpc-listen", "127.0.0.1:%d" % self.grpc_port,
                            "--http-listen", "127.0.0.1:%d" % self.http_port,
                            "--handler", handler] + list(extra), env=env)

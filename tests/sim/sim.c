@@ -117,6 +117,11 @@ typedef struct snode {
 
 struct sim {
     sim_opts_t o;
+    /* shared presence (o.shared): one store for all nodes, and the closed connections */
+    pres_t *spres;
+    size_t nspres, capspres;
+    uint64_t *tombs;
+    size_t ntombs, captombs;
     sim_result_t *r;
     uint64_t rng;
     size_t bi;
@@ -354,6 +359,7 @@ static void conn_close(sim_t *s, sconn_t *c, int code)
     const char *u = c->c.user ? c->c.user : "";
     gw_event_t *e = gw_event_new(GW_EV_CLOSE, c->c.id, u, strlen(u), "", 0, NULL, 0, NULL, 0);
     e->code = code;
+    e->routed = s->o.shared != 0; /* shared presence: to one node, after its messages */
     gw_msgroute_close(&v->mr, &c->c, e);
     gw_conn_table_remove(&v->table, &c->c);
     c->live = false;
@@ -479,8 +485,13 @@ static void client_open(sim_t *s, int k)
     c->live = true;
     s->conns[s->nconns++] = c;
     s->r->conns++;
-    if (!to_all(s, k, open_event(c, 0)))
+    if (s->o.shared) { /* to one node, ahead of its messages (ws.c) */
+        gw_event_t *e = open_event(c, 0);
+        e->routed = 1;
+        gw_msgroute_send(&s->svc[k].mr, &c->c, e);
+    } else if (!to_all(s, k, open_event(c, 0))) {
         c->paused = true;
+    }
 }
 
 static sconn_t *pick_live(sim_t *s, int k, bool sendable)
@@ -585,6 +596,47 @@ static void pres_drop_session(snode_t *n, uint32_t sess)
             i++;
 }
 
+/* Shared presence (ws-api --redis, api/cluster_pres.c): one store; a Close leaves a tombstone
+ * that refuses any later Open of that connection (read late by a zombie, or a resync Open that
+ * raced with its Close on another node). */
+static bool tombed(const sim_t *s, uint64_t conn)
+{
+    for (size_t i = 0; i < s->ntombs; i++)
+        if (s->tombs[i] == conn)
+            return true;
+    return false;
+}
+static pres_t *spres_find(sim_t *s, uint64_t conn)
+{
+    for (size_t i = 0; i < s->nspres; i++)
+        if (s->spres[i].conn == conn)
+            return &s->spres[i];
+    return NULL;
+}
+static void shared_open(sim_t *s, uint64_t conn)
+{
+    if (tombed(s, conn) || spres_find(s, conn))
+        return;
+    if (s->nspres == s->capspres) {
+        s->capspres = s->capspres ? s->capspres * 2 : 64;
+        s->spres = realloc(s->spres, s->capspres * sizeof *s->spres);
+    }
+    s->spres[s->nspres++] = (pres_t){conn, 0};
+}
+static void shared_close(sim_t *s, uint64_t conn)
+{
+    pres_t *p = spres_find(s, conn);
+    if (p)
+        *p = s->spres[--s->nspres];
+    if (tombed(s, conn))
+        return;
+    if (s->ntombs == s->captombs) {
+        s->captombs = s->captombs ? s->captombs * 2 : 64;
+        s->tombs = realloc(s->tombs, s->captombs * sizeof *s->tombs);
+    }
+    s->tombs[s->ntombs++] = conn;
+}
+
 typedef struct up_ctx { sim_t *s; int u, st; nstr_t *ns; } up_ctx_t;
 
 /* One Upstream message processed by node u on stream st. Returns -1 to stop the stream. */
@@ -606,13 +658,19 @@ static int node_upstream(void *ud, const uint8_t *msg, size_t len)
             if (s->o.verbose && ev->conn_id == s->trace_conn)
                 note(s, "node %d: Open on stream %d session %u%s", x->u, x->st, n->cur_sess,
                      n->cur_zombie ? " (zombie)" : "");
-            pres_open(n, ev->conn_id, n->cur_sess);
+            if (s->o.shared)
+                shared_open(s, ev->conn_id);
+            else
+                pres_open(n, ev->conn_id, n->cur_sess);
             break;
         case WSGW__V1__EVENT__KIND_CLOSE:
             if (s->o.verbose && ev->conn_id == s->trace_conn)
                 note(s, "node %d: Close on stream %d session %u%s", x->u, x->st, n->cur_sess,
                      n->cur_zombie ? " (zombie)" : "");
-            pres_close(n, ev->conn_id, n->cur_sess);
+            if (s->o.shared)
+                shared_close(s, ev->conn_id);
+            else
+                pres_close(n, ev->conn_id, n->cur_sess);
             break;
         case WSGW__V1__EVENT__KIND_MESSAGE: {
             bool poison = n->poison && ev->message->payload.len >= 6 &&
@@ -1235,6 +1293,10 @@ static int setup(sim_t *s)
         snode_t *n = &s->n[u];
         uint32_t m = below(s, 100);
         n->mode = m < 70 ? MODE_ACK : m < 85 ? MODE_PLAIN : MODE_SILENT;
+        if (s->o.shared) { /* ws-api (the only server that shares presence) always acks */
+            n->mode = MODE_ACK;
+            atomic_store(&s->nodes[u].presence, GW_PRES_SHARED);
+        }
         n->poison = pm(s, 500);
         n->refuse_pm = pm(s, 300) ? (int)below(s, 200) : 0;
         for (int i = 0; i < MAXS; i++) {
@@ -1281,6 +1343,8 @@ static void teardown(sim_t *s)
         free(s->conns[i]->zrecv);
         free(s->conns[i]);
     }
+    free(s->spres);
+    free(s->tombs);
 }
 
 /* ---- scheduling ---------------------------------------------------------------------------- */
@@ -1431,7 +1495,25 @@ static const char *unsettled(sim_t *s)
 
 static void final_checks(sim_t *s)
 {
-    for (int u = 0; u < s->nup; u++) {
+    if (s->o.shared) {
+        size_t live = 0;
+        for (int i = 0; i < s->nconns; i++) {
+            sconn_t *c = s->conns[i];
+            pres_t *p = spres_find(s, c->c.id);
+            if (c->live) {
+                live++;
+                if (!p)
+                    violate(s, "shared presence misses live conn %llx",
+                            (unsigned long long)c->c.id);
+            } else if (p) {
+                violate(s, "shared presence has a ghost: closed conn %llx",
+                        (unsigned long long)c->c.id);
+            }
+        }
+        if (s->nspres != live)
+            violate(s, "shared presence holds %zu entries, %zu live", s->nspres, live);
+    }
+    for (int u = 0; u < s->nup && !s->o.shared; u++) {
         snode_t *n = &s->n[u];
         size_t live = 0;
         /* Without acks, events in a stream that broke are gone for good (they counted as

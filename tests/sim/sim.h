@@ -14,7 +14,8 @@
  * connection's messages are first received by the API nodes in the order sent; no message
  * goes out more often than the retry bound allows. Checked once the faults stop and the system
  * settles: every message was received by an API node, or its client was told (kicked);
- * nothing is queued or held any more; every node's presence equals the live connections. */
+ * nothing is queued or held any more; every node's presence equals the live connections (with
+ * shared presence: the one store does). */
 #ifndef WSGW_SIM_H
 #define WSGW_SIM_H
 
@@ -30,6 +31,10 @@ typedef struct sim_opts {
     size_t nbytes;
     int verbose;               /* 1: a line per fault; 2: per step */
     uint64_t trace_conn;       /* with verbose: every receipt of this connection */
+    int shared;                /* 1: the nodes share presence (ws-api --redis, gw.h): Opens and
+                                  Closes are routed to one node like messages, and all nodes
+                                  write one store (closed connections kept as tombstones, so a
+                                  late Open cannot bring one back); every node acks */
 } sim_opts_t;
 
 typedef struct sim_result {

@@ -1,6 +1,7 @@
 /* test_api_http_conn.c: ws-api's HTTP/1.1 request state machine (api/http_conn.c): pipelining
  * whole and byte by byte, framing refusals (smuggling shapes), 413/411/408, Expect, HEAD,
- * keep-alive and close, backpressure while answers pile up. */
+ * keep-alive and close, backpressure while answers pile up, answers given later (deferred:
+ * --redis) still in order. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -285,6 +286,65 @@ static void test_handler_close_after(void)
     http_conn_free(&c);
 }
 
+/* A handler that answers later: it defers every request (http_conn_defer), as push_http.c
+ * does when Redis must be asked first. */
+typedef struct later {
+    int n;
+    char path[8][64];
+} later_t;
+
+static void defer_handler(void *ud, http_conn_t *c, const http_req_t *r)
+{
+    later_t *l = ud;
+    snprintf(l->path[l->n++ % 8], sizeof l->path[0], "%.*s", (int)r->head->path.n,
+             r->head->path.p);
+    http_conn_defer(c);
+}
+
+static void test_deferred_answers_keep_the_order(void)
+{
+    later_t l = {0};
+    http_conn_cfg_t cfg = {.max_body = 1024, .handler = defer_handler, .ud = &l};
+    http_conn_t c;
+    http_conn_init(&c, &cfg);
+    static const char two[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK_EQ(http_conn_input(&c, two, sizeof two - 1), 0);
+    /* the first is deferred: nothing answered, the second waits, no more input wanted */
+    CHECK_EQ(l.n, 1);
+    CHECK_STR(l.path[0], "/a");
+    const uint8_t *p;
+    CHECK_EQ(http_conn_output(&c, &p), 0);
+    CHECK(!http_conn_wants_input(&c));
+    CHECK(!http_conn_done(&c));
+    CHECK_EQ(http_conn_process(&c), 0); /* (the owner looking again changes nothing) */
+    CHECK_EQ(l.n, 1);
+    /* its answer comes: then the second request is handled (and deferred too) */
+    CHECK_EQ(http_conn_respond(&c, 200, "text/plain", "A", 1), 0);
+    CHECK(!c.deferred);
+    CHECK_EQ(http_conn_process(&c), 0);
+    CHECK_EQ(l.n, 2);
+    CHECK_STR(l.path[1], "/b");
+    CHECK_EQ(http_conn_respond(&c, 503, "text/plain", "B", 1), 0);
+    char *out = take(&c);
+    const char *a = strstr(out, "\r\n\r\nA"), *b = strstr(out, "\r\n\r\nB");
+    CHECK(a && b && a < b);
+    CHECK(strstr(out, "HTTP/1.1 503 ") != NULL);
+    free(out);
+    CHECK(http_conn_wants_input(&c));
+    /* the client half-closes while an answer is pending: it still gets it, then the end */
+    FEED(&c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK_EQ(l.n, 3);
+    http_conn_eof(&c);
+    CHECK(!http_conn_done(&c));
+    CHECK_EQ(http_conn_respond(&c, 200, NULL, NULL, 0), 0);
+    out = take(&c);
+    CHECK(strstr(out, "HTTP/1.1 200 ") == out);
+    CHECK(strstr(out, "Connection: close\r\n") != NULL);
+    free(out);
+    CHECK(http_conn_done(&c));
+    http_conn_free(&c);
+}
+
 int main(void)
 {
     RUN(test_pipelined_pair_whole_and_bytewise);
@@ -296,5 +356,6 @@ int main(void)
     RUN(test_timeouts_and_eof);
     RUN(test_backpressure);
     RUN(test_handler_close_after);
+    RUN(test_deferred_answers_keep_the_order);
     return TEST_REPORT();
 }

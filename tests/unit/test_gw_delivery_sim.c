@@ -4,7 +4,9 @@
  *
  *   test_gw_delivery_sim                      seeds 1..WSGW_SIM_SEEDS (default 10000)
  *   test_gw_delivery_sim --seed N [-v|-vv]    one seed, with a trace
- *   test_gw_delivery_sim --from A --to B [--steps N]   a range (long runs) */
+ *   test_gw_delivery_sim --from A --to B [--steps N]   a range (long runs)
+ *   ... --shared                              with shared presence (ws-api --redis): Opens and
+ *                                             Closes routed to one node, one store */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +20,17 @@ static const struct { uint64_t seed; int steps; } regressions[] = {
 };
 
 static uint64_t trace;
+static int shared; /* run_seed: with shared presence */
 
 static int run_seed(uint64_t seed, int steps, int verbose, sim_result_t *r)
 {
-    sim_opts_t o = {.seed = seed, .fault_steps = steps, .verbose = verbose, .trace_conn = trace};
+    sim_opts_t o = {.seed = seed, .fault_steps = steps, .verbose = verbose, .trace_conn = trace,
+                    .shared = shared};
     int rv = sim_run(&o, r);
     if (rv < 0)
-        fprintf(stderr, "seed %llu: %s\n  replay: %s --seed %llu --steps %d -v\n",
+        fprintf(stderr, "seed %llu: %s\n  replay: %s --seed %llu --steps %d%s -v\n",
                 (unsigned long long)seed, r->violation, "build/tests/test_gw_delivery_sim",
-                (unsigned long long)seed, steps);
+                (unsigned long long)seed, steps, shared ? " --shared" : "");
     return rv;
 }
 
@@ -41,7 +45,7 @@ static void test_regression_seeds(void)
             CHECK_EQ(run_seed(regressions[i].seed, regressions[i].steps, 0, &r), 0);
 }
 
-static void test_seeded_fault_schedules(void)
+static void fault_schedules(void)
 {
     uint64_t steps = 0, msgs = 0, fails = 0, sessions = 0, crashes = 0, hangs = 0, parts = 0,
              goaways = 0, resets = 0, poisons = 0, hb = 0, pto = 0, splits = 0, lost = 0;
@@ -75,6 +79,25 @@ static void test_seeded_fault_schedules(void)
            (unsigned long long)lost);
 }
 
+static void test_seeded_fault_schedules(void)
+{
+    shared = 0;
+    fault_schedules();
+}
+
+/* The same faults with shared presence (ws-api --redis): Opens and Closes routed to one node
+ * like messages (kept, handed back, in order with the connection's messages), the store right
+ * once things settle. A quarter of the seeds. */
+static void test_seeded_fault_schedules_shared_presence(void)
+{
+    uint64_t to = seeds_to;
+    seeds_to = seeds_from + (seeds_to - seeds_from) / 4;
+    shared = 1;
+    fault_schedules();
+    shared = 0;
+    seeds_to = to;
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("WSGW_SIM_SEEDS");
@@ -93,6 +116,8 @@ int main(int argc, char **argv)
             seed_steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
             trace = strtoull(argv[++i], NULL, 16);
+        else if (!strcmp(argv[i], "--shared"))
+            shared = 1;
         else if (!strcmp(argv[i], "-v"))
             verbose = 1;
         else if (!strcmp(argv[i], "-vv"))
@@ -110,5 +135,6 @@ int main(int argc, char **argv)
     }
     RUN(test_regression_seeds);
     RUN(test_seeded_fault_schedules);
+    RUN(test_seeded_fault_schedules_shared_presence);
     return TEST_REPORT();
 }

@@ -1,0 +1,318 @@
+/* cluster_bus.c: commands between ws-api nodes over Redis pub/sub. A command for gateways this
+ * node has no stream of is published, once per gateway, to ONE node that serves it (the
+ * rendezvous choice among the gateway's live nodes in the registry, so successive commands to
+ * a gateway take the same path and keep their order), on that node's channel wsgw:{n:NODE};
+ * that node hands it to one stream of the gateway. A gateway connected to several nodes thus
+ * gets each command once. A publish nobody received (the node went away) goes once more
+ * through another node, and a node that gets a command for a gateway it has no stream of
+ * (its registry entry was older than that: the gateway left it, or it restarted under the same
+ * name) passes it on once to another node that serves the gateway; a command no node could
+ * take is counted as undeliverable (pub/sub is at most once, as a push to a stream that
+ * breaks is).
+ *
+ * Message: 0x01 (0x02 once passed on), gateway count (u16 BE), per gateway its id (u16 BE
+ * length + bytes), then the serialized wsgw.v1.Command. Loop thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_priv.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+
+#define BUS_VERSION 1   /* from the node that took the push */
+#define BUS_FORWARDED 2 /* passed on once by a node that did not serve the gateway (any more) */
+#define BUS_MAX_GATEWAYS 4096
+
+api_stream_t *cl__local_stream(cluster_t *cl, const char *gw)
+{
+    pres_gateway_t *g = presence_gateway(cl->pres, gw);
+    return g ? g->streams : NULL;
+}
+
+/* ---- receiving ------------------------------------------------------------------------------ */
+
+static const char *pick_node(const cluster_t *cl, const cl_gw_t *g, const char *skip);
+static int republish(cluster_t *cl, const char *gw, const char *node, const uint8_t *cmd,
+                     size_t cmdlen, uint8_t version);
+
+static void on_bus(void *ud, const char *data, size_t len)
+{
+    cluster_t *cl = ud;
+    const uint8_t *p = (const uint8_t *)data, *end = p + len;
+    if (len < 3 || (p[0] != BUS_VERSION && p[0] != BUS_FORWARDED)) {
+        log_rl_warn("bad message on our channel: dropped", "len=%zu", len);
+        return;
+    }
+    unsigned n = (unsigned)p[1] << 8 | p[2];
+    p += 3;
+    const uint8_t *ids = p;
+    for (unsigned i = 0; i < n; i++) {
+        if (end - p < 2 || (size_t)(end - p - 2) < ((size_t)p[0] << 8 | p[1])) {
+            log_rl_warn("bad message on our channel: dropped", "len=%zu", len);
+            return;
+        }
+        p += 2 + ((size_t)p[0] << 8 | p[1]);
+    }
+    Wsgw__V1__Command *cmd = wsgw__v1__command__unpack(NULL, (size_t)(end - p), p);
+    if (!cmd) {
+        log_rl_warn("undecodable command on our channel: dropped", "len=%zu", len);
+        return;
+    }
+    const uint8_t *cmdp = p;
+    size_t cmdlen = (size_t)(end - p);
+    bool first_hop = ((const uint8_t *)data)[0] == BUS_VERSION;
+    p = ids;
+    for (unsigned i = 0; i < n; i++) {
+        size_t gl = (size_t)p[0] << 8 | p[1];
+        char gw[CL_ID_MAX + 1];
+        if (gl > CL_ID_MAX)
+            gl = CL_ID_MAX;
+        memcpy(gw, p + 2, gl);
+        gw[gl] = 0;
+        p += 2 + ((size_t)p[0] << 8 | p[1]);
+        api_stream_t *s = cl__local_stream(cl, gw);
+        const cl_gw_t *g = s || !first_hop ? NULL : cl__reg_find(cl, gw);
+        const char *alt = g ? pick_node(cl, g, NULL) : NULL;
+        if (s && router_emit(cl->router, s, cmd) == ROUTER_OK) {
+            metrics_inc(cl->m_forwarded);
+        } else if (alt && republish(cl, gw, alt, cmdp, cmdlen, BUS_FORWARDED) == 0) {
+            metrics_inc(cl->m_pub_retry); /* passed on once to a node that serves it */
+        } else {
+            metrics_inc(cl->m_fwd_lost);
+            char q[96];
+            log_rl_warn("command for a gateway we do not serve (any more): dropped",
+                        "gateway=%s", log_quote(q, sizeof q, gw));
+        }
+    }
+    wsgw__v1__command__free_unpacked(cmd, NULL);
+}
+
+int cl__bus_start(cluster_t *cl)
+{
+    return redis_subscribe(cl->r, cl->channel, on_bus, cl);
+}
+
+/* ---- sending -------------------------------------------------------------------------------- */
+
+static uint64_t fnv(const char *a, const char *b)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *s = a; *s; s++)
+        h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+    h = (h ^ 0xff) * 0x100000001b3ULL;
+    for (const char *s = b; *s; s++)
+        h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+    h ^= h >> 31;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 29;
+    return h;
+}
+
+/* The node to reach gateway g through: the best-ranked live one that is not us and not
+ * `skip` (NULL: none). */
+static const char *pick_node(const cluster_t *cl, const cl_gw_t *g, const char *skip)
+{
+    const char *best = NULL;
+    uint64_t best_score = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const char *n = g->nodes[i];
+        if (strcmp(n, cl->node_id) == 0 || (skip && strcmp(n, skip) == 0))
+            continue;
+        uint64_t sc = fnv(g->id, n);
+        if (!best || sc > best_score) {
+            best = n;
+            best_score = sc;
+        }
+    }
+    return best;
+}
+
+/* One publish in flight: its message and where it went (for one retry elsewhere). */
+typedef struct pub {
+    cluster_t *cl;
+    char *node;
+    bool retry;      /* this is the retry: no other after it */
+    uint8_t version; /* BUS_VERSION, or BUS_FORWARDED */
+    size_t ngw;
+    char **gws;
+    uint8_t *cmd;    /* serialized Command */
+    size_t cmdlen;
+} pub_t;
+
+static void pub_free(pub_t *pb)
+{
+    for (size_t i = 0; i < pb->ngw; i++)
+        free(pb->gws[i]);
+    free(pb->gws);
+    free(pb->node);
+    free(pb->cmd);
+    free(pb);
+}
+
+static int publish(pub_t *pb);
+
+/* A new publish of one gateway's command through node (a retry, or passed on). 0, or -1 (not
+ * sent). */
+static int republish(cluster_t *cl, const char *gw, const char *node, const uint8_t *cmd,
+                     size_t cmdlen, uint8_t version)
+{
+    pub_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    r->cl = cl;
+    r->retry = true;
+    r->version = version;
+    r->node = strdup(node);
+    r->gws = calloc(1, sizeof *r->gws);
+    r->cmd = malloc(cmdlen ? cmdlen : 1);
+    r->cmdlen = cmdlen;
+    if (r->gws && (r->gws[0] = strdup(gw)))
+        r->ngw = 1;
+    if (!r->node || !r->ngw || !r->cmd) {
+        pub_free(r);
+        return -1;
+    }
+    memcpy(r->cmd, cmd, cmdlen);
+    return publish(r);
+}
+
+static void on_published(void *ud, redisReply *reply)
+{
+    pub_t *pb = ud;
+    cluster_t *cl = pb->cl;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        pub_free(pb);
+        return;
+    }
+    /* nobody got it (that node is gone): once more through another node */
+    for (size_t i = 0; i < pb->ngw; i++) {
+        const cl_gw_t *g = reply && !pb->retry ? cl__reg_find(cl, pb->gws[i]) : NULL;
+        const char *alt = g ? pick_node(cl, g, pb->node) : NULL;
+        if (alt && republish(cl, pb->gws[i], alt, pb->cmd, pb->cmdlen, pb->version) == 0) {
+            metrics_inc(cl->m_pub_retry);
+            continue;
+        }
+        metrics_inc(cl->m_fwd_lost);
+        char g2[96];
+        log_rl_warn("command for a remote gateway not delivered: no node took it",
+                    "gateway=%s", log_quote(g2, sizeof g2, pb->gws[i]));
+    }
+    pub_free(pb);
+}
+
+/* Publishes pb (takes it). Returns 0, or -1 (not sent; pb freed). */
+static int publish(pub_t *pb)
+{
+    cluster_t *cl = pb->cl;
+    size_t len = 3 + pb->cmdlen;
+    for (size_t i = 0; i < pb->ngw; i++)
+        len += 2 + strlen(pb->gws[i]);
+    uint8_t *msg = malloc(len);
+    char ch[CL_KEY_MAX];
+    snprintf(ch, sizeof ch, "wsgw:{n:%s}", pb->node);
+    if (!msg) {
+        pub_free(pb);
+        return -1;
+    }
+    uint8_t *p = msg;
+    *p++ = pb->version ? pb->version : BUS_VERSION;
+    *p++ = (uint8_t)(pb->ngw >> 8);
+    *p++ = (uint8_t)pb->ngw;
+    for (size_t i = 0; i < pb->ngw; i++) {
+        size_t gl = strlen(pb->gws[i]);
+        *p++ = (uint8_t)(gl >> 8);
+        *p++ = (uint8_t)gl;
+        memcpy(p, pb->gws[i], gl);
+        p += gl;
+    }
+    memcpy(p, pb->cmd, pb->cmdlen);
+    const char *argv[] = {"PUBLISH", ch, (const char *)msg};
+    size_t lens[] = {7, strlen(ch), len};
+    int rv = redis_cmd_argv(cl->r, on_published, pb, 3, argv, lens);
+    free(msg);
+    if (rv != REDIS_C_OK) {
+        pub_free(pb);
+        return -1;
+    }
+    metrics_add(cl->m_published, pb->ngw);
+    return 0;
+}
+
+int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
+                 const Wsgw__V1__Command *cmd)
+{
+    if (!n)
+        return 0;
+    size_t clen = wsgw__v1__command__get_packed_size(cmd);
+    uint8_t *cbuf = malloc(clen ? clen : 1);
+    if (!cbuf)
+        return 0;
+    wsgw__v1__command__pack(cmd, cbuf);
+    /* group the gateways by the node each goes through: one message per node */
+    const char **via = calloc(n, sizeof *via);
+    bool *done = calloc(n, sizeof *done);
+    int sent = 0;
+    if (!via || !done)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        via[i] = pick_node(cl, gws[i], NULL);
+        if (!via[i]) {
+            done[i] = true;
+            metrics_inc(cl->m_fwd_lost);
+            char g[96];
+            log_rl_warn("command for a gateway no live node serves: dropped", "gateway=%s",
+                        log_quote(g, sizeof g, gws[i]->id));
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        pub_t *pb = calloc(1, sizeof *pb);
+        if (!pb)
+            break;
+        pb->cl = cl;
+        pb->node = strdup(via[i]);
+        pb->gws = calloc(n - i < BUS_MAX_GATEWAYS ? n - i : BUS_MAX_GATEWAYS, sizeof *pb->gws);
+        pb->cmd = malloc(clen ? clen : 1);
+        pb->cmdlen = clen;
+        if (!pb->node || !pb->gws || !pb->cmd) {
+            pub_free(pb);
+            break;
+        }
+        memcpy(pb->cmd, cbuf, clen);
+        for (size_t j = i; j < n && pb->ngw < BUS_MAX_GATEWAYS; j++) {
+            if (done[j] || strcmp(via[j], via[i]) != 0)
+                continue;
+            if (!(pb->gws[pb->ngw] = strdup(gws[j]->id)))
+                break;
+            pb->ngw++;
+            done[j] = true;
+        }
+        size_t k = pb->ngw;
+        if (publish(pb) == 0)
+            sent += (int)k;
+    }
+out:
+    free(via);
+    free(done);
+    free(cbuf);
+    return sent;
+}
+
+int cluster_broadcast_remote(cluster_t *cl, Wsgw__V1__Command *cmd)
+{
+    if (!redis_up(cl->r))
+        return 0;
+    const cl_gw_t **far = malloc((cl->reg.n ? cl->reg.n : 1) * sizeof *far);
+    if (!far)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < cl->reg.n; i++)
+        if (!cl__local_stream(cl, cl->reg.v[i]->id))
+            far[n++] = cl->reg.v[i];
+    int sent = cl__bus_send(cl, far, n, cmd);
+    free(far);
+    return sent;
+}

@@ -1,0 +1,318 @@
+/* cluster_pres.c: the presence and room writes of Upstream batches and the acks that wait for
+ * them (see cluster.h, "Acks"). A batch's writes are issued in order on the one command link,
+ * so Redis answers a stream's batches in the order they came: each one's ack is released when
+ * its last write is answered, and batches without writes that came meanwhile wait behind it.
+ * Loop thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "cluster_priv.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+
+enum { W_OPEN, W_CLOSE, W_ROOM, W_SYNC, W_INDEX };
+
+typedef struct wctx {
+    cl_batch_t *b; /* NULL: not part of a batch (nothing waits for it) */
+    uint8_t kind;
+} wctx_t;
+
+static uint64_t wall_ms(void)
+{
+    return (uint64_t)(clock_wall_ns() / 1000000);
+}
+
+/* ---- batches ------------------------------------------------------------------------------- */
+
+cl_batch_t *cluster_batch_begin(cluster_t *cl, api_stream_t *s)
+{
+    cl_batch_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->cl = cl;
+    b->s = s;
+    b->cs = s->sess ? s->sess->cl : NULL;
+    if (b->cs)
+        b->cs->refs++;
+    b->ack = true;
+    cl->cur = b;
+    return b;
+}
+
+static void ack_upto(cluster_t *cl, api_stream_t *s, uint64_t seq)
+{
+    if (seq > s->ack)
+        s->ack = seq;
+    s->ack_dirty = true;
+    router_mark(cl->router, s);
+}
+
+static void batch_free(cl_batch_t *b)
+{
+    if (b->cs)
+        cl__sess_put(b->cs);
+    free(b);
+}
+
+/* Everything of a waiting batch is answered: its ack (and of those that waited behind it). */
+static void batch_finish(cl_batch_t *b)
+{
+    cluster_t *cl = b->cl;
+    api_stream_t *s = b->s;
+    if (s) {
+        for (cl_batch_t **pp = &s->cl_wait; *pp; pp = &(*pp)->snext)
+            if (*pp == b) {
+                *pp = b->snext;
+                break;
+            }
+        s->cl_out--;
+    }
+    if (b->mismatch) {
+        /* nothing of it (or after it) is acknowledged: the gateway re-sends it under the
+         * current token once its session is back */
+        metrics_inc(cl->m_tok_mismatch);
+        if (b->cs)
+            cl__drop_session(b->cs, "presence token changed");
+    } else if (s && b->ack) {
+        ack_upto(cl, s, b->seq);
+        if (s->cl_out == 0 && s->cl_after > b->seq)
+            ack_upto(cl, s, s->cl_after);
+    }
+    batch_free(b);
+}
+
+void cl__batch_write_done(cl_batch_t *b, bool ok, bool mismatch)
+{
+    b->pending--;
+    if (!ok) {
+        b->failed = true;
+        if (b->cs)
+            cl__mark_dirty(b->cs);
+    }
+    if (mismatch)
+        b->mismatch = true;
+    if (b->ended && b->pending == 0)
+        batch_finish(b);
+}
+
+void cluster_batch_end(cl_batch_t *b, uint64_t seq)
+{
+    cluster_t *cl = b->cl;
+    if (cl->cur == b)
+        cl->cur = NULL;
+    b->seq = seq;
+    if (seq == 0)
+        b->ack = false; /* the batch failed: nothing to acknowledge */
+    api_stream_t *s = b->s;
+    if (b->pending == 0 && !b->mismatch) {
+        if (s && b->ack) {
+            if (s->cl_out)
+                s->cl_after = seq > s->cl_after ? seq : s->cl_after; /* behind earlier ones */
+            else
+                ack_upto(cl, s, seq);
+        }
+        batch_free(b);
+        return;
+    }
+    b->ended = true;
+    if (s) {
+        b->snext = NULL;
+        cl_batch_t **pp = &s->cl_wait;
+        while (*pp)
+            pp = &(*pp)->snext;
+        *pp = b;
+        s->cl_out++;
+    }
+    if (b->pending == 0)
+        batch_finish(b);
+}
+
+/* ---- writes -------------------------------------------------------------------------------- */
+
+static void on_write(void *ud, redisReply *reply)
+{
+    wctx_t *w = ud;
+    cl_batch_t *b = w->b;
+    cluster_t *cl = b ? b->cl : NULL;
+    bool ok = reply && reply->type != REDIS_REPLY_ERROR;
+    bool mismatch = false;
+    if (reply && (w->kind == W_OPEN || w->kind == W_ROOM || w->kind == W_SYNC) &&
+        reply->type == REDIS_REPLY_INTEGER) {
+        mismatch = reply->integer == 0;
+        if (w->kind == W_OPEN && reply->integer == 2 && cl)
+            metrics_inc(cl->m_stale_open);
+    }
+    if (w->kind == W_CLOSE && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER)
+        mismatch = reply->element[0]->integer == 0;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_rl_error("redis refused a presence write", "error=\"%s\"", reply->str);
+    if (b)
+        cl__batch_write_done(b, ok, mismatch);
+    free(w);
+}
+
+/* The write's bookkeeping: counted in b (NULL: none); false when it cannot be sent (the
+ * gateway is marked dirty). */
+static wctx_t *wctx(cl_batch_t *b, int kind)
+{
+    wctx_t *w = malloc(sizeof *w);
+    if (!w)
+        return NULL;
+    w->b = b;
+    w->kind = (uint8_t)kind;
+    if (b)
+        b->pending++;
+    return w;
+}
+
+static void not_sent(cl_batch_t *b, wctx_t *w)
+{
+    if (b) {
+        b->pending--;
+        b->failed = true;
+        if (b->cs)
+            cl__mark_dirty(b->cs);
+        metrics_inc(b->cl->m_write_fail);
+    }
+    free(w);
+}
+
+/* One write of b: the script sc (nkeys keys, then arguments), or a plain command (sc NULL). */
+static void issue(cl_batch_t *b, int kind, const redis_script_t *sc, int nkeys, int argc,
+                  const char **argv, const size_t *lens)
+{
+    cluster_t *cl = b->cl;
+    wctx_t *w = wctx(b, kind);
+    if (!w) {
+        if (b->cs)
+            cl__mark_dirty(b->cs);
+        return;
+    }
+    metrics_inc(cl->m_writes);
+    int rv = sc ? redis_eval(cl->r, sc, on_write, w, nkeys, argc, argv, lens)
+                : redis_cmd_argv(cl->r, on_write, w, argc, argv, lens);
+    if (rv != REDIS_C_OK)
+        not_sent(b, w);
+}
+
+/* The batch's session may write: bound under a token, Redis up. Otherwise its gateway is
+ * marked dirty (rebuilt when Redis is back) and false. */
+static bool can_write(cl_batch_t *b)
+{
+    cl_sess_t *cs = b->cs;
+    if (!cs)
+        return false;
+    if (cs->offline || !cs->tok[0] || !redis_up(b->cl->r)) {
+        metrics_inc(b->cl->m_write_fail);
+        cl__mark_dirty(cs);
+        return false;
+    }
+    return true;
+}
+
+static size_t index_value(char *out, size_t cap, const cl_sess_t *cs, const char *user,
+                          bool with_user)
+{
+    int n = with_user ? snprintf(out, cap, "%s%s\n%s", cs->tok, cs->gw, user)
+                      : snprintf(out, cap, "%s%s", cs->tok, cs->gw);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+static bool user_ok(const char *user)
+{
+    return user && *user && strlen(user) <= CL_ID_MAX;
+}
+
+void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user)
+{
+    if (!b || !can_write(b))
+        return;
+    cl_sess_t *cs = b->cs;
+    if (user && strlen(user) > CL_ID_MAX)
+        user = ""; /* (not indexed: the gateway caps user ids far below this) */
+    char meta[CL_KEY_MAX], conns[CL_KEY_MAX], t0[CL_KEY_MAX], t1[CL_KEY_MAX], t2[CL_KEY_MAX];
+    char conn[24];
+    uint64_t bucket = wall_ms() / CL_TOMB_BUCKET_MS;
+    cl__key_meta(meta, cs->gw);
+    cl__key_conns(conns, cs->gw, cs->tok);
+    cl__key_tomb(t0, cs->gw, cs->tok, bucket - 1);
+    cl__key_tomb(t1, cs->gw, cs->tok, bucket);
+    cl__key_tomb(t2, cs->gw, cs->tok, bucket + 1);
+    snprintf(conn, sizeof conn, "%llu", (unsigned long long)conn_id);
+    const char *argv[] = {meta, conns, t0, t1, t2, cs->tok, conn, user ? user : ""};
+    issue(b, W_OPEN, &cl__open_script, 5, 8, argv, NULL);
+    if (user_ok(user)) {
+        char key[CL_KEY_MAX], val[CL_KEY_MAX];
+        cl__key_user(key, user);
+        size_t vl = index_value(val, sizeof val, cs, user, false);
+        const char *hv[] = {"HSET", key, conn, val};
+        size_t hl[] = {4, strlen(key), strlen(conn), vl};
+        issue(b, W_INDEX, NULL, 0, 4, hv, hl);
+    }
+}
+
+void cluster_close(cl_batch_t *b, uint64_t conn_id, const char *user)
+{
+    if (!b || !can_write(b))
+        return;
+    cl_sess_t *cs = b->cs;
+    char meta[CL_KEY_MAX], conns[CL_KEY_MAX], t1[CL_KEY_MAX], conn[24], ttl[16];
+    cl__key_meta(meta, cs->gw);
+    cl__key_conns(conns, cs->gw, cs->tok);
+    cl__key_tomb(t1, cs->gw, cs->tok, wall_ms() / CL_TOMB_BUCKET_MS);
+    snprintf(conn, sizeof conn, "%llu", (unsigned long long)conn_id);
+    snprintf(ttl, sizeof ttl, "%d", CL_TOMB_TTL_S);
+    const char *argv[] = {meta, conns, t1, cs->tok, conn, ttl};
+    issue(b, W_CLOSE, &cl__close_script, 3, 6, argv, NULL);
+    if (user_ok(user)) {
+        char key[CL_KEY_MAX];
+        cl__key_user(key, user);
+        const char *hv[] = {"HDEL", key, conn};
+        issue(b, W_INDEX, NULL, 0, 3, hv, NULL);
+    }
+    /* its rooms' index entries stay: listing checks them against the connection (gone), drops
+     * them then, and the reaper takes the rest with the token */
+}
+
+void cluster_synced(cl_batch_t *b)
+{
+    if (!b || !can_write(b))
+        return;
+    char meta[CL_KEY_MAX];
+    cl__key_meta(meta, b->cs->gw);
+    const char *argv[] = {meta, b->cs->tok};
+    issue(b, W_SYNC, &cl__sync_script, 1, 2, argv, NULL);
+    char g[96];
+    log_rl_info("gateway presence whole in Redis", "gateway=%s token=%s",
+                log_quote(g, sizeof g, b->cs->gw), b->cs->tok);
+}
+
+void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char *room,
+                  bool join)
+{
+    cl_batch_t *b = cl->cur;
+    if (!b || !can_write(b) || !room || !*room || strlen(room) > CL_ID_MAX)
+        return;
+    cl_sess_t *cs = b->cs;
+    char meta[CL_KEY_MAX], conns[CL_KEY_MAX], conn[24];
+    cl__key_meta(meta, cs->gw);
+    cl__key_conns(conns, cs->gw, cs->tok);
+    snprintf(conn, sizeof conn, "%llu", (unsigned long long)conn_id);
+    const char *argv[] = {meta, conns, cs->tok, conn, room, join ? "1" : "0"};
+    issue(b, W_ROOM, &cl__room_script, 2, 6, argv, NULL);
+    char key[CL_KEY_MAX], val[2 * CL_KEY_MAX];
+    cl__key_room(key, room);
+    if (join) {
+        size_t vl = index_value(val, sizeof val, cs, user ? user : "", true);
+        const char *hv[] = {"HSET", key, conn, val};
+        size_t hl[] = {4, strlen(key), strlen(conn), vl};
+        issue(b, W_INDEX, NULL, 0, 4, hv, hl);
+    } else {
+        const char *hv[] = {"HDEL", key, conn};
+        issue(b, W_INDEX, NULL, 0, 3, hv, NULL);
+    }
+}

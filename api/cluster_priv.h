@@ -1,0 +1,174 @@
+/* cluster_priv.h: the inside of ws-api's Redis cluster layer (cluster.h), shared by its files:
+ * cluster.c (life, sessions, heartbeats, tokens, readiness), cluster_reg.c (the registry of
+ * gateways and its reaper), cluster_pres.c (presence writes and acks), cluster_bus.c (commands
+ * between nodes), cluster_route.c (targets to gateways, presence queries). Loop thread only. */
+#ifndef WSGW_API_CLUSTER_PRIV_H
+#define WSGW_API_CLUSTER_PRIV_H
+
+#include "cluster.h"
+#include "hmap.h"
+
+#define CL_TOK_LEN 16            /* presence tokens: 16 hex digits */
+#define CL_TOMB_BUCKET_MS 30000  /* tombstone buckets (an Open checks 3: ~60-90 s) */
+#define CL_TOMB_TTL_S 90
+#define CL_KEY_MAX 600           /* keys: prefix + tag + id (ids are capped below) */
+#define CL_ID_MAX 256            /* gateway ids, user ids and room names we key on */
+
+/* A batch of a session not bound yet, kept until it is. */
+typedef struct cl_held {
+    struct cl_held *next;
+    api_stream_t *s; /* NULL once the stream is gone (then dropped) */
+    size_t len;
+    uint8_t data[];
+} cl_held_t;
+
+struct cl_sess {
+    cluster_t *cl;
+    char *gw;                  /* gateway id (x-gateway-id) */
+    char inst[40];             /* x-wsgw-instance ("" unknown) */
+    char prefix[8];            /* x-wsgw-conn-prefix ("" unknown) */
+    char tok[CL_TOK_LEN + 1];  /* the bound token ("" before, or when bound offline) */
+    bool bound, binding, live;
+    bool offline;              /* bound while Redis was away: its gateway is dirty */
+    int refs;                  /* callbacks in flight that hold it (freed at 0 once ended) */
+    cluster_drop_fn drop;
+    void *drop_ud;
+    cl_held_t *h_head, *h_tail;
+    size_t h_bytes;
+    cl_sess_t *prev, *next;    /* cl->sessions (live ones) */
+};
+
+struct cl_batch {
+    cluster_t *cl;
+    api_stream_t *s;   /* NULL once the stream is gone */
+    cl_sess_t *cs;     /* held (refs) */
+    uint64_t seq;
+    int pending;       /* writes not answered yet */
+    bool ended;        /* cluster_batch_end came (seq set) */
+    bool ack;          /* acknowledge when done (false: the stream failed the batch) */
+    bool mismatch;     /* a write found another token: the session goes, nothing acked */
+    bool failed;       /* a write got no reply (Redis away): acked, the gateway is dirty */
+    struct cl_batch *snext; /* the stream's list of unfinished batches (s->cl_wait) */
+};
+
+/* The registry of live gateways (refreshed every heartbeat). */
+typedef struct cl_gw {
+    hmap_node_t node;
+    char *id;
+    char tok[CL_TOK_LEN + 1];
+    bool synced;       /* syn == tok */
+    int prefix;        /* conn id prefix, -1 unknown */
+    char **nodes;      /* live nodes serving it */
+    int nnodes;
+} cl_gw_t;
+
+typedef struct cl_reg {
+    hmap_t by_id;
+    cl_gw_t **v;
+    size_t n, cap;
+    size_t unsynced; /* gateways whose presence is not whole */
+} cl_reg_t;
+
+/* A gateway whose presence writes failed while Redis was away: its token is replaced when
+ * Redis is back. */
+typedef struct cl_dirty {
+    struct cl_dirty *next;
+    cluster_t *cl;
+    char *gw;
+    char tok[CL_TOK_LEN + 1]; /* the token we knew ("" : replace whatever it is) */
+} cl_dirty_t;
+
+/* A caller waiting for the next registry refresh. */
+typedef struct cl_waiter {
+    struct cl_waiter *next;
+    void (*fn)(void *ud);
+    void *ud;
+} cl_waiter_t;
+
+struct cluster {
+    uv_loop_t *loop;
+    redis_t *r;
+    presence_t *pres;
+    router_t *router;
+    cluster_cfg_t cfg;
+    char *node_id;
+    char channel[CL_KEY_MAX];
+    uv_timer_t hb;
+    bool stopped, hb_closed;
+    cl_sess_t *sessions;
+    size_t nsessions;
+    cl_batch_t *cur;         /* the batch exchange.c is handling (cluster_room joins it) */
+    cluster_batch_fn handler;
+    void *handler_ud;
+    /* registry */
+    cl_reg_t reg;
+    uint64_t reg_ms;         /* last complete refresh (monotonic ms; 0: never) */
+    uint64_t reg_gen;        /* refresh generation (late replies of an older one are dropped) */
+    bool refreshing;
+    cl_waiter_t *waiters;    /* for the refresh under way */
+    uint64_t ticks;
+    bool reaping;
+    /* Redis availability */
+    bool was_up;             /* the cmd link was up at the last look */
+    bool ever_up;
+    uint64_t grace_until;    /* after Redis came back: not ready before */
+    cl_dirty_t *dirty;
+    bool last_ready;
+    uint64_t rng;
+    int m_writes, m_write_fail, m_stale_open, m_tok_made, m_tok_mismatch, m_tok_rotated;
+    int m_forwarded, m_fwd_lost, m_published, m_pub_retry, m_reaped, m_held, m_gateways;
+    int m_sessions, m_lookups;
+};
+
+/* ---- cluster.c ------------------------------------------------------------------------------ */
+uint64_t cl__now_ms(void);
+void cl__new_token(cluster_t *cl, char out[CL_TOK_LEN + 1]);
+/* cl__sess_put: drops a reference; frees an ended session at 0. */
+void cl__sess_put(cl_sess_t *cs);
+/* cl__mark_dirty: the gateway of cs missed writes: replace its token once Redis is back. */
+void cl__mark_dirty(cl_sess_t *cs);
+/* cl__drop_gateway: ends every local session of gateway gw (why for the logs). */
+void cl__drop_gateway(cluster_t *cl, const char *gw, const char *why);
+/* cl__drop_session: ends one session (its gateway reconnects and resyncs). */
+void cl__drop_session(cl_sess_t *cs, const char *why);
+
+/* ---- keys (cluster.c) ------------------------------------------------------------------------ */
+int cl__key_meta(char *out, const char *gw);
+int cl__key_conns(char *out, const char *gw, const char *tok);
+int cl__key_tomb(char *out, const char *gw, const char *tok, uint64_t bucket);
+int cl__key_user(char *out, const char *user);
+int cl__key_room(char *out, const char *room);
+extern const char cl__key_reg_gw[];
+extern const char cl__key_reg_tok[];
+
+/* ---- scripts (cluster.c) --------------------------------------------------------------------- */
+extern redis_script_t cl__hb_script, cl__open_script, cl__close_script, cl__room_script,
+    cl__check_script, cl__sync_script, cl__unlink_script;
+
+/* ---- cluster_reg.c --------------------------------------------------------------------------- */
+/* cl__reg_wait: fn(ud) once the registry was read again (a refresh starts now unless one is
+ * under way; also when it fails). Returns 0 or -1 (memory: not called). */
+int cl__reg_wait(cluster_t *cl, void (*fn)(void *ud), void *ud);
+void cl__reg_free(cl_reg_t *g);
+const cl_gw_t *cl__reg_find(const cluster_t *cl, const char *gw);
+/* cl__reg_refresh: reads the registry again (asynchronously). */
+void cl__reg_refresh(cluster_t *cl);
+/* cl__reg_fresh: the registry was read within two heartbeats. */
+bool cl__reg_fresh(const cluster_t *cl);
+/* cl__reap: reaps dead tokens (a few per call). */
+void cl__reap(cluster_t *cl);
+
+/* ---- cluster_pres.c --------------------------------------------------------------------------- */
+/* cl__batch_write_done: one write of b answered (reply may be NULL: no reply). */
+void cl__batch_write_done(cl_batch_t *b, bool ok, bool mismatch);
+
+/* ---- cluster_bus.c ---------------------------------------------------------------------------- */
+int cl__bus_start(cluster_t *cl);
+/* cl__bus_send: cmd (its target set for these gateways) to gateways gws[0..n) that this node
+ * does not serve, through nodes that do. Returns how many gateways it went to. */
+int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
+                 const Wsgw__V1__Command *cmd);
+/* cl__local_stream: a live stream of gateway gw on this node, or NULL. */
+api_stream_t *cl__local_stream(cluster_t *cl, const char *gw);
+
+#endif

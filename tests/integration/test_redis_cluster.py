@@ -1,0 +1,290 @@
+"""test_redis_cluster: ws-api nodes sharing presence and delivery through Redis (issue 16).
+
+2 gateways x 3 ws-api x 1 Redis (Debian's redis-server on a free loopback port), each gateway
+connected to only 2 of the 3 nodes (--upstream-subset 2, chosen by its id):
+- pushes to a connection, a user, a room and everyone, through every node, reach every target
+  exactly once: 20 rounds in one test, every message accounted for, nothing extra;
+- kill -9 a gateway: its connections leave presence within --presence-ttl (other gateways'
+  stay);
+- restart the ws-api nodes: presence is right at once on a restarted node (no resync window);
+- Redis killed, then restarted, and Redis stopped (SIGSTOP): pushes and presence queries get a
+  clear 503 meanwhile, ws-api stays up, and everything works again after (presence rebuilt).
+"""
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import wsgwtest as T  # noqa: E402
+import websockets  # noqa: E402
+
+HB = "200ms"
+TTL = "1500ms"
+
+
+def cluster(napis=3, ngws=2, subset=2, handler="chat", redis=None, api_extra=()):
+    r = redis or T.Redis()
+    apis = [T.Api(handler=handler,
+                  extra=["--redis", r.url, "--presence-heartbeat", HB, "--presence-ttl", TTL,
+                         "--presence-grace", "500ms", "--redis-timeout", "500ms",
+                         "--shutdown-timeout", "300ms"]
+                  + list(api_extra)) for _ in range(napis)]
+    ups = [a.grpc_addr for a in apis]
+    gws = [T.Gateway(ups, extra=["--upstream-subset", str(subset), "--gateway-id", "gw%d" % i,
+                                 "--drain-timeout", "1s"])
+           for i in range(ngws)]
+    return r, apis, gws
+
+
+def users_conns(api, user):
+    st, js = api.http("GET", "/v1/users/" + user)
+    return st, sorted((int(c["conn_id"]), c["gateway_id"]) for c in js.get("connections", [])) \
+        if st == 200 else js
+
+
+def connected_nodes(gw):
+    body = gw.get("/metrics")[1]
+    return sum(float(l.split()[-1]) for l in body.splitlines()
+               if l.startswith("wsgw_upstream_connected{"))
+
+
+def metric(api, name, labels=None):
+    return T.parse_metric(api.http("GET", "/metrics")[1], name, labels)
+
+
+class Client:
+    """A websocket client that collects what it receives."""
+
+    def __init__(self, ws, name):
+        self.ws, self.name, self.got = ws, name, []
+        self.task = asyncio.ensure_future(self._read())
+
+    async def _read(self):
+        try:
+            async for m in self.ws:
+                self.got.append(m)
+        except websockets.ConnectionClosed:
+            pass
+
+
+async def async_wait(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+        await asyncio.sleep(0.02)
+
+
+async def connect(gw, user, room=None):
+    ws = await websockets.connect(gw.url(user))
+    if room:
+        await ws.send(json.dumps({"op": "join", "room": room}))
+    return Client(ws, user)
+
+
+def test_pushes_exactly_once_through_every_node():
+    r, apis, gws = cluster()
+    # each gateway is connected to 2 nodes, not 3
+    for g in gws:
+        T.wait_until(lambda: connected_nodes(g) == 2, 5, what="2 connected nodes")
+    for a in apis:
+        T.wait_until(lambda: metric(a, "wsapi_cluster_gateways") == 2, 5,
+                     what="both gateways in every node's registry")
+    served = [metric(a, "wsapi_cluster_sessions") for a in apis]
+    T.eq(sum(served), 4.0, "2 gateways x 2 nodes each: %s" % served)
+
+    async def run():
+        clients = []
+        for gi, g in enumerate(gws):
+            clients.append(await connect(g, "solo%d" % gi))
+            clients.append(await connect(g, "both", room="R"))
+            clients.append(await connect(g, "roomie%d" % gi, room="R"))
+        both = [c for c in clients if c.name == "both"]
+        roomies = [c for c in clients if c.name in ("both", "roomie0", "roomie1")]
+        # presence: from every node, both connections of "both" on their gateways
+        want_both = None
+        for a in apis:
+            st, conns = T.wait_until(lambda: (lambda x: x if x[0] == 200 and len(x[1]) == 2
+                                              else None)(users_conns(a, "both")), 5,
+                                     what="both's 2 connections in presence")
+            T.eq(sorted(g for _, g in conns), ["gw0", "gw1"])
+            want_both = want_both or conns
+            T.eq(conns, want_both, "every node answers the same")
+        solo_ids = {}
+        for gi in range(2):
+            st, conns = T.wait_until(lambda: (lambda x: x if x[0] == 200 and len(x[1]) == 1
+                                              else None)(users_conns(apis[0], "solo%d" % gi)),
+                                     5, what="solo%d in presence" % gi)
+            solo_ids[gi] = conns[0][0]
+        # room membership reached Redis (the chat handler's joins)
+        T.wait_until(lambda: apis[1].http("GET", "/v1/rooms/R")[1].get("count") == 4, 5,
+                     what="room R has 4 members")
+        expect = {id(c): [] for c in clients}
+        t0 = time.monotonic()
+        npush = 0
+        for rnd in range(20):
+            for i, a in enumerate(apis):
+                tag = "%d-%d" % (rnd, i)
+                gi = (rnd + i) % 2
+                st, js = a.push(conn_ids=[str(solo_ids[gi])], data="c" + tag)
+                T.eq((st, js), (200, {"gateways": 1}), "conn push via node %d" % i)
+                expect[id(clients[3 * gi])].append("c" + tag)
+                st, js = a.push(user_ids=["both"], data="u" + tag)
+                T.eq((st, js), (200, {"gateways": 2}), "user push via node %d" % i)
+                for c in both:
+                    expect[id(c)].append("u" + tag)
+                st, js = a.push(room="R", data="r" + tag)
+                T.eq((st, js), (200, {"gateways": 2}), "room push via node %d" % i)
+                for c in roomies:
+                    expect[id(c)].append("r" + tag)
+                st, js = a.push(all=True, data="a" + tag)
+                T.eq((st, js), (200, {"gateways": 2}), "push to all via node %d" % i)
+                for c in clients:
+                    expect[id(c)].append("a" + tag)
+                npush += 4
+        pushed_s = time.monotonic() - t0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(len(c.got) < len(expect[id(c)])
+                                                  for c in clients):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # anything extra (a duplicate) would have come by now
+        delivered = 0
+        for c in clients:
+            got = [m for m in c.got if not m.startswith("{")]  # (chat echoes of the join)
+            T.eq(sorted(got), sorted(expect[id(c)]), "client %s: each message exactly once"
+                 % c.name)
+            delivered += len(got)
+        print("pushes=%d deliveries=%d push_phase_s=%.2f, all exactly once" %
+              (npush, delivered, pushed_s))
+        for c in clients:
+            await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+    fwd = sum(metric(a, "wsapi_cluster_forwarded_total") for a in apis)
+    lost = sum(metric(a, "wsapi_cluster_undeliverable_total") for a in apis)
+    T.check(fwd > 0, "some pushes went through another node")
+    T.eq(lost, 0.0, "nothing undeliverable")
+
+
+def test_killed_gateway_leaves_presence_within_ttl():
+    r, apis, gws = cluster()
+
+    async def run():
+        a = await connect(gws[0], "dies")
+        b = await connect(gws[1], "lives")
+        T.wait_until(lambda: len(users_conns(apis[2], "dies")[1]) == 1, 5, what="dies online")
+        T.wait_until(lambda: len(users_conns(apis[2], "lives")[1]) == 1, 5, what="lives online")
+        os.killpg(gws[0].proc.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        T.wait_until(lambda: users_conns(apis[0], "dies") == (200, []), 5,
+                     what="the killed gateway's user offline")
+        gone = time.monotonic() - t0
+        print("killed gateway's connections left presence after %.2fs (--presence-ttl %s)"
+              % (gone, TTL))
+        T.check(gone <= 1.5 + 1.0, "within the TTL (+ a heartbeat and margin): %.2fs" % gone)
+        for api in apis:
+            T.eq(len(users_conns(api, "lives")[1]), 1, "the other gateway's user stays")
+            T.eq(users_conns(api, "dies"), (200, []))
+        # the registry forgets it within a heartbeat or two (no node serves it any more)
+        T.wait_until(lambda: apis[1].push(all=True, data="after")[1].get("gateways") == 1, 3,
+                     what="push to all reaches the one gateway left")
+        await asyncio.sleep(0.2)
+        T.check("after" in b.got)
+        await b.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+
+
+def test_restarted_api_nodes_answer_presence_at_once():
+    r, apis, gws = cluster()
+
+    async def run():
+        cs = [await connect(gws[0], "x"), await connect(gws[1], "x")]
+        T.wait_until(lambda: len(users_conns(apis[0], "x")[1]) == 2, 5, what="x online twice")
+        want = users_conns(apis[0], "x")
+        for i in range(3):
+            old = apis[i]
+            T.stop(old.proc, signal.SIGKILL)
+            new = T.Api(handler="chat", extra=["--redis", r.url, "--presence-heartbeat", HB,
+                                                "--presence-ttl", TTL, "--presence-grace",
+                                                "500ms", "--shutdown-timeout", "300ms"],
+                        ports=(old.grpc_port, old.http_port))
+            apis[i] = new
+            # the first answers of a restarted node: right at once (presence is in Redis);
+            # only while its Redis link and registry come up (milliseconds) a 503
+            t0 = time.monotonic()
+            st, got = users_conns(new, "x")
+            while st == 503 and time.monotonic() - t0 < 1.0:
+                time.sleep(0.01)
+                st, got = users_conns(new, "x")
+            T.eq((st, got), want, "node %d right after its restart" % i)
+            print("node %d: right %.0f ms after it listened" % (i, 1000 * (time.monotonic() - t0)))
+        # and pushes reach both connections through the new nodes
+        for i, a in enumerate(apis):
+            ok = T.wait_until(lambda: a.push(user_ids=["x"], data="n%d" % i)[1].get("gateways")
+                              == 2, 10, what="push via restarted node %d reaches 2 gateways" % i)
+            T.check(ok)
+        for c in cs:
+            await async_wait(lambda: any(m.startswith("n2") for m in c.got), 3,
+                             "pushes via the new nodes arrive")
+            await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+
+
+def test_redis_down_then_back():
+    r, apis, gws = cluster()
+
+    async def run():
+        c0 = await connect(gws[0], "p")
+        c1 = await connect(gws[1], "q")
+        T.wait_until(lambda: len(users_conns(apis[0], "q")[1]) == 1, 5, what="q online")
+        # Redis killed: 503, ws-api up, echo (the handler, no Redis needed) still works
+        r.kill()
+        T.wait_until(lambda: apis[0].push(all=True, data="x")[0] == 503, 3, what="503 on push")
+        for a in apis:
+            st, js = a.push(user_ids=["p"], data="no")
+            T.eq(st, 503)
+            T.check("redis" in js["error"], js)
+            T.eq(a.http("GET", "/v1/users/p")[0], 503)
+            T.eq(a.http("GET", "/healthz")[0], 200)
+        await c0.ws.send("echo while redis is away")
+        await asyncio.sleep(0.3)
+        T.check("echo while redis is away" in c0.got, "messages still flow: %s" % c0.got)
+        # a client that connects and one that leaves while Redis is away
+        c2 = await connect(gws[1], "newcomer")
+        await c1.ws.close()
+        # Redis back (empty: restarted without persistence): presence rebuilt
+        time.sleep(0.5)
+        r.start()
+        t0 = time.monotonic()
+        for a in apis:
+            T.wait_until(lambda: (lambda st_c: st_c[0] == 200 and [g for _, g in st_c[1]] ==
+                                  ["gw1"])(users_conns(a, "newcomer")), 15,
+                         what="newcomer in presence again")
+            T.wait_until(lambda: users_conns(a, "q") == (200, []), 5, what="q gone")
+            T.eq(len(users_conns(a, "p")[1]), 1)
+        print("presence rebuilt %.2fs after Redis came back" % (time.monotonic() - t0))
+        st, js = apis[2].push(user_ids=["p", "newcomer"], data="back")
+        T.eq((st, js["gateways"]), (200, 2))
+        await asyncio.sleep(0.3)
+        T.check("back" in c0.got and "back" in c2.got)
+        # Redis stopped (SIGSTOP: up but silent): 503 after --redis-timeout, back after
+        r.pause()
+        try:
+            T.wait_until(lambda: apis[1].push(all=True, data="x")[0] == 503, 5,
+                         what="503 while Redis does not answer")
+        finally:
+            r.resume()
+        T.wait_until(lambda: apis[1].push(user_ids=["p"], data="again")[0] == 200, 10,
+                     what="pushes again after SIGCONT")
+        await asyncio.sleep(0.3)
+        T.check("again" in c0.got)
+        for c in (c0, c2):
+            await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+    for a in apis:
+        T.check(a.proc.poll() is None, "ws-api stayed up")
+
+
+T.run(globals())
