@@ -345,10 +345,13 @@ def check_up():
 
     def healthy():
         r = sh(["podman", "ps", "--filter", "label=com.docker.compose.project=" + PROJECT,
-                "--format", "{{.Names}} {{.Status}}"], quiet=True)
+                "--format", '{{index .Labels "com.docker.compose.service"}} {{.Status}}'],
+               quiet=True)
         lines = r.stdout.strip().splitlines()
-        return len(lines) == 2 and all("(healthy)" in l for l in lines) and lines
-    log("containers: %s" % wait_for(healthy, 60, "both containers healthy"))
+        services = sorted(l.split()[0] for l in lines)
+        return (services == ["redis", "ws-api", "ws-gateway"]
+                and all("(healthy)" in l for l in lines) and lines)
+    log("containers: %s" % wait_for(healthy, 60, "ws-api, ws-gateway and redis healthy"))
 
 
 def check_endpoints():
@@ -362,6 +365,12 @@ def check_endpoints():
     _, m = http_get(API_HTTP, "/metrics")
     for name in ("wsapi_gateway_streams", "wsapi_build_info", "process_open_fds"):
         check(metric_lines(m, name), "ws-api /metrics lacks %s" % name)
+    # the compose file runs ws-api with WSAPI_REDIS: both of its Redis links are up
+    redis_up = wait_for(lambda: [l for l in metric_lines(http_get(API_HTTP, "/metrics")[1],
+                                                          "wsapi_redis_up")
+                                 if l.endswith(" 1")] or None, 30, "ws-api's Redis links up")
+    check(len(redis_up) == 2, "ws-api Redis links: %s" % redis_up)
+    log("ws-api: %s" % redis_up)
     up = [l for l in metric_lines(http_get(GW_PORT, "/metrics")[1], "wsgw_upstream_connected")
           if l.endswith(" 1")]
     log("gateway: %s" % up)
