@@ -103,16 +103,15 @@ presence_case() {
     t1=$(cpu_ticks "$REDIS_PID")
     s1=$(now_s)
     m1=$(redis_mem)
-    local n
+    local n dbsize rss
+    dbsize=$(redis-cli -p "$REDIS_PORT" dbsize)
+    rss=$(rss_kb "$REDIS_PID")
     n=$(redis-cli -p "$REDIS_PORT" eval "local n = 0 for _, k in ipairs(redis.call('keys', 'wsgw:{g:*}:c:*')) do n = n + redis.call('hlen', k) end return n" 0)
     # steady state: 20 s of holding (heartbeats, registry reads)
     c0=$(cpu_ticks "$REDIS_PID")
     sleep 20
     c1=$(cpu_ticks "$REDIS_PID")
     wait "$bp"
-    local dbsize rss
-    dbsize=$(redis-cli -p "$REDIS_PORT" dbsize)
-    rss=$(rss_kb "$REDIS_PID")
     manifest "100000 conns in presence (6 gateways, 1 ws-api --redis)" \
         "ws-bench conn --user 100000 --procs 6 (6 gateways)" "$WORK/presence.json" \
         "conns_in_redis=$n" "redis_used_memory_mb=$(awk -v a="$m1" 'BEGIN{printf "%.1f", a/1048576}')" \
@@ -145,14 +144,20 @@ fanout_case() {
     done
 }
 
+# each mode is its own section of RESULTS.md and its own results/redis_<mode>.json (+ .png),
+# so that running the modes one at a time keeps every mode's data
+note_push="push: one gateway, one ws-api, ws-bench push to users (its HTTP client is one blocking connection: pushes/s at 'max' is one push per round trip)."
+note_presence="presence: Redis memory per connection in presence and its CPU; used_memory, keys and RSS sampled while the 100 000 connections are held."
+note_fanout="fanout: every delivery through Redis pub/sub (pushes to a node that serves no gateway)."
 for c in "$@"; do
     case $c in
-    push) push_case ;;
-    presence) presence_case ;;
-    fanout) fanout_case ;;
+    push | presence | fanout) ;;
     *) say "unknown case $c"; exit 2 ;;
     esac
+    MANIFEST=$WORK/runs-$c.jsonl
+    : >"$MANIFEST"
+    "${c}_case"
+    cleanup
+    note=note_$c
+    CASE=redis_$c finish "ws-api with and without --redis (issue 16): $c" cdf "${!note}"
 done
-cleanup
-finish "ws-api with and without --redis (issue 16)" cdf \
-    "push: one gateway, one ws-api, ws-bench push to users (its HTTP client is one blocking connection: pushes/s at 'max' is one push per round trip). presence: Redis memory per connection in presence and its CPU. fanout: every delivery through Redis pub/sub (pushes to a node that serves no gateway)."
