@@ -542,6 +542,7 @@ static void on_heartbeat(uv_timer_t *t)
             /* Redis came back: what it holds may be older than what gateways did meanwhile
              * (or empty, restarted): answer nothing for the grace, while gateways resync */
             cl->grace_until = cl__now_ms() + cl->cfg.grace_ms;
+            cl__reg_await(cl);
             log_info("redis back: presence and push requests refused during the grace",
                      "grace_ms=%llu", (unsigned long long)cl->cfg.grace_ms);
         }
@@ -580,7 +581,7 @@ bool cluster_ready(cluster_t *cl, const char **why)
         w = "registry not read yet";
     else if (cl__now_ms() < cl->grace_until)
         w = "presence resyncing";
-    else if (cl->reg.unsynced)
+    else if (cl->reg.unsynced || cl__reg_awaiting(cl))
         w = "presence resyncing";
     bool ready = w == NULL;
     if (ready != cl->last_ready) {
@@ -604,7 +605,9 @@ static void on_redis_state(void *ud, bool cmd_up, bool sub_up)
 {
     cluster_t *cl = ud;
     (void)sub_up;
-    if (cmd_up && !cl->stopped)
+    if (!cmd_up)
+        cl->was_up = false; /* (a Redis back before the next heartbeat came back all the same) */
+    else if (!cl->stopped)
         on_heartbeat(&cl->hb); /* at once: bind, register, read the registry */
 }
 
@@ -722,6 +725,9 @@ void cluster_free(cluster_t *cl)
         free(w);
     }
     cl__reg_free(&cl->reg);
+    for (size_t i = 0; i < cl->nawaited; i++)
+        free(cl->awaited[i]);
+    free(cl->awaited);
     if (cl->pres)
         cl->pres->cluster = NULL;
     free(cl->node_id);

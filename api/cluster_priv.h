@@ -112,6 +112,9 @@ struct cluster {
     bool was_up;             /* the cmd link was up at the last look */
     bool ever_up;
     uint64_t grace_until;    /* after Redis came back: not ready before */
+    char **awaited;          /* gateways listed before Redis went away, not listed again since */
+    size_t nawaited;         /* it came back (cluster_reg.c); not ready while any is awaited */
+    uint64_t awaited_until;  /* ... up to this (monotonic ms): --presence-ttl after its return */
     cl_dirty_t *dirty;
     bool last_ready;
     uint64_t rng;
@@ -157,6 +160,13 @@ void cl__reg_refresh(cluster_t *cl);
 bool cl__reg_fresh(const cluster_t *cl);
 /* cl__reap: reaps dead tokens (a few per call). */
 void cl__reap(cluster_t *cl);
+/* cl__reg_await: Redis came back: the gateways of the registry as last read before it went
+ * away are awaited until a registry read lists them again or --presence-ttl passed (a gateway
+ * whose nodes are not back yet is missing from a Redis that restarted empty, and presence
+ * answered without it would be wrong, not late). */
+void cl__reg_await(cluster_t *cl);
+/* cl__reg_awaiting: some gateway is still awaited (forgets them once their time is up). */
+bool cl__reg_awaiting(cluster_t *cl);
 
 /* ---- cluster_pres.c --------------------------------------------------------------------------- */
 /* cl__batch_write_done: one write of b answered (reply may be NULL: no reply). */

@@ -92,6 +92,61 @@ typedef struct rq {
     char *id;
 } rq_t;
 
+/* ---- gateways awaited after Redis came back ---------------------------------------------------- */
+
+static void await_clear(cluster_t *cl)
+{
+    for (size_t i = 0; i < cl->nawaited; i++)
+        free(cl->awaited[i]);
+    free(cl->awaited);
+    cl->awaited = NULL;
+    cl->nawaited = 0;
+}
+
+void cl__reg_await(cluster_t *cl)
+{
+    await_clear(cl);
+    if (!cl->reg.n)
+        return;
+    if (!(cl->awaited = calloc(cl->reg.n, sizeof *cl->awaited)))
+        return;
+    for (size_t i = 0; i < cl->reg.n; i++)
+        if ((cl->awaited[cl->nawaited] = strdup(cl->reg.v[i]->id)))
+            cl->nawaited++;
+    cl->awaited_until = cl__now_ms() + cl->cfg.ttl_ms;
+    log_info("redis back: presence waits for the gateways listed before", "gateways=%zu ttl_ms=%llu",
+             cl->nawaited, (unsigned long long)cl->cfg.ttl_ms);
+}
+
+/* the registry was read: who is listed again is no longer awaited */
+static void await_prune(cluster_t *cl)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < cl->nawaited; i++) {
+        if (reg_find(&cl->reg, cl->awaited[i]))
+            free(cl->awaited[i]);
+        else
+            cl->awaited[k++] = cl->awaited[i];
+    }
+    cl->nawaited = k;
+    if (!k)
+        await_clear(cl);
+}
+
+bool cl__reg_awaiting(cluster_t *cl)
+{
+    if (!cl->nawaited)
+        return false;
+    if (cl__now_ms() < cl->awaited_until)
+        return true;
+    char g[96];
+    log_rl_warn("gateways not listed again within the TTL after Redis came back: presence is "
+                "answered without them", "gateways=%zu first=%s", cl->nawaited,
+                log_quote(g, sizeof g, cl->awaited[0]));
+    await_clear(cl);
+    return false;
+}
+
 static void refresh_done(refresh_t *rf)
 {
     cluster_t *cl = rf->cl;
@@ -99,6 +154,7 @@ static void refresh_done(refresh_t *rf)
         cl__reg_free(&cl->reg);
         cl->reg = rf->reg;
         cl->reg_ms = cl__now_ms();
+        await_prune(cl);
         metrics_gauge_set(cl->m_gateways, (int64_t)cl->reg.n);
         cluster_ready(cl, NULL); /* (logs and the gauge follow) */
     } else {
