@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "bufpool.h"
 #include "grpc_frame.h"
 
 size_t downstream_varint(uint8_t *out, uint64_t v)
@@ -36,7 +37,7 @@ static int reserve_prefix(buf_t *b)
 {
     if (b->len)
         return 0;
-    if (buf_reserve(b, GRPC_FRAME_HDR_LEN) < 0)
+    if (bufpool_reserve(b, GRPC_FRAME_HDR_LEN) < 0)
         return -1;
     memset(b->data, 0, GRPC_FRAME_HDR_LEN);
     b->len = GRPC_FRAME_HDR_LEN;

@@ -26,6 +26,7 @@
 #define READ_BUDGET (4 * READ_BUF) /* per readable event, so one peer cannot starve others */
 #define OUT_FILL (256 * 1024)      /* mem_send output gathered before one send(2) */
 #define MAX_DATA_FRAME (256 * 1024)
+#define H2_FRAME_HD 9               /* HTTP/2 frame header (RFC 9113 §4.1) */
 #define GRPC__STOP (-100)          /* on_message's "stream already failed" */
 #define CHUNK_OVERHEAD 64          /* a queued chunk's bookkeeping and malloc overhead, counted */
 #define SWEEP_MS 250               /* deadline checks (handshakes, idle, unfinished messages) */
@@ -48,6 +49,7 @@ typedef struct chunk {
     struct chunk *next;
     uint8_t *data; /* owned */
     size_t len, off;
+    size_t cap;    /* data's capacity when it goes back to bufpool.h; 0: free()d */
 } chunk_t;
 
 typedef enum { GS_NEW, GS_EXCHANGE, GS_PUSH, GS_DONE } gs_kind_t;
@@ -184,6 +186,11 @@ gstream_t *grpc__stream_new(gconn_t *c, int32_t id);
 void grpc__stream_free(gstream_t *s);
 /* grpc__stream_dispatch: request headers complete: Exchange, Push, or an error response. */
 void grpc__stream_dispatch(gstream_t *s);
+/* grpc__send_data: nghttp2's send_data_callback for the DATA frames our data provider
+ * (grpc_stream.c) filled with NGHTTP2_DATA_FLAG_NO_COPY: the payload is already in c->out
+ * behind room for the 9-byte frame header, which this writes (see stream_read_cb). */
+int grpc__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
+                    size_t length, nghttp2_data_source *src, void *ud);
 /* grpc__stream_data: a DATA chunk for s (window accounting included). */
 void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len);
 /* grpc__stream_remote_end: the client half-closed s. */

@@ -739,6 +739,7 @@ int grpc__h2_setup(grpc_server_t *srv)
     nghttp2_session_callbacks_set_on_frame_send_callback(srv->cbs, on_frame_send);
     nghttp2_session_callbacks_set_error_callback2(srv->cbs, on_error);
     nghttp2_session_callbacks_set_data_source_read_length_callback(srv->cbs, read_length_cb);
+    nghttp2_session_callbacks_set_send_data_callback(srv->cbs, grpc__send_data);
     /* We return stream window ourselves once a stream's output queue allows (backpressure). */
     nghttp2_option_set_no_auto_window_update(srv->opt, 1);
     /* on_begin_frame ends a connection at reset_burst RST_STREAMs (then 33/s) first; nghttp2's

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "bufpool.h"
 #include "cluster.h"
 #include "downstream.h"
 #include "exchange.h"
@@ -72,7 +73,9 @@ static void oq_mem_add(gstream_t *s, ptrdiff_t d)
     s->c->srv->queued = (size_t)((ptrdiff_t)s->c->srv->queued + d);
 }
 
-static void oq_push(gstream_t *s, uint8_t *data, size_t len)
+/* Queues data (len bytes, owned from here; cap > 0: a bufpool.h buffer of that capacity,
+ * given back when sent, else freed). */
+static void oq_push(gstream_t *s, uint8_t *data, size_t len, size_t cap)
 {
     chunk_t *ch = malloc(sizeof *ch);
     if (!ch) {
@@ -84,6 +87,7 @@ static void oq_push(gstream_t *s, uint8_t *data, size_t len)
     ch->data = data;
     ch->len = len;
     ch->off = 0;
+    ch->cap = cap;
     if (s->oq_tail)
         s->oq_tail->next = ch;
     else
@@ -93,12 +97,20 @@ static void oq_push(gstream_t *s, uint8_t *data, size_t len)
     oq_mem_add(s, (ptrdiff_t)(len + CHUNK_OVERHEAD));
 }
 
+static void chunk_free(chunk_t *ch)
+{
+    if (ch->cap)
+        bufpool_put(ch->data, ch->cap);
+    else
+        free(ch->data);
+    free(ch);
+}
+
 static void oq_clear(gstream_t *s)
 {
     for (chunk_t *ch = s->oq_head, *n; ch; ch = n) {
         n = ch->next;
-        free(ch->data);
-        free(ch);
+        chunk_free(ch);
     }
     s->oq_head = s->oq_tail = NULL;
     s->oq_bytes = 0;
@@ -198,17 +210,29 @@ static void submit_trailers_only(gstream_t *s, int status, const char *msg)
     grpc__conn_want_write(s->c);
 }
 
+/* The data provider of every response body. The bytes go straight into the connection's
+ * output buffer (c->out), behind 9 bytes left for the frame header, and nghttp2 is told
+ * NGHTTP2_DATA_FLAG_NO_COPY: grpc__send_data then writes the header there. Copying into
+ * nghttp2's frame buffer and from there into c->out cost a second copy of every byte. */
 static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                               uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     (void)ud;
     gstream_t *s = src->ptr;
+    gconn_t *c = s->c;
+    size_t want = length < s->oq_bytes ? length : s->oq_bytes;
+    if (want) {
+        if (buf_reserve(&c->out, H2_FRAME_HD + want) < 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE; /* the connection ends: out of memory */
+        buf = c->out.data + c->out.len + H2_FRAME_HD;
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    }
     size_t n = 0;
-    while (n < length && s->oq_head) {
+    while (n < want && s->oq_head) {
         chunk_t *ch = s->oq_head;
         size_t take = ch->len - ch->off;
-        if (take > length - n)
-            take = length - n;
+        if (take > want - n)
+            take = want - n;
         memcpy(buf + n, ch->data + ch->off, take);
         ch->off += take;
         n += take;
@@ -217,8 +241,7 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
             if (!s->oq_head)
                 s->oq_tail = NULL;
             oq_mem_add(s, -(ptrdiff_t)(ch->len + CHUNK_OVERHEAD));
-            free(ch->data);
-            free(ch);
+            chunk_free(ch);
         }
     }
     s->oq_bytes -= n; /* withheld window (if any) is returned by conn_unblock, outside nghttp2 */
@@ -240,6 +263,20 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
         return NGHTTP2_ERR_DEFERRED;
     }
     return (ssize_t)n;
+}
+
+int grpc__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
+                    size_t length, nghttp2_data_source *src, void *ud)
+{
+    (void)ng;
+    (void)src;
+    gconn_t *c = ud;
+    if (frame->data.padlen || c->out.cap - c->out.len < H2_FRAME_HD + length)
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* not what stream_read_cb prepared */
+    memcpy(c->out.data + c->out.len, framehd, H2_FRAME_HD);
+    c->out.len += H2_FRAME_HD + length;
+    /* enough gathered for one send(2): mem_send returns, conn_write sends, then goes on */
+    return c->out.len >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 static int submit_stream_response(gstream_t *s, bool exchange)
@@ -351,12 +388,22 @@ static void stream_flush(api_stream_t *as)
     metrics_inc(wsapi_m.downstream_msgs);
     metrics_add(wsapi_m.downstream_bytes, as->pending.len);
     metrics_add(wsapi_m.commands, as->ncmds);
-    size_t len = as->pending.len;
-    uint8_t *data = as->pending.data;
+    buf_t b = as->pending;
     as->pending = (buf_t)BUF_INIT;
+    if (b.len < BUFPOOL_MIN_CAP / 4) {
+        /* small (an ack, a few commands): queued as an exact copy and the buffer goes back,
+         * so that what a queued chunk holds stays what it is counted as (oq_mem) */
+        uint8_t *small = malloc(b.len);
+        if (small) {
+            memcpy(small, b.data, b.len);
+            bufpool_put(b.data, b.cap);
+            b.data = small;
+            b.cap = 0;
+        }
+    }
     as->ncmds = 0;
     as->ack_dirty = false;
-    oq_push(s, data, len);
+    oq_push(s, b.data, b.len, b.cap);
     if (s->eof)
         return; /* oq_push failed the stream */
     grpc_server_t *srv = s->c->srv;
@@ -463,7 +510,7 @@ void grpc__stream_dispatch(gstream_t *s)
 static void unary_answer(gstream_t *s, int status, uint8_t *out, size_t outlen, const char *msg)
 {
     if (status == GRPC_OK) {
-        oq_push(s, out, outlen);
+        oq_push(s, out, outlen, 0);
         if (!s->eof && submit_stream_response(s, false) != 0) {
             oq_clear(s);
             status = GRPC_INTERNAL;
@@ -648,7 +695,7 @@ static void push_finish(gstream_t *s)
     push_result_free(&res);
     if (status != GRPC_OK)
         goto reply;
-    oq_push(s, out, len);
+    oq_push(s, out, len, 0);
     if (s->eof)
         goto done;
     if (submit_stream_response(s, false) != 0) {

@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bufpool.h"
 #include "clock.h"
 #include "cluster.h"
 #include "exchange.h"
@@ -476,6 +477,7 @@ out_free:
     exchange_free(&x);
     router_free(&router);
     history_free(a.hist);
+    bufpool_drain();
     presence_free(&pres);
     log_info("ws-api stopped", "code=%d", code);
     return code;

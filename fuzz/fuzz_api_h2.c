@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../api/bufpool.h"
 #include "../api/exchange.h"
 #include "../api/grpc_internal.h"
 #include "../api/presence.h"
@@ -75,6 +76,7 @@ static void flush(grpc_server_t *srv, gconn_t *c, bool drain)
     for (int i = 0; i < 64; i++) {
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(c->ng, &d);
+        buf_reset(&c->out); /* DATA frames land there (NGHTTP2_DATA_FLAG_NO_COPY) */
         if (n <= 0)
             break;
     }
@@ -179,6 +181,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c->buffered || c->queued || srv->queued || c->nstreams || c->nblocked)
         abort();
     nghttp2_session_del(c->ng);
+    buf_free(&c->out);
+    bufpool_drain();
     nghttp2_session_callbacks_del(srv->cbs);
     nghttp2_option_del(srv->opt);
     free(c);

@@ -93,19 +93,65 @@ void upstream__publish_one(void *ud, int k, int st, uint32_t n)
 
 /* ---- the delivery machine's actions (dlv_io_t) ---------------------------------------- */
 
+/* The request body of stream slot src->fd: the delivery machine's batches. They are read
+ * straight into the output buffer (wbuf), behind 9 bytes left for the frame header, and
+ * nghttp2 is told NGHTTP2_DATA_FLAG_NO_COPY (on_send_data writes the header): copying them
+ * into nghttp2's frame buffer and from there into wbuf cost a second copy of every byte.
+ * When wbuf cannot grow, nghttp2's buffer is used as before. */
 static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     (void)s;
     (void)sid;
     gw_up_t *u = ud;
+    gw_up_priv_t *p = u->priv;
     bool eof;
-    ssize_t n = dlv_stream_read(u->priv->d, (int)src->fd, out, length, &eof);
+    bool nocopy = buf_reserve(&p->wbuf, H2_FRAME_HD + length) == 0;
+    if (nocopy)
+        out = p->wbuf.data + p->wbuf.len + H2_FRAME_HD;
+    ssize_t n = dlv_stream_read(p->d, (int)src->fd, out, length, &eof);
     if (n == DLV_DEFERRED)
         return NGHTTP2_ERR_DEFERRED; /* long-lived: resumed when a batch is queued */
     if (eof) /* the node is going away: half-close so it can answer the rest and finish */
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (n > 0 && nocopy)
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     return n;
+}
+
+/* DATA frames up to MAX_DATA_FRAME (the node's SETTINGS_MAX_FRAME_SIZE and the windows
+ * permitting) instead of nghttp2's 16 KiB: a batch cut by a frame boundary is reassembled by
+ * the node (a copy), and at 16 KiB most batches of a busy stream were. */
+static ssize_t on_read_length(nghttp2_session *s, uint8_t type, int32_t id, int32_t swin,
+                              int32_t cwin, uint32_t remote_max, void *ud)
+{
+    (void)s;
+    (void)type;
+    (void)id;
+    (void)ud;
+    ssize_t n = swin < cwin ? swin : cwin;
+    if ((uint32_t)n > remote_max)
+        n = remote_max;
+    if (n > MAX_DATA_FRAME)
+        n = MAX_DATA_FRAME;
+    return n > 0 ? n : 1;
+}
+
+/* nghttp2's send_data_callback for what on_read_data put in wbuf: the frame header goes in
+ * front of it. Returns PAUSE once enough is gathered for one send(2) (flush_out sends, then
+ * calls nghttp2_session_mem_send again). */
+static int on_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    (void)src;
+    gw_up_t *u = ud;
+    buf_t *w = &u->priv->wbuf;
+    if (frame->data.padlen || w->cap - w->len < H2_FRAME_HD + length)
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* not what on_read_data prepared */
+    memcpy(w->data + w->len, framehd, H2_FRAME_HD);
+    w->len += H2_FRAME_HD + length;
+    return w->len >= WBUF_HIGH ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 static bool io_open_stream(void *ud, int i)
@@ -366,6 +412,8 @@ int upstream__session_start(gw_up_t *u)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, on_read_length);
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     /* Backpressure toward the API: bytes are given back only once the service threads have

@@ -19,6 +19,8 @@
 #define RING_BURST 256
 #define READ_CHUNK 65536
 #define WBUF_HIGH 65536            /* gather nghttp2 output up to this before send(2) */
+#define MAX_DATA_FRAME (256 * 1024) /* largest DATA frame we send (on_read_length) */
+#define H2_FRAME_HD 9              /* HTTP/2 frame header (RFC 9113 §4.1) */
 #define STREAM_WINDOW (4 << 20)    /* per-stream receive window */
 #define CONN_WINDOW (64 << 20)     /* connection receive window */
 #define MAX_DOWNSTREAM (64 << 20)  /* largest Downstream message accepted */
