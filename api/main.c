@@ -75,7 +75,7 @@ static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
      "gRPC over h2c: wsgw.v1.Exchange and wsgw.v1.Push"},
     {"http-listen", FLAG_STR, "0.0.0.0:8082", &http_listen,
-     "HTTP/1.1 JSON push API, /healthz, /metrics"},
+     "HTTP/1.1 JSON push API, /healthz, /readyz, /metrics"},
     {"handler", FLAG_STR, "echo", &handler_name, "echo | chat | none"},
     {"push-token", FLAG_STR, "", &push_token,
      "when set, /v1/* (else 401) and gRPC Push (else grpc-status 16) need "
@@ -257,6 +257,7 @@ static void on_signal(uv_signal_t *h, int signum)
     log_info("shutting down", "signal=%d grace_ms=%lld connections=%zu", signum,
              (long long)(shutdown_us / 1000), grpc_server_connections(a->grpc));
     grpc_server_shutdown(a->grpc);
+    push_http_draining(a->http);
     uv_timer_start(&a->tick, on_tick, 0, 20);
     uv_timer_start(&a->grace, on_grace, (uint64_t)(shutdown_us / 1000), 0);
 }

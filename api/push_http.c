@@ -29,6 +29,7 @@ struct push_http {
     router_t *r;
     presence_t *pres;
     bearer_t auth; /* --push-token */
+    bool draining; /* push_http_draining: /readyz answers 503 from then on */
 };
 
 /* One request being answered: now (c, during the handler), or later (hold: --redis, where
@@ -104,6 +105,25 @@ static bool refuse_resyncing(call_t *k)
         return false;
     respond_503(k, why);
     return true;
+}
+
+/* GET /readyz: 200 while the push API can answer (presence whole: every gateway synced, and
+ * with --redis the Redis links up), 503 {"error":why} otherwise and once shutting down. Not
+ * logged per probe (probes come every few seconds): the state changes are (presence ready,
+ * Redis link up/down, shutting down). */
+static void answer_readyz(call_t *k)
+{
+    const char *why = "presence resyncing";
+    presence_t *p = k->h->pres;
+    if (k->h->draining)
+        why = "shutting down";
+    else if (p->cluster ? cluster_ready(p->cluster, &why) : presence_gate_open(p)) {
+        respond(k, 200, "text/plain", "ready\n", 6);
+        return;
+    }
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", why);
+    respond_hdrs(k, 503, "application/json", "Retry-After: 1\r\n", body, (size_t)n);
 }
 
 static void respond_json(call_t *k, int status, json_t *o)
@@ -399,7 +419,8 @@ static void on_request(void *ud, http_conn_t *c, const http_req_t *hr)
     }
 
     bool post_path = strcmp(k.path, "/v1/push") == 0 || strcmp(k.path, "/v1/kick") == 0;
-    bool get_path = strcmp(k.path, "/healthz") == 0 || strcmp(k.path, "/metrics") == 0 ||
+    bool get_path = strcmp(k.path, "/healthz") == 0 || strcmp(k.path, "/readyz") == 0 ||
+                    strcmp(k.path, "/metrics") == 0 ||
                     strncmp(k.path, "/v1/users/", 10) == 0 ||
                     strncmp(k.path, "/v1/rooms/", 10) == 0;
     if (!post_path && !get_path) {
@@ -414,6 +435,8 @@ static void on_request(void *ud, http_conn_t *c, const http_req_t *hr)
         handle_post(&k, hr->body, hr->body_len);
     } else if (strcmp(k.path, "/healthz") == 0) {
         respond(&k, 200, "text/plain", "ok\n", 3);
+    } else if (strcmp(k.path, "/readyz") == 0) {
+        answer_readyz(&k);
     } else if (strcmp(k.path, "/metrics") == 0) {
         buf_t b = BUF_INIT;
         if (metrics_render(&b) < 0)
@@ -479,6 +502,11 @@ push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t
 int push_http_port(const push_http_t *h)
 {
     return http_server_port(h->srv);
+}
+
+void push_http_draining(push_http_t *h)
+{
+    h->draining = true;
 }
 
 void push_http_free(push_http_t *h)

@@ -11,7 +11,11 @@
  *   GET  /v1/rooms/{room}  -> 200 {"room":"R","count":N,"members":[{"conn_id":"<decimal>",
  *                             "user_id":"u","gateway_id":"..."}]}  (the joins this node made,
  *                             rooms.h; an empty room has count 0)
- *   GET  /healthz          -> 200 ok
+ *   GET  /healthz          -> 200 ok (the process serves)
+ *   GET  /readyz           -> 200 ready while push and presence requests can be answered;
+ *                             503 {"error":"presence resyncing" | "redis unavailable" | ... |
+ *                             "shutting down"} otherwise (a load balancer in front of the push
+ *                             API; gateways must still reach a node that is not ready)
  *   GET  /metrics          -> Prometheus text
  * Errors: {"error":"..."} with 400 (bad body), 401 (--push-token set and the bearer token is
  * missing or wrong; /v1/... only), 404, 405, 503 {"error":"presence resyncing"} with
@@ -22,7 +26,7 @@
  *
  * Authentication: with push_token, every /v1/... request needs "Authorization: Bearer TOKEN"
  * (bearer.h: constant time); otherwise 401 {"error":...}, a log line without the token, and
- * wsapi_auth_rejects_total{api="http_push",reason=missing|wrong}. /healthz and /metrics stay
+ * wsapi_auth_rejects_total{api="http_push",reason=missing|wrong}. /healthz, /readyz and /metrics stay
  * open (bind --http-listen to an internal address if that matters).
  *
  * TLS: with tls_cert and tls_key the port speaks HTTPS only (tls_server.h, the gRPC port's
@@ -76,6 +80,9 @@ push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t
 
 /* push_http_port: the bound port. */
 int push_http_port(const push_http_t *h);
+
+/* push_http_draining: ws-api is shutting down; /readyz answers 503 from now on. */
+void push_http_draining(push_http_t *h);
 
 /* push_http_free: closes the server (its uv handles close on the next loop runs). */
 void push_http_free(push_http_t *h);

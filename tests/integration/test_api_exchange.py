@@ -3,6 +3,7 @@ response header, chat rooms across two gateways, unary Push, unknown method (12)
 and oversize messages (13 / 8 on that stream only), garbage bytes on the gRPC port, SIGTERM.
 
 The Gateway/Stream helpers here are imported by the other test_api_*.py files."""
+import http.client
 import json
 import os
 import queue
@@ -515,17 +516,32 @@ def test_startup_errors():
         w.check(flag in r.stdout, "--help lacks %s" % flag)
 
 
+def http_get(port, path):
+    """(status, body text) of GET path on the HTTP port."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
 def test_sigterm_exits_zero():
     p, gp, hp = start_api("--shutdown-timeout", "1s")
     gw = Gateway(gp, "gw-term")
     s = gw.stream()
     s.send([ev_msg(1, "before")])
     s.wait_ack(1)
+    w.eq(http_get(hp, "/readyz"), (200, "ready\n"))
     t0 = time.monotonic()
     p.send_signal(signal.SIGTERM)
     # the open stream still works during the grace period
     seq = s.send([ev_msg(1, "during")])
     s.wait_ack(seq)
+    # not ready for a load balancer from the signal on; alive
+    w.eq(http_get(hp, "/readyz"), (503, '{"error":"shutting down"}\n'))
+    w.eq(http_get(hp, "/healthz")[0], 200)
     code = s.status(timeout=10)
     w.check(code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.OK), "stream ended: %s" % code)
     rc = p.wait(10)

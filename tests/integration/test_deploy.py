@@ -495,11 +495,16 @@ def test_k8s_manifests():
     eq(hsvc["spec"]["clusterIP"], "None", "the upstream Service must be headless")
     eq(hsvc["spec"]["selector"], {"app.kubernetes.io/name": "ws-api"})
     api_c, api_files, api_ports, api_ps = configs["ws-api"]
+    # ws-api: /readyz (presence whole) for the push Service; the gateways' headless Service
+    # publishes pods that are not ready, or a pod would wait for gateways that cannot see it
+    eq(api_c["readinessProbe"]["httpGet"]["path"], "/readyz")
+    eq(api_c["livenessProbe"]["httpGet"]["path"], "/healthz")
+    eq(hsvc["spec"].get("publishNotReadyAddresses"), True,
+       "the gateways' headless Service must publish ws-api pods that are not ready")
     check(int(m.group(3)) in [p["port"] for p in hsvc["spec"]["ports"]], "upstream port")
     eq(int(m.group(3)), api_ports["grpc"])
     eq(int(flag_value(api_c, api_files, "grpc-listen").rsplit(":", 1)[1]), api_ports["grpc"])
     eq(int(flag_value(api_c, api_files, "http-listen").rsplit(":", 1)[1]), api_ports["http"])
-    eq(api_c["readinessProbe"]["httpGet"]["path"], "/healthz")
     check(api_ps["terminationGracePeriodSeconds"] >
           secs(flag_value(api_c, api_files, "shutdown-timeout") or 3), "ws-api grace period")
     # gateway id unique per pod

@@ -257,6 +257,9 @@ def test_grace_refuses_push_and_presence_then_ready():
               % (method, path, st, js, retry))
     eq(req(hport, "POST", "/v1/push", {"data": "no target"})[0], 400)
     eq(grpc_push(gport, "u"), (grpc.StatusCode.UNAVAILABLE, "presence resyncing"))
+    st, js, retry = req(hport, "GET", "/readyz")
+    eq((st, js, retry), (503, {"error": "presence resyncing"}, "1"))
+    eq(req(hport, "GET", "/healthz")[0], 200)
     check(time.monotonic() - t0 < 0.9, "the checks above took too long to be inside the grace")
     eq(api_metric(hport, "wsapi_push_requests_total", {"code": "503"}), 3.0)
     eq(api_metric(hport, "wsapi_grpc_push_requests_total", {"status": "14"}), 1.0)
@@ -267,6 +270,7 @@ def test_grace_refuses_push_and_presence_then_ready():
        (200, {"gateways": 0}))
     eq(req(hport, "GET", "/v1/users/u")[:2], (200, {"user_id": "u", "connections": []}))
     eq(grpc_push(gport, "u"), (grpc.StatusCode.OK, 0))
+    eq(req(hport, "GET", "/readyz")[0], 200)
 
 
 def test_session_sync_by_announced_streams():
