@@ -310,6 +310,10 @@ def test_presence_waits_for_a_late_node_after_redis_restarted_empty():
         cq = await connect(g1, "q")
         T.wait_until(lambda: len(users_conns(a, "p")[1]) == 1 and
                      len(users_conns(a, "q")[1]) == 1, 5, what="p and q online")
+        # a has read both gateways in the registry (it knows of gw0 only from there; a gateway
+        # registered less than a heartbeat before Redis went away is not awaited)
+        T.wait_until(lambda: metric(a, "wsapi_cluster_gateways") == 2, 5,
+                     what="both gateways in a's registry")
         want = users_conns(a, "p")
         r.kill()
         os.kill(b.proc.pid, signal.SIGSTOP)
