@@ -155,8 +155,9 @@ static const flag_t flag_tab[] = {
      "Redis password when the URL carries none (prefer WSAPI_REDIS_PASSWORD: argv is "
      "visible in ps)"},
     {"redis-timeout", FLAG_DURATION, "2s", &redis_timeout_us,
-     "a Redis reply later than this (or an idle link's PING unanswered this long) drops the "
-     "link; it reconnects with backoff and requests needing Redis get 503 meanwhile",
+     "commands waiting and no Redis reply this long (or an idle link's PING unanswered this "
+     "long) drops the link (replies that keep coming, however late, do not); it reconnects "
+     "with backoff and requests needing Redis get 503 meanwhile",
      10000, 600000000},
     {"redis-connect-timeout", FLAG_DURATION, "2s", &redis_connect_timeout_us,
      "resolve + connect + AUTH/SELECT to Redis within this, else retry with backoff", 10000,

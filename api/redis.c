@@ -785,10 +785,15 @@ static void on_tick(uv_timer_t *t)
         break;
     }
     if (!l->sub) {
-        if (l->head && now - l->head->sent_ms >= r->cfg.timeout_ms) {
+        /* dead = commands wait and nothing came for timeout_ms: a Redis that answers, however
+         * far behind (a storm of writes), is alive; its backlog is bounded by max_pending */
+        uint64_t since = l->head && l->last_rx_ms > l->head->sent_ms ? l->last_rx_ms
+                         : l->head                                   ? l->head->sent_ms
+                                                                     : 0;
+        if (l->head && now - since >= r->cfg.timeout_ms) {
             char d[96];
             snprintf(d, sizeof d, "no reply for %llu ms, %zu pending",
-                     (unsigned long long)(now - l->head->sent_ms), l->npend);
+                     (unsigned long long)(now - since), l->npend);
             link_drop(l, R_TIMEOUT, d);
             return;
         }

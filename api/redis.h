@@ -11,8 +11,9 @@
  *        or redis_free ran) before it came.
  *   sub: SUBSCRIBE only (a subscribed hiredis context takes no other command).
  * A link is up once connected and its AUTH / SELECT (cmd) or SUBSCRIBEs (sub) were answered.
- * When a reply is later than timeout_ms, or a link is idle for ping_interval_ms and its PING is
- * not answered in time, the link is dropped (pending callbacks get NULL) and reconnected after
+ * When commands wait and no reply came for timeout_ms (replies that keep coming, however far
+ * behind, are a busy Redis, not a dead one), or a link is idle for ping_interval_ms and its
+ * PING is not answered in time, the link is dropped (pending callbacks get NULL) and reconnected after
  * backoff_min_ms doubling to backoff_max_ms (jittered). Every drop is logged (rate-limited) and
  * counted: wsapi_redis_disconnects_total{link,reason}; wsapi_redis_up{link} says what is up.
  *
@@ -38,7 +39,7 @@ typedef struct redis_cfg {
     const char *url;              /* redis://[[user]:password@]host[:port][/db] */
     const char *password;         /* used when the URL carries none ("": none) */
     uint64_t connect_timeout_ms;  /* resolve + connect + AUTH/SELECT */
-    uint64_t timeout_ms;          /* a reply later than this drops the link */
+    uint64_t timeout_ms;          /* commands waiting and no reply this long drop the link */
     uint64_t ping_interval_ms;    /* a link idle this long is PINGed (0: never) */
     uint64_t backoff_min_ms, backoff_max_ms; /* reconnect backoff */
     size_t max_pending;           /* commands awaiting replies; past it redis_cmd refuses */

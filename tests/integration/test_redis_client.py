@@ -4,7 +4,9 @@ SIGSTOP (down after --redis-timeout: our command deadline and the sub link's pro
 a password from the environment (never logged), a wrong one (setup refusals), SELECT, and the
 URL checks at start (rediss:// refused with a reason)."""
 import os
+import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -94,6 +96,81 @@ def test_bad_urls_refused_at_start():
         T.eq(rc, 2, url)
         with open(p.log_path, errors="replace") as f:
             T.check(want in f.read(), "%s: message names %s" % (url, want))
+
+
+class SlowProxy:
+    """A TCP proxy to Redis whose replies (Redis to ws-api), once slow is set, trickle through
+    at `chunk` bytes per `every` seconds: a Redis that answers, but far behind."""
+
+    def __init__(self, port, chunk=4, every=0.1):
+        self.port, self.chunk, self.every, self.slow = port, chunk, every, False
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.url = "redis://127.0.0.1:%d" % self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port))
+            threading.Thread(target=self._pump, args=(c, u, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, True), daemon=True).start()
+
+    def _pump(self, src, dst, replies):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while data:
+                    n = self.chunk if replies and self.slow else len(data)
+                    dst.sendall(data[:n])
+                    data = data[n:]
+                    if replies and self.slow and data:
+                        time.sleep(self.every)
+        except OSError:
+            pass
+        for sk in (src, dst):
+            try:
+                sk.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_slow_but_answering_redis_keeps_its_link():
+    """A backlog longer than --redis-timeout is not a dead Redis while replies keep coming:
+    found in bench/redis_cluster.sh, where 100 000 Closes at once put 56 170 commands in
+    flight, the oldest waited 2.1 s for its turn, the link was dropped and every gateway's
+    presence rebuilt (twice or three times per run)."""
+    r = T.Redis()
+    px = SlowProxy(r.port)
+    api = T.Api(extra=["--redis", px.url, "--redis-timeout", "300ms", "--presence-ttl", "10s"])
+    wait_links(api, 1.0)
+    T.wait_until(lambda: api.push(user_ids=["x"], data="d")[0] == 200, 5, what="pushes answered")
+    px.slow = True  # ~40 bytes/s of replies: 20 pushes' lookups (4 bytes each) take ~2 s
+    res = []
+
+    def push(i):
+        res.append(api.push(user_ids=["u%d" % i], data="d")[0])
+    ts = [threading.Thread(target=push, args=(i,)) for i in range(20)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(15)
+    took = time.monotonic() - t0
+    px.slow = False
+    print("20 pushes through a Redis answering 4 bytes per 100 ms: %.2fs, statuses %s"
+          % (took, sorted(set(res))))
+    T.eq(metric(api, "wsapi_redis_disconnects_total", {"link": "cmd", "reason": "timeout"}), 0.0,
+         "no cmd link drop while replies come")
+    T.eq(sorted(res), [200] * 20)
+    T.check(took > 0.6, "the replies were slowed past --redis-timeout (%.2fs)" % took)
 
 
 T.run(globals())
