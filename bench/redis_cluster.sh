@@ -8,9 +8,11 @@
 #   presence  Redis CPU and memory per 100 000 connections in presence: 6 gateways, one ws-api
 #             --redis, ws-bench conn --user 100000 --procs 6 (used_memory and redis-server CPU
 #             while connecting and while holding them: the heartbeats)
-#   fanout    pushes to all, 64 B, to 100 000 connections over six gateways, through Redis: the
-#             gateways are served by ws-api node A, the pushes go to node P that serves none, so
-#             every delivery crosses Redis pub/sub (bench/fanout_six.sh's set-up otherwise)
+#   fanout    pushes to all, 64 B, to 100 000 connections over six gateways (FANOUT_RATE, 15
+#             pushes/s: 1.5 M deliveries/s offered), in memory (bench/fanout_six.sh's set-up: one
+#             ws-api) and through Redis (the gateways are served by ws-api node A, the pushes go
+#             to node P that serves none, so every push crosses Redis pub/sub), alternating,
+#             two rounds
 #   bash bench/redis_cluster.sh push presence fanout
 CASE=redis
 . "$(dirname "$0")/lib.sh"
@@ -125,22 +127,32 @@ presence_case() {
 }
 
 fanout_case() {
-    local r
-    for r in 12 15; do
-        start_redis || return 1
-        start_api_with api-a echo --redis "$REDIS_URL" --node-id node-a || return 1
-        local a_pid=$API_PID a_grpc=$API_GRPC
-        start_api_with api-p echo --redis "$REDIS_URL" --node-id node-p || return 1
-        local p_pid=$API_PID p_url=$API_HTTP_URL
-        API_GRPC=$a_grpc
-        start_six_gw "fanr$r-" || return 1
-        api_ready "$p_url" || return 1
-        run_bench "all 100000 (6 gateways) via Redis at $r/s" \
-            "gateway:$SIX_PIDS api_a:$a_pid api_p:$p_pid redis:$REDIS_PID" push \
-            --host "$SIX_HOSTS" --user 100000 --target all --size 64 --rate "$r" --duration 30s \
-            --push-url "$p_url" --connect-rate 2000 --settle 2s --drain 30s --procs 6 \
-            --source-ips 127.0.0.1-127.0.0.8 --max-pending 200 --timeout 30s
-        cleanup
+    local r mode rate=${FANOUT_RATE:-15}
+    for r in 1 2; do
+        for mode in memory redis; do
+            local watch p_url
+            if [ $mode = memory ]; then
+                # bench/fanout_six.sh's set-up: one ws-api in memory, every gateway on it
+                start_api_with api-mem echo || return 1
+                p_url=$API_HTTP_URL
+                watch="api:$API_PID"
+            else
+                start_redis || return 1
+                start_api_with api-a echo --redis "$REDIS_URL" --node-id node-a || return 1
+                local a_pid=$API_PID a_grpc=$API_GRPC
+                start_api_with api-p echo --redis "$REDIS_URL" --node-id node-p || return 1
+                p_url=$API_HTTP_URL
+                watch="api_a:$a_pid api_p:$API_PID redis:$REDIS_PID"
+                API_GRPC=$a_grpc
+            fi
+            start_six_gw "fan-$mode-$r-" || return 1
+            api_ready "$p_url" || return 1
+            run_bench "$mode: all 100000 (6 gateways) at $rate/s #$r" "gateway:$SIX_PIDS $watch" \
+                push --host "$SIX_HOSTS" --user 100000 --target all --size 64 --rate "$rate" \
+                --duration 30s --push-url "$p_url" --connect-rate 2000 --settle 2s --drain 30s \
+                --procs 6 --source-ips 127.0.0.1-127.0.0.8 --max-pending 200 --timeout 30s
+            cleanup
+        done
     done
 }
 
@@ -148,7 +160,7 @@ fanout_case() {
 # so that running the modes one at a time keeps every mode's data
 note_push="push: one gateway, one ws-api, ws-bench push to users (its HTTP client is one blocking connection: pushes/s at 'max' is one push per round trip)."
 note_presence="presence: Redis memory per connection in presence and its CPU; used_memory, keys and RSS sampled while the 100 000 connections are held."
-note_fanout="fanout: every delivery through Redis pub/sub (pushes to a node that serves no gateway)."
+note_fanout="fanout: msg/s here is deliveries per second (first push to last delivery); sent = pushes accepted, received = deliveries. memory: one ws-api, six gateways on it (bench/fanout_six.sh); redis: the six gateways on node A, the pushes to node P that serves none, so every push crosses Redis pub/sub (one PUBLISH per push to A, naming the six gateways)."
 for c in "$@"; do
     case $c in
     push | presence | fanout) ;;
