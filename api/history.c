@@ -9,7 +9,9 @@
 #include "log.h"
 #include "metrics.h"
 
-hist_metrics_t hist_m = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+/* -1 per field (no metric yet: the unit tests never register them) */
+hist_metrics_t hist_m = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+_Static_assert(sizeof hist_m == 12 * sizeof(int), "one -1 per field of hist_metrics_t");
 
 void history_metrics_init(void)
 {
@@ -18,6 +20,9 @@ void history_metrics_init(void)
     hist_m.add_ok = metrics_counter("wsapi_history_adds_total", "result=\"ok\"", ah);
     hist_m.add_full = metrics_counter("wsapi_history_adds_total", "result=\"full\"", ah);
     hist_m.add_error = metrics_counter("wsapi_history_adds_total", "result=\"error\"", ah);
+    hist_m.push_refused = metrics_counter(
+        "wsapi_history_push_refused_total", NULL,
+        "Pushes with history refused (503) because the history store (Redis) was unavailable.");
     const char *rh = "Recover requests answered: recovered (everything after the client's "
                      "offset), missed (trimmed, another epoch, over --history-recover-max), "
                      "error (the store failed: answered missed), refused (a channel the "
@@ -48,8 +53,7 @@ int history_add(history_t *h, const char *chan, size_t clen, const uint8_t *data
                     h->kind, h->cfg.max_bytes);
     } else if (rv < 0) {
         metrics_inc(hist_m.add_error);
-        log_rl_warn("history add failed: push delivered but not kept", "store=%s error=%d",
-                    h->kind, rv);
+        log_rl_warn("history add failed", "store=%s error=%d", h->kind, rv);
     }
     return rv;
 }

@@ -81,6 +81,8 @@ struct history {
     const history_ops_t *ops;
     hist_cfg_t cfg;
     const char *kind;       /* "memory" | "redis" (logs) */
+    bool answers_later;     /* answers come after the call returns (Redis): callers copy what
+                               the answer needs */
 };
 
 /* history_add: keeps data as the next message of chan; fn(ud, status, position) exactly once
@@ -109,5 +111,10 @@ void history_new_epoch(char out[HIST_EPOCH_MAX + 1]);
 
 /* history_mem_new: the in-memory store (NULL when out of memory). */
 history_t *history_mem_new(const hist_cfg_t *cfg);
+
+/* history_redis_new: the store in Redis Streams on r (not owned: history_free first, then
+ * redis_free; answers still due then come as HIST_ERR_DOWN). NULL when out of memory. */
+struct redis;
+history_t *history_redis_new(struct redis *r, const hist_cfg_t *cfg);
 
 #endif

@@ -5,6 +5,7 @@
 
 typedef struct hist_metrics {
     int add_ok, add_full, add_error;    /* wsapi_history_adds_total{result} */
+    int push_refused;                   /* wsapi_history_push_refused_total */
     int read_recovered, read_missed, read_error, read_refused; /* wsapi_history_reads_total */
     int read_msgs;                      /* wsapi_history_read_messages_total */
     int ev_recover;                     /* wsapi_events_total{kind="recover"} */

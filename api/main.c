@@ -167,7 +167,8 @@ static const flag_t flag_tab[] = {
     {"history-size", FLAG_INT, "256", &hist_size,
      "messages kept per channel (a user: user:<id>, a room: room:<name>) for wsgw.v1.json "
      "clients to recover after a reconnect; only pushes that ask (\"history\": true) or all "
-     "with --history-all; 0 = keep nothing", 0, 1 << 24},
+     "with --history-all; in this node's memory, with --redis in Redis Streams shared by "
+     "every node; 0 = keep nothing", 0, 1 << 24},
     {"history-ttl", FLAG_DURATION, "5m", &hist_ttl_us,
      "a kept message is dropped this long after it was pushed", 1000000, 86400000000LL * 30},
     {"history-meta-ttl", FLAG_DURATION, "24h", &hist_meta_ttl_us,
@@ -358,7 +359,8 @@ int main(int argc, char **argv)
             .page_bytes = (size_t)hist_page_bytes,
             .max_bytes = (size_t)hist_max_bytes,
         };
-        if (!(a.hist = history_mem_new(&hc))) {
+        /* with --redis the history is Redis Streams, shared by every node (history_redis.c) */
+        if (!(a.hist = a.redis ? history_redis_new(a.redis, &hc) : history_mem_new(&hc))) {
             log_error("out of memory", "what=%s", "history");
             return 1;
         }

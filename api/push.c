@@ -6,7 +6,9 @@
 
 #include "clock.h"
 #include "cluster.h"
+#include "history_metrics.h"
 #include "log.h"
+#include "metrics.h"
 
 /* A push routed through the cluster (--redis): answered once every part is (push.h). */
 typedef struct pub_op {
@@ -84,74 +86,155 @@ int push_send(router_t *r, const target_t *t, const uint8_t *payload, size_t len
     return rv < 0 ? rv : n;
 }
 
-/* A channel part being kept: the history's answer routes it. */
+/* A channel part being kept: the history's answer routes it. The memory store answers inside
+ * history_add, so a part borrows the caller's payload and user name; a store that answers
+ * later (Redis) gets a part that owns copies of them, and a count on its push (op) until it
+ * is routed. */
 typedef struct part {
     router_t *r;
-    target_t t;
-    const uint8_t *payload;
+    target_t t;         /* its one user (user_ids -> user) or room */
+    char *user;
+    uint8_t *payload;
     size_t len;
     bool binary;
-    char *chan;
-    api_stream_t *prefer;
-    push_result_t *out;
-    pub_op_t *op; /* --redis: routed through the cluster */
+    bool own;           /* user and payload are copies (freed with the part) */
+    char *chan;         /* owned until it goes into the result */
+    api_stream_t *prefer; /* while history_add runs; NULL once it returned */
+    push_result_t *out; /* the push's result (op->res with an op; else the caller's, which
+                           an answer after the call may no longer use: then NULL) */
+    pub_op_t *op;       /* --redis: routed through the cluster */
     int rv;
-    bool done;
+    bool done, in_call;
 } part_t;
+
+static void part_free(part_t *p)
+{
+    if (p->own) {
+        free(p->user);
+        free(p->payload);
+    }
+    free(p->chan);
+    free(p);
+}
 
 static void part_route(part_t *p, const hist_pos_t *pos)
 {
     int n = route_one(p->r, &p->t, p->payload, p->len, p->binary, p->chan,
-                      pos ? pos->offset : 0, pos ? pos->epoch : "", p->prefer, p->op);
+                      pos ? pos->offset : 0, pos ? pos->epoch : "",
+                      p->in_call ? p->prefer : NULL, p->op);
     p->done = true;
     if (n < 0) {
         p->rv = n;
+        if (p->op && !p->op->rv)
+            p->op->rv = n;
         return;
     }
-    if (n > p->out->gateways)
-        p->out->gateways = n;
+    push_result_t *out = p->out;
+    if (!out)
+        return; /* (answered after a synchronous push_publish returned: nobody to tell) */
+    if (n > out->gateways)
+        out->gateways = n;
     if (!pos) {
-        p->out->not_kept++;
+        out->not_kept++;
         return;
     }
-    push_kept_t *k = realloc(p->out->kept, (p->out->nkept + 1) * sizeof *k);
+    push_kept_t *k = realloc(out->kept, (out->nkept + 1) * sizeof *k);
     if (!k) {
         p->rv = ROUTER_ERR_NOMEM;
         return;
     }
-    p->out->kept = k;
-    k[p->out->nkept].channel = p->chan;
-    k[p->out->nkept].pos = *pos;
-    p->out->nkept++;
+    out->kept = k;
+    k[out->nkept].channel = p->chan;
+    k[out->nkept].pos = *pos;
+    out->nkept++;
     p->chan = NULL; /* (now the result's) */
+}
+
+/* The history could not keep a part because its store is away (Redis): the push is refused
+ * (503: the caller retries) rather than delivered without the offset its recipients would
+ * need to recover it. */
+static void part_refuse(part_t *p)
+{
+    p->done = true;
+    p->rv = PUSH_ERR_UNAVAILABLE;
+    if (p->op && !p->op->rv)
+        p->op->rv = PUSH_ERR_UNAVAILABLE;
+    metrics_inc(hist_m.push_refused);
+    char q[96];
+    log_rl_warn("push with history refused: the history store is unavailable (503)",
+                "store=%s channel=%s", p->r->hist->kind, log_quote(q, sizeof q, p->chan));
 }
 
 static void on_added(void *ud, int status, const hist_pos_t *pos)
 {
-    part_route(ud, status == HIST_OK ? pos : NULL);
+    part_t *p = ud;
+    if (status == HIST_ERR_DOWN && p->op)
+        part_refuse(p);
+    else
+        part_route(p, status == HIST_OK ? pos : NULL);
+    if (p->in_call)
+        return; /* keep_part finishes it */
+    pub_op_t *op = p->op;
+    part_free(p);
+    if (op)
+        op_put(op);
 }
 
-/* Keeps and routes one channel part (t: that part alone). */
+/* Keeps and routes one channel part (t: that part alone: one user or the room). Returns 0 or
+ * a ROUTER_ERR_* / PUSH_ERR_* of what happened before it returned. */
 static int keep_part(router_t *r, const target_t *t, const char *prefix, const char *name,
                      const uint8_t *payload, size_t len, bool binary, api_stream_t *prefer,
                      push_result_t *out, pub_op_t *op)
 {
     size_t pl = strlen(prefix), nl = strlen(name);
-    part_t p = {r, *t, payload, len, binary, malloc(pl + nl + 1), prefer, out, op, 0, false};
-    if (!p.chan)
+    part_t *p = calloc(1, sizeof *p);
+    if (!p)
         return ROUTER_ERR_NOMEM;
-    memcpy(p.chan, prefix, pl);
-    memcpy(p.chan + pl, name, nl + 1);
-    int hv = history_add(r->hist, p.chan, pl + nl, payload, len, binary,
-                         (uint64_t)(clock_wall_ns() / 1000000), on_added, &p);
-    if (hv != HIST_OK)
-        part_route(&p, NULL); /* delivered anyway, without an offset (logged, counted) */
-    else if (!p.done)
-        /* an asynchronous store (Redis) needs the push kept until it answers: not wired to
-         * the push path yet, so this cannot happen with the stores push_publish is used with */
-        log_rl_error("history answered later than expected", "channel_len=%zu", pl + nl);
-    free(p.chan);
-    return p.rv;
+    p->r = r;
+    p->own = r->hist->answers_later;
+    p->chan = malloc(pl + nl + 1);
+    p->payload = p->own ? malloc(len ? len : 1) : (uint8_t *)payload;
+    p->user = !t->n_user_ids ? NULL : p->own ? strdup(t->user_ids[0]) : t->user_ids[0];
+    if (!p->chan || (p->own && !p->payload) || (t->n_user_ids && !p->user)) {
+        part_free(p);
+        return ROUTER_ERR_NOMEM;
+    }
+    memcpy(p->chan, prefix, pl);
+    memcpy(p->chan + pl, name, nl + 1);
+    if (p->own && len)
+        memcpy(p->payload, payload, len);
+    p->len = len;
+    p->binary = binary;
+    if (p->user) {
+        p->t.user_ids = &p->user;
+        p->t.n_user_ids = 1;
+    } else {
+        p->t.room = p->chan + pl; /* "room:" + name */
+    }
+    p->prefer = prefer;
+    p->out = out;
+    p->op = op;
+    p->in_call = true;
+    if (op)
+        op->pending++; /* until it is routed */
+    int hv = history_add(r->hist, p->chan, pl + nl, payload, len, binary,
+                         (uint64_t)(clock_wall_ns() / 1000000), on_added, p);
+    if (hv == HIST_ERR_DOWN && op)
+        part_refuse(p);
+    else if (hv != HIST_OK)
+        part_route(p, NULL); /* delivered anyway, without an offset (logged, counted) */
+    p->in_call = false;
+    int rv = p->rv;
+    if (p->done) {
+        part_free(p);
+        if (op)
+            op->pending--; /* (the push's own count keeps op alive until publish returns) */
+        return rv;
+    }
+    /* the store answers later (Redis): routed then, in the order the store numbered it */
+    if (!op)
+        p->out = NULL; /* a synchronous caller's result is gone by then */
+    return 0;
 }
 
 static int publish(router_t *r, const target_t *t, const uint8_t *payload, size_t len,

@@ -78,19 +78,30 @@ cleanup() { # newest first: gateways stop before the API they talk to
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_api HANDLER: API_PID, API_GRPC (host:port), API_HTTP_URL
+# start_api HANDLER [extra flags...]: API_PID, API_GRPC (host:port), API_HTTP_URL
 start_api() {
-    local g h
+    local g h handler=$1
+    shift
     g=$(free_port)
     h=$(free_port)
     # --presence-grace 0: no gateway was connected before this ws-api started, so there is no
     # presence to wait for (pushes would otherwise get 503 for 3 s)
     spawn api "$BIN/ws-api" --grpc-listen "127.0.0.1:$g" --http-listen "127.0.0.1:$h" \
-        --handler "$1" --log-level warn --presence-grace 0
+        --handler "$handler" --log-level warn --presence-grace 0 "$@"
     API_PID=$SPAWNED
     API_GRPC=127.0.0.1:$g
     API_HTTP_URL=http://127.0.0.1:$h
     wait_port "$g" && wait_port "$h"
+}
+
+# start_redis: REDIS_PID, REDIS_PORT, REDIS_URL (Debian's redis-server, no persistence)
+start_redis() {
+    REDIS_PORT=$(free_port)
+    spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --protected-mode no --loglevel warning
+    REDIS_PID=$SPAWNED
+    REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+    wait_port "$REDIS_PORT"
 }
 
 # start_gw ID THREADS UPSTREAM [extra flags...]: GW_PID, GW_PORT; waits for /readyz

@@ -20,15 +20,6 @@ have ws-gateway ws-api ws-bench || exit 0
 command -v redis-server >/dev/null || { say "skipped: redis-server not installed"; exit 0; }
 [ $# -gt 0 ] || set -- push presence fanout
 
-# start_redis: REDIS_PID, REDIS_PORT, REDIS_URL (no persistence)
-start_redis() {
-    REDIS_PORT=$(free_port)
-    spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-        --protected-mode no --loglevel warning
-    REDIS_PID=$SPAWNED
-    REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-    wait_port "$REDIS_PORT"
-}
 redis_mem() { redis-cli -p "$REDIS_PORT" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
 
 # start_api_with NAME HANDLER FLAGS...: API_PID, API_GRPC, API_HTTP_URL
