@@ -4,9 +4,11 @@
 #
 #   bash bench/case_seed_steady.sh [ROUNDS] [VARIANT...]
 #
-# A VARIANT is "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api echo behind it) or
-# "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and without --raw:
-# no upstream hop). A later --threads in FLAGS wins. The variants
+# A VARIANT is "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api echo behind it;
+# "gw@DIR FLAGS..." takes ws-gateway and ws-api from DIR instead of $BIN: another build, side
+# by side), "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and
+# without --raw: no upstream hop) or "uws" (uWebSockets' EchoServer named by UWS_ECHO, see
+# bench/README.md). A later --threads in FLAGS wins. The variants
 # run one after the other, ROUNDS times (default 1; 3 with BENCH_MODE=full), alternating. For each run, once every
 # connection is up and 3 s have passed, the server's user and system CPU are sampled from
 # /proc over WINDOW seconds (default 10), and with SYSCALLS=1 `perf stat` counts its recvfrom,
@@ -43,11 +45,20 @@ one_run() {
         srv=$SPAWNED
         wait_port "$port" || return 1
         ;;
+    uws)
+        [ -n "${UWS_ECHO:-}" ] || { say "uws: UWS_ECHO is not set"; return 1; }
+        start_uws || return 1
+        srv=$UWS_PID
+        port=$UWS_PORT
+        ;;
     gw*)
-        start_api echo || return 1
+        local gwv=${v%% *} gbin=$BIN
+        [ "$gwv" = "$v" ] && v="$v " # no flags
+        case $gwv in gw@*) gbin=${gwv#gw@} ;; esac
+        BIN=$gbin start_api echo || return 1
         api=$API_PID
         # shellcheck disable=SC2086 # the flags of the variant are words
-        start_gw steady 2 "$API_GRPC" ${v#gw} || return 1
+        BIN=$gbin start_gw steady 2 "$API_GRPC" ${v#"$gwv"} || return 1
         srv=$GW_PID
         port=$GW_PORT
         ;;
@@ -110,6 +121,8 @@ one_run() {
     local desc t2="--threads 2"
     [[ "$v" == *--threads* ]] && t2="" # the variant's own wins
     case $v in
+    uws) desc="uWebSockets EchoServer ($UWS_ECHO)" ;;
+    gw@*) local g1=${v%% *}; desc="ws-gateway of ${g1#gw@} $t2 ${v#"$g1"} (ws-api echo)" ;;
     gw*) desc="ws-gateway $t2${v#gw} (ws-api echo)" ;;
     raw*) desc="ws-refecho $t2 --raw${v#raw}" ;;
     *) desc="ws-refecho $t2${v#lws}" ;;

@@ -124,12 +124,18 @@ static int set_value(const flag_t *f, const char *val, const char *src, char *er
         *(bool *)f->dst = v;
         return 0;
     }
+    case FLAG_DURATION_AUTO:
     case FLAG_DURATION: {
+        if (f->type == FLAG_DURATION_AUTO && val && strcasecmp(val, "auto") == 0) {
+            *(int64_t *)f->dst = FLAGS_AUTO;
+            return 0;
+        }
         int64_t us = 0;
         if (val && *val && flags_parse_duration(val, &us) < 0) {
             snprintf(err, FLAGS_ERR_LEN,
                      "%s: --%s: not a duration: '%s' (e.g. 500us, 250ms, 2s, 1m; a bare number "
-                     "is seconds)", src, f->name, val);
+                     "is seconds)%s", src, f->name, val,
+                     f->type == FLAG_DURATION_AUTO ? ", nor auto" : "");
             return -1;
         }
         if ((f->min || f->max) && (us < f->min || us > f->max)) {
@@ -268,7 +274,9 @@ void flags_print_help(const flag_t *tab, const flags_prog_t *prog, FILE *out)
         char env[128];
         flags_env_name(prog->env_prefix, f->name, env, sizeof env);
         const char *arg = f->type == FLAG_BOOL ? "" : f->type == FLAG_STR ? " STR"
-                        : f->type == FLAG_DURATION ? " DUR" : f->type == FLAG_INT ? " N" : " X";
+                        : f->type == FLAG_DURATION ? " DUR"
+                        : f->type == FLAG_DURATION_AUTO ? " DUR|auto"
+                        : f->type == FLAG_INT ? " N" : " X";
         fprintf(out, "  --%s%s%s%s\n      %s (default: %s; env %s)\n", f->name, arg,
                 f->alias ? ", --" : "", f->alias ? f->alias : "", f->help,
                 f->def && *f->def ? f->def : "empty", env);

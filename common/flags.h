@@ -23,7 +23,11 @@ typedef enum {
     FLAG_DURATION, /* int64_t *dst in microseconds; "250ms", "1.5s", "2m"; a bare number is
                       seconds, for every duration flag */
     FLAG_DOUBLE,   /* double *dst */
+    FLAG_DURATION_AUTO, /* int64_t *dst: a duration as FLAG_DURATION (min/max apply), or the
+                           word "auto", stored as FLAGS_AUTO: the program decides by itself */
 } flag_type_t;
+
+#define FLAGS_AUTO (-1) /* FLAG_DURATION_AUTO: "auto" */
 
 typedef struct flag {
     const char *name;  /* "send-queue": the flag is --send-queue, the env var <PREFIX>SEND_QUEUE */

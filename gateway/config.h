@@ -23,8 +23,9 @@ typedef struct gw_config {
     int64_t batch_max_bytes;  /* bytes per Upstream batch */
     int64_t replay_max_bytes; /* unacked bytes kept per API node before clients are paused */
     int64_t rcvbuf;           /* client SO_RCVBUF (0 = kernel default) */
-    int64_t coalesce_us;      /* writer wake-up coalescing window (0 = wake per event) */
-    int64_t svc_coalesce_us;  /* service thread coalescing window (svcpoll.h; 0 = off) */
+    int64_t coalesce_us;      /* writer wake-up coalescing window (pace.h: 0 = wake per
+                                 event, FLAGS_AUTO = adaptive) */
+    int64_t svc_coalesce_us;  /* service thread coalescing window (svcpoll.h, pace.h) */
     const char *log_level;
     const char *allowed_origins;
     bool require_origin;

@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "metrics.h"
+#include "pace.h"
 #include "procmetrics.h"
 
 gw_metric_ids_t gwm;
@@ -89,6 +90,25 @@ void gwm_init(void)
     gwm.svc_turns = metrics_counter("wsgw_service_loop_turns_total", NULL,
                                     "Turns of the service threads' event loops (each a wake-up "
                                     "but for timers); see --svc-coalesce.");
+    static const char *const loops[2] = {"loop=\"service\"", "loop=\"writer\""};
+    for (int l = 0; l < 2; l++) {
+        gwm.pace_windows[l] = metrics_counter(
+            "wsgw_coalesce_windows_total", loops[l],
+            "Coalescing windows taken (one wake-up each) by service threads and writers while "
+            "polling (--svc-coalesce, --coalesce); items / windows = items per wake-up.");
+        gwm.pace_items[l] = metrics_counter(
+            "wsgw_coalesce_items_total", loops[l],
+            "Items (client messages and commands; events to API nodes) taken in coalescing "
+            "windows.");
+        gwm.pace_spells[l] = metrics_counter(
+            "wsgw_coalesce_spells_total", loops[l],
+            "Times a service thread or writer started polling (coalescing windows).");
+        gwm.pace_backoffs[l] = metrics_counter(
+            "wsgw_coalesce_backoffs_total", loops[l],
+            "Adaptive coalescing tries that did not pay (few items per window, or arrivals "
+            "that slowed down because they wait on the gateway's answers): each doubles the "
+            "time before the next try (16 ms to 1 s).");
+    }
     const char *jh = "Room Join commands refused: the connection is in --max-rooms-per-conn "
                      "rooms, or the name is over --max-room-name bytes.";
     gwm.join_too_many = metrics_counter("wsgw_room_join_refusals_total",
@@ -160,4 +180,12 @@ int gwm_up_reconnects(const char *node)
     snprintf(lb, sizeof lb, "node=\"%s\"", node);
     return metrics_counter("wsgw_upstream_reconnects_total", lb,
                            "Reconnections to the API node.");
+}
+
+void gwm_pace_publish(int loop, const pace_stats_t *now, const pace_stats_t *seen)
+{
+    metrics_add(gwm.pace_windows[loop], now->windows - seen->windows);
+    metrics_add(gwm.pace_items[loop], now->items - seen->items);
+    metrics_add(gwm.pace_spells[loop], now->spells - seen->spells);
+    metrics_add(gwm.pace_backoffs[loop], now->failed - seen->failed);
 }

@@ -27,6 +27,7 @@ typedef struct gw_metric_ids {
     int batches;             /* wsgw_upstream_batches_total */
     int writer_wakeups;      /* wsgw_writer_wakeups_total: writer loop turns (--coalesce) */
     int svc_turns;           /* wsgw_service_loop_turns_total (--svc-coalesce) */
+    int pace_windows[2], pace_items[2], pace_spells[2], pace_backoffs[2]; /* by GWM_PACE_* */
     int join_too_many;       /* wsgw_room_join_refusals_total{reason="too_many_rooms"} */
     int join_name_too_long;  /* wsgw_room_join_refusals_total{reason="name_too_long"} */
     int kick_bad_code;       /* wsgw_kick_fixes_total{what="code"}: sent as 4000 */
@@ -46,6 +47,12 @@ int gwm_thread_conns(int thread);
 /* gwm_close: counts a close with this code in wsgw_closes_total{code} (registers the label
  * value on first use: a mutex once per distinct code, never per message). Any thread. */
 void gwm_close(int code);
+/* Wake-up coalescing (pace.h), by loop: wsgw_coalesce_windows_total{loop},
+ * wsgw_coalesce_items_total, wsgw_coalesce_spells_total, wsgw_coalesce_backoffs_total. */
+enum { GWM_PACE_SERVICE, GWM_PACE_WRITER };
+struct pace_stats;
+/* gwm_pace_publish: adds now - seen of each counter (the caller's thread). */
+void gwm_pace_publish(int loop, const struct pace_stats *now, const struct pace_stats *seen);
 /* Per-node series: wsgw_upstream_connected{node}, wsgw_upstream_reconnects_total{node}. */
 int gwm_up_connected(const char *node);
 int gwm_up_reconnects(const char *node);

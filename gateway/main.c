@@ -124,15 +124,17 @@ static const flag_t flag_table[] = {
      "bytes per Upstream batch (a single larger event still goes alone)", 1024, 1LL << 30},
     {"replay-max-bytes", FLAG_INT, "67108864", &gw_cfg.replay_max_bytes,
      "queued + unacknowledged bytes per API node before clients are paused", 65536, 1LL << 40},
-    {"coalesce", FLAG_DURATION, "0", &gw_cfg.coalesce_us,
-     "writer wake-up coalescing: while messages flow, each API-node writer wakes once per this "
-     "window (e.g. 200us) instead of once per event; adds up to two windows of latency; 0 = off, "
-     "at most 100ms",
+    {"coalesce", FLAG_DURATION_AUTO, "auto", &gw_cfg.coalesce_us,
+     "writer wake-up coalescing: auto = only while it pays (many events per wake-up, arrivals "
+     "that do not wait on our answers), windows of at most 1ms; a duration W (e.g. 200us) = "
+     "while events flow, each API-node writer takes them once per W instead of once per event "
+     "(adds up to W of latency); 0 = off (wake per event); at most 100ms",
      0, 100000},
-    {"svc-coalesce", FLAG_DURATION, "0", &gw_cfg.svc_coalesce_us,
-     "service-thread coalescing: while messages flow, each service thread takes its ready "
-     "client reads and the writers' commands once per this window (e.g. 500us) instead of "
-     "being woken for each; adds up to two windows of latency; 0 = off, at most 100ms",
+    {"svc-coalesce", FLAG_DURATION_AUTO, "auto", &gw_cfg.svc_coalesce_us,
+     "service-thread coalescing: auto = only while it pays (as --coalesce), windows of at "
+     "most 1ms; a duration W (e.g. 500us) = while messages flow, each service thread takes "
+     "its ready client reads and the writers' commands once per W instead of being woken for "
+     "each (adds up to W of latency on each pass through the thread); 0 = off; at most 100ms",
      0, 100000},
     {"rcvbuf", FLAG_INT, "0", &gw_cfg.rcvbuf,
      "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite "
@@ -464,10 +466,6 @@ int main(int argc, char **argv)
     if (gw_admit_init(gw_cfg.allowed_origins) < 0)
         return 1;
     gw_static_dir_init(gw_cfg.static_dir, argv[0]);
-    if (gw_cfg.coalesce_us < 0 || gw_cfg.coalesce_us > 100000) {
-        fprintf(stderr, "ws-gateway: --coalesce: 0 to 100ms\n");
-        return 2;
-    }
     if (gw_cfg.paused_check_us != 0 &&
         (gw_cfg.paused_check_us < 50000 || gw_cfg.paused_check_us > 10000000)) {
         fprintf(stderr, "ws-gateway: --paused-check: 0, or 50ms to 10s\n");

@@ -580,7 +580,7 @@ static void flush_dirty(gw_svc_t *s)
 
 void gw_svc_on_wake(gw_svc_t *s)
 {
-    if (!s->poll.polling) /* while polling the flag stays raised (svcpoll.h) */
+    if (!gw_svcpoll_polling(&s->poll)) /* while polling the flag stays raised (svcpoll.h) */
         wake_lower(&s->wake_pending);
 
     int req = atomic_load(&s->stop_req);
@@ -608,7 +608,7 @@ void gw_svc_on_wake(gw_svc_t *s)
         size_t n;
         int rounds = 0;
         while ((n = gw_handoff_pop(&s->links[u]->down, cmds, CMD_BURST)) > 0) {
-            gw_svcpoll_work(&s->poll);
+            gw_svcpoll_work(&s->poll, (uint32_t)n);
             for (size_t i = 0; i < n; i++) {
                 run_cmd(s, u, cmds[i]);
                 gw_cmd_free(cmds[i]);

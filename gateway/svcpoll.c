@@ -4,7 +4,9 @@
 #include <time.h>
 
 #include "clock.h"
+#include "flags.h"
 #include "gwm.h"
+#include "log.h"
 #include "metrics.h"
 #include "svc.h"
 #include "wake.h"
@@ -23,50 +25,63 @@ static void sleep_until(int64_t t_ns)
     nanosleep(&ts, NULL); /* EINTR: the turn is just shorter */
 }
 
+/* pace's counters into the metrics (deltas; only when polling moved them). */
+static void publish(gw_svcpoll_t *p)
+{
+    const pace_stats_t *st = pace_stats(&p->pace);
+    if (st->windows == p->seen.windows && st->spells == p->seen.spells)
+        return;
+    gwm_pace_publish(GWM_PACE_SERVICE, st, &p->seen);
+    p->seen = *st;
+}
+
 /* uv check: runs once per loop turn, after its I/O callbacks. */
 static void on_check(uv_check_t *h)
 {
     gw_svc_t *s = h->data;
     gw_svcpoll_t *p = &s->poll;
     metrics_inc(gwm.svc_turns);
-    if (s->stopping || !p->window_ns)
+    if (s->stopping || !pace_on(&p->pace))
         return;
-    bool work = p->work != 0;
+    uint32_t items = p->work;
     p->work = 0;
-    if (!p->polling) {
-        if (!work)
-            return;
-        /* Work came while we slept on events: poll from now on. Raising the flag first
-         * means writers stop signalling; the drain below sees what they pushed before. */
-        p->polling = true;
-        p->quiet = 0;
+    if (!items && !pace_polling(&p->pace))
+        return; /* a timer or a handshake while sleeping on events: nothing to decide */
+    pace_act_t act = pace_turn(&p->pace, clock_mono_ns(), items);
+    switch (act) {
+    case PACE_SLEEP:
+        return;
+    case PACE_ENTER:
+        /* Raising the flag first means writers stop signalling; the drain sees what they
+         * pushed before. */
         wake_raise(&s->wake_pending);
         uv_idle_start(&p->idle, on_idle);
-        p->turn_ns = clock_mono_ns();
+        gw_svc_on_wake(s); /* counts the commands it ran as work of the next turn */
+        break;
+    case PACE_WAIT:
+        sleep_until(pace_deadline(&p->pace));
         gw_svc_on_wake(s);
-        return;
+        break;
+    case PACE_LEAVE:
+        /* Back to sleeping until an event. Lower the flag, then drain once more: a command
+         * pushed after that raises a fresh wake-up (wake.h). */
+        uv_idle_stop(&p->idle);
+        wake_lower(&s->wake_pending);
+        gw_svc_on_wake(s); /* commands it finds count as work of the next turn */
+        log_debug("coalescing ends", "loop=service thread=%d why=%s entry_per_ms=%.1f "
+                  "last_per_ms=%.1f window_us=%lld hold_ms=%lld", s->idx,
+                  pace_end_name(p->pace.last_end), p->pace.entry_rate * 1e6,
+                  p->pace.last_rate * 1e6, (long long)p->pace.win / 1000,
+                  (long long)p->pace.hold / 1000000);
+        break;
     }
-    sleep_until(p->turn_ns + p->window_ns);
-    p->turn_ns = clock_mono_ns();
-    gw_svc_on_wake(s); /* counts commands it ran as work of the next turn */
-    if (work || p->work) {
-        p->quiet = 0;
-        return;
-    }
-    if (++p->quiet < SVCPOLL_QUIET)
-        return;
-    /* Quiet: back to sleeping until an event. Lower the flag, then drain once more: a
-     * command pushed after that raises a fresh wake-up (wake.h). */
-    p->polling = false;
-    uv_idle_stop(&p->idle);
-    wake_lower(&s->wake_pending);
-    gw_svc_on_wake(s); /* commands it finds make the next check poll again */
+    publish(p);
 }
 
 void gw_svcpoll_start(gw_svc_t *s, int64_t window_us)
 {
     gw_svcpoll_t *p = &s->poll;
-    p->window_ns = window_us * 1000;
+    pace_init(&p->pace, window_us == FLAGS_AUTO ? PACE_AUTO : window_us * 1000);
     /* the check runs without a window too: it counts loop turns (wsgw_service_loop_turns_total) */
     uv_check_init(&s->loop, &p->check);
     uv_idle_init(&s->loop, &p->idle);
@@ -81,7 +96,7 @@ void gw_svcpoll_close(gw_svc_t *s)
     if (!p->started)
         return;
     p->started = false;
-    p->polling = false;
+    pace_init(&p->pace, 0); /* not polling: the flag is no longer ours to keep raised */
     uv_close((uv_handle_t *)&p->check, NULL);
     uv_close((uv_handle_t *)&p->idle, NULL);
 }

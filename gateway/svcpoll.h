@@ -1,13 +1,14 @@
-/* svcpoll.h: wake-up coalescing on a service thread (--svc-coalesce W).
+/* svcpoll.h: wake-up coalescing on a service thread (--svc-coalesce: auto, a window, or 0).
  *
  * On this kind of machine every sleep and wake of a thread is expensive (perf in the seed
- * case: a quarter of the gateway's CPU is context switches and wake-ups). With a window W,
- * a service thread that has work switches to polling: each loop turn it sleeps out the rest
- * of W, then takes whatever arrived meanwhile in one turn: every client read that is ready,
- * and the writers' commands. While it polls, its wake flag stays raised, so writers hand
- * commands over without lws_cancel_service(). After SVCPOLL_QUIET turns without work it
- * lowers the flag, drains once more and sleeps until an event again. Costs up to W of latency
- * on each of the two passes through the thread. Service thread only. */
+ * case: a quarter of the gateway's CPU is context switches and wake-ups). When pace.h says
+ * so (a fixed window: while messages flow; auto: while it pays), a service thread switches
+ * to polling: each loop turn it sleeps until the window's deadline, then takes whatever
+ * arrived meanwhile in one turn: every client read that is ready, and the writers' commands.
+ * While it polls, its wake flag stays raised, so writers hand commands over without
+ * lws_cancel_service(). When pace.h ends polling it lowers the flag, drains once more and
+ * sleeps until an event again. Costs up to a window of latency on each of the two passes
+ * through the thread (auto: at most PACE_MAX_NS). Service thread only. */
 #ifndef GW_SVCPOLL_H
 #define GW_SVCPOLL_H
 
@@ -15,26 +16,27 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "pace.h"
+
 typedef struct gw_svc gw_svc_t;
 
 typedef struct gw_svcpoll {
-    uv_check_t check;   /* after each turn's I/O callbacks: sleep, then drain */
+    uv_check_t check;   /* after each turn's I/O callbacks: ask pace, sleep, drain */
     uv_idle_t idle;     /* active while polling: the loop's poll does not block */
-    int64_t window_ns;  /* 0 = off */
-    int64_t turn_ns;    /* monotonic time the current window began */
-    uint32_t work;      /* client reads and commands since the last check */
-    int quiet;          /* windows in a row without work */
-    bool polling;
+    pace_t pace;        /* when to take (pace.h) */
+    pace_stats_t seen;  /* pace's counters already in the metrics */
+    uint32_t work;      /* client messages and commands since the last check */
     bool started;
 } gw_svcpoll_t;
 
-enum { SVCPOLL_QUIET = 4 };
-
-/* gw_svcpoll_start: handles on the thread's loop (window_us 0: only the turn count). */
+/* gw_svcpoll_start: handles on the thread's loop; window_us as --svc-coalesce (0 off,
+ * FLAGS_AUTO, or a window: the loop turns are counted either way). */
 void gw_svcpoll_start(gw_svc_t *s, int64_t window_us);
 /* gw_svcpoll_close: closes the handles (on STOP, before the loop ends). */
 void gw_svcpoll_close(gw_svc_t *s);
-/* gw_svcpoll_work: the current turn did work (a client read, commands). */
-static inline void gw_svcpoll_work(gw_svcpoll_t *p) { p->work++; }
+/* gw_svcpoll_work: the current turn took n items (client messages, commands). */
+static inline void gw_svcpoll_work(gw_svcpoll_t *p, uint32_t n) { p->work += n; }
+/* gw_svcpoll_polling: the thread polls (its wake flag stays raised). */
+static inline bool gw_svcpoll_polling(const gw_svcpoll_t *p) { return pace_polling(&p->pace); }
 
 #endif

@@ -18,9 +18,11 @@
 
 #include "batch.h"
 #include "config.h"
+#include "flags.h"
 #include "gwm.h"
 #include "log.h"
 #include "metrics.h"
+#include "pace.h"
 #include "recycle.h"
 #include "upstream_priv.h"
 
@@ -241,9 +243,10 @@ static int timeout_ms(gw_up_t *u)
     return ms < 0 ? 0 : ms > 1000 ? 1000 : (int)ms;
 }
 
-/* Takes events from every service thread while the machine has room. */
-static void drain_rings(gw_up_t *u)
+/* Takes events from every service thread while the machine has room; returns how many. */
+static uint32_t drain_rings(gw_up_t *u)
 {
+    uint32_t taken = 0;
     gw_up_priv_t *p = u->priv;
     void *items[RING_BURST];
     bool more = true;
@@ -253,6 +256,7 @@ static void drain_rings(gw_up_t *u)
         for (int k = 0; k < u->gw->nsvc; k++) {
             /* (a service thread waiting for room in this ring is woken by the pop) */
             size_t n = gw_handoff_pop(&u->links[k]->up, items, RING_BURST);
+            taken += (uint32_t)n;
             for (size_t i = 0; i < n; i++) {
                 gw_event_t *e = items[i];
                 if (e->type == GW_EV_MESSAGE) /* ingress: read from the client -> batched */
@@ -264,6 +268,7 @@ static void drain_rings(gw_up_t *u)
         }
     }
     dlv_flush_events(p->d, now);
+    return taken;
 }
 
 /* The machine's counters into the metrics (deltas). */
@@ -285,8 +290,8 @@ static void publish_stats(gw_up_t *u)
     p->seen = *s;
 }
 
-/* Everything a loop turn does after the socket events. */
-static void turn(gw_up_t *u)
+/* Everything a loop turn does after the socket events. Returns the events it took. */
+static uint32_t turn(gw_up_t *u)
 {
     gw_up_priv_t *p = u->priv;
     for (int k = 0; k < u->gw->nsvc; k++)
@@ -302,7 +307,7 @@ static void turn(gw_up_t *u)
         upstream__close(u, why);
     if (p->tstate == T_NONE && u->host[0] && wanted && dlv_connect_due(p->d, now))
         up_connect(u);
-    drain_rings(u);
+    uint32_t taken = drain_rings(u);
     upstream__flush_cmd_overflow(u);
     if (p->tstate == T_SESSION && flush_out(u) < 0)
         upstream__close(u, "session over");
@@ -311,9 +316,25 @@ static void turn(gw_up_t *u)
         dlv_resolved_take(p->d, upstream__publish_one, u);
     atomic_store(&u->node->idle, dlv_idle(p->d) && !p->overflowing && !rings_waiting(u));
     publish_stats(u);
+    return taken;
 }
 
-enum { COALESCE_QUIET = 4 }; /* empty windows before a coalescing writer sleeps until an event */
+/* Waits for the socket or the eventfd until pace's deadline (polling). */
+static int wait_polling(gw_up_t *u, const pace_t *pace, struct epoll_event *evs, int max,
+                        bool *pwait2_missing)
+{
+    int64_t d = pace_deadline(pace) - upstream__now();
+    if (d < 0)
+        d = 0;
+    struct timespec ts = {.tv_sec = d / 1000000000, .tv_nsec = d % 1000000000};
+    int n = *pwait2_missing ? -1 : epoll_pwait2(u->priv->epfd, evs, max, &ts, NULL);
+    if (n < 0 && (*pwait2_missing || errno == ENOSYS)) {
+        *pwait2_missing = true; /* kernel before 5.11: sleep the window out, then look */
+        nanosleep(&ts, NULL);
+        n = epoll_wait(u->priv->epfd, evs, max, 0);
+    }
+    return n;
+}
 
 void *upstream__main(void *arg)
 {
@@ -327,55 +348,55 @@ void *upstream__main(void *arg)
     gw_recycle_register(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
     struct epoll_event wev = {.events = EPOLLIN, .data.u32 = 0};
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, u->wake.fd, &wev);
-    /* Coalescing (--coalesce): the first wake-up by a service thread switches the loop to
-     * polling. The wake flag then stays raised, so service threads push without signalling;
-     * the loop wakes when the window is over, or earlier when the API node sent something,
-     * and takes all ring items in one turn. After COALESCE_QUIET empty windows it lowers the
-     * flag, drains once more (wake.h: an item pushed after that raises a fresh signal) and
-     * goes back to sleeping until an event. */
-    const int64_t window_us = gw_cfg.coalesce_us;
-    bool polling = false, pwait2_missing = false;
-    int quiet = 0;
+    /* Coalescing (--coalesce, pace.h): while pace polls, the wake flag stays raised, so
+     * service threads push without signalling; the loop wakes at pace's deadline, or earlier
+     * when the API node sent something, and takes all ring items in one turn. When pace ends
+     * polling, the loop lowers the flag, drains once more (wake.h: an item pushed after that
+     * raises a fresh signal) and goes back to sleeping until an event. */
+    pace_t pace;
+    pace_stats_t seen = {0};
+    pace_init(&pace, gw_cfg.coalesce_us == FLAGS_AUTO ? PACE_AUTO : gw_cfg.coalesce_us * 1000);
+    bool pwait2_missing = false;
     while (atomic_load(&u->stop_req) < 2) {
         struct epoll_event evs[8];
-        int n;
-        if (polling) {
-            struct timespec ts = {.tv_sec = window_us / 1000000,
-                                  .tv_nsec = (long)(window_us % 1000000) * 1000};
-            n = pwait2_missing ? -1 : epoll_pwait2(p->epfd, evs, 8, &ts, NULL);
-            if (n < 0 && (pwait2_missing || errno == ENOSYS)) {
-                pwait2_missing = true; /* kernel before 5.11: sleep the window out, then look */
-                nanosleep(&ts, NULL);
-                n = epoll_wait(p->epfd, evs, 8, 0);
-            }
-        } else {
-            n = epoll_wait(p->epfd, evs, 8, timeout_ms(u));
-        }
+        int n = pace_polling(&pace) ? wait_polling(u, &pace, evs, 8, &pwait2_missing)
+                                    : epoll_wait(p->epfd, evs, 8, timeout_ms(u));
         metrics_inc(gwm.writer_wakeups);
-        bool work = false;
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u32 == 0) {
-                if (window_us) {
+                if (pace_polling(&pace))
                     wake_consume(&u->wake); /* the flag stays raised while polling */
-                    polling = true;
-                    quiet = 0;
-                } else {
+                else
                     wake_clear(&u->wake);
-                }
             } else if (p->sock.fd >= 0) {
                 on_socket(u, evs[i].events);
-                work = true;
             }
         }
         upstream__wake_touched(u); /* the commands just read go to the service threads first */
-        if (polling && quiet >= COALESCE_QUIET) {
-            polling = false;
-            wake_lower(&u->wake.pending); /* then drain below */
+        uint32_t taken = turn(u);
+        if (!pace_on(&pace))
+            continue;
+        switch (pace_turn(&pace, upstream__now(), taken)) {
+        case PACE_ENTER:
+            wake_raise(&u->wake.pending); /* an item pushed since the drain signalled */
+            break;
+        case PACE_LEAVE:
+            wake_lower(&u->wake.pending);
+            turn(u);
+            log_debug("coalescing ends", "loop=writer node=%s why=%s entry_per_ms=%.1f "
+                      "last_per_ms=%.1f window_us=%lld hold_ms=%lld", u->name,
+                      pace_end_name(pace.last_end), pace.entry_rate * 1e6,
+                      pace.last_rate * 1e6, (long long)pace.win / 1000,
+                      (long long)pace.hold / 1000000);
+            break;
+        default:
+            break;
         }
-        if (rings_waiting(u))
-            work = true;
-        turn(u);
-        quiet = work ? 0 : quiet + 1;
+        const pace_stats_t *st = pace_stats(&pace);
+        if (st->windows != seen.windows || st->spells != seen.spells) {
+            gwm_pace_publish(GWM_PACE_WRITER, st, &seen);
+            seen = *st;
+        }
     }
     if (p->sock.fd >= 0)
         gw_sock_close(&p->sock);

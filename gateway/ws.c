@@ -492,7 +492,7 @@ static void message_done(gw_svc_t *s, gw_conn_t *c, gw_event_t *e, bool whole)
     e->gateway_ns = clock_wall_ns();
     metrics_inc(gwm.msgs_in);
     metrics_add(gwm.bytes_in, e->a_len);
-    gw_svcpoll_work(&s->poll);
+    gw_svcpoll_work(&s->poll, 1);
     gw_msgroute_send(&s->route, c, e);
 }
 
