@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "auth.h"
+#include "log.h"
 #include "metrics.h"
 #include "pace.h"
 #include "procmetrics.h"
@@ -103,6 +104,10 @@ void gwm_init(void)
         gwm.pace_spells[l] = metrics_counter(
             "wsgw_coalesce_spells_total", loops[l],
             "Times a service thread or writer started polling (coalescing windows).");
+        gwm.pace_polling[l] = metrics_gauge(
+            "wsgw_coalesce_polling", loops[l],
+            "Service threads or writers polling right now (taking their work once per "
+            "coalescing window instead of waking per event).");
         gwm.pace_backoffs[l] = metrics_counter(
             "wsgw_coalesce_backoffs_total", loops[l],
             "Adaptive coalescing tries that did not pay (few items per window, or arrivals "
@@ -188,4 +193,19 @@ void gwm_pace_publish(int loop, const pace_stats_t *now, const pace_stats_t *see
     metrics_add(gwm.pace_items[loop], now->items - seen->items);
     metrics_add(gwm.pace_spells[loop], now->spells - seen->spells);
     metrics_add(gwm.pace_backoffs[loop], now->failed - seen->failed);
+}
+
+void gwm_pace_change(int loop, const char *who, const pace_t *p, int act)
+{
+    const char *lname = loop == GWM_PACE_SERVICE ? "service" : "writer";
+    if (act == PACE_ENTER) {
+        metrics_gauge_add(gwm.pace_polling[loop], 1);
+        log_rl_info("coalescing starts", "loop=%s %s window_us=%lld per_ms=%.1f", lname, who,
+                    (long long)pace_window(p) / 1000, p->entry_rate * 1e6);
+    } else if (act == PACE_LEAVE) {
+        metrics_gauge_add(gwm.pace_polling[loop], -1);
+        log_rl_info("coalescing ends", "loop=%s %s why=%s per_ms=%.1f hold_ms=%lld", lname, who,
+                    pace_end_name(p->last_end), p->last_rate * 1e6,
+                    (long long)p->hold / 1000000);
+    }
 }

@@ -28,6 +28,7 @@ typedef struct gw_metric_ids {
     int writer_wakeups;      /* wsgw_writer_wakeups_total: writer loop turns (--coalesce) */
     int svc_turns;           /* wsgw_service_loop_turns_total (--svc-coalesce) */
     int pace_windows[2], pace_items[2], pace_spells[2], pace_backoffs[2]; /* by GWM_PACE_* */
+    int pace_polling[2];     /* wsgw_coalesce_polling{loop} (gauge) */
     int join_too_many;       /* wsgw_room_join_refusals_total{reason="too_many_rooms"} */
     int join_name_too_long;  /* wsgw_room_join_refusals_total{reason="name_too_long"} */
     int kick_bad_code;       /* wsgw_kick_fixes_total{what="code"}: sent as 4000 */
@@ -53,6 +54,12 @@ enum { GWM_PACE_SERVICE, GWM_PACE_WRITER };
 struct pace_stats;
 /* gwm_pace_publish: adds now - seen of each counter (the caller's thread). */
 void gwm_pace_publish(int loop, const struct pace_stats *now, const struct pace_stats *seen);
+struct pace;
+/* gwm_pace_change: after pace_turn answered `act` (pace.h) on the caller's loop: for
+ * PACE_ENTER / PACE_LEAVE, moves wsgw_coalesce_polling{loop} and logs "coalescing starts" /
+ * "coalescing ends" (rate-limited: one line a second each, suppressed=N); `who` names the
+ * thread ("thread=1", "node=host:port"). Other actions: nothing. The caller's thread. */
+void gwm_pace_change(int loop, const char *who, const struct pace *p, int act);
 /* Per-node series: wsgw_upstream_connected{node}, wsgw_upstream_reconnects_total{node}. */
 int gwm_up_connected(const char *node);
 int gwm_up_reconnects(const char *node);

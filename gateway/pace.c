@@ -159,3 +159,46 @@ pace_act_t pace_turn(pace_t *p, int64_t now, uint32_t items)
         p->deadline = now + p->win;
     return PACE_WAIT;
 }
+
+const char *pace_check(const pace_t *p, bool was_polling, pace_act_t act, int64_t now)
+{
+    bool in_auto = is_auto(p);
+    switch (act) { /* I2 */
+    case PACE_SLEEP:
+        if (was_polling || p->polling)
+            return "I2: SLEEP while polling";
+        break;
+    case PACE_ENTER:
+        if (was_polling || !p->polling)
+            return "I2: ENTER not from EVENT into POLL";
+        break;
+    case PACE_WAIT:
+        if (!was_polling || !p->polling)
+            return "I2: WAIT out of POLL";
+        break;
+    case PACE_LEAVE:
+        if (!was_polling || p->polling)
+            return "I2: LEAVE not from POLL into EVENT";
+        break;
+    default:
+        return "unknown action";
+    }
+    if (!p->mode_ns && (p->polling || act != PACE_SLEEP))
+        return "I3: off but polling";
+    if (p->polling) {
+        int64_t ceiling = pace_ceiling(p);
+        if (p->deadline <= now)
+            return "I1: deadline not in the future";
+        if (p->deadline - now > ceiling)
+            return "I1: deadline beyond the ceiling";
+        if (in_auto && (p->win < PACE_MIN_NS || p->win > PACE_MAX_NS))
+            return "I4: auto window out of [PACE_MIN_NS, PACE_MAX_NS]";
+        if (!in_auto && p->win != p->mode_ns)
+            return "I4: fixed window is not W";
+        if (p->quiet >= (in_auto ? PACE_AUTO_QUIET : PACE_QUIET))
+            return "I5: still polling after the quiet windows";
+    }
+    if (p->hold < 0 || p->hold > PACE_HOLD_MAX_NS || p->hold_until > now + PACE_HOLD_MAX_NS)
+        return "I6: hold-off beyond PACE_HOLD_MAX_NS";
+    return NULL;
+}

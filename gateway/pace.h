@@ -49,6 +49,22 @@
  *      keep a short pause of the clients (or a descheduled client) from ending a spell that
  *      pays; thinner traffic ends it by R4.
  *
+ * Invariants (pace_check verifies them after every step: the seeded simulation in
+ * tests/unit/test_gw_pace.c, fuzz/fuzz_pace.c). `now` never decreases; the ceiling is
+ * PACE_MAX_NS in auto and W in fixed mode.
+ *   I1 bounded wait: a turn that leaves the consumer polling (ENTER, WAIT) leaves its next
+ *      take at now < deadline <= now + ceiling. An item thus waits at most the ceiling plus
+ *      the consumer's own work for one turn, however the arrivals and the turns fall.
+ *   I2 EVENT adds nothing: out of POLL the answer is SLEEP (take items as they wake the
+ *      thread) or ENTER; SLEEP and ENTER only out of POLL, WAIT and LEAVE only in POLL.
+ *   I3 off never polls.
+ *   I4 window: auto in [PACE_MIN_NS, PACE_MAX_NS], fixed exactly W.
+ *   I5 no endless polling: a polling consumer that takes nothing leaves after
+ *      PACE_AUTO_QUIET (auto) or PACE_QUIET (fixed) windows, so an idle thread goes back to
+ *      sleeping on events and a lone message after a quiet spell is taken when it arrives.
+ *   I6 the hold-off never exceeds PACE_HOLD_MAX_NS (R1 resumes within it: no starvation of
+ *      coalescing either).
+ *
  * One pace_t per consumer thread, used by that thread only. */
 #ifndef GW_PACE_H
 #define GW_PACE_H
@@ -135,6 +151,15 @@ static inline bool pace_polling(const pace_t *p) { return p->polling; }
 static inline int64_t pace_deadline(const pace_t *p) { return p->deadline; }
 /* pace_window: the current window in ns (0 while not polling). */
 static inline int64_t pace_window(const pace_t *p) { return p->polling ? p->win : 0; }
+/* pace_check: the invariants I1-I6 after a pace_turn at `now` that answered `act`, the
+ * consumer polling before it or not. Returns NULL, or which invariant broke and how (a
+ * static string). Tests and fuzzing; any thread (reads p only). */
+const char *pace_check(const pace_t *p, bool was_polling, pace_act_t act, int64_t now);
+/* pace_ceiling: the most a window lasts: PACE_MAX_NS (auto), W (fixed), 0 (off). */
+static inline int64_t pace_ceiling(const pace_t *p)
+{
+    return p->mode_ns == PACE_AUTO ? PACE_MAX_NS : p->mode_ns;
+}
 /* pace_end_name: "quiet", "small", "closed_loop" (logs). */
 const char *pace_end_name(pace_end_t why);
 /* pace_stats: counters since pace_init. */

@@ -1,6 +1,7 @@
 /* svcpoll.c: wake-up coalescing on a service thread (see svcpoll.h). Service thread only. */
 #include "svcpoll.h"
 
+#include <stdio.h>
 #include <time.h>
 
 #include "clock.h"
@@ -68,12 +69,12 @@ static void on_check(uv_check_t *h)
         uv_idle_stop(&p->idle);
         wake_lower(&s->wake_pending);
         gw_svc_on_wake(s); /* commands it finds count as work of the next turn */
-        log_debug("coalescing ends", "loop=service thread=%d why=%s entry_per_ms=%.1f "
-                  "last_per_ms=%.1f window_us=%lld hold_ms=%lld", s->idx,
-                  pace_end_name(p->pace.last_end), p->pace.entry_rate * 1e6,
-                  p->pace.last_rate * 1e6, (long long)p->pace.win / 1000,
-                  (long long)p->pace.hold / 1000000);
         break;
+    }
+    if (act == PACE_ENTER || act == PACE_LEAVE) {
+        char who[24];
+        snprintf(who, sizeof who, "thread=%d", s->idx);
+        gwm_pace_change(GWM_PACE_SERVICE, who, &p->pace, act);
     }
     publish(p);
 }
@@ -96,6 +97,8 @@ void gw_svcpoll_close(gw_svc_t *s)
     if (!p->started)
         return;
     p->started = false;
+    if (pace_polling(&p->pace))
+        metrics_gauge_add(gwm.pace_polling[GWM_PACE_SERVICE], -1);
     pace_init(&p->pace, 0); /* not polling: the flag is no longer ours to keep raised */
     uv_close((uv_handle_t *)&p->check, NULL);
     uv_close((uv_handle_t *)&p->idle, NULL);

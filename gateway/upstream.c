@@ -357,6 +357,7 @@ void *upstream__main(void *arg)
     pace_stats_t seen = {0};
     pace_init(&pace, gw_cfg.coalesce_us == FLAGS_AUTO ? PACE_AUTO : gw_cfg.coalesce_us * 1000);
     bool pwait2_missing = false;
+    uint32_t carry = 0; /* events the drain after PACE_LEAVE took */
     while (atomic_load(&u->stop_req) < 2) {
         struct epoll_event evs[8];
         int n = pace_polling(&pace) ? wait_polling(u, &pace, evs, 8, &pwait2_missing)
@@ -373,24 +374,21 @@ void *upstream__main(void *arg)
             }
         }
         upstream__wake_touched(u); /* the commands just read go to the service threads first */
-        uint32_t taken = turn(u);
+        uint32_t taken = turn(u) + carry;
+        carry = 0;
         if (!pace_on(&pace))
             continue;
-        switch (pace_turn(&pace, upstream__now(), taken)) {
-        case PACE_ENTER:
+        pace_act_t act = pace_turn(&pace, upstream__now(), taken);
+        if (act == PACE_ENTER) {
             wake_raise(&u->wake.pending); /* an item pushed since the drain signalled */
-            break;
-        case PACE_LEAVE:
+        } else if (act == PACE_LEAVE) {
             wake_lower(&u->wake.pending);
-            turn(u);
-            log_debug("coalescing ends", "loop=writer node=%s why=%s entry_per_ms=%.1f "
-                      "last_per_ms=%.1f window_us=%lld hold_ms=%lld", u->name,
-                      pace_end_name(pace.last_end), pace.entry_rate * 1e6,
-                      pace.last_rate * 1e6, (long long)pace.win / 1000,
-                      (long long)pace.hold / 1000000);
-            break;
-        default:
-            break;
+            carry = turn(u); /* counted with the next turn, as the service threads do */
+        }
+        if (act == PACE_ENTER || act == PACE_LEAVE) {
+            char who[320];
+            snprintf(who, sizeof who, "node=%s", u->name);
+            gwm_pace_change(GWM_PACE_WRITER, who, &pace, act);
         }
         const pace_stats_t *st = pace_stats(&pace);
         if (st->windows != seen.windows || st->spells != seen.spells) {
@@ -398,6 +396,8 @@ void *upstream__main(void *arg)
             seen = *st;
         }
     }
+    if (pace_polling(&pace))
+        metrics_gauge_add(gwm.pace_polling[GWM_PACE_WRITER], -1);
     if (p->sock.fd >= 0)
         gw_sock_close(&p->sock);
     if (p->sess)
