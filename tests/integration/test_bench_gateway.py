@@ -120,4 +120,55 @@ def test_http_503_past_max_connections():
     eq(doc["http_status"], {"503": 5})
 
 
+def test_auto_coalescing_follows_the_load():
+    """Wake-up coalescing as shipped (--coalesce / --svc-coalesce auto, gateway/pace.h):
+    sparse traffic (5 clients, one message each per 100 ms) never switches a thread to
+    polling; 10 messages a millisecond spread evenly (200 clients x 50/s, --tick 0) do, the
+    windows carry several items each, and the threads go back to sleeping on events once it
+    stops; one closed-loop client (the round-trip benchmark) may be tried, but every try ends
+    as a back-off (windows of one message: it did not pay). Every message is echoed."""
+    if not have_bins():
+        return
+    api = Api("echo")
+    gw = Gateway([api.grpc_addr], threads=1)
+    host = "127.0.0.1:%d" % gw.port
+    loops = ("service", "writer")
+
+    def m(name, loop):
+        return gw.metric("wsgw_coalesce_%s" % name, {"loop": loop}) or 0
+
+    def snap():
+        return {(n, lp): m(n, lp) for n in ("spells_total", "backoffs_total", "windows_total",
+                                             "items_total") for lp in loops}
+    rc, kv, doc, out = bench("message", "--host", host, "--user", "5", "--interval", "100ms",
+                             "--times", "10", "--tick", "0")
+    eq((rc, kv["sent"], kv["received"], kv["errors"]), (0, 50, 50, 0), out)
+    s0 = snap()
+    for lp in loops:
+        eq(s0[("spells_total", lp)], 0, "sparse traffic polled on the %s loop" % lp)
+
+    rc, kv, doc, out = bench("message", "--host", host, "--user", "200", "--interval", "20ms",
+                             "--times", "50", "--tick", "0")
+    eq((rc, kv["sent"], kv["received"], kv["errors"]), (0, 10000, 10000, 0), out)
+    s1 = snap()
+    check(s1[("spells_total", "service")] >= 1, "dense traffic: the service thread never polled")
+    win = s1[("windows_total", "service")] - s0[("windows_total", "service")]
+    items = s1[("items_total", "service")] - s0[("items_total", "service")]
+    check(win > 0 and items >= 2 * win, "service windows %d carried %d items" % (win, items))
+    wait_until(lambda: all(m("polling", lp) == 0 for lp in loops), 5 * SLOW,
+               what="threads back to sleeping on events")
+
+    rc, kv, doc, out = bench("message", "--host", host, "--user", "1", "--interval", "0",
+                             "--inflight", "1", "--duration", "1s")
+    eq((rc, kv["errors"]), (0, 0), out)
+    eq(kv["sent"], kv["received"], out)
+    s2 = snap()
+    for lp in loops:
+        tries = s2[("spells_total", lp)] - s1[("spells_total", lp)]
+        backoffs = s2[("backoffs_total", lp)] - s1[("backoffs_total", lp)]
+        # a try still running when the run ends has not been judged yet
+        check(backoffs >= tries - 1, "closed loop on the %s loop: %d tries, %d backed off"
+              % (lp, tries, backoffs))
+
+
 run(globals())
