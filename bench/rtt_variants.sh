@@ -51,7 +51,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 echo "medians over $ROUNDS rounds (us):"
 for v in "$@"; do
-    awk -F'\t' -v v="$v" '$1 == v { p50[n] = $2; p99[n++] = $3 }
+    awk -F'\t' -v v="$v" 'BEGIN { n = 0 } $1 == v { p50[n] = $2; p99[n++] = $3 }
         function med(a, n,   i, j, t) { for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
             if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
             return n % 2 ? a[int(n / 2)] : (a[n / 2 - 1] + a[n / 2]) / 2 }
