@@ -33,7 +33,10 @@
  *      too and move nothing. Leaving POLL (R4-R6) drains once more and never waits.
  *   R4 it must pay: every PACE_EVAL windows (the first time after PACE_PROBE), POLL ends if
  *      the windows carried fewer than PACE_MIN_BATCH items each on average: a wake-up per
- *      window would then save next to none.
+ *      window would then save next to none. 3, not 2: one closed-loop client gives a service
+ *      thread exactly 2 per window (the answer to message n, then message n+1 that the
+ *      client sent at once), however slow the thread is (under TSan the round trip is about
+ *      a window long and R5 does not see it).
  *   R5 it must not slow the arrivals: at the first evaluation, POLL ends if the item rate
  *      fell below 1/PACE_CLOSED_DIV of the entry period's. Then arrivals wait on our own
  *      answers (a client that sends its next message when the echo of the last comes back):
@@ -80,7 +83,7 @@
 #define PACE_PERIOD_NS 8000000    /* auto: EVENT measurement period (R1) */
 #define PACE_PROBE 8              /* auto: windows before the first evaluation (R4, R5) */
 #define PACE_EVAL 32              /* auto: windows between later evaluations (R4) */
-#define PACE_MIN_BATCH 2          /* auto: items per window POLL must average (R4) */
+#define PACE_MIN_BATCH 3          /* auto: items per window POLL must average (R4) */
 #define PACE_CLOSED_DIV 2         /* auto: rate drop that means a closed loop (R5) */
 #define PACE_SUBS 4               /* auto: parts of the EVENT period (R5) */
 #define PACE_HOLD_MIN_NS 16000000 /* auto: first hold-off after a failed try (R6) */

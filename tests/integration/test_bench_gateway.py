@@ -126,7 +126,8 @@ def test_auto_coalescing_follows_the_load():
     polling; 10 messages a millisecond spread evenly (200 clients x 50/s, --tick 0) do, the
     windows carry several items each, and the threads go back to sleeping on events once it
     stops; one closed-loop client (the round-trip benchmark) may be tried, but every try ends
-    as a back-off (windows of one message: it did not pay). Every message is echoed."""
+    as a back-off (windows of at most two items: it did not pay, even under a sanitizer).
+    Every message is echoed."""
     if not have_bins():
         return
     api = Api("echo")
@@ -154,7 +155,7 @@ def test_auto_coalescing_follows_the_load():
     check(s1[("spells_total", "service")] >= 1, "dense traffic: the service thread never polled")
     win = s1[("windows_total", "service")] - s0[("windows_total", "service")]
     items = s1[("items_total", "service")] - s0[("items_total", "service")]
-    check(win > 0 and items >= 2 * win, "service windows %d carried %d items" % (win, items))
+    check(win > 0 and items >= 3 * win, "service windows %d carried %d items" % (win, items))
     wait_until(lambda: all(m("polling", lp) == 0 for lp in loops), 5 * SLOW,
                what="threads back to sleeping on events")
 
