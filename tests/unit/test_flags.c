@@ -8,7 +8,7 @@
 #include "test.h"
 
 static const char *listen_addr;
-static int64_t send_queue, ping_us, connect_us, coalesce_us;
+static int64_t send_queue, ping_us, connect_us, coalesce_us, pace_us;
 static bool verbose;
 static double ratio;
 
@@ -18,6 +18,7 @@ static const flag_t tab[] = {
     {"ping-interval", FLAG_DURATION, "25", &ping_us, "ping"},
     {"connect-interval", FLAG_DURATION, "0", &connect_us, "pause", 0, 0, "connectInterval"},
     {"coalesce", FLAG_DURATION, "0", &coalesce_us, "window", 0, 100000},
+    {"pace", FLAG_DURATION_AUTO, "auto", &pace_us, "window or auto", 0, 100000},
     {"verbose", FLAG_BOOL, "false", &verbose, "chatty"},
     {"ratio", FLAG_DOUBLE, "0.5", &ratio, "a ratio"},
     {NULL},
@@ -167,6 +168,39 @@ static void test_duration_bounds_and_one_rule(void)
     CHECK_EQ(coalesce_us, 200);
 }
 
+/* FLAG_DURATION_AUTO: "auto" (any case, also from the environment) is FLAGS_AUTO and the
+ * default; durations as FLAG_DURATION, bounds included; a bad value names both forms. */
+static void test_duration_or_auto(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char *a0[] = {"prog", NULL};
+    unsetenv("WSGW_PACE");
+    CHECK_EQ(parse(1, a0, NULL, err), FLAGS_OK);
+    CHECK_EQ(pace_us, FLAGS_AUTO);
+    char *a1[] = {"prog", "--pace", "1ms", NULL};
+    CHECK_EQ(parse(3, a1, NULL, err), FLAGS_OK);
+    CHECK_EQ(pace_us, 1000);
+    char *a2[] = {"prog", "--pace=0", NULL};
+    CHECK_EQ(parse(2, a2, NULL, err), FLAGS_OK);
+    CHECK_EQ(pace_us, 0);
+    char *a3[] = {"prog", "--pace", "AUTO", NULL};
+    CHECK_EQ(parse(3, a3, NULL, err), FLAGS_OK);
+    CHECK_EQ(pace_us, FLAGS_AUTO);
+    setenv("WSGW_PACE", "250us", 1);
+    CHECK_EQ(parse(1, a0, NULL, err), FLAGS_OK);
+    CHECK_EQ(pace_us, 250);
+    setenv("WSGW_PACE", "auto", 1);
+    CHECK_EQ(parse(1, a0, NULL, err), FLAGS_OK);
+    CHECK_EQ(pace_us, FLAGS_AUTO);
+    unsetenv("WSGW_PACE");
+    char *a4[] = {"prog", "--pace", "5", NULL}; /* 5 s: past the 100 ms bound */
+    CHECK_EQ(parse(3, a4, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "out of range") != NULL);
+    char *a5[] = {"prog", "--pace", "sometimes", NULL};
+    CHECK_EQ(parse(3, a5, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "nor auto") != NULL);
+}
+
 /* The env prefix is the program's (issue 17 item 5): another program's variable is not read. */
 static void test_env_prefix_per_program(void)
 {
@@ -208,6 +242,7 @@ int main(void)
     RUN(test_help_lists_env_names);
     RUN(test_duration_parser);
     RUN(test_duration_bounds_and_one_rule);
+    RUN(test_duration_or_auto);
     RUN(test_env_prefix_per_program);
     RUN(test_error_points_at_help_once);
     return TEST_REPORT();
