@@ -244,8 +244,8 @@ def test_bad_recover_argument_is_400():
 
 
 def race_recovery(pushers, gw, rounds=6):
-    """Live pushes (from another thread, through each of the ws-api nodes `pushers` in turn)
-    race the recovery while a client reconnects with its position, rounds times: every offset
+    """Live pushes (from other threads, one per ws-api node in `pushers`, at once) race the
+    recovery while a client reconnects with its position, rounds times: every offset
     arrives once, in order, recovered before live. Through several nodes a later push may
     overtake an earlier one on its way to the gateway: the gateway then recovers the gap from
     the history, which ends with a notice of its own (recovered, at the offset reached).
@@ -253,11 +253,10 @@ def race_recovery(pushers, gw, rounds=6):
     stop = threading.Event()
     sent = []
 
-    def pusher():
+    def pusher(api, tag):
         i = 0
         while not stop.is_set():
-            api = pushers[i % len(pushers)]
-            st, js = api.push(user_ids=["racer"], data="r%d" % i, history=True)
+            st, js = api.push(user_ids=["racer"], data="%s%d" % (tag, i), history=True)
             if st == 200:
                 sent.append(js["history"]["user:racer"]["offset"])
             i += 1
@@ -269,8 +268,10 @@ def race_recovery(pushers, gw, rounds=6):
         push(pushers[0], "racer", "start")
         f = (await frames(ws, 1))[0]
         last, epoch = f["offset"], f["epoch"]
-        th = threading.Thread(target=pusher)
-        th.start()
+        ths = [threading.Thread(target=pusher, args=(api, "r%d." % k))
+               for k, api in enumerate(pushers)]
+        for th in ths:
+            th.start()
         try:
             for _ in range(rounds):
                 await ws.close()
@@ -290,7 +291,8 @@ def race_recovery(pushers, gw, rounds=6):
                     last = g["offset"]
         finally:
             stop.set()
-            th.join(10)
+            for th in ths:
+                th.join(10)
         # the rest of what was pushed, live
         want = max(sent)
         while last < want:

@@ -116,15 +116,22 @@ def test_offline_5s_100_pushes_then_back_through_another_node():
 
 
 def test_push_during_recovery_through_redis():
-    """Pushes through node A race recoveries read by node B, the only node of the client's
-    gateway (the history and the presence in Redis, the reads and adds asynchronous, the live
-    messages through A's publish to B): every offset once, in order, one notice each."""
+    """Pushes race recoveries read by node B, the only node of the client's gateway (the
+    history and the presence in Redis, the reads and adds asynchronous): first through node A
+    alone (live messages through A's publish to B): every offset once, in order, one notice
+    each; then through A and B at once, from two threads, so that later pushes overtake earlier
+    ones on the way and the gateway recovers the gaps from Redis: still every offset once, in
+    order, and every notice recovered."""
     r = T.Redis()
     a, b = api_node(r, ["--history-size", "5000"]), api_node(r, ["--history-size", "5000"])
-    gw = gateway([b], ["--recover-gap-wait", "0"])
-    t0 = time.monotonic()
-    n = race_recovery([a], gw, rounds=4)
-    print("%d pushes through A raced 4 recoveries on B (%.1f s)" % (n, time.monotonic() - t0))
+    for pushers in ([a], [a, b]):
+        gw = gateway([b], ["--recover-gap-wait", "0"])
+        t0 = time.monotonic()
+        n = race_recovery(pushers, gw, rounds=4)
+        print("%d pushes through %d node(s) raced 4 recoveries on B (%.1f s), %d gaps recovered"
+              % (n, len(pushers), time.monotonic() - t0,
+                 gw.metric("wsgw_recovery_events_total", {"event": "gap"})))
+        T.stop(gw.proc)
 
 
 def test_room_through_redis():
