@@ -123,7 +123,8 @@ $(LIBGW): $(call obj,$(GW_SRC))
 	@rm -f $@; ar rcs $@ $^
 $(LIBBENCH): $(call obj,$(BENCH_SRC))
 	@rm -f $@; ar rcs $@ $^
-# the delivery simulator (tests/sim): linked into unit tests and fuzz targets only
+# test support (tests/sim): the delivery simulator and the protobuf cross-checks (pbcheck.c);
+# linked into unit tests and fuzz targets only
 $(LIBSIM): $(call obj,$(SIM_SRC))
 	@rm -f $@; ar rcs $@ $^
 

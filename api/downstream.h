@@ -12,6 +12,7 @@
 #ifndef WSGW_API_DOWNSTREAM_H
 #define WSGW_API_DOWNSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,13 @@ size_t downstream_entry_size(const Wsgw__V1__Command *cmd);
 /* downstream_append: appends cmd as one `commands` entry; reserves the frame prefix first when
  * b is empty. Returns 0 or -1 (out of memory; b unchanged). The caller keeps cmd. */
 int downstream_append(buf_t *b, const Wsgw__V1__Command *cmd);
+
+/* downstream_send1_size / downstream_append_send1: the same for a Send of payload[0..len) to
+ * one connection, encoded by hand (the echo path: no protobuf-c structs, sizes computed
+ * once; bytes identical to protobuf-c's packing of that Command, tests/unit/test_pbcodec.c). */
+size_t downstream_send1_size(uint64_t conn_id, size_t len, bool binary, int64_t api_ns);
+int downstream_append_send1(buf_t *b, uint64_t conn_id, const uint8_t *payload, size_t len,
+                            bool binary, int64_t api_ns);
 
 /* downstream_finish: appends `ack` (omitted when 0, the proto3 default) and writes the 5-byte
  * gRPC prefix; b then holds one complete length-prefixed message. An empty b becomes a

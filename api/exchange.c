@@ -1,11 +1,14 @@
 /* exchange.c: one Upstream batch -> presence + handler + ack (see exchange.h). */
 #include "exchange.h"
 
+#include <string.h>
+
 #include "cluster.h"
 #include "log.h"
 #include "metrics.h"
 #include "presence_gate.h"
 #include "recover.h"
+#include "updec.h"
 #include "wsapi_metrics.h"
 #include "wsgw.pb-c.h"
 
@@ -15,13 +18,13 @@ void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t 
     x->pres = pres;
     x->router = r;
     x->handler = handler;
-    arena_init(&x->arena, 256 * 1024);
+    x->strs = (buf_t)BUF_INIT;
     rooms_init(&x->rooms);
 }
 
 void exchange_free(exchange_t *x)
 {
-    arena_free(&x->arena);
+    buf_free(&x->strs);
     rooms_free(&x->rooms);
 }
 
@@ -49,41 +52,64 @@ static void complete(exchange_t *x, api_stream_t *s)
                 (unsigned long long)sess->serial, sess->expect, sess->nconns);
 }
 
-/* The event's user: its user_id, else the one its connection's Open gave ("" when none). */
-static const char *event_user(const exchange_t *x, const Wsgw__V1__Event *ev)
+/* NUL-terminated copies of n strings of the event being handled (the views point into the
+ * batch) in x->strs; out[i] point at them until the next call. -1: out of memory. */
+static int cstrs(exchange_t *x, size_t n, const updec_str_t *in, const char **out)
 {
-    if (ev->user_id && *ev->user_id)
-        return ev->user_id;
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++)
+        need += in[i].len + 1;
+    buf_reset(&x->strs);
+    if (buf_reserve(&x->strs, need) < 0)
+        return -1;
+    char *p = (char *)x->strs.data;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i].len)
+            memcpy(p, in[i].p, in[i].len);
+        p[in[i].len] = 0;
+        out[i] = p;
+        p += in[i].len + 1;
+    }
+    return 0;
+}
+
+/* The event's user: uid (its user_id), else the one its connection's Open gave ("" when
+ * none). */
+static const char *event_user(const exchange_t *x, const updec_event_t *ev, const char *uid)
+{
+    if (*uid)
+        return uid;
     pres_conn_t *c = presence_conn(x->pres, ev->conn_id);
     return c && c->user ? c->user->id : "";
 }
 
-static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *ev,
-                        cl_batch_t *b)
+static int handle_event(exchange_t *x, api_stream_t *s, const updec_event_t *ev, cl_batch_t *b)
 {
-    if (b && ev->kind_case == WSGW__V1__EVENT__KIND_OPEN) { /* --redis */
+    const char *str[3];
+    switch (ev->kind) {
+    case UPDEC_OPEN: {
         metrics_inc(wsapi_m.ev_open);
-        cluster_open(b, ev->conn_id, ev->user_id ? ev->user_id : "");
-        return EXCHANGE_OK;
-    }
-    if (b && ev->kind_case == WSGW__V1__EVENT__KIND_CLOSE) {
-        metrics_inc(wsapi_m.ev_close);
-        cluster_close(b, ev->conn_id, ev->user_id ? ev->user_id : "");
-        return EXCHANGE_OK;
-    }
-    switch (ev->kind_case) {
-    case WSGW__V1__EVENT__KIND_OPEN: {
-        metrics_inc(wsapi_m.ev_open);
-        pres_result_t pr =
-            presence_open(x->pres, ev->conn_id, ev->user_id, ev->open->gateway_id, s);
+        if (cstrs(x, 2, (const updec_str_t[]){ev->user_id, ev->gateway_id}, str) < 0)
+            return EXCHANGE_ERR_NOMEM;
+        if (b) { /* --redis */
+            cluster_open(b, ev->conn_id, str[0]);
+            return EXCHANGE_OK;
+        }
+        pres_result_t pr = presence_open(x->pres, ev->conn_id, str[0], str[1], s);
         if (pr == PRES_ERR)
             return EXCHANGE_ERR_NOMEM;
         if (pr == PRES_STALE)
             stale(wsapi_m.stale_open, "open", ev->conn_id, s);
         return EXCHANGE_OK;
     }
-    case WSGW__V1__EVENT__KIND_CLOSE:
+    case UPDEC_CLOSE:
         metrics_inc(wsapi_m.ev_close);
+        if (b) {
+            if (cstrs(x, 1, &ev->user_id, str) < 0)
+                return EXCHANGE_ERR_NOMEM;
+            cluster_close(b, ev->conn_id, str[0]);
+            return EXCHANGE_OK;
+        }
         if (presence_close(x->pres, ev->conn_id, s) == PRES_STALE) {
             stale(wsapi_m.stale_close, "close", ev->conn_id, s);
             return EXCHANGE_OK; /* the connection lives on: its rooms too */
@@ -93,19 +119,30 @@ static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *e
         if (x->rooms.nmembers > 2 * presence_count(x->pres) + 4096)
             rooms_sweep(&x->rooms, x->pres);
         return EXCHANGE_OK;
-    case WSGW__V1__EVENT__KIND_MESSAGE: {
+    case UPDEC_MESSAGE: {
         metrics_inc(wsapi_m.ev_message);
-        const char *user = event_user(x, ev);
-        const Wsgw__V1__Message *m = ev->message;
+        const char *user = ""; /* only the chat handler reads it (echo, none: not looked up) */
+        if (x->handler == HANDLER_CHAT) {
+            if (cstrs(x, 1, &ev->user_id, str) < 0)
+                return EXCHANGE_ERR_NOMEM;
+            user = event_user(x, ev, str[0]);
+        }
         int rv = handler_message(x->handler, x->router, &x->rooms, s, ev->conn_id, user,
-                                 m->payload.data, m->payload.len, m->binary);
+                                 ev->payload.p, ev->payload.len, ev->binary);
         if (rv == ROUTER_ERR_NOMEM)
             return EXCHANGE_ERR_NOMEM;
         return EXCHANGE_OK; /* ROUTER_ERR_CLOSED: the stream is ending, nothing to answer on */
     }
-    case WSGW__V1__EVENT__KIND_RECOVER: {
+    case UPDEC_RECOVER: {
+        if (cstrs(x, 3, (const updec_str_t[]){ev->user_id, ev->channel, ev->epoch}, str) < 0)
+            return EXCHANGE_ERR_NOMEM;
+        Wsgw__V1__Recover rq = WSGW__V1__RECOVER__INIT;
+        rq.channel = (char *)str[1];
+        rq.epoch = (char *)str[2];
+        rq.offset = ev->offset;
+        rq.id = ev->id;
         /* (ROUTER_ERR_CLOSED: the stream is ending; the gateway's timeout tells the client) */
-        if (recover_handle(x->router, s, ev->conn_id, event_user(x, ev), ev->recover) ==
+        if (recover_handle(x->router, s, ev->conn_id, event_user(x, ev, str[0]), &rq) ==
             ROUTER_ERR_NOMEM)
             return EXCHANGE_ERR_NOMEM;
         return EXCHANGE_OK;
@@ -120,23 +157,19 @@ static int handle_event(exchange_t *x, api_stream_t *s, const Wsgw__V1__Event *e
 
 static int process(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t len)
 {
-    Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(&x->arena.pa, len, msg);
-    if (!up) {
-        int nomem = x->arena.failed;
-        arena_reset(&x->arena);
-        return nomem ? EXCHANGE_ERR_NOMEM : EXCHANGE_ERR_DECODE;
-    }
+    updec_t up;
+    if (updec_check(&up, msg, len) < 0)
+        return EXCHANGE_ERR_DECODE;
     cl_batch_t *b = NULL;
-    if (x->cl && !(b = cluster_batch_begin(x->cl, s))) {
-        arena_reset(&x->arena);
+    if (x->cl && !(b = cluster_batch_begin(x->cl, s)))
         return EXCHANGE_ERR_NOMEM;
-    }
     int rv = EXCHANGE_OK;
-    for (size_t i = 0; i < up->n_events && rv == EXCHANGE_OK; i++)
-        rv = handle_event(x, s, up->events[i], b);
+    updec_event_t ev;
+    while (rv == EXCHANGE_OK && updec_next(&up, &ev))
+        rv = handle_event(x, s, &ev, b);
     presence_gate_gauges(x->pres);
     if (rv == EXCHANGE_OK) {
-        if (up->presence_complete) {
+        if (up.presence_complete) {
             pres_session_t *sess = s->sess;
             bool was = sess && sess->synced;
             complete(x, s);
@@ -144,10 +177,10 @@ static int process(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t le
                 cluster_synced(b); /* its resync Opens are written before this, in order */
         }
         if (b) {
-            cluster_batch_end(b, up->seq); /* the ack follows its Redis writes */
+            cluster_batch_end(b, up.seq); /* the ack follows its Redis writes */
         } else {
-            if (up->seq > s->ack)
-                s->ack = up->seq;
+            if (up.seq > s->ack)
+                s->ack = up.seq;
             s->ack_dirty = true;
             router_mark(x->router, s);
         }
@@ -155,7 +188,6 @@ static int process(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t le
     } else if (b) {
         cluster_batch_end(b, 0); /* (not acknowledged: the stream fails) */
     }
-    arena_reset(&x->arena);
     return rv;
 }
 
@@ -165,11 +197,9 @@ int exchange_upstream(exchange_t *x, api_stream_t *s, const uint8_t *msg, size_t
     if (cs && !cluster_session_bound(cs)) {
         /* --redis: its session's presence token is on its way; a bad message fails the
          * stream now, as it would have */
-        Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(&x->arena.pa, len, msg);
-        int nomem = x->arena.failed;
-        arena_reset(&x->arena);
-        if (!up)
-            return nomem ? EXCHANGE_ERR_NOMEM : EXCHANGE_ERR_DECODE;
+        updec_t up;
+        if (updec_check(&up, msg, len) < 0)
+            return EXCHANGE_ERR_DECODE;
         return cluster_session_hold(cs, s, msg, len) < 0 ? EXCHANGE_ERR_NOMEM : EXCHANGE_OK;
     }
     return process(x, s, msg, len);

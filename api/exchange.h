@@ -1,6 +1,6 @@
 /* exchange.h: handling one Upstream batch of an Exchange stream (protocol-independent part).
  *
- * Decodes the protobuf, updates presence from Open/Close, runs the handler for Messages, and
+ * Decodes the protobuf (updec.h), updates presence from Open/Close, runs the handler for Messages, and
  * records the batch's seq as the stream's ack (the commands it caused are already queued on
  * the stream's pending Downstream, so one Downstream carries both). grpc_server.c feeds it
  * complete gRPC messages; unit tests feed it directly. Loop thread only. */
@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "buf.h"
 #include "handler.h"
 #include "presence.h"
 #include "rooms.h"
@@ -29,7 +29,7 @@ typedef struct exchange {
     presence_t *pres;
     router_t *router;
     handler_kind_t handler;
-    arena_t arena; /* protobuf-c allocations of the batch being handled */
+    buf_t strs;    /* NUL-terminated copies of the strings of the event being handled */
     rooms_t rooms; /* what the handler joined: GET /v1/rooms/{room}, Admin/RoomPresence */
 } exchange_t;
 

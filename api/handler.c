@@ -85,20 +85,7 @@ int chat_said_json(buf_t *out, const char *room, const char *from, const char *t
 static int send_to_conn(router_t *r, api_stream_t *src, uint64_t conn_id, const uint8_t *payload,
                         size_t len, bool binary)
 {
-    uint64_t ids[1] = {conn_id};
-    Wsgw__V1__Target tg = WSGW__V1__TARGET__INIT;
-    tg.n_conn_ids = 1;
-    tg.conn_ids = ids;
-    Wsgw__V1__Send send = WSGW__V1__SEND__INIT;
-    send.target = &tg;
-    send.payload.data = (uint8_t *)payload;
-    send.payload.len = len;
-    send.binary = binary;
-    send.api_ns = clock_wall_ns();
-    Wsgw__V1__Command cmd = WSGW__V1__COMMAND__INIT;
-    cmd.kind_case = WSGW__V1__COMMAND__KIND_SEND;
-    cmd.send = &send;
-    return router_emit(r, src, &cmd);
+    return router_emit_send1(r, src, conn_id, payload, len, binary, clock_wall_ns());
 }
 
 static int join_leave(router_t *r, api_stream_t *src, uint64_t conn_id, const char *room,

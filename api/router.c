@@ -71,18 +71,41 @@ api_stream_t *router_pop_dirty(router_t *r)
     return s;
 }
 
+/* Before appending `need` bytes to s's pending Downstream: flushes it first when it would
+ * grow past the soft maximum. */
+static void emit_room(router_t *r, api_stream_t *s, size_t need)
+{
+    if (s->ncmds > 0 && s->pending.len + need > r->soft_max && s->flush)
+        s->flush(s);
+}
+
+static void emit_done(router_t *r, api_stream_t *s)
+{
+    s->ncmds++;
+    r->commands++;
+    router_mark(r, s);
+}
+
 int router_emit(router_t *r, api_stream_t *s, const Wsgw__V1__Command *cmd)
 {
     if (s->closed)
         return ROUTER_ERR_CLOSED;
-    size_t need = downstream_entry_size(cmd);
-    if (s->ncmds > 0 && s->pending.len + need > r->soft_max && s->flush)
-        s->flush(s);
+    emit_room(r, s, downstream_entry_size(cmd));
     if (downstream_append(&s->pending, cmd) < 0)
         return ROUTER_ERR_NOMEM;
-    s->ncmds++;
-    r->commands++;
-    router_mark(r, s);
+    emit_done(r, s);
+    return ROUTER_OK;
+}
+
+int router_emit_send1(router_t *r, api_stream_t *s, uint64_t conn_id, const uint8_t *payload,
+                      size_t len, bool binary, int64_t api_ns)
+{
+    if (s->closed)
+        return ROUTER_ERR_CLOSED;
+    emit_room(r, s, downstream_send1_size(conn_id, len, binary, api_ns));
+    if (downstream_append_send1(&s->pending, conn_id, payload, len, binary, api_ns) < 0)
+        return ROUTER_ERR_NOMEM;
+    emit_done(r, s);
     return ROUTER_OK;
 }
 

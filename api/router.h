@@ -59,6 +59,10 @@ void router_free(router_t *r);
  * cmd would push it past soft_max) and marks s dirty. Returns ROUTER_OK, ROUTER_ERR_NOMEM or
  * ROUTER_ERR_CLOSED. The caller keeps cmd. */
 int router_emit(router_t *r, api_stream_t *s, const Wsgw__V1__Command *cmd);
+/* router_emit_send1: router_emit of a Send of payload[0..len) to one connection (the echo
+ * path), encoded by hand (downstream_append_send1). Same results. */
+int router_emit_send1(router_t *r, api_stream_t *s, uint64_t conn_id, const uint8_t *payload,
+                      size_t len, bool binary, int64_t api_ns);
 
 /* router_mark: puts s on the dirty list (idempotent), e.g. after its ack changed. */
 void router_mark(router_t *r, api_stream_t *s);

@@ -6,40 +6,112 @@
 
 #include "conn_id.h"
 #include "grpc_frame.h"
+#include "pbwire.h"
 #include "wsgw.pb-c.h"
 
 #define SEQ_FIELD_MAX 11 /* key byte + 10-byte varint */
 #define COMPLETE_FIELD 2 /* presence_complete: key byte + 1 */
 
+/* Encoding by hand (the hot path; why and which rules: pbwire.h): each event as protobuf-c
+ * packs a proto3 Event (fields in number order, zero and empty values left out, strings up to
+ * their first NUL as protobuf-c's strlen saw them), straight into the batch buffer; the bytes
+ * are identical to protobuf-c's (tests/unit/test_pbcodec.c). */
 typedef struct {
-    Wsgw__V1__Event ev;
-    union {
-        Wsgw__V1__Open open;
-        Wsgw__V1__Message msg;
-        Wsgw__V1__Close close;
-        Wsgw__V1__Recover rec;
-    } k;
-} ev_scratch_t;
+    size_t user;       /* string lengths: user_id, */
+    size_t s1, s2, s3; /* Open: remote_addr, path, query; Close: reason; Recover: channel, epoch */
+    size_t kind;       /* the Open / Message / Close / Recover sub-message */
+    size_t ev;         /* the Event */
+} ev_size_t;
 
-/* Scratch space reused across batches by each writer thread. */
-static _Thread_local ev_scratch_t *scratch;
-static _Thread_local Wsgw__V1__Event **scratch_ptrs;
+/* Per-event sizes, reused across batches by each writer thread. */
+static _Thread_local ev_size_t *scratch;
 static _Thread_local size_t scratch_cap;
 
 static int scratch_reserve(size_t n)
 {
     if (n <= scratch_cap)
         return 0;
-    ev_scratch_t *s = realloc(scratch, n * sizeof *s);
+    ev_size_t *s = realloc(scratch, n * sizeof *s);
     if (!s)
         return -1;
     scratch = s;
-    Wsgw__V1__Event **p = realloc(scratch_ptrs, n * sizeof *p);
-    if (!p)
-        return -1;
-    scratch_ptrs = p;
     scratch_cap = n;
     return 0;
+}
+
+enum { EV_OPEN = 10, EV_MESSAGE = 11, EV_CLOSE = 12, EV_RECOVER = 13 }; /* Event's oneof */
+
+static void event_size(const gw_event_t *e, size_t gwid_len, ev_size_t *z)
+{
+    z->user = strlen(gw_event_user(e));
+    switch (e->type) {
+    case GW_EV_OPEN:
+        z->s1 = strlen(gw_event_a(e)); /* remote_addr = 1 */
+        z->s2 = strlen(gw_event_c(e)); /* path = 2 */
+        z->s3 = strlen(gw_event_b(e)); /* query = 3 */
+        z->kind = pbw_size_len_field(z->s1) + pbw_size_len_field(z->s2) +
+                  pbw_size_len_field(z->s3) + pbw_size_len_field(gwid_len);
+        break;
+    case GW_EV_MESSAGE:
+        if (e->recover) {
+            z->s1 = strlen(gw_event_a(e)); /* channel = 1 */
+            z->s2 = strlen(gw_event_b(e)); /* epoch = 3 */
+            z->kind = pbw_size_len_field(z->s1) + pbw_size_varint_field(e->seq) +
+                      pbw_size_len_field(z->s2) +
+                      pbw_size_varint_field((uint32_t)e->code); /* offset = 2, id = 4 */
+            break;
+        }
+        z->kind = pbw_size_len_field(e->a_len) + (e->binary ? 2 : 0) +
+                  pbw_size_varint_field(e->seq);
+        break;
+    default:
+        z->s1 = strlen(gw_event_a(e)); /* reason = 2 */
+        z->kind = pbw_size_varint_field((uint64_t)(int64_t)e->code) + pbw_size_len_field(z->s1);
+        break;
+    }
+    z->ev = pbw_size_varint_field(e->conn_id) + pbw_size_len_field(z->user) +
+            pbw_size_varint_field((uint64_t)e->gateway_ns) + pbw_size_msg_field(z->kind);
+}
+
+static uint8_t *event_put(uint8_t *p, const gw_event_t *e, const char *gwid, size_t gwid_len,
+                          const ev_size_t *z)
+{
+    p = pbw_put_msg_head(p, 1, z->ev); /* Upstream.events */
+    p = pbw_put_varint_field(p, 1, e->conn_id);
+    p = pbw_put_len_field(p, 2, gw_event_user(e), z->user);
+    p = pbw_put_varint_field(p, 3, (uint64_t)e->gateway_ns);
+    switch (e->type) {
+    case GW_EV_OPEN:
+        p = pbw_put_msg_head(p, EV_OPEN, z->kind);
+        p = pbw_put_len_field(p, 1, gw_event_a(e), z->s1);
+        p = pbw_put_len_field(p, 2, gw_event_c(e), z->s2);
+        p = pbw_put_len_field(p, 3, gw_event_b(e), z->s3);
+        p = pbw_put_len_field(p, 4, gwid, gwid_len);
+        break;
+    case GW_EV_MESSAGE:
+        if (e->recover) {
+            p = pbw_put_msg_head(p, EV_RECOVER, z->kind);
+            p = pbw_put_len_field(p, 1, gw_event_a(e), z->s1);
+            p = pbw_put_varint_field(p, 2, e->seq);
+            p = pbw_put_len_field(p, 3, gw_event_b(e), z->s2);
+            p = pbw_put_varint_field(p, 4, (uint32_t)e->code);
+            break;
+        }
+        p = pbw_put_msg_head(p, EV_MESSAGE, z->kind);
+        p = pbw_put_len_field(p, 1, gw_event_a(e), e->a_len);
+        if (e->binary) {
+            *p++ = PBW_KEY(2, PBW_VARINT);
+            *p++ = 1;
+        }
+        p = pbw_put_varint_field(p, 3, e->seq);
+        break;
+    default:
+        p = pbw_put_msg_head(p, EV_CLOSE, z->kind);
+        p = pbw_put_varint_field(p, 1, (uint64_t)(int64_t)e->code);
+        p = pbw_put_len_field(p, 2, gw_event_a(e), z->s1);
+        break;
+    }
+    return p;
 }
 
 gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gateway_id)
@@ -49,68 +121,25 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
     gw_batch_t *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
+    const char *gwid = gateway_id ? gateway_id : "";
+    size_t gwid_len = strlen(gwid), sz = 0;
     for (size_t i = 0; i < n; i++) {
-        gw_event_t *e = evs[i];
-        ev_scratch_t *s = &scratch[i];
-        wsgw__v1__event__init(&s->ev);
-        s->ev.conn_id = e->conn_id;
-        s->ev.user_id = (char *)gw_event_user(e);
-        s->ev.gateway_ns = e->gateway_ns;
-        switch (e->type) {
-        case GW_EV_OPEN:
-            if (e->routed)
-                b->nmsgs++;
-            wsgw__v1__open__init(&s->k.open);
-            s->k.open.remote_addr = (char *)gw_event_a(e);
-            s->k.open.query = (char *)gw_event_b(e);
-            s->k.open.path = (char *)gw_event_c(e);
-            s->k.open.gateway_id = (char *)gateway_id;
-            s->ev.kind_case = WSGW__V1__EVENT__KIND_OPEN;
-            s->ev.open = &s->k.open;
-            break;
-        case GW_EV_MESSAGE:
-            b->nmsgs++; /* (a Recover counts with the connection's messages) */
-            if (e->recover) {
-                wsgw__v1__recover__init(&s->k.rec);
-                s->k.rec.channel = (char *)gw_event_a(e);
-                s->k.rec.epoch = (char *)gw_event_b(e);
-                s->k.rec.offset = e->seq;
-                s->k.rec.id = (uint32_t)e->code;
-                s->ev.kind_case = WSGW__V1__EVENT__KIND_RECOVER;
-                s->ev.recover = &s->k.rec;
-                break;
-            }
-            wsgw__v1__message__init(&s->k.msg);
-            s->k.msg.payload.data = (uint8_t *)gw_event_a(e);
-            s->k.msg.payload.len = e->a_len;
-            s->k.msg.binary = e->binary;
-            s->k.msg.seq = e->seq;
-            s->ev.kind_case = WSGW__V1__EVENT__KIND_MESSAGE;
-            s->ev.message = &s->k.msg;
-            break;
-        default:
-            wsgw__v1__close__init(&s->k.close);
-            if (e->routed)
-                b->nmsgs++;
-            s->k.close.code = e->code;
-            s->k.close.reason = (char *)gw_event_a(e);
-            s->ev.kind_case = WSGW__V1__EVENT__KIND_CLOSE;
-            s->ev.close = &s->k.close;
-            break;
-        }
-        scratch_ptrs[i] = &s->ev;
+        const gw_event_t *e = evs[i];
+        event_size(e, gwid_len, &scratch[i]);
+        sz += pbw_size_msg_field(scratch[i].ev);
+        /* counted with the connection's messages: Messages, Recovers, routed Opens/Closes */
+        if (e->type == GW_EV_MESSAGE || e->routed)
+            b->nmsgs++;
     }
-    Wsgw__V1__Upstream up = WSGW__V1__UPSTREAM__INIT;
-    up.n_events = n;
-    up.events = scratch_ptrs;
-    up.seq = 0; /* proto3: zero is not encoded; the real seq is appended by set_seq */
-    size_t sz = wsgw__v1__upstream__get_packed_size(&up);
     b->buf = malloc(GRPC_FRAME_HDR_LEN + sz + COMPLETE_FIELD + SEQ_FIELD_MAX);
     if (!b->buf) {
         free(b);
         return NULL;
     }
-    b->ev_len = wsgw__v1__upstream__pack(&up, b->buf + GRPC_FRAME_HDR_LEN);
+    uint8_t *p = b->buf + GRPC_FRAME_HDR_LEN;
+    for (size_t i = 0; i < n; i++)
+        p = event_put(p, evs[i], gwid, gwid_len, &scratch[i]);
+    b->ev_len = sz;
     b->nevents = (uint32_t)n;
     b->gateway_ns = n ? evs[0]->gateway_ns : 0;
     for (size_t i = 0; i < n; i++)
@@ -287,8 +316,6 @@ void gw_batch_free(gw_batch_t *b)
 void gw_batch_thread_cleanup(void)
 {
     free(scratch);
-    free(scratch_ptrs);
     scratch = NULL;
-    scratch_ptrs = NULL;
     scratch_cap = 0;
 }

@@ -1,4 +1,4 @@
-/* batch.h: Upstream batches. A batch is encoded once (protobuf-c) without its seq; the seq is
+/* batch.h: Upstream batches. A batch is encoded once (by hand, batch.c) without its seq; the seq is
  * appended as field 2 at the end (protobuf fields may come in any order), so a batch replayed
  * on a new stream is renumbered by rewriting a few tail bytes, never re-encoded.
  * Wire form: [gRPC 5-byte prefix][Upstream.events ...][0x10 varint(seq)]. Writer thread. */

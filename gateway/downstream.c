@@ -6,6 +6,7 @@
 
 #include "chanrec.h"
 #include "conn_id.h"
+#include "dsdec.h"
 #include "envelope.h"
 #include "log.h"
 #include "wsgw.pb-c.h"
@@ -20,15 +21,15 @@ typedef struct ds_chan {
     uint64_t offset;
 } ds_chan_t;
 
-static ds_chan_t chan_of(const Wsgw__V1__Send *s)
+static ds_chan_t chan_of(const dsdec_cmd_t *s)
 {
     ds_chan_t h = {"", "", 0, 0, 0};
-    if (!s || !s->channel || !*s->channel)
+    if (!s->channel_len)
         return h;
-    h.chan = s->channel;
-    h.chan_len = strlen(s->channel);
-    h.epoch = s->epoch ? s->epoch : "";
-    h.epoch_len = strlen(h.epoch);
+    h.chan = (const char *)s->channel;
+    h.chan_len = s->channel_len;
+    h.epoch = s->epoch_len ? (const char *)s->epoch : "";
+    h.epoch_len = s->epoch_len;
     h.offset = s->offset;
     if (h.chan_len > MAX_CHANNEL || h.epoch_len > GW_CR_EPOCH_MAX) {
         log_rl_warn("Send with an unusable channel or epoch: delivered without them",
@@ -45,40 +46,42 @@ static bool ours(const gw_ds_sink_t *k, uint64_t id)
 
 /* Emits one command per thread that may hold a target of `t`. */
 static void fan_out(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t type,
-                    const Wsgw__V1__Target *t, const void *payload, size_t plen, bool binary,
+                    const dsdec_target_t *t, const void *payload, size_t plen, bool binary,
                     int32_t code, int64_t api_ns, const ds_chan_t *h)
 {
-    if (!t) {
+    if (!t->present) {
         res->undeliverable++;
         return;
     }
-    size_t nusers = t->n_user_ids < MAX_USERS_PER_CMD ? t->n_user_ids : MAX_USERS_PER_CMD;
-    res->undeliverable += t->n_user_ids - nusers;
+    const uint8_t *users[MAX_USERS_PER_CMD];
     size_t ulens[MAX_USERS_PER_CMD];
-    for (size_t i = 0; i < nusers; i++)
-        ulens[i] = strlen(t->user_ids[i]);
-    const char *room = t->room ? t->room : "";
-    size_t room_len = strlen(room);
+    size_t nusers = t->n_user_ids ? dsdec_user_ids(t, users, ulens, MAX_USERS_PER_CMD) : 0;
+    res->undeliverable += t->n_user_ids - nusers;
+    const char *room = t->room_len ? (const char *)t->room : "";
+    size_t room_len = t->room_len;
     bool broad = nusers > 0 || room_len > 0 || t->all;
 
-    uint64_t stack_ids[64];
-    uint64_t *ids = t->n_conn_ids <= 64 ? stack_ids : malloc(t->n_conn_ids * sizeof *ids);
-    if (!ids) {
+    uint64_t stack_ids[2 * 64];
+    size_t nids = t->n_conn_ids;
+    uint64_t *all_ids = nids <= 64 ? stack_ids : malloc(2 * nids * sizeof *all_ids);
+    if (!all_ids) {
         res->nomem++;
         return;
     }
-    for (size_t i = 0; i < t->n_conn_ids; i++)
-        if (!ours(k, t->conn_ids[i]))
+    uint64_t *ids = all_ids + nids; /* this thread's share */
+    dsdec_conn_ids(t, all_ids);
+    for (size_t i = 0; i < nids; i++)
+        if (!ours(k, all_ids[i]))
             res->undeliverable++;
     for (int th = 0; th < k->nsvc; th++) {
         size_t n = 0;
-        for (size_t i = 0; i < t->n_conn_ids; i++)
-            if (ours(k, t->conn_ids[i]) && conn_id_thread(t->conn_ids[i]) == (unsigned)th)
-                ids[n++] = t->conn_ids[i];
+        for (size_t i = 0; i < nids; i++)
+            if (ours(k, all_ids[i]) && conn_id_thread(all_ids[i]) == (unsigned)th)
+                ids[n++] = all_ids[i];
         if (!n && !broad)
             continue;
-        gw_cmd_t *c = gw_cmd_new_ch(type, ids, n, room, room_len, t->user_ids, ulens, nusers,
-                                    h ? h->chan : NULL, h ? h->chan_len : 0,
+        gw_cmd_t *c = gw_cmd_new_ch(type, ids, n, room, room_len, (const char *const *)users,
+                                    ulens, nusers, h ? h->chan : NULL, h ? h->chan_len : 0,
                                     h ? h->epoch : NULL, h ? h->epoch_len : 0, 0);
         if (c && h)
             c->offset = h->offset;
@@ -95,13 +98,14 @@ static void fan_out(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t ty
         c->api_ns = api_ns;
         k->emit(k->ud, th, c);
     }
-    if (ids != stack_ids)
-        free(ids);
+    if (all_ids != stack_ids)
+        free(all_ids);
 }
 
 /* A Recovered command: one per connection, its publications framed here (wsgw.v1.json
  * envelopes: only clients of that protocol ask). */
-static void recovered(const gw_ds_sink_t *k, gw_ds_result_t *res, const Wsgw__V1__Recovered *r)
+static void recovered_cmd(const gw_ds_sink_t *k, gw_ds_result_t *res,
+                          const Wsgw__V1__Recovered *r)
 {
     uint64_t id = r->conn_id;
     const char *chan = r->channel ? r->channel : "", *epoch = r->epoch ? r->epoch : "";
@@ -134,14 +138,26 @@ static void recovered(const gw_ds_sink_t *k, gw_ds_result_t *res, const Wsgw__V1
     k->emit(k->ud, (int)conn_id_thread(id), c);
 }
 
-static void membership(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t type,
-                       uint64_t id, const char *room)
+/* The same from its encoded form (dsdec_cmd_t.raw: already checked by protobuf-c). */
+static void recovered(const gw_ds_sink_t *k, gw_ds_result_t *res, const uint8_t *p, size_t len)
 {
-    if (!ours(k, id) || !room || !*room) {
+    Wsgw__V1__Recovered *r = wsgw__v1__recovered__unpack(NULL, len, p);
+    if (!r) { /* (dsdec_check unpacked it once: only memory can fail now) */
+        res->nomem++;
+        return;
+    }
+    recovered_cmd(k, res, r);
+    wsgw__v1__recovered__free_unpacked(r, NULL);
+}
+
+static void membership(const gw_ds_sink_t *k, gw_ds_result_t *res, gw_cmd_type_t type,
+                       uint64_t id, const uint8_t *room, size_t room_len)
+{
+    if (!ours(k, id) || !room_len) {
         res->undeliverable++;
         return;
     }
-    gw_cmd_t *c = gw_cmd_new(type, &id, 1, room, strlen(room), NULL, NULL, 0);
+    gw_cmd_t *c = gw_cmd_new(type, &id, 1, (const char *)room, room_len, NULL, NULL, 0);
     if (!c) {
         res->nomem++;
         return;
@@ -153,45 +169,40 @@ int gw_downstream_handle(const uint8_t *msg, size_t len, const gw_ds_sink_t *k,
                          gw_ds_result_t *res)
 {
     memset(res, 0, sizeof *res);
-    Wsgw__V1__Downstream *d = wsgw__v1__downstream__unpack(k->alloc, len, msg);
-    if (!d)
+    dsdec_t d;
+    if (dsdec_check(&d, msg, len) < 0)
         return -1;
-    for (size_t i = 0; i < d->n_commands; i++) {
-        const Wsgw__V1__Command *c = d->commands[i];
+    dsdec_cmd_t c;
+    while (dsdec_next(&d, &c)) {
         res->commands++;
-        switch (c->kind_case) {
-        case WSGW__V1__COMMAND__KIND_SEND: {
-            const Wsgw__V1__Send *s = c->send;
-            if (s->api_ns && k->api_ns)
-                k->api_ns(k->ud, s->api_ns);
-            ds_chan_t h = chan_of(s);
-            fan_out(k, res, GW_CMD_SEND, s->target, s->payload.data ? s->payload.data : (uint8_t *)"",
-                    s->payload.len, s->binary, 0, s->api_ns, &h);
+        switch (c.kind) {
+        case DSDEC_SEND: {
+            if (c.api_ns && k->api_ns)
+                k->api_ns(k->ud, c.api_ns);
+            ds_chan_t h = chan_of(&c);
+            fan_out(k, res, GW_CMD_SEND, &c.target, c.payload ? c.payload : (const uint8_t *)"",
+                    c.payload_len, c.binary, 0, c.api_ns, &h);
             break;
         }
-        case WSGW__V1__COMMAND__KIND_KICK: {
-            const Wsgw__V1__Kick *kk = c->kick;
-            const char *r = kk->reason ? kk->reason : "";
-            fan_out(k, res, GW_CMD_KICK, kk->target, r, strlen(r), false, kk->code, 0, NULL);
+        case DSDEC_KICK:
+            fan_out(k, res, GW_CMD_KICK, &c.target, c.payload ? c.payload : (const uint8_t *)"",
+                    c.payload_len, false, c.code, 0, NULL);
             break;
-        }
-        case WSGW__V1__COMMAND__KIND_JOIN:
-            membership(k, res, GW_CMD_JOIN, c->join->conn_id, c->join->room);
+        case DSDEC_JOIN:
+            membership(k, res, GW_CMD_JOIN, c.conn_id, c.room, c.room_len);
             break;
-        case WSGW__V1__COMMAND__KIND_LEAVE:
-            membership(k, res, GW_CMD_LEAVE, c->leave->conn_id, c->leave->room);
+        case DSDEC_LEAVE:
+            membership(k, res, GW_CMD_LEAVE, c.conn_id, c.room, c.room_len);
             break;
-        case WSGW__V1__COMMAND__KIND_RECOVERED:
-            recovered(k, res, c->recovered);
+        case DSDEC_RECOVERED:
+            recovered(k, res, c.raw, c.raw_len);
             break;
         default:
             res->undeliverable++;
             break;
         }
     }
-    res->has_ack = d->ack != 0;
-    res->ack = d->ack;
-    if (!k->alloc) /* an arena is reset by the caller: walking the message to free it is waste */
-        wsgw__v1__downstream__free_unpacked(d, NULL);
+    res->has_ack = d.ack != 0;
+    res->ack = d.ack;
     return 0;
 }

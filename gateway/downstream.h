@@ -1,5 +1,5 @@
-/* downstream.h: decoding a Downstream message from an API node and splitting its commands
- * into per-service-thread gw_cmd objects (conn_ids by the thread bits of the id; user_ids,
+/* downstream.h: decoding a Downstream message from an API node (dsdec.h) and splitting its
+ * commands into per-service-thread gw_cmd objects (conn_ids by the thread bits of the id; user_ids,
  * room and all to every thread). Writer thread; pure apart from the sink callbacks. */
 #ifndef GW_DOWNSTREAM_H
 #define GW_DOWNSTREAM_H
@@ -7,8 +7,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <protobuf-c/protobuf-c.h>
 
 #include "event.h"
 
@@ -21,9 +19,6 @@ typedef struct gw_ds_sink {
     /* api_ns: called for every Send carrying api_ns (may be NULL). */
     void (*api_ns)(void *ud, int64_t api_ns);
     void *ud;
-    ProtobufCAllocator *alloc; /* an arena for the decoded message, which the caller resets
-                                * after the call (it is not walked to be freed), or NULL for
-                                * malloc (freed before gw_downstream_handle returns) */
 } gw_ds_sink_t;
 
 typedef struct gw_ds_result {

@@ -74,14 +74,14 @@ gw_payload_t *gw_payload_new(const void *data, size_t len, bool binary, int64_t 
 }
 
 gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, const char *room,
-                     size_t room_len, char *const *users, const size_t *ulens, size_t nusers)
+                     size_t room_len, const char *const *users, const size_t *ulens, size_t nusers)
 {
     return gw_cmd_new_ch(type, conns, nconns, room, room_len, users, ulens, nusers, NULL, 0,
                          NULL, 0, 0);
 }
 
 gw_cmd_t *gw_cmd_new_ch(gw_cmd_type_t type, const uint64_t *conns, size_t nconns,
-                        const char *room, size_t room_len, char *const *users,
+                        const char *room, size_t room_len, const char *const *users,
                         const size_t *ulens, size_t nusers, const char *chan, size_t chan_len,
                         const char *epoch, size_t epoch_len, size_t npubs)
 {

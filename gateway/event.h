@@ -144,11 +144,11 @@ typedef struct gw_cmd {
 
 /* gw_cmd_new: room may be NULL. users: array of nusers strings (lengths in ulens). */
 gw_cmd_t *gw_cmd_new(gw_cmd_type_t type, const uint64_t *conns, size_t nconns, const char *room,
-                     size_t room_len, char *const *users, const size_t *ulens, size_t nusers);
+                     size_t room_len, const char *const *users, const size_t *ulens, size_t nusers);
 /* gw_cmd_new_ch: gw_cmd_new with a channel and epoch (either may be NULL with length 0) and
  * room for npubs publications (zeroed). */
 gw_cmd_t *gw_cmd_new_ch(gw_cmd_type_t type, const uint64_t *conns, size_t nconns,
-                        const char *room, size_t room_len, char *const *users,
+                        const char *room, size_t room_len, const char *const *users,
                         const size_t *ulens, size_t nusers, const char *chan, size_t chan_len,
                         const char *epoch, size_t epoch_len, size_t npubs);
 static inline const char *gw_cmd_room(const gw_cmd_t *c) { return c->strs; }

@@ -257,11 +257,10 @@ static int on_downstream(void *ud, const uint8_t *msg, size_t len)
     gw_up_t *u = x->u;
     gw_up_priv_t *p = u->priv;
     gw_ds_sink_t sink = {.nsvc = u->gw->nsvc, .prefix = u->gw->prefix, .t_recv = upstream__now(),
-                         .emit = upstream__emit_cmd, .api_ns = on_api_ns, .ud = u, .alloc = &p->arena.pa};
+                         .emit = upstream__emit_cmd, .api_ns = on_api_ns, .ud = u};
     gw_ds_result_t res;
     p->napi = 0;
     int hrv = gw_downstream_handle(msg, len, &sink, &res);
-    arena_reset(&p->arena); /* the commands copied what they keep */
     if (hrv < 0) {
         metrics_inc(gwm.bad_downstream);
         log_rl_error("undecodable Downstream from API node", "node=%s stream=%d len=%zu",

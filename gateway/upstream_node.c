@@ -140,7 +140,6 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         goto fail;
     }
-    arena_init(&p->arena, 64 * 1024);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (gw_cfg.upstream_tls && !(p->tls = gw_sock_client_ctx(gw_cfg.upstream_ca, err, errlen)))
         goto fail;
@@ -197,7 +196,6 @@ void gw_up_free(gw_up_t *u)
         for (int i = 0; p->st && i < p->nstreams; i++)
             grpc_dec_free(&p->st[i].dec);
         free(p->st);
-        arena_free(&p->arena);
         free(p->rbuf);
         buf_free(&p->wbuf);
         if (p->epfd >= 0)

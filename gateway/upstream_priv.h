@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "arena.h"
 #include "buf.h"
 #include "clock.h"
 #include "delivery.h"
@@ -52,7 +51,6 @@ struct gw_up_priv {
     bool overflowing;              /* commands wait in a handoff overflow */
     uint64_t touched;              /* service threads to wake (bit per thread, < 64) */
     bool touched_all;
-    arena_t arena;                 /* protobuf-c allocations of the Downstream being handled */
     int64_t api_ns[64];            /* api_ns of the Sends in the Downstream being handled */
     int napi;
     int m_connected, m_reconnects;
