@@ -15,6 +15,10 @@
 
 const char cl__key_reg_gw[] = "wsgw:{reg}:gw";
 const char cl__key_reg_tok[] = "wsgw:{reg}:tok";
+/* bumped by every bind (a gateway new to the registry, or on a new node), after the gateway is
+ * registered: a node whose registry was read at another value reads it again before it sends
+ * a broadcast (cluster_bus.c) */
+const char cl__key_reg_ver[] = "wsgw:{reg}:ver";
 
 int cl__key_meta(char *out, const char *gw)
 {
@@ -275,6 +279,8 @@ static void on_bound(void *ud, redisReply *reply)
     char exp[24]; /* in the registry now, not at the next heartbeat: other nodes route to it */
     snprintf(exp, sizeof exp, "%llu", (unsigned long long)(wall_ms() + cl->cfg.ttl_ms));
     register_gateway(cs, exp);
+    /* (on the link its Opens and Joins follow: a node that saw one of them sees this too) */
+    redis_cmd(cl->r, NULL, NULL, "INCR %s", cl__key_reg_ver);
     if (reply->element[1]->integer == 1) {
         metrics_inc(cl->m_tok_made);
         char g[96];
@@ -656,6 +662,9 @@ cluster_t *cluster_new(uv_loop_t *loop, redis_t *r, presence_t *pres, router_t *
         "subscribed, or none serving it).");
     cl->m_published = metrics_counter("wsapi_cluster_published_total", NULL,
                                       "Commands published to another node for its gateways.");
+    cl->m_bq_reread = metrics_counter(
+        "wsapi_cluster_broadcast_rereads_total", NULL,
+        "Registry reads before a broadcast because a gateway had bound since the last one.");
     cl->m_pub_retry = metrics_counter(
         "wsapi_cluster_publish_retries_total", NULL,
         "Publishes nobody received (that node was gone) sent again through another node.");
@@ -725,6 +734,7 @@ void cluster_free(cluster_t *cl)
         free(w);
     }
     cl__reg_free(&cl->reg);
+    cl__bus_free(cl);
     for (size_t i = 0; i < cl->nawaited; i++)
         free(cl->awaited[i]);
     free(cl->awaited);

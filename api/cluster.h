@@ -65,6 +65,7 @@ typedef struct cluster_cfg {
     uint64_t heartbeat_ms;    /* heartbeats, registry refresh */
     uint64_t ttl_ms;          /* a gateway no node heard from this long leaves presence */
     uint64_t grace_ms;        /* after Redis came back: requests refused this long */
+    size_t max_queued;        /* broadcasts waiting for the registry check (0: 100 000) */
 } cluster_cfg_t;
 
 /* cluster_new: starts heartbeats, the registry and the node's channel on r (not owned; up or
@@ -135,7 +136,10 @@ typedef void (*cluster_done_fn)(void *ud, int gateways);
 int cluster_route(cluster_t *cl, const target_t *t, const Wsgw__V1__Command *cmd,
                   cluster_done_fn done, void *ud);
 /* cluster_broadcast_remote: the room/all part of cmd to every live gateway this node has no
- * stream of (router.c: after its local part). Returns the number of gateways. */
+ * stream of (router.c: after its local part), once the registry is known to be as new as
+ * Redis' (cluster_bus.c: one round trip; broadcasts keep their order). Returns the number of
+ * such gateways in the registry now (those it will reach, unless one bound meanwhile), or 0
+ * when it was refused (Redis away, too many waiting: counted and logged). */
 int cluster_broadcast_remote(cluster_t *cl, Wsgw__V1__Command *cmd);
 
 /* ---- presence queries (push_http.c, admin.c) ----------------------------------------------- */

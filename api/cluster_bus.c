@@ -240,16 +240,12 @@ static int publish(pub_t *pb)
     return 0;
 }
 
-int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
-                 const Wsgw__V1__Command *cmd)
+/* cl__bus_send of a serialized Command (cbuf, clen: borrowed). */
+static int bus_send_packed(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
+                           const uint8_t *cbuf, size_t clen)
 {
     if (!n)
         return 0;
-    size_t clen = wsgw__v1__command__get_packed_size(cmd);
-    uint8_t *cbuf = malloc(clen ? clen : 1);
-    if (!cbuf)
-        return 0;
-    wsgw__v1__command__pack(cmd, cbuf);
     /* group the gateways by the node each goes through: one message per node */
     const char **via = calloc(n, sizeof *via);
     bool *done = calloc(n, sizeof *done);
@@ -297,22 +293,166 @@ int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
 out:
     free(via);
     free(done);
+    return sent;
+}
+
+int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
+                 const Wsgw__V1__Command *cmd)
+{
+    if (!n)
+        return 0;
+    size_t clen = wsgw__v1__command__get_packed_size(cmd);
+    uint8_t *cbuf = malloc(clen ? clen : 1);
+    if (!cbuf)
+        return 0;
+    wsgw__v1__command__pack(cmd, cbuf);
+    int sent = bus_send_packed(cl, gws, n, cbuf, clen);
     free(cbuf);
     return sent;
+}
+
+/* ---- broadcasts ------------------------------------------------------------------------------
+ * Room and all go to every live gateway in the registry, which is read every heartbeat: a
+ * gateway that bound since (new, or on a new node) would miss a broadcast sent from the last
+ * read, though Redis already had its members' Joins. Every bind bumps wsgw:{reg}:ver after it
+ * registered the gateway, on the link its Opens and Joins follow. A broadcast waits in order
+ * (cl->bq_*) until a GET of that version, sent after the broadcast was taken, comes back: the
+ * same value as the registry's, it goes to the registry's gateways; another, the registry is
+ * read again first. So a broadcast reaches every gateway whose Join or Open Redis had before
+ * the broadcast was taken, for one Redis round trip (broadcasts taken meanwhile share the
+ * next check). */
+
+/* The gateways of the registry this node has no stream of (the caller frees *out). */
+static size_t far_gateways(cluster_t *cl, const cl_gw_t ***out)
+{
+    const cl_gw_t **far = malloc((cl->reg.n ? cl->reg.n : 1) * sizeof *far);
+    size_t n = 0;
+    if (far)
+        for (size_t i = 0; i < cl->reg.n; i++)
+            if (!cl__local_stream(cl, cl->reg.v[i]->id))
+                far[n++] = cl->reg.v[i];
+    *out = far;
+    return n;
+}
+
+static cl_bq_t *bq_pop(cluster_t *cl)
+{
+    cl_bq_t *q = cl->bq_head;
+    if (q && !(cl->bq_head = q->next))
+        cl->bq_tail = NULL;
+    if (q)
+        cl->bq_n--;
+    return q;
+}
+
+/* The broadcasts the check covered: sent (ok) or counted as undeliverable. */
+static void bq_release(cluster_t *cl, bool ok)
+{
+    cl_bq_t *last = cl->bq_cover;
+    cl->bq_cover = NULL;
+    const cl_gw_t **far = NULL;
+    size_t n = ok ? far_gateways(cl, &far) : 0;
+    size_t lost = 0;
+    for (cl_bq_t *q; last && (q = bq_pop(cl));) {
+        bool end = q == last;
+        if (!ok || !far)
+            lost++;
+        else
+            bus_send_packed(cl, far, n, q->cmd, q->len);
+        free(q);
+        if (end)
+            break;
+    }
+    free(far);
+    if (lost) {
+        metrics_add(cl->m_fwd_lost, lost);
+        log_rl_warn("broadcasts to other nodes' gateways not sent: the registry check failed",
+                    "broadcasts=%zu", lost);
+    }
+}
+
+static void bq_check(cluster_t *cl);
+
+/* The registry was read again. A read that was under way already may have asked for the
+ * version before the check did: then once more (a read started now asks after it). */
+static void on_reread(void *ud)
+{
+    cluster_t *cl = ud;
+    if (cl->reg_ver < cl->bq_need && !cl->bq_again && !cl->stopped) {
+        cl->bq_again = true;
+        if (cl__reg_wait(cl, on_reread, cl) == 0)
+            return;
+    }
+    bq_release(cl, true);
+    bq_check(cl);
+}
+
+static void on_bq_ver(void *ud, redisReply *reply)
+{
+    cluster_t *cl = ud;
+    if (redis_reply_is_error(reply) || cl->stopped) {
+        bq_release(cl, false);
+    } else if (cl__reg_ver_parse(reply) == cl->reg_ver) {
+        bq_release(cl, true);
+    } else {
+        metrics_inc(cl->m_bq_reread);
+        cl->bq_need = cl__reg_ver_parse(reply);
+        cl->bq_again = false;
+        if (cl__reg_wait(cl, on_reread, cl) == 0)
+            return; /* (on_reread goes on) */
+        bq_release(cl, false);
+    }
+    bq_check(cl);
+}
+
+/* A check for what waits, unless one is under way. */
+static void bq_check(cluster_t *cl)
+{
+    if (cl->bq_cover || !cl->bq_tail || cl->stopped)
+        return;
+    cl->bq_cover = cl->bq_tail;
+    if (redis_cmd(cl->r, on_bq_ver, cl, "GET %s", cl__key_reg_ver) != REDIS_C_OK)
+        bq_release(cl, false);
 }
 
 int cluster_broadcast_remote(cluster_t *cl, Wsgw__V1__Command *cmd)
 {
     if (!redis_up(cl->r))
         return 0;
-    const cl_gw_t **far = malloc((cl->reg.n ? cl->reg.n : 1) * sizeof *far);
-    if (!far)
+    size_t max = cl->cfg.max_queued ? cl->cfg.max_queued : 100000;
+    if (cl->bq_n >= max) {
+        metrics_inc(cl->m_fwd_lost);
+        log_rl_warn("broadcast to other nodes' gateways refused: too many wait for Redis",
+                    "waiting=%zu max=%zu", cl->bq_n, max);
         return 0;
-    size_t n = 0;
-    for (size_t i = 0; i < cl->reg.n; i++)
-        if (!cl__local_stream(cl, cl->reg.v[i]->id))
-            far[n++] = cl->reg.v[i];
-    int sent = cl__bus_send(cl, far, n, cmd);
+    }
+    size_t clen = wsgw__v1__command__get_packed_size(cmd);
+    cl_bq_t *q = malloc(sizeof *q + (clen ? clen : 1));
+    const cl_gw_t **far = NULL;
+    size_t n = q ? far_gateways(cl, &far) : 0;
     free(far);
-    return sent;
+    if (!q) {
+        metrics_inc(cl->m_fwd_lost);
+        log_rl_warn("broadcast to other nodes' gateways not sent: out of memory", "bytes=%zu",
+                    clen);
+        return 0;
+    }
+    wsgw__v1__command__pack(cmd, q->cmd);
+    q->len = clen;
+    q->next = NULL;
+    if (cl->bq_tail)
+        cl->bq_tail->next = q;
+    else
+        cl->bq_head = q;
+    cl->bq_tail = q;
+    cl->bq_n++;
+    bq_check(cl);
+    return (int)n;
+}
+
+void cl__bus_free(cluster_t *cl)
+{
+    cl->bq_cover = NULL;
+    for (cl_bq_t *q; (q = bq_pop(cl));)
+        free(q);
 }

@@ -78,6 +78,14 @@ typedef struct cl_dirty {
     char tok[CL_TOK_LEN + 1]; /* the token we knew ("" : replace whatever it is) */
 } cl_dirty_t;
 
+/* A broadcast (room / all) for other nodes' gateways waiting for the registry check
+ * (cluster_bus.c): its serialized Command. */
+typedef struct cl_bq {
+    struct cl_bq *next;
+    size_t len;
+    uint8_t cmd[];
+} cl_bq_t;
+
 /* A caller waiting for the next registry refresh. */
 typedef struct cl_waiter {
     struct cl_waiter *next;
@@ -106,6 +114,13 @@ struct cluster {
     uint64_t reg_gen;        /* refresh generation (late replies of an older one are dropped) */
     bool refreshing;
     cl_waiter_t *waiters;    /* for the refresh under way */
+    uint64_t reg_ver;        /* wsgw:{reg}:ver as read before the registry was (0: none) */
+    /* broadcasts to other nodes' gateways, in order (cluster_bus.c) */
+    cl_bq_t *bq_head, *bq_tail;
+    cl_bq_t *bq_cover;       /* the last one the check in flight covers (NULL: none) */
+    size_t bq_n;
+    uint64_t bq_need;        /* the version the check saw (the registry must reach it) */
+    bool bq_again;           /* the registry was asked for once more already */
     uint64_t ticks;
     bool reaping;
     /* Redis availability */
@@ -120,7 +135,7 @@ struct cluster {
     uint64_t rng;
     int m_writes, m_write_fail, m_stale_open, m_tok_made, m_tok_mismatch, m_tok_rotated;
     int m_forwarded, m_fwd_lost, m_published, m_pub_retry, m_reaped, m_held, m_gateways;
-    int m_sessions, m_lookups;
+    int m_sessions, m_lookups, m_bq_reread;
 };
 
 /* ---- cluster.c ------------------------------------------------------------------------------ */
@@ -143,6 +158,7 @@ int cl__key_user(char *out, const char *user);
 int cl__key_room(char *out, const char *room);
 extern const char cl__key_reg_gw[];
 extern const char cl__key_reg_tok[];
+extern const char cl__key_reg_ver[];
 
 /* ---- scripts (cluster.c) --------------------------------------------------------------------- */
 extern redis_script_t cl__hb_script, cl__open_script, cl__close_script, cl__room_script,
@@ -180,5 +196,9 @@ int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
                  const Wsgw__V1__Command *cmd);
 /* cl__local_stream: a live stream of gateway gw on this node, or NULL. */
 api_stream_t *cl__local_stream(cluster_t *cl, const char *gw);
+/* cl__bus_free: drops the broadcasts still waiting (cluster_free). */
+void cl__bus_free(cluster_t *cl);
+/* cl__reg_ver_parse: the value of a GET of cl__key_reg_ver (nil: 0). */
+uint64_t cl__reg_ver_parse(const redisReply *reply);
 
 #endif

@@ -82,6 +82,9 @@ static int reg_add(cl_reg_t *g, cl_gw_t *x)
 typedef struct refresh {
     cluster_t *cl;
     uint64_t gen;
+    uint64_t ver;      /* wsgw:{reg}:ver, read before the registry */
+    bool ver_ok;
+    bool orphan;       /* the list could not be asked for: on_ver frees it */
     cl_reg_t reg;
     int pending;
     bool failed;
@@ -150,9 +153,10 @@ bool cl__reg_awaiting(cluster_t *cl)
 static void refresh_done(refresh_t *rf)
 {
     cluster_t *cl = rf->cl;
-    if (rf->gen == cl->reg_gen && !rf->failed && !cl->stopped) {
+    if (rf->gen == cl->reg_gen && !rf->failed && rf->ver_ok && !cl->stopped) {
         cl__reg_free(&cl->reg);
         cl->reg = rf->reg;
+        cl->reg_ver = rf->ver;
         cl->reg_ms = cl__now_ms();
         await_prune(cl);
         metrics_gauge_set(cl->m_gateways, (int64_t)cl->reg.n);
@@ -285,6 +289,27 @@ static void on_list(void *ud, redisReply *reply)
         refresh_done(rf);
 }
 
+uint64_t cl__reg_ver_parse(const redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_STRING)
+        return strtoull(reply->str, NULL, 10);
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        return (uint64_t)reply->integer;
+    return 0;
+}
+
+/* The version before the list (same link: the registry read after it is at least as new). */
+static void on_ver(void *ud, redisReply *reply)
+{
+    refresh_t *rf = ud;
+    if (rf->orphan) {
+        free(rf);
+        return;
+    }
+    rf->ver = cl__reg_ver_parse(reply);
+    rf->ver_ok = !redis_reply_is_error(reply);
+}
+
 void cl__reg_refresh(cluster_t *cl)
 {
     if (cl->refreshing && cl__now_ms() - cl->reg_ms < 4 * cl->cfg.heartbeat_ms)
@@ -299,11 +324,15 @@ void cl__reg_refresh(cluster_t *cl)
     rf->gen = ++cl->reg_gen;
     char now[24];
     snprintf(now, sizeof now, "%llu", (unsigned long long)wall_ms());
+    if (redis_cmd(cl->r, on_ver, rf, "GET %s", cl__key_reg_ver) != REDIS_C_OK) {
+        free(rf);
+        return;
+    }
     cl->refreshing = true;
     if (redis_cmd(cl->r, on_list, rf, "ZRANGEBYSCORE %s %s +inf", cl__key_reg_gw, now) !=
         REDIS_C_OK) {
         cl->refreshing = false;
-        free(rf);
+        rf->orphan = true; /* (its GET is answered still) */
     }
 }
 

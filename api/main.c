@@ -411,6 +411,7 @@ int main(int argc, char **argv)
             .heartbeat_ms = (uint64_t)(presence_heartbeat_us / 1000),
             .ttl_ms = (uint64_t)(presence_ttl_us / 1000),
             .grace_ms = (uint64_t)(presence_grace_us / 1000),
+            .max_queued = (size_t)redis_max_pending,
         };
         if (!(a.cluster = cluster_new(&a.loop, a.redis, &pres, &router, &ccfg, cerr,
                                       sizeof cerr))) {

@@ -341,4 +341,43 @@ def test_presence_waits_for_a_late_node_after_redis_restarted_empty():
     asyncio.get_event_loop().run_until_complete(run())
 
 
+def test_chat_reaches_room_members_on_gateways_of_other_nodes():
+    """The chat handler's room messages (a Say handled by whichever node the sender's gateway
+    sent it to) reach the room's members on every gateway, including gateways that hold no
+    session to that node: 3 gateways, gateway i connected to node i only. Heartbeats of 5 s:
+    the nodes' registries, read at their start, do not list the gateways yet."""
+    r, apis, _ = cluster(ngws=0, api_extra=["--presence-heartbeat", "5s", "--presence-ttl", "15s"])
+    gws = [T.Gateway([a.grpc_addr], extra=["--gateway-id", "gw%d" % i, "--drain-timeout", "1s"])
+           for i, a in enumerate(apis)]
+
+    async def run():
+        cs = [await connect(gws[i % 3], "c%d" % i, room="R") for i in range(6)]
+        for a in apis:  # every member in the room's presence before anyone speaks
+            T.wait_until(lambda: a.http("GET", "/v1/rooms/R")[1].get("count") == 6, 5,
+                         what="6 members in room R")
+        for i, c in enumerate(cs):
+            await c.ws.send(json.dumps({"op": "say", "room": "R", "text": "t%d" % i}))
+
+        def said(c):
+            return sorted(json.loads(m)["text"] for m in c.got if '"said"' in m)
+        want = sorted("t%d" % i for i in range(6))
+        try:
+            await async_wait(lambda: all(said(c) == want for c in cs), 10, "")
+        except TimeoutError:
+            pass  # (the check below says what is missing)
+        await asyncio.sleep(0.3)  # nothing more comes (no duplicates)
+        T.eq([said(c) for c in cs], [want] * 6, "every member gets every message once")
+        # and a push to the room through one node's HTTP API
+        T.eq(apis[1].push(room="R", data="pushed")[0], 200)
+        try:
+            await async_wait(lambda: all("pushed" in c.got for c in cs), 5, "")
+        except TimeoutError:
+            pass
+        await asyncio.sleep(0.2)
+        T.eq([c.got.count("pushed") for c in cs], [1] * 6, "the room push, once each")
+        for c in cs:
+            await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+
+
 T.run(globals())
