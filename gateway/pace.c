@@ -10,6 +10,8 @@ void pace_init(pace_t *p, int64_t window_ns)
     p->mode_ns = window_ns < 0 ? PACE_AUTO : window_ns;
 }
 
+void pace_set_lag(pace_t *p, int lag16) { p->lag16 = lag16 < 0 ? 0 : lag16 > 15 ? 15 : lag16; }
+
 static bool is_auto(const pace_t *p) { return p->mode_ns == PACE_AUTO; }
 
 /* R2: the window that carries PACE_TARGET items at `items` per `elapsed` ns. */
@@ -18,14 +20,32 @@ static int64_t auto_window(uint64_t items, int64_t elapsed)
     if (!items)
         return PACE_MAX_NS;
     double w = (double)PACE_TARGET * (double)elapsed / (double)items;
-    return w < PACE_MIN_NS ? PACE_MIN_NS : w > PACE_MAX_NS ? PACE_MAX_NS : (int64_t)w;
+    int64_t q = PACE_MAX_NS; /* the largest of MAX, MAX/2, MAX/4 ... that is <= w (R3) */
+    while (q / 2 >= PACE_MIN_NS && (double)q > w)
+        q /= 2;
+    return q;
+}
+
+/* R3: the next take. Auto: the first point of the window's grid (multiples of the window on
+ * the monotonic clock, shifted by lag16/16 of a window) after now; fixed: the previous
+ * deadline + W, or now + W when the thread ran late. Either way in (now, now + W]. */
+static int64_t next_take(const pace_t *p, int64_t now, int64_t from)
+{
+    if (p->mode_ns != PACE_AUTO) {
+        int64_t d = from + p->win;
+        return d <= now ? now + p->win : d;
+    }
+    int64_t off = p->win * p->lag16 / 16, r = (now - off) % p->win;
+    if (r < 0)
+        r += p->win;
+    return now - r + p->win;
 }
 
 static void enter(pace_t *p, int64_t now, int64_t win)
 {
     p->polling = true;
     p->win = win;
-    p->deadline = now + win;
+    p->deadline = next_take(p, now, now);
     p->win_items = 0;
     p->quiet = 0;
     p->eval_start = now;
@@ -153,10 +173,7 @@ pace_act_t pace_turn(pace_t *p, int64_t now, uint32_t items)
             }
         }
     }
-    /* R3: the next take W after this one's deadline, or W after now when we ran late */
-    p->deadline += p->win;
-    if (p->deadline <= now)
-        p->deadline = now + p->win;
+    p->deadline = next_take(p, now, p->deadline); /* R3 */
     return PACE_WAIT;
 }
 

@@ -23,13 +23,18 @@
  *      PACE_MAX_NS / PACE_ENTER_WAKES), and no hold-off (R6) is running. A burst that arrives
  *      at once is one wake-up already and starts nothing.
  *   R2 the window: W = PACE_TARGET items' worth of time at the measured arrival rate (items
- *      per ns of the entry period, then of each evaluation), clamped to
- *      [PACE_MIN_NS, PACE_MAX_NS]: a window carries up to PACE_TARGET items, and waits less
- *      when they come faster.
- *   R3 the bound: while polling, each take is at a deadline that advances by W from the
- *      previous one (or lies W after the turn, when the thread ran late), so an item that
- *      arrives after a take waits at most W (PACE_MAX_NS in auto) plus the thread's own work
- *      before it is taken. Turns before the deadline (a writer woken by its socket) take items
+ *      per ns of the entry period, then of each evaluation), rounded down to PACE_MAX_NS
+ *      halved 0, 1 or 2 times (1 ms, 500 us, 250 us = PACE_MIN_NS): a window carries up to
+ *      PACE_TARGET items, and waits less when they come faster.
+ *   R3 the bound: while polling, each take is at a deadline at most W ahead. Auto: the next
+ *      point of a grid shared by every thread of the process (multiples of W on the
+ *      monotonic clock; the three window lengths nest), shifted by pace_set_lag: service
+ *      threads take at the grid points, writers a little after, so that the events the
+ *      service threads hand over at a grid point leave for the API node in the same window
+ *      and its answers are back for the next grid point: a message then waits for at most
+ *      two windows on its way through, where unaligned windows could add up to three.
+ *      Fixed: the previous deadline + W (or W after the turn, when the thread ran late).
+ *      An item that arrives after a take waits at most W plus the thread's own work. Turns before the deadline (a writer woken by its socket) take items
  *      too and move nothing. Leaving POLL (R4-R6) drains once more and never waits.
  *   R4 it must pay: every PACE_EVAL windows (the first time after PACE_PROBE), POLL ends if
  *      the windows carried fewer than PACE_MIN_BATCH items each on average: a wake-up per
@@ -77,7 +82,8 @@
 
 #define PACE_AUTO (-1)            /* pace_init window: adaptive */
 #define PACE_MAX_NS 1000000       /* auto: longest window, the most an item waits (R3) */
-#define PACE_MIN_NS 200000        /* auto: shortest window (a shorter sleep saves little) */
+#define PACE_MIN_NS 250000        /* auto: shortest window (a shorter sleep saves little) */
+#define PACE_WRITER_LAG16 3       /* auto: writers take 3/16 of a window after the grid (R3) */
 #define PACE_TARGET 32            /* auto: items a window is sized to carry (R2) */
 #define PACE_ENTER_WAKES 2        /* auto: wake-ups per PACE_MAX_NS that start POLL (R1) */
 #define PACE_PERIOD_NS 8000000    /* auto: EVENT measurement period (R1) */
@@ -134,12 +140,17 @@ typedef struct pace {
     double last_rate;   /* items per ns at the last evaluation (statistics) */
     /* auto: hold-off (R6) */
     int64_t hold, hold_until;
+    int lag16;          /* auto: deadlines lag16/16 of a window after the grid (R3) */
     pace_end_t last_end;
     pace_stats_t st;
 } pace_t;
 
 /* pace_init: window_ns 0 (off), > 0 (fixed) or PACE_AUTO. */
 void pace_init(pace_t *p, int64_t window_ns);
+
+/* pace_set_lag: auto deadlines fall lag16/16 (0-15) of a window after the shared grid
+ * (R3): 0 for service threads, PACE_WRITER_LAG16 for writers. After pace_init. */
+void pace_set_lag(pace_t *p, int lag16);
 
 /* pace_turn: the turn that just ended at `now` took `items` (client reads, commands, ring
  * events; 0 for a turn woken by a timer or by nothing the caller counts). Returns what to do

@@ -356,6 +356,7 @@ void *upstream__main(void *arg)
     pace_t pace;
     pace_stats_t seen = {0};
     pace_init(&pace, gw_cfg.coalesce_us == FLAGS_AUTO ? PACE_AUTO : gw_cfg.coalesce_us * 1000);
+    pace_set_lag(&pace, PACE_WRITER_LAG16); /* after the service threads' hand-over */
     bool pwait2_missing = false;
     uint32_t carry = 0; /* events the drain after PACE_LEAVE took */
     while (atomic_load(&u->stop_req) < 2) {

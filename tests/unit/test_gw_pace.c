@@ -238,8 +238,8 @@ static void test_dense_traffic_batches_within_bound(void)
     sim_free(&s);
 }
 
-/* R2: at 100 per ms the window shrinks so that it carries ~PACE_TARGET (320 us), and the
- * wait with it. */
+/* R2: at 100 per ms the window shrinks so that it carries at most ~PACE_TARGET (320 us,
+ * rounded down to a grid of 250 us), and the wait with it. */
 static void test_faster_traffic_shorter_window(void)
 {
     sim_t s;
@@ -250,8 +250,8 @@ static void test_faster_traffic_shorter_window(void)
     sim_run(&s);
     const pace_stats_t *st = pace_stats(&s.p);
     CHECK_EQ(st->spells, 1);
-    CHECK(pace_window(&s.p) >= 300 * US && pace_window(&s.p) <= 340 * US);
-    CHECK(s.max_delay <= 340 * US + turn_cost(&s, 40));
+    CHECK_EQ(pace_window(&s.p), 250 * US);
+    CHECK(s.max_delay <= 250 * US + turn_cost(&s, 40));
     sim_free(&s);
 }
 
@@ -342,18 +342,24 @@ static void test_dense_to_sparse_never_waits_past_bound(void)
     }
 }
 
+/* n closed-loop clients (40 us round trip) for 5 s, without coalescing (*off) and in auto (*s). */
+static void run_closed_loop(int n, sim_t *off, sim_t *s)
+{
+    sim_init(off, 0, 5000 * MS);
+    add_chains(off, n, 40 * US);
+    sim_run(off);
+    sim_init(s, PACE_AUTO, 5000 * MS);
+    add_chains(s, n, 40 * US);
+    sim_run(s);
+}
+
 /* One client, one message in flight (the round-trip benchmark): arrivals 40 us apart, but
  * each waits on our answer. Tries fail (R4/R5), the hold-off doubles (R6), so over 5 s only a
  * handful of messages wait and the rate stays within a few percent of never coalescing. */
 static void test_closed_loop_one_client_is_not_slowed(void)
 {
     sim_t off, s;
-    sim_init(&off, 0, 5000 * MS);
-    add_chains(&off, 1, 40 * US);
-    sim_run(&off);
-    sim_init(&s, PACE_AUTO, 5000 * MS);
-    add_chains(&s, 1, 40 * US);
-    sim_run(&s);
+    run_closed_loop(1, &off, &s);
     const pace_stats_t *st = pace_stats(&s.p);
     CHECK(st->spells >= 3 && st->spells <= 14);
     CHECK_EQ(st->failed, st->spells);
@@ -369,12 +375,7 @@ static void test_closed_loop_one_client_is_not_slowed(void)
 static void test_closed_loop_ten_clients_is_not_slowed(void)
 {
     sim_t off, s;
-    sim_init(&off, 0, 5000 * MS);
-    add_chains(&off, 10, 40 * US);
-    sim_run(&off);
-    sim_init(&s, PACE_AUTO, 5000 * MS);
-    add_chains(&s, 10, 40 * US);
-    sim_run(&s);
+    run_closed_loop(10, &off, &s);
     const pace_stats_t *st = pace_stats(&s.p);
     CHECK(st->spells >= 3);
     CHECK_EQ(st->failed, st->spells);
@@ -462,6 +463,29 @@ static void test_early_turns_keep_the_deadline(void)
     CHECK_EQ(pace_deadline(&p), 2800 * US);
 }
 
+/* R3 in auto: every deadline is a point of the shared grid (multiples of the window on the
+ * clock), a writer's lagging by PACE_WRITER_LAG16/16 of a window, and at most a window
+ * ahead, wherever the turns fall (turns every 37 us, 1 item each: dense). */
+static void test_auto_deadlines_on_the_grid(void)
+{
+    for (int lag = 0; lag <= PACE_WRITER_LAG16; lag += PACE_WRITER_LAG16) {
+        pace_t p;
+        pace_init(&p, PACE_AUTO);
+        pace_set_lag(&p, lag);
+        int64_t t = 123457, checked = 0;
+        for (int i = 0; i < 200000 && checked < 3000; i++, t += 37 * US) {
+            pace_act_t a = pace_turn(&p, t, 1);
+            if (a != PACE_ENTER && a != PACE_WAIT)
+                continue;
+            int64_t w = pace_window(&p), d = pace_deadline(&p);
+            CHECK_EQ((d - w * lag / 16) % w, 0);
+            CHECK(d > t && d - t <= w);
+            checked++;
+        }
+        CHECK(checked >= 3000);
+    }
+}
+
 /* A thread slower than its window (each item costs 100 us, 20 arrive per ms): it never sleeps
  * past its work, and each item waits at most a window plus the turn that was running. */
 static void test_overloaded_thread_does_not_wait_more(void)
@@ -533,6 +557,7 @@ static const char *seeded_run(uint64_t seed, sim_t *sp)
     bool longer = seed % 50 == 25; /* long enough for the hold-off to reach its cap */
     int64_t end = longer ? rnd_in(&r, 3000 * MS, 4000 * MS) : rnd_in(&r, 50 * MS, 300 * MS);
     sim_init(s, mode, end);
+    pace_set_lag(&s->p, (int)rnd_in(&r, 0, 15)); /* a service thread, a writer, or any other */
     s->rng = r ^ 0xA5A5A5A5ULL;
     s->check = true;
     s->cost_turn = rnd_in(&r, 500, 20 * US);
@@ -645,6 +670,7 @@ int main(void)
     RUN(test_closed_loop_ten_clients_is_not_slowed);
     RUN(test_hold_off_doubles_then_clears);
     RUN(test_early_turns_keep_the_deadline);
+    RUN(test_auto_deadlines_on_the_grid);
     RUN(test_overloaded_thread_does_not_wait_more);
     RUN(test_fixed_and_off);
     RUN(test_seeded_simulation);
