@@ -63,12 +63,7 @@ static ssize_t read_length_cb(nghttp2_session *ng, uint8_t type, int32_t id, int
     (void)id;
     (void)ud;
     /* Larger DATA frames than nghttp2's 16 KiB default: fewer frames for big Downstreams. */
-    ssize_t n = swin < cwin ? swin : cwin;
-    if ((uint32_t)n > remote_max)
-        n = remote_max;
-    if (n > MAX_DATA_FRAME)
-        n = MAX_DATA_FRAME;
-    return n > 0 ? n : 1;
+    return grpc_data_frame_len(swin, cwin, remote_max, MAX_DATA_FRAME);
 }
 
 /* ---- nghttp2 callbacks (loop thread, inside mem_recv / mem_send) --------------------------- */

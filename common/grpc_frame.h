@@ -13,6 +13,22 @@
 
 #define GRPC_FRAME_HDR_LEN 5
 
+/* grpc_data_frame_len: how long the next DATA frame carrying gRPC messages may be, for
+ * nghttp2's data_source_read_length_callback: the smaller of the stream and connection
+ * windows (swin, cwin), at most the peer's SETTINGS_MAX_FRAME_SIZE (remote_max) and max, at
+ * least 1. Larger frames than nghttp2's 16 KiB default mean fewer frames and fewer messages
+ * cut by a frame boundary (which the peer reassembles: a copy). Pure. */
+static inline long grpc_data_frame_len(int32_t swin, int32_t cwin, uint32_t remote_max,
+                                       long max)
+{
+    long n = swin < cwin ? swin : cwin;
+    if (n > 0 && (uint32_t)n > remote_max)
+        n = (long)remote_max;
+    if (n > max)
+        n = max;
+    return n > 0 ? n : 1;
+}
+
 enum {
     GRPC_FRAME_OK = 0,
     GRPC_FRAME_ERR_TOO_LARGE = -1,  /* declared length above the decoder's max */

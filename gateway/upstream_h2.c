@@ -129,12 +129,7 @@ static ssize_t on_read_length(nghttp2_session *s, uint8_t type, int32_t id, int3
     (void)type;
     (void)id;
     (void)ud;
-    ssize_t n = swin < cwin ? swin : cwin;
-    if ((uint32_t)n > remote_max)
-        n = remote_max;
-    if (n > MAX_DATA_FRAME)
-        n = MAX_DATA_FRAME;
-    return n > 0 ? n : 1;
+    return grpc_data_frame_len(swin, cwin, remote_max, MAX_DATA_FRAME);
 }
 
 /* nghttp2's send_data_callback for what on_read_data put in wbuf: the frame header goes in

@@ -173,6 +173,16 @@ static void test_callback_error_propagates(void)
     buf_free(&in);
 }
 
+static void test_data_frame_len(void)
+{
+    CHECK_EQ(grpc_data_frame_len(65535, 1 << 20, 16384, 262144), 16384); /* peer's max */
+    CHECK_EQ(grpc_data_frame_len(1 << 20, 300000, 1 << 24, 262144), 262144); /* ours */
+    CHECK_EQ(grpc_data_frame_len(1000, 5000, 16384, 262144), 1000);          /* stream window */
+    CHECK_EQ(grpc_data_frame_len(5000, 700, 16384, 262144), 700);            /* conn window */
+    CHECK_EQ(grpc_data_frame_len(0, 5000, 16384, 262144), 1);
+    CHECK_EQ(grpc_data_frame_len(-10, 5000, 16384, 262144), 1); /* (a window can go negative) */
+}
+
 int main(void)
 {
     RUN(test_header_encoding);
@@ -182,5 +192,6 @@ int main(void)
     RUN(test_truncated_is_partial);
     RUN(test_flag_byte);
     RUN(test_callback_error_propagates);
+    RUN(test_data_frame_len);
     return TEST_REPORT();
 }
