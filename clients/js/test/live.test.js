@@ -93,8 +93,18 @@ test('offline while pushes go on: missed ones first, in order, then live', { ski
   const got = await back;
   assert.deepStrictEqual(got.slice(0, 20).map((g) => [g.data, g.offset, g.recovered]),
                          Array.from({ length: 20 }, (_, i) => ['missed ' + i, m.offset + 1 + i, true]));
-  assert.deepStrictEqual(got[20], { kind: 'recovery', channel: 'user:js-alice', recovered: true, offset: m.offset + 20, epoch: c.positions()['user:js-alice'].epoch });
-  assert.deepStrictEqual([got[21].data, got[21].offset, got[21].recovered], ['live', m.offset + 21, false]);
+  // 'live' is pushed once the socket is open; ws-api may take that push before the
+  // connection's Recover (a slow box, sanitizers): then the history read has it and it comes
+  // back as the last recovered message, before the recovery frame. Either way: every offset
+  // once, in order, the recovery frame after the missed ones, nothing live before it.
+  const epoch = c.positions()['user:js-alice'].epoch;
+  if (got[20].kind === 'recovery') {
+    assert.deepStrictEqual(got[20], { kind: 'recovery', channel: 'user:js-alice', recovered: true, offset: m.offset + 20, epoch });
+    assert.deepStrictEqual([got[21].data, got[21].offset, got[21].recovered], ['live', m.offset + 21, false]);
+  } else {
+    assert.deepStrictEqual([got[20].data, got[20].offset, got[20].recovered], ['live', m.offset + 21, true]);
+    assert.deepStrictEqual(got[21], { kind: 'recovery', channel: 'user:js-alice', recovered: true, offset: m.offset + 21, epoch });
+  }
   c.close();
 });
 
