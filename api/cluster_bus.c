@@ -428,9 +428,9 @@ int cluster_broadcast_remote(cluster_t *cl, Wsgw__V1__Command *cmd)
     }
     size_t clen = wsgw__v1__command__get_packed_size(cmd);
     cl_bq_t *q = malloc(sizeof *q + (clen ? clen : 1));
-    const cl_gw_t **far = NULL;
-    size_t n = q ? far_gateways(cl, &far) : 0;
-    free(far);
+    size_t n = 0; /* (the answer counts them; bq_release lists them) */
+    for (size_t i = 0; i < cl->reg.n; i++)
+        n += !cl__local_stream(cl, cl->reg.v[i]->id);
     if (!q) {
         metrics_inc(cl->m_fwd_lost);
         log_rl_warn("broadcast to other nodes' gateways not sent: out of memory", "bytes=%zu",

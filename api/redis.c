@@ -11,6 +11,7 @@
  *
  * Threads: loop thread only. */
 #include "redis.h"
+#include "redis_uv.h"
 
 #include <hiredis/async.h>
 #include <openssl/sha.h>
@@ -176,87 +177,6 @@ const char *redis_reply_error(const redisReply *reply)
     return reply->type == REDIS_REPLY_ERROR && reply->str ? reply->str : "";
 }
 
-/* ---- event loop adapter ------------------------------------------------------------------------
- * Ours, not hiredis/adapters/libuv.h: that one ignores uv_poll errors, and libuv reports a
- * socket error (POLLERR: e.g. a refused connect) as status UV_EBADF with the poll stopped, so a
- * connect to a Redis that is down hung until our connect deadline. Here an error is handed to
- * hiredis as the event it waits for, and hiredis finds the socket error itself (SO_ERROR on
- * connect, a failing read otherwise) and fails the context. */
-
-typedef struct uvev {
-    redisAsyncContext *ac;
-    uv_poll_t poll;
-    int events;
-} uvev_t;
-
-static void uvev_cb(uv_poll_t *h, int status, int events)
-{
-    uvev_t *e = h->data;
-    if (status < 0) {
-        events = 0;
-        if (e->ac && (e->ac->c.flags & REDIS_CONNECTED))
-            events = UV_READABLE;
-        else if (e->ac)
-            events = UV_WRITABLE; /* hiredis checks the connect's outcome on writable */
-        e->events = 0; /* libuv stopped the poll */
-    }
-    if (e->ac && (events & UV_READABLE))
-        redisAsyncHandleRead(e->ac);
-    if (e->ac && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(e->ac);
-}
-
-static void uvev_update(uvev_t *e, int add, int del)
-{
-    int ev = (e->events | add) & ~del;
-    if (ev == e->events)
-        return;
-    e->events = ev;
-    if (ev)
-        uv_poll_start(&e->poll, ev, uvev_cb);
-    else
-        uv_poll_stop(&e->poll);
-}
-
-static void uvev_add_read(void *p) { uvev_update(p, UV_READABLE, 0); }
-static void uvev_del_read(void *p) { uvev_update(p, 0, UV_READABLE); }
-static void uvev_add_write(void *p) { uvev_update(p, UV_WRITABLE, 0); }
-static void uvev_del_write(void *p) { uvev_update(p, 0, UV_WRITABLE); }
-
-static void uvev_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void uvev_cleanup(void *p)
-{
-    uvev_t *e = p;
-    e->ac = NULL;
-    uv_close((uv_handle_t *)&e->poll, uvev_closed);
-}
-
-static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    if (ac->ev.data)
-        return -1;
-    uvev_t *e = calloc(1, sizeof *e);
-    if (!e)
-        return -1;
-    if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
-        free(e);
-        return -1;
-    }
-    e->ac = ac;
-    e->poll.data = e;
-    ac->ev.addRead = uvev_add_read;
-    ac->ev.delRead = uvev_del_read;
-    ac->ev.addWrite = uvev_add_write;
-    ac->ev.delWrite = uvev_del_write;
-    ac->ev.cleanup = uvev_cleanup;
-    ac->ev.data = e;
-    return 0;
-}
-
 /* ---- pending commands ----------------------------------------------------------------------- */
 
 static void pend_unlink_head(rlink_t *l, pend_t *p)
@@ -350,21 +270,23 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         fn(ud, reply);
 }
 
-static int send_argv(rlink_t *l, pkind_t kind, redis_reply_fn fn, void *ud, int argc,
-                     const char **argv, const size_t *argvlen)
+/* A command's pending entry: NULL when out of memory. */
+static pend_t *pend_new(rlink_t *l, pkind_t kind, redis_reply_fn fn, void *ud)
 {
     pend_t *p = calloc(1, sizeof *p);
-    if (!p)
-        return REDIS_C_NOMEM;
-    p->l = l;
-    p->fn = fn;
-    p->ud = ud;
-    p->kind = (uint8_t)kind;
-    p->sent_ms = now_ms();
-    if (redisAsyncCommandArgv(l->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
-        free(p);
-        return REDIS_C_DOWN;
+    if (p) {
+        p->l = l;
+        p->fn = fn;
+        p->ud = ud;
+        p->kind = (uint8_t)kind;
+        p->sent_ms = now_ms();
     }
+    return p;
+}
+
+/* p was handed to hiredis: it waits at the tail of the link's queue. */
+static int pend_queued(rlink_t *l, pend_t *p)
+{
     if (l->tail)
         l->tail->next = p;
     else
@@ -376,30 +298,30 @@ static int send_argv(rlink_t *l, pkind_t kind, redis_reply_fn fn, void *ud, int 
     return REDIS_C_OK;
 }
 
+static int send_argv(rlink_t *l, pkind_t kind, redis_reply_fn fn, void *ud, int argc,
+                     const char **argv, const size_t *argvlen)
+{
+    pend_t *p = pend_new(l, kind, fn, ud);
+    if (!p)
+        return REDIS_C_NOMEM;
+    if (redisAsyncCommandArgv(l->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
+        free(p);
+        return REDIS_C_DOWN;
+    }
+    return pend_queued(l, p);
+}
+
 static int send_fmt(rlink_t *l, pkind_t kind, redis_reply_fn fn, void *ud, const char *fmt,
                     va_list ap)
 {
-    pend_t *p = calloc(1, sizeof *p);
+    pend_t *p = pend_new(l, kind, fn, ud);
     if (!p)
         return REDIS_C_NOMEM;
-    p->l = l;
-    p->fn = fn;
-    p->ud = ud;
-    p->kind = (uint8_t)kind;
-    p->sent_ms = now_ms();
     if (redisvAsyncCommand(l->ac, on_reply, p, fmt, ap) != REDIS_OK) {
         free(p);
         return REDIS_C_DOWN;
     }
-    if (l->tail)
-        l->tail->next = p;
-    else
-        l->head = p;
-    l->tail = p;
-    l->npend++;
-    if (!l->sub)
-        metrics_gauge_set(l->r->m_pending, (int64_t)l->npend);
-    return REDIS_C_OK;
+    return pend_queued(l, p);
 }
 
 static int send_simple(rlink_t *l, pkind_t kind, const char *fmt, ...)
@@ -694,7 +616,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         link_drop(l, R_ERROR, e);
         return;
     }
-    if (uvev_attach(ac, r->loop) < 0) {
+    if (redis_uv_attach(ac, r->loop) < 0) {
         redisAsyncFree(ac);
         link_drop(l, R_ERROR, "cannot attach to the loop");
         return;
