@@ -88,13 +88,20 @@ static void respond(call_t *k, int status, const char *ctype, const void *body, 
 }
 
 /* Presence is not whole yet (presence_gate.h): 503, try again in a second. */
+/* 503 {"error":why} with Retry-After: 1, not logged (/readyz probes). */
+static void respond_unavailable(call_t *k, const char *why)
+{
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", why);
+    respond_hdrs(k, 503, "application/json", "Retry-After: 1\r\n", body, (size_t)n);
+}
+
 static void respond_503(call_t *k, const char *why)
 {
-    char body[96], q[96];
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", why);
+    char q[96];
     log_rl_warn("http error", "status=503 path=%s error=\"%s\"", log_quote(q, sizeof q, k->path),
                 why);
-    respond_hdrs(k, 503, "application/json", "Retry-After: 1\r\n", body, (size_t)n);
+    respond_unavailable(k, why);
 }
 
 static bool refuse_resyncing(call_t *k)
@@ -121,9 +128,7 @@ static void answer_readyz(call_t *k)
         respond(k, 200, "text/plain", "ready\n", 6);
         return;
     }
-    char body[96];
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", why);
-    respond_hdrs(k, 503, "application/json", "Retry-After: 1\r\n", body, (size_t)n);
+    respond_unavailable(k, why);
 }
 
 static void respond_json(call_t *k, int status, json_t *o)
