@@ -17,7 +17,9 @@ growth <= 64 KB per attacking connection. One "attack=..." line per attack in th
 """
 import asyncio
 import base64
+import functools
 import json
+import operator
 import os
 import shutil
 import socket
@@ -48,32 +50,128 @@ def Gateway(upstreams, extra=(), **kw):
 ATTACK_S = 2.0  # seconds each attack runs while measured
 CPU = {"ws-gateway": ak.GOALS["cpu_pct"]}  # one attacking connection at a time
 # Attacks that cost the attacker its connection (1009, 1007, 401, 403, Kick) are repeated on a
-# new connection each time, at RATE attempts a second. A connection costs the gateway ~75 us
-# of CPU whatever it does: a plain connect, 101 and close as much as a 16 MB header refused with
-# 1009 (1009: 79 us, plain: 72 us, the same on 197ec2d), so an unpaced loop from one client
-# (5 600-7 400 connections/s here: 44-54 % of a core) measures connection churn, which no
-# limit here is about (there is no per-address connection rate limit), not the attack.
+# new connection each time, at RATE attempts a second. Every connection costs the gateway CPU
+# whatever it does: a plain connect, 101 and close as much as a 16 MB header refused with 1009
+# (1009: 79 us, plain: 72 us, the same on 197ec2d, on a quiet box). An unpaced loop from one
+# client (5 600-7 400 connections/s here: 44-54 % of a core) measures connection churn, which
+# no limit here is about (there is no per-address connection rate limit), not the attack. And
+# that cost swings with the box, kernel time mostly: 200-600 us per plain connection on a slow
+# hour of this 2-core VM, with the 197ec2d binaries and today's alike, which alone spans the
+# CPU limit at RATE. So these attacks are judged by churn_measured: within the CPU goal, or per
+# connection within CHURN_MARGIN of plain connections made by the same loop on the same gateway
+# right after.
 RATE = 1000
+CHURN_MARGIN = ak.MARGIN
+# A window that misses a goal is measured once more before the test fails (the box is shared:
+# an idle probe's p90 swings between 4 and 8 ms on a slow hour, with old binaries and new), and
+# both windows are printed. An attack that really hurts the others misses both.
+WINDOWS = 2
+
+
+class GoalMissed(AssertionError):
+    """A window's figures missed a goal; out is what the window returned."""
+
+    def __init__(self, msg, out):
+        super().__init__(msg)
+        self.out = out
+
+
+def _windows(what, one_window, windows=WINDOWS):
+    """Calls one_window() up to `windows` times while it raises GoalMissed (other failures
+    end the test at once); returns what the calls returned, combined with + (counts add up,
+    lists join), and what the last returned."""
+    outs = []
+    for i in range(windows):
+        try:
+            outs.append(one_window())
+            break
+        except GoalMissed as e:
+            if i + 1 == windows:
+                raise
+            print("attack=%r window %d missed a goal (%s): measured again" % (what, i + 1, e),
+                  flush=True)
+            outs.append(e.out)
+    return functools.reduce(operator.add, (o[1] for o in outs)), outs[-1][0]
 
 
 def measured(what, gw, attack, seconds=ATTACK_S, api=None, cpu=CPU, rss_kb=None,
-             query="user=probe"):
+             query="user=probe", windows=WINDOWS):
     """Runs attack(deadline) while an echo probe goes through gw (and its API node) and the
-    processes are sampled; prints the figures, checks them against the goals. Returns
-    (attackkit.Result, what attack returned)."""
-    probe = ak.EchoProbe(gw.port, query=query).start()
-    try:
-        procs = {"ws-gateway": gw.proc.pid}
-        if api is not None:
-            procs["ws-api"] = api.proc.pid
-        watch = ak.Watch(probe, procs).begin()
-        out = attack(time.monotonic() + seconds)
-        res = watch.end()
+    processes are sampled; prints the figures, checks them against the goals, up to `windows`
+    times while they miss (an attack that cannot run twice passes windows=1). Returns
+    (attackkit.Result of the last window, what attack returned: each window's, added up)."""
+    def window():
+        probe = ak.EchoProbe(gw.port, query=query).start()
+        try:
+            procs = {"ws-gateway": gw.proc.pid}
+            if api is not None:
+                procs["ws-api"] = api.proc.pid
+            watch = ak.Watch(probe, procs).begin()
+            out = attack(time.monotonic() + seconds)
+            res = watch.end()
+        finally:
+            probe.stop()
         print(res.line(what), flush=True)
-        res.check(cpu=cpu, rss_kb=rss_kb)
+        try:
+            res.check(cpu=cpu, rss_kb=rss_kb)
+        except AssertionError as e:
+            raise GoalMissed(str(e), (res, out))
         return res, out
-    finally:
-        probe.stop()
+    out, res = _windows(what, window, windows)
+    return res, out
+
+
+def plain_connection(gw, query="user=plain"):
+    """One connection that does nothing wrong: 101, a close 1000, the gateway's close back."""
+    x = RawWS(gw.port, "/gateway/ws?" + query)
+    eq(x.status, 101)
+    x.send(frame(8, struct.pack(">H", 1000)))
+    eq(x.close_frame(timeout=3)[0], 1000)
+    x.close()
+
+
+def churn_measured(what, gw, one, api=None, query="user=probe", plain=None):
+    """measured() for an attack made of one connection after another (one() makes one, at most
+    RATE a second): the echo goals as always, and the gateway's CPU within the goal or, per
+    connection, within CHURN_MARGIN of plain connections (plain(), by default
+    plain_connection(gw)) made right after, at the rate the attack reached, with the same probe
+    echoing. A slow or busy box then does not fail the check; an attack that costs the gateway
+    more than connecting does. Up to WINDOWS windows. Returns (attackkit.Result of the last
+    window, attacking connections made in all)."""
+    plain = plain or (lambda: plain_connection(gw))
+    lim = CPU["ws-gateway"] * ak.MARGIN * (2 if SLOW > 1 else 1)
+
+    def window():
+        probe = ak.EchoProbe(gw.port, query=query).start()
+        try:
+            procs = {"ws-gateway": gw.proc.pid}
+            if api is not None:
+                procs["ws-api"] = api.proc.pid
+            watch = ak.Watch(probe, procs).begin()
+            n = until(time.monotonic() + ATTACK_S, one)
+            res = watch.end()
+            rate = min(RATE, n / res.seconds)
+            watch = ak.Watch(None, {"ws-gateway": gw.proc.pid}).begin()
+            n0 = until(time.monotonic() + ATTACK_S, plain, rate)
+            base = watch.end()
+        finally:
+            probe.stop()
+        per_conn = res.cpu["ws-gateway"] * res.seconds * 1e4 / n  # us of CPU per connection
+        per_plain = base.cpu["ws-gateway"] * base.seconds * 1e4 / n0
+        print(res.line(what), flush=True)
+        print("attack=%r connections=%d ws-gateway_us_per_conn=%.0f plain_connections=%d "
+              "plain_us_per_conn=%.0f" % (what, n, per_conn, n0, per_plain), flush=True)
+        try:
+            res.check()
+            check(res.cpu["ws-gateway"] <= lim or per_conn <= per_plain * CHURN_MARGIN,
+                  "ws-gateway CPU %.1f%% (limit %.1f%%), %.0f us per connection: over %.1f x "
+                  "the %.0f us of a plain connection" % (res.cpu["ws-gateway"], lim, per_conn,
+                                                         CHURN_MARGIN, per_plain))
+        except AssertionError as e:
+            raise GoalMissed(str(e), (res, n))
+        return res, n
+    n, res = _windows(what, window)
+    return res, n
 
 
 def until(deadline, step, rate=RATE):
@@ -255,8 +353,7 @@ def test_frame_header_over_max_message_refused_at_once():
         x.send(frame(2, b"x", length=16 << 20)[:15])
         eq(x.close_frame(timeout=3)[0], 1009)
         x.close()
-    _, n = measured("16 MB frame headers, one connection at a time", gw,
-                    lambda d: until(d, one), api=api)
+    _, n = churn_measured("16 MB frame headers, one connection at a time", gw, one, api=api)
     eq(gw.metric("wsgw_closes_total", {"code": "1009"}), 2 + n)
 
 
@@ -283,7 +380,7 @@ def test_partial_frames_cost_what_arrived():
         return before
     # the whole window, connections included: <= 64 KB of RSS per attacking connection
     res, before = measured("%d connections x 15 bytes of a 16 MB frame" % n, gw, attack,
-                           api=api, cpu=None, rss_kb={"ws-gateway": 64 * n})
+                           api=api, cpu=None, rss_kb={"ws-gateway": 64 * n}, windows=1)
     after = proc_status(pid)
     rss_kb = after["VmRSS"] - before["VmRSS"]
     vsz_kb = after["VmSize"] - before["VmSize"]
@@ -339,8 +436,7 @@ def test_invalid_utf8_closes_1007_at_the_first_bad_byte():
         x.send(frame(1, "κόσμε".encode(), fin=False) + frame(0, b"\xf4\x90\x80\x80", fin=False))
         eq(x.close_frame(timeout=3)[0], 1007)
         x.close()
-    measured("invalid UTF-8 fragments, one connection at a time", gw, lambda d: until(d, one),
-             api=api)
+    churn_measured("invalid UTF-8 fragments, one connection at a time", gw, one, api=api)
 
 
 # ---- item 10: TLS -----------------------------------------------------------------------------
@@ -522,8 +618,7 @@ def test_long_origin_is_compared_not_ignored():
         x = RawWS(gw.port, headers={"Origin": "https://good.example/" + "x" * 4000})
         eq(x.status, 403)
         x.close()
-    _, n = measured("Origin of 4 KB, one connection at a time", gw, lambda d: until(d, one),
-                    api=api)
+    _, n = churn_measured("Origin of 4 KB, one connection at a time", gw, one, api=api)
     eq(gw.metric("wsgw_handshake_rejects_total", {"status": "403"}), 4 + n)
     # no allowlist: any Origin, long ones too
     gw2 = Gateway([api.grpc_addr])
@@ -572,13 +667,15 @@ def test_jwt_fractional_dates_and_leeway():
     # a token with a fractional nbf in the future, over and over (the probe has a valid one)
     bad = "/gateway/ws?token=" + jwt({"sub": "early", "nbf": now + 3600.5})
 
+    good = "token=" + jwt({"sub": "plain", "exp": now + 3600.5})
+
     def one():
         x = RawWS(gw.port, bad)
         eq(x.status, 401)
         x.close()
-    _, n = measured("JWT with a future fractional nbf, one connection at a time", gw,
-                    lambda d: until(d, one), api=api,
-                    query="token=" + jwt({"sub": "probe", "exp": now + 3600.5}))
+    _, n = churn_measured("JWT with a future fractional nbf, one connection at a time", gw, one,
+                          api=api, query="token=" + jwt({"sub": "probe", "exp": now + 3600.5}),
+                          plain=lambda: plain_connection(gw, good))
     eq(gw.metric("wsgw_auth_rejects_total", {"reason": "not_yet_valid"}), 1 + n)
 
 
@@ -758,8 +855,15 @@ def test_kick_codes_and_reasons_validated():
             x = RawWS(gw.port, "/gateway/ws?user=k1005")
             eq(x.close_frame(timeout=5), (4000, b"x"))
             x.close()
-        _, n = measured("Kick with code 1005, one connection at a time", gw,
-                        lambda d: until(d, one))
+        def plain():  # a round trip through the API node too: one echo, then a close
+            x = RawWS(gw.port, "/gateway/ws?user=plain")
+            x.send(frame(1, b"hi"))
+            eq(x.recv_frame(timeout=5)[1:], (1, b"hi"))
+            x.send(frame(8, struct.pack(">H", 1000)))
+            eq(x.close_frame(timeout=5)[0], 1000)
+            x.close()
+        _, n = churn_measured("Kick with code 1005, one connection at a time", gw, one,
+                              plain=plain)
         eq(gw.metric("wsgw_kick_fixes_total", {"what": "code"}), 7 + n)
     finally:
         server.stop(0)
