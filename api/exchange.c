@@ -20,6 +20,7 @@ void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t 
     x->handler = handler;
     x->strs = (buf_t)BUF_INIT;
     rooms_init(&x->rooms);
+    x->chat = (chat_limits_t){CHAT_MAX_ROOM_NAME, CHAT_MAX_ROOMS};
 }
 
 void exchange_free(exchange_t *x)
@@ -127,8 +128,8 @@ static int handle_event(exchange_t *x, api_stream_t *s, const updec_event_t *ev,
                 return EXCHANGE_ERR_NOMEM;
             user = event_user(x, ev, str[0]);
         }
-        int rv = handler_message(x->handler, x->router, &x->rooms, s, ev->conn_id, user,
-                                 ev->payload.p, ev->payload.len, ev->binary);
+        int rv = handler_message(x->handler, x->router, &x->rooms, &x->chat, s, ev->conn_id,
+                                 user, ev->payload.p, ev->payload.len, ev->binary);
         if (rv == ROUTER_ERR_NOMEM)
             return EXCHANGE_ERR_NOMEM;
         return EXCHANGE_OK; /* ROUTER_ERR_CLOSED: the stream is ending, nothing to answer on */

@@ -31,6 +31,7 @@ typedef struct exchange {
     handler_kind_t handler;
     buf_t strs;    /* NUL-terminated copies of the strings of the event being handled */
     rooms_t rooms; /* what the handler joined: GET /v1/rooms/{room}, Admin/RoomPresence */
+    chat_limits_t chat; /* the chat handler's caps (exchange_init: the defaults) */
 } exchange_t;
 
 /* exchange_init / exchange_free: a handler context over pres and r (not owned). */

@@ -8,7 +8,9 @@
 #include "clock.h"
 #include "cluster.h"
 #include "log.h"
+#include "metrics.h"
 #include "push.h"
+#include "wsapi_metrics.h"
 
 int handler_kind_parse(const char *name, handler_kind_t *out)
 {
@@ -124,9 +126,35 @@ static int chat_say(router_t *r, api_stream_t *src, const char *user_id, const c
     return rv < 0 ? rv : 0;
 }
 
-int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, api_stream_t *src,
-                    uint64_t conn_id, const char *user_id, const uint8_t *payload, size_t len,
-                    bool binary)
+static const char *const chat_op_names[] = {"other", "join", "leave", "say"};
+enum { CHAT_REFUSED_NAME = 0, CHAT_REFUSED_ROOMS = 1 }; /* wsapi_m.chat_refusals[] */
+
+/* A chat op over the caps (chat_limits_t): counted, logged, and the sender told. Returns what
+ * queuing the answer returned. */
+static int chat_refuse(router_t *r, api_stream_t *src, uint64_t conn_id, const chat_cmd_t *c,
+                       int reason, size_t limit)
+{
+    static const char *const names[] = {"name_too_long", "too_many_rooms"};
+    metrics_inc(wsapi_m.chat_refusals[reason]);
+    log_rl_warn("chat op refused", "conn_id=%llu op=%s reason=%s room_len=%zu limit=%zu",
+                (unsigned long long)conn_id, chat_op_names[c->op], names[reason],
+                strlen(c->room), limit);
+    json_t *o = json_pack("{s:s, s:s, s:s}", "op", "error", "of", chat_op_names[c->op],
+                          "reason", names[reason]);
+    if (o && reason == CHAT_REFUSED_ROOMS)
+        json_object_set_new(o, "room", json_string(c->room));
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s)
+        return ROUTER_ERR_NOMEM;
+    int rv = send_to_conn(r, src, conn_id, (const uint8_t *)s, strlen(s), false);
+    free(s);
+    return rv;
+}
+
+int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat_limits_t *lim,
+                    api_stream_t *src, uint64_t conn_id, const char *user_id,
+                    const uint8_t *payload, size_t len, bool binary)
 {
     switch (kind) {
     case HANDLER_NONE:
@@ -136,9 +164,24 @@ int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, api_stream
     case HANDLER_CHAT:
         break;
     }
+    static const chat_limits_t defaults = {CHAT_MAX_ROOM_NAME, CHAT_MAX_ROOMS};
+    if (!lim)
+        lim = &defaults;
     chat_cmd_t c;
     int rv;
-    switch (chat_parse(payload, len, binary, &c)) {
+    chat_op_t op = chat_parse(payload, len, binary, &c);
+    if (op != CHAT_OTHER && strlen(c.room) > lim->max_name) {
+        rv = chat_refuse(r, src, conn_id, &c, CHAT_REFUSED_NAME, lim->max_name);
+        chat_cmd_free(&c);
+        return rv;
+    }
+    if (op == CHAT_JOIN && !r->cl && rooms && rooms_of_conn(rooms, conn_id) >= lim->max_rooms &&
+        !rooms_is_member(rooms, conn_id, c.room)) {
+        rv = chat_refuse(r, src, conn_id, &c, CHAT_REFUSED_ROOMS, lim->max_rooms);
+        chat_cmd_free(&c);
+        return rv;
+    }
+    switch (op) {
     case CHAT_JOIN:
         rv = join_leave(r, src, conn_id, c.room, true);
         /* the room presence this node answers (rooms.h), or the cluster's (--redis); a

@@ -6,6 +6,7 @@
  *         {"op":"say","room":R,"text":T} -> Send{target.room=R} of
  *         {"op":"said","room":R,"from":USER,"text":T} to every gateway (rooms live on the
  *         gateways); anything else is echoed.
+ *         Joins, leaves and says over the caps (chat_limits_t) get an error message back.
  *   none: nothing.
  * Every Send carries api_ns = wall-clock ns. Loop thread only. */
 #ifndef WSGW_API_HANDLER_H
@@ -24,13 +25,29 @@ typedef enum { HANDLER_ECHO, HANDLER_CHAT, HANDLER_NONE } handler_kind_t;
 /* handler_kind_parse: "echo" | "chat" | "none". Returns 0 or -1 for another name. */
 int handler_kind_parse(const char *name, handler_kind_t *out);
 
+/* chat_limits_t: the chat handler's caps (ws-api --max-room-name, --max-rooms-per-conn, with
+ * the gateway's defaults). A join, leave or say naming a room of more than max_name bytes, or
+ * a join that would put the connection in more than max_rooms rooms, is refused: no command,
+ * nothing recorded, a rate-limited log line, wsapi_chat_refusals_total{reason}, and the sender
+ * gets {"op":"error","of":OP,"reason":"name_too_long"|"too_many_rooms"} (with "room":R for
+ * too_many_rooms). The gateway refuses such Joins too, but only after ws-api recorded them:
+ * one client's 2 000 joins of 60 KB names held 120 MB of ws-api. Rooms per connection are
+ * counted in the node's rooms table, so without --redis only (with it, the gateway's cap
+ * holds and room names are capped at 256 bytes in Redis). */
+typedef struct chat_limits {
+    size_t max_name;  /* bytes of a room name */
+    size_t max_rooms; /* rooms one connection may be in */
+} chat_limits_t;
+#define CHAT_MAX_ROOM_NAME 255
+#define CHAT_MAX_ROOMS 128
+
 /* handler_message: handles one client message from conn_id (user_id may be "") that arrived on
- * stream src. The chat handler's Join and Leave are also recorded in rooms (may be NULL).
- * Returns 0, or a ROUTER_ERR_* code when a command could not be queued. The caller keeps
- * payload. */
-int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, api_stream_t *src,
-                    uint64_t conn_id, const char *user_id, const uint8_t *payload, size_t len,
-                    bool binary);
+ * stream src. The chat handler's Join and Leave are also recorded in rooms (may be NULL), and
+ * checked against lim (NULL: the defaults). Returns 0, or a ROUTER_ERR_* code when a command
+ * could not be queued. The caller keeps payload. */
+int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat_limits_t *lim,
+                    api_stream_t *src, uint64_t conn_id, const char *user_id,
+                    const uint8_t *payload, size_t len, bool binary);
 
 typedef enum { CHAT_OTHER = 0, CHAT_JOIN, CHAT_LEAVE, CHAT_SAY } chat_op_t;
 

@@ -70,6 +70,7 @@ static int64_t redis_timeout_us, redis_connect_timeout_us, redis_max_pending;
 static int64_t hist_size, hist_ttl_us, hist_meta_ttl_us, hist_recover_max, hist_max_bytes;
 static int64_t hist_page_bytes;
 static bool hist_all;
+static int64_t max_room_name, max_rooms_per_conn;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
@@ -77,6 +78,12 @@ static const flag_t flag_tab[] = {
     {"http-listen", FLAG_STR, "0.0.0.0:8082", &http_listen,
      "HTTP/1.1 JSON push API, /healthz, /readyz, /metrics"},
     {"handler", FLAG_STR, "echo", &handler_name, "echo | chat | none"},
+    {"max-room-name", FLAG_INT, "255", &max_room_name,
+     "chat handler: bytes of a room name; a join, leave or say naming a longer one is refused "
+     "(the client gets an error message; wsapi_chat_refusals_total)", 1, 1 << 20},
+    {"max-rooms-per-conn", FLAG_INT, "128", &max_rooms_per_conn,
+     "chat handler without --redis: rooms one connection may join; past it the join is "
+     "refused (the client gets an error message; wsapi_chat_refusals_total)", 1, 1 << 20},
     {"push-token", FLAG_STR, "", &push_token,
      "when set, /v1/* (else 401) and gRPC Push (else grpc-status 16) need "
      "'Authorization: Bearer TOKEN'"},
@@ -368,6 +375,7 @@ int main(int argc, char **argv)
         router.hist_all = hist_all;
     }
     exchange_init(&x, &pres, &router, handler);
+    x.chat = (chat_limits_t){(size_t)max_room_name, (size_t)max_rooms_per_conn};
 
     grpc_server_cfg_t gcfg = {
         .listen = grpc_listen,

@@ -71,6 +71,21 @@ static void drop_member(rooms_t *rs, room_member_t *m)
         free_room(rs, r);
 }
 
+size_t rooms_of_conn(const rooms_t *rs, uint64_t conn_id)
+{
+    uint64_t h = hmap_hash_u64(conn_id);
+    size_t n = 0;
+    for (hmap_node_t *p = hmap_first(&rs->by_conn, h); p; p = hmap_next(p, h))
+        n += hmap_entry(p, room_member_t, by_conn)->conn_id == conn_id;
+    return n;
+}
+
+bool rooms_is_member(const rooms_t *rs, uint64_t conn_id, const char *room)
+{
+    const room_t *r = room ? find_room(rs, room) : NULL;
+    return r && find_member(rs, conn_id, r);
+}
+
 int rooms_join(rooms_t *rs, uint64_t conn_id, const char *room)
 {
     if (!room || !*room)

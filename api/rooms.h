@@ -12,6 +12,7 @@
 #ifndef WSGW_API_ROOMS_H
 #define WSGW_API_ROOMS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,12 @@ int rooms_join(rooms_t *rs, uint64_t conn_id, const char *room);
 
 /* rooms_leave: conn_id leaves `room` (no-op when it was not in it). */
 void rooms_leave(rooms_t *rs, uint64_t conn_id, const char *room);
+
+/* rooms_of_conn: how many rooms conn_id is in (O(that count)). */
+size_t rooms_of_conn(const rooms_t *rs, uint64_t conn_id);
+
+/* rooms_is_member: whether conn_id is in `room`. */
+bool rooms_is_member(const rooms_t *rs, uint64_t conn_id, const char *room);
 
 /* rooms_forget_conn: conn_id leaves every room (its Close). */
 void rooms_forget_conn(rooms_t *rs, uint64_t conn_id);

@@ -179,4 +179,13 @@ void wsapi_metrics_init(void)
     m->push_bad_utf8 = metrics_counter(
         "wsapi_grpc_push_invalid_utf8_total", NULL,
         "gRPC Push calls refused (grpc-status 3) because a text payload was not UTF-8.");
+    static const char *const chat_reasons[2] = {"name_too_long", "too_many_rooms"};
+    for (int i = 0; i < 2; i++) {
+        char l[40];
+        snprintf(l, sizeof l, "reason=\"%s\"", chat_reasons[i]);
+        m->chat_refusals[i] = metrics_counter(
+            "wsapi_chat_refusals_total", l,
+            "chat handler: joins, leaves and says refused (the sender gets an error message): a "
+            "room name over --max-room-name, a join past --max-rooms-per-conn.");
+    }
 }

@@ -682,13 +682,16 @@ def test_jwt_fractional_dates_and_leeway():
 # ---- item 12: rooms per connection -----------------------------------------------------------
 
 def test_rooms_per_connection_and_name_length_capped():
-    """Joins past --max-rooms-per-conn or with names over --max-room-name are refused, logged
-    and counted; the rooms joined before still work. Then the issue's attack with the defaults:
-    one client asking for 2 000 rooms with 60 KB names (the old gateway kept them all: 6 MB ->
-    186 MB in the issue, +140 MB here), paced by the refusals so that what is in flight stays
-    small; then, measured, one client asking for rooms with 60 KB names 100 times a second
-    (6 MB/s; at full speed, 60 MB/s through one connection, ws-api's JSON decoding takes 70 %
-    of a core and the probe's echo p50 rises to ~4 ms: a client's upload rate is not limited)."""
+    """Joins past the gateway's --max-rooms-per-conn or with names over its --max-room-name are
+    refused, logged and counted; the rooms joined before still work. Then the issue's attack
+    with the defaults: one client asking for 2 000 rooms with 60 KB names (the old gateway kept
+    them all: 6 MB -> 186 MB in the issue, +140 MB here), paced by the refusals so that what is
+    in flight stays small. With the defaults ws-api's chat handler refuses them first (its own
+    --max-room-name and --max-rooms-per-conn, the same defaults: it recorded every join the
+    gateway then refused, +120 MB of ws-api), and the client is told. Then, measured, one client
+    asking for rooms with 60 KB names 100 times a second (6 MB/s; at full speed, 60 MB/s through
+    one connection, ws-api's JSON decoding takes 70 % of a core and the probe's echo p50 rises
+    to ~4 ms: a client's upload rate is not limited)."""
     api = Api(handler="chat")
     gw = Gateway([api.grpc_addr], extra=["--max-rooms-per-conn", "5", "--max-room-name", "32",
                                          "--max-message", "1m"])
@@ -721,39 +724,63 @@ def test_rooms_per_connection_and_name_length_capped():
     pid = gwd.proc.pid
     nrooms = 2000 if SLOW == 1 else 250
 
+    def refused(reason):
+        return api.metric("wsapi_chat_refusals_total", {"reason": reason})
+    name0, rooms0 = refused("name_too_long"), refused("too_many_rooms")
+
+    async def collect(ws, into):  # what ws-api tells the client, read as it comes
+        async for m in ws:
+            into.append(json.loads(m))
+
     async def attack():
         ws = await websockets.connect(gwd.url("hog"), ping_interval=None, max_size=None)
-        before = proc_status(pid)["VmRSS"]
+        errors = []  # what the client was told, in order
+        reader = asyncio.ensure_future(collect(ws, errors))
+        before = proc_status(pid)["VmRSS"], proc_status(api.proc.pid)["VmRSS"]
         for i in range(nrooms):
             await ws.send(json.dumps({"op": "join", "room": "%05d" % i + "R" * 60000}))
             if i % 250 == 249:  # paced: what is in flight (replay buffer, rings) stays small
                 for _ in range(600):
-                    if gwd.metric("wsgw_room_join_refusals_total",
-                                  {"reason": "name_too_long"}) > i:
+                    if refused("name_too_long") - name0 > i:
                         break
                     await asyncio.sleep(0.05)
         for i in range(200):
             await ws.send(json.dumps({"op": "join", "room": "small%d" % i}))
         await asyncio.wait_for(await ws.ping(), 60)  # all of it read by the gateway
-        wait_until(lambda: gwd.metric("wsgw_room_join_refusals_total",
-                                      {"reason": "too_many_rooms"}) == 200 - 128, 30,
+        wait_until(lambda: refused("too_many_rooms") - rooms0 == 200 - 128, 30,
                    what="joins past 128 refused")
-        wait_until(lambda: gwd.metric("wsgw_room_join_refusals_total",
-                                      {"reason": "name_too_long"}) == nrooms, 30,
+        wait_until(lambda: refused("name_too_long") - name0 == nrooms, 30,
                    what="long names refused")
-        after = proc_status(pid)["VmRSS"]
+        after = proc_status(pid)["VmRSS"], proc_status(api.proc.pid)["VmRSS"]
+        for _ in range(200):
+            if len(errors) >= nrooms + 72:
+                break
+            await asyncio.sleep(0.05)
+        eq(api.http("GET", "/v1/rooms/small127")[1]["count"], 1)
+        eq(api.http("GET", "/v1/rooms/small128")[1]["count"], 0)
         await ws.close()
-        return after - before
-    grew = arun(attack(), 120)
-    print("rooms attack: %d joins of 60 KB names + 200 small ones: gateway RSS +%d kB"
-          % (nrooms, grew), flush=True)
+        await reader
+        return after[0] - before[0], after[1] - before[1], errors
+    grew, api_grew, errors = arun(attack(), 120)
+    eq(errors[0], {"op": "error", "of": "join", "reason": "name_too_long"})
+    eq(errors[-1], {"op": "error", "of": "join", "reason": "too_many_rooms", "room": "small199"})
+    eq(len([e for e in errors if e["reason"] == "too_many_rooms"]), 72)
+    # none of it reached the gateway: ws-api refused first
+    eq(gwd.metric("wsgw_room_join_refusals_total", {"reason": "name_too_long"}), 0)
+    eq(gwd.metric("wsgw_room_join_refusals_total", {"reason": "too_many_rooms"}), 0)
+    print("rooms attack: %d joins of 60 KB names + 200 small ones: gateway RSS +%d kB, ws-api "
+          "RSS +%d kB" % (nrooms, grew, api_grew), flush=True)
     if SLOW == 1:  # (sanitizers keep freed memory in quarantine)
         # what passed through (120 MB, 15 MB at a time) leaves the allocator's high-water
-        # mark, ~10-20 MB; the old gateway kept every name: +140 MB
-        check(grew < 40 * 1024, "RSS grew %d kB" % grew)
+        # mark, ~10-20 MB; the old gateway kept every name: +140 MB; ws-api before its caps
+        # recorded every join: +120 MB
+        check(grew < 40 * 1024, "gateway RSS grew %d kB" % grew)
+        check(api_grew < 40 * 1024, "ws-api RSS grew %d kB" % api_grew)
 
     async def paced(deadline, rate=100):
         ws = await websockets.connect(gwd.url("hog2"), ping_interval=None, max_size=None)
+        told = []
+        reader = asyncio.ensure_future(collect(ws, told))
         n, t0 = 0, time.monotonic()
         while time.monotonic() < deadline:
             await ws.send(json.dumps({"op": "join", "room": "p%05d" % n + "R" * 60000}))
@@ -761,11 +788,11 @@ def test_rooms_per_connection_and_name_length_capped():
             await asyncio.sleep(max(0.0, t0 + n / rate - time.monotonic()))
         await asyncio.wait_for(await ws.ping(), 30)
         await ws.close()
+        await reader
         return n
     _, n = measured("joins with 60 KB room names, 100/s from one connection", gwd,
                     lambda d: arun(paced(d), 60), api=api)
-    wait_until(lambda: gwd.metric("wsgw_room_join_refusals_total",
-                                  {"reason": "name_too_long"}) == nrooms + n, 30,
+    wait_until(lambda: refused("name_too_long") - name0 == nrooms + n, 30,
                what="paced long names refused")
 
 

@@ -316,7 +316,9 @@ def test_open_loop_unpaused_figures_stay_small():
           % (kv["p50_us"], unc, out))
     check(kv["p99_us"] < 100000 * SLOW, out)
     check(doc["send_lag_us"]["p50"] < 2000 * SLOW, out)
-    check(doc["late_sends"]["pct"] < 25, out)
+    # (a busy 2-core VM: 29.8 % of sends more than 1 ms late with a send lag p50 of 0.45 ms;
+    # a bench whose timer is off by a tick makes nearly all of them late)
+    check(doc["late_sends"]["pct"] < 50, out)
     eq(doc["config"]["tick_us"], 1000)
     # --tick 0: every send at its own time (no 1 ms grid), the same bounds
     rc, kv, doc, out = paused_bench(port, ["--user", "20", "--interval", "10ms", "--times", "50",

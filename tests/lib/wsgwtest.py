@@ -304,6 +304,10 @@ class Api:
     def push(self, **body):
         return self.http("POST", "/v1/push", body)
 
+    def metric(self, name, labels=None):
+        """Value of one series from /metrics (0 if absent)."""
+        return parse_metric(self.http("GET", "/metrics")[1], name, labels)
+
     def conns_of(self, user, retry_for=5.0):
         """conn ids (ints) of a user from GET /v1/users/{user}. A 503 (presence resyncing:
         ws-api does not know yet who is online) is retried for up to retry_for seconds, as

@@ -6,6 +6,7 @@
 #include "../../api/downstream.h"
 #include "../../api/exchange.h"
 #include "grpc_frame.h"
+#include "metrics.h"
 #include "../../api/handler.h"
 #include "../../api/presence.h"
 #include "../../api/push.h"
@@ -577,6 +578,63 @@ static void test_chat_handler(void)
     world_free(&w);
 }
 
+/* The payload of command i of stream s, which must be a Send, as a C string. */
+static const char *send_text(const fake_t *s, size_t i, char *out, size_t cap)
+{
+    Wsgw__V1__Command *c = command(s, i);
+    if (c->kind_case != WSGW__V1__COMMAND__KIND_SEND || c->send->payload.len >= cap)
+        return "";
+    memcpy(out, c->send->payload.data, c->send->payload.len);
+    out[c->send->payload.len] = 0;
+    return out;
+}
+
+/* --max-room-name 5, --max-rooms-per-conn 2: joins past the caps and ops naming a long room
+ * are refused with an error message to the sender, nothing recorded, counted. */
+static void test_chat_caps(void)
+{
+    world_t w;
+    world_init(&w);
+    exchange_t x;
+    exchange_init(&x, &w.p, &w.r, HANDLER_CHAT);
+    x.chat = (chat_limits_t){5, 2};
+    int64_t name0 = metrics_value(wsapi_m.chat_refusals[0]);
+    int64_t rooms0 = metrics_value(wsapi_m.chat_refusals[1]);
+    ub_t u = {0};
+    ub_msg(&u, 3, "bob", "{\"op\":\"join\",\"room\":\"a\"}", false);
+    ub_msg(&u, 3, "bob", "{\"op\":\"join\",\"room\":\"bbbbb\"}", false);
+    ub_msg(&u, 3, "bob", "{\"op\":\"join\",\"room\":\"c\"}", false);      /* 3rd: refused */
+    ub_msg(&u, 3, "bob", "{\"op\":\"join\",\"room\":\"a\"}", false);      /* already in */
+    ub_msg(&u, 3, "bob", "{\"op\":\"join\",\"room\":\"dddddd\"}", false); /* 6 bytes */
+    ub_msg(&u, 3, "bob", "{\"op\":\"say\",\"room\":\"dddddd\",\"text\":\"t\"}", false);
+    ub_msg(&u, 3, "bob", "{\"op\":\"leave\",\"room\":\"a\"}", false);
+    ub_msg(&u, 3, "bob", "{\"op\":\"join\",\"room\":\"c\"}", false);      /* room again */
+    CHECK_EQ(ub_send(&u, &x, &w.a1.as, 8), EXCHANGE_OK);
+    flush_all(&w.r);
+    REQUIRE(ncommands(&w.a1) == 8);
+    char buf[256];
+    CHECK_STR(command(&w.a1, 0)->join->room, "a");
+    CHECK_STR(command(&w.a1, 1)->join->room, "bbbbb");
+    CHECK_STR(send_text(&w.a1, 2, buf, sizeof buf),
+              "{\"op\":\"error\",\"of\":\"join\",\"reason\":\"too_many_rooms\",\"room\":\"c\"}");
+    CHECK(command(&w.a1, 2)->send->target->conn_ids[0] == 3);
+    CHECK_STR(command(&w.a1, 3)->join->room, "a");
+    CHECK_STR(send_text(&w.a1, 4, buf, sizeof buf),
+              "{\"op\":\"error\",\"of\":\"join\",\"reason\":\"name_too_long\"}");
+    CHECK_STR(send_text(&w.a1, 5, buf, sizeof buf),
+              "{\"op\":\"error\",\"of\":\"say\",\"reason\":\"name_too_long\"}");
+    CHECK(command(&w.a1, 6)->kind_case == WSGW__V1__COMMAND__KIND_LEAVE);
+    CHECK_STR(command(&w.a1, 7)->join->room, "c");
+    CHECK_EQ(ncommands(&w.b1), 0); /* the refused say reached no gateway */
+    CHECK_EQ(rooms_of_conn(&x.rooms, 3), 2);
+    CHECK(rooms_is_member(&x.rooms, 3, "c") && !rooms_is_member(&x.rooms, 3, "a"));
+    CHECK(!rooms_is_member(&x.rooms, 3, "dddddd"));
+    CHECK_EQ(metrics_value(wsapi_m.chat_refusals[0]) - name0, 2);
+    CHECK_EQ(metrics_value(wsapi_m.chat_refusals[1]) - rooms0, 1);
+    exchange_free(&x);
+    world_free(&w);
+}
+
 int main(void)
 {
     wsapi_metrics_init();
@@ -590,5 +648,6 @@ int main(void)
     RUN(test_soft_max_splits_downstream);
     RUN(test_chat_parse);
     RUN(test_chat_handler);
+    RUN(test_chat_caps);
     return TEST_REPORT();
 }
