@@ -39,7 +39,7 @@ static const flag_t flag_table[] = {
     {"upstream", FLAG_STR, "127.0.0.1:8081", &gw_cfg.upstream,
      "comma-separated API nodes (gRPC, host:port): an IP address is one node; a host name "
      "(name:port or dns:///name:port) is every A/AAAA record of the name, re-resolved every "
-     "--dns-interval (with --upstream-tls a plain name stays one node, verified by that name)"},
+     "--dns-interval (with --upstream-tls, a plain name's nodes are verified by that name)"},
     {"dns-interval", FLAG_DURATION, "5", &gw_cfg.dns_interval_us,
      "how often host-name upstreams are re-resolved"},
     {"max-upstreams", FLAG_INT, "8", &gw_cfg.max_upstreams,
@@ -230,9 +230,9 @@ static int add_resolved(const char *spec, int *n, char *err, size_t errlen)
 }
 
 /* --upstream: IP literals are static nodes; dns:///name:port and plain name:port are every
- * address the name resolves to, re-resolved every --dns-interval. With --upstream-tls a plain
- * name stays one node that presents a certificate for that name (the writer verifies the name
- * it connects to, and a resolved node is only an address). */
+ * address the name resolves to, re-resolved every --dns-interval. With --upstream-tls each
+ * node of a plain name must present a certificate for that name (SNI and the host check use
+ * the name, the connection the address), and a dns:/// node one for its address. */
 static int split_upstreams(char *err, size_t errlen)
 {
     char *copy = strdup(gw_cfg.upstream);
@@ -248,8 +248,11 @@ static int split_upstreams(char *err, size_t errlen)
             continue;
         bool dns = strncmp(tok, "dns:///", 7) == 0;
         int rv;
-        if (dns || (!host_is_ip(tok) && !gw_cfg.upstream_tls))
+        if (dns || !host_is_ip(tok)) {
             rv = add_resolved(dns ? tok + 7 : tok, &n, err, errlen);
+            if (rv == 0)
+                resolvers[nresolvers - 1].tls_by_name = !dns && gw_cfg.upstream_tls;
+        }
         else
             rv = add_upstream(tok, &n, err, errlen);
         if (rv < 0) {
@@ -492,6 +495,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "ws-gateway: %s\n", err);
             return 1;
         }
+    }
+    for (int i = 0; i < nresolvers; i++) {
+        const gw_resolver_t *r = &resolvers[i];
+        _Static_assert(sizeof r->host == sizeof g->up[0]->tls_name, "host fits tls_name");
+        for (int u = r->first; r->tls_by_name && u < r->first + r->n; u++)
+            memcpy(g->up[u]->tls_name, r->host, sizeof r->host);
     }
     for (int k = 0; k < g->nsvc; k++) {
         g->svc[k] = gw_svc_new(g, k, err, sizeof err);

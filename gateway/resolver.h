@@ -6,6 +6,7 @@
 #ifndef GW_RESOLVER_H
 #define GW_RESOLVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gw.h"
@@ -14,6 +15,8 @@ typedef struct gw_resolver {
     char host[256];
     char port[16];
     int first, n;          /* writer slots g->up[first .. first+n) */
+    bool tls_by_name;      /* plain name:port with --upstream-tls: the nodes' certificates must
+                            * name host (dns:/// nodes are verified by address) */
     char (*assigned)[300]; /* [n] "ip:port" or "" */
     void (*set_addr)(gw_up_t *u, const char *addr); /* gw_up_set_addr (tests replace it) */
 } gw_resolver_t;

@@ -186,7 +186,7 @@ static int on_connecting(gw_up_t *u, uint32_t events)
         }
         if (!p->tls)
             return 0;
-        if (gw_sock_tls_begin(&p->sock, p->tls, u->host) < 0) {
+        if (gw_sock_tls_begin(&p->sock, p->tls, u->tls_name[0] ? u->tls_name : u->host) < 0) {
             log_rl_warn("TLS to API node failed", "node=%s err=%s", u->name, p->sock.err);
             return -1;
         }

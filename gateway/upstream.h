@@ -25,6 +25,8 @@ struct gw_up {
     char host[256];
     char port[16];
     char name[300];            /* host:port, the metric label */
+    char tls_name[256];        /* set before gw_up_start: the name a dynamic slot's nodes must
+                                * present a certificate for (SNI, :authority); "" = host */
     pthread_t tid;
     wake_t wake;               /* service threads and main signal; this thread consumes */
     gw_node_t *node;           /* = &gw->nodes[idx]: connected, idle, seed (writer stores) */

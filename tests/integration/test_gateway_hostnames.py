@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
@@ -38,11 +40,11 @@ def port_free_on_all(addrs):
 class ApiAt:
     """A bin/ws-api with its gRPC port on addr:port (HTTP on 127.0.0.1, a free port)."""
 
-    def __init__(self, addr, port):
+    def __init__(self, addr, port, extra=()):
         self.addr, self.port = addr, port
         self.http_port = free_port()
         self.proc = start(["ws-api", "--grpc-listen", "%s:%d" % (addr, port), "--http-listen",
-                           "127.0.0.1:%d" % self.http_port, "--handler", "echo"])
+                           "127.0.0.1:%d" % self.http_port, "--handler", "echo"] + list(extra))
         wait_port(port, host=addr, proc=self.proc)
         wait_port(self.http_port, proc=self.proc)
 
@@ -68,7 +70,8 @@ class TestName:
 
     MARK = "# wsgw-test %d" % os.getpid()
 
-    def __init__(self, addrs):
+    def __init__(self, addrs, names=(NAME,)):
+        self.names = names
         self.etc = bool(SANITIZE)
         if self.etc:
             check(os.access("/etc/hosts", os.W_OK),
@@ -81,7 +84,7 @@ class TestName:
         self.set(addrs)
 
     def set(self, addrs):
-        ours = "".join("%s %s %s\n" % (a, NAME, self.MARK) for a in addrs)
+        ours = "".join("%s %s %s\n" % (a, " ".join(self.names), self.MARK) for a in addrs)
         if not self.etc:
             with open(self.path + ".new", "w") as f:
                 f.write(ours)
@@ -140,6 +143,48 @@ def test_host_name_with_several_addresses_is_several_nodes():
         eq(apis[0].metric("wsapi_gateway_streams"), 2)
     finally:
         name.close()
+
+
+def test_tls_host_name_with_several_addresses_is_several_nodes_verified_by_name():
+    """--upstream-tls with a plain name: every address is a node too (it stayed one node), and
+    each must present a certificate for the name (SNI and the host check use the name): the
+    certificate names NAME only, no IP. A second name for the same addresses, which the
+    certificate does not carry, connects to none of them."""
+    other = "wsgw-other-%d.test" % os.getpid()
+    port = port_free_on_all(ADDRS)
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        key, "-out", cert, "-days", "1", "-subj", "/CN=" + NAME, "-addext",
+                        "subjectAltName=DNS:" + NAME], check=True, capture_output=True)
+        apis = [ApiAt(a, port, ["--grpc-tls-cert", cert, "--grpc-tls-key", key]) for a in ADDRS]
+        name = TestName(ADDRS, names=(NAME, other))
+        try:
+            tls = ["--upstream-tls", "--upstream-ca", cert, "--dns-interval", "200ms",
+                   "--max-upstreams", "4"]
+            gw = Gateway(["%s:%d" % (NAME, port)], streams=2, env=name.env, extra=tls)
+            for api in apis:
+                wait_until(lambda: api.metric("wsapi_gateway_streams") == 2, 5,
+                           what="two gateway streams at ws-api %s" % api.addr)
+            for a in ADDRS:
+                eq(gw.metric("wsgw_upstream_connected", {"node": "%s:%d" % (a, port)}), 1, a)
+
+            async def echo():
+                ws = await websockets.connect(gw.url("tls"), ping_interval=None)
+                await ws.send("over tls")
+                got = await asyncio.wait_for(ws.recv(), 5)
+                await ws.close()
+                return got
+            eq(asyncio.run(echo()), "over tls")
+            wrong = Gateway(["%s:%d" % (other, port)], env=name.env, extra=tls, wait_ready=False)
+            wait_until(lambda: wrong.proc_log_has("certificate: hostname mismatch"), 10,
+                       what="the gateway to refuse certificates that do not name its upstream")
+            time.sleep(0.5)  # a few --dns-interval turns: every address was tried
+            for a in ADDRS:
+                eq(wrong.metric("wsgw_upstream_connected", {"node": "%s:%d" % (a, port)}), 0, a)
+            check(not wrong.ready(), "ready although no certificate names its upstream")
+        finally:
+            name.close()
 
 
 def test_ip_literal_stays_one_static_node():
