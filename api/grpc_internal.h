@@ -220,6 +220,11 @@ typedef struct gwait {
  * callback of c. */
 void grpc__conn_drop(gconn_t *c, const char *why);
 
+/* grpc__conn_count_failure: counts a failed connection once, however many paths notice it. */
+void grpc__conn_count_failure(gconn_t *c);
+
+/* ---- grpc_h2session.c ---------------------------------------------------------------------- */
+
 /* grpc__h2_setup: srv's nghttp2 callbacks and options (srv->cfg set). Returns 0 or -1. */
 int grpc__h2_setup(grpc_server_t *srv);
 /* grpc__session_new: c's nghttp2 server session with our SETTINGS queued and its budgets
@@ -229,5 +234,25 @@ int grpc__session_new(gconn_t *c);
 void grpc__conn_want_write(gconn_t *c);
 /* grpc__limit: counts a limit that fired and logs it (rate-limited). */
 void grpc__limit(gconn_t *c, h2_limit_t l, const char *detail);
+
+/* ---- grpc_stream.c: a call's outbound queue and response (for grpc_unary.c) --------------- */
+
+/* grpc__oq_push: queues data (len bytes, owned from here; cap > 0: a bufpool.h buffer of that
+ * capacity, given back when sent, else freed) behind s's data provider. */
+void grpc__oq_push(gstream_t *s, uint8_t *data, size_t len, size_t cap);
+/* grpc__oq_clear: drops s's outbound queue. */
+void grpc__oq_clear(gstream_t *s);
+/* grpc__submit_response: submits s's response headers (exchange: an Exchange stream's, with
+ * x-wsgw-ack and, with --redis, x-wsgw-presence) and its data provider. Returns 0 or
+ * nghttp2's error. */
+int grpc__submit_response(gstream_t *s, bool exchange);
+/* grpc__drop_input: drops what s holds of unfinished input (nothing more is decoded). */
+void grpc__drop_input(gstream_t *s);
+
+/* ---- grpc_unary.c -------------------------------------------------------------------------- */
+
+/* grpc__push_finish: a unary call (Push or Admin) whose request is complete: answers it, now
+ * or when its answer comes. */
+void grpc__push_finish(gstream_t *s);
 
 #endif

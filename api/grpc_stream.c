@@ -1,6 +1,7 @@
 /* grpc_stream.c: one gRPC call on ws-api's h2c server: request dispatch (Exchange, Push,
  * unknown method), message decoding and handling, the outbound queue behind nghttp2's data
- * provider, Downstream flushing, trailers and errors confined to the stream.
+ * provider, Downstream flushing, trailers and errors confined to the stream. The unary calls
+ * (wsgw.v1.Push, wsgw.v1.Admin) are answered in grpc_unary.c.
  *
  * Threads: loop thread only; most functions run inside nghttp2 callbacks (mem_recv/mem_send),
  * where submitting frames and resuming data is allowed, freeing the connection is not. */
@@ -30,7 +31,6 @@ static uint64_t stream_serial;
 static void stream_flush(api_stream_t *as);
 static void stream_fail(gstream_t *s, int status, const char *msg);
 static void stream_fail_hook(api_stream_t *as, int status, const char *msg);
-static void drop_input(gstream_t *s);
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -73,9 +73,8 @@ static void oq_mem_add(gstream_t *s, ptrdiff_t d)
     s->c->srv->queued = (size_t)((ptrdiff_t)s->c->srv->queued + d);
 }
 
-/* Queues data (len bytes, owned from here; cap > 0: a bufpool.h buffer of that capacity,
- * given back when sent, else freed). */
-static void oq_push(gstream_t *s, uint8_t *data, size_t len, size_t cap)
+/* (grpc_internal.h) */
+void grpc__oq_push(gstream_t *s, uint8_t *data, size_t len, size_t cap)
 {
     chunk_t *ch = malloc(sizeof *ch);
     if (!ch) {
@@ -106,7 +105,7 @@ static void chunk_free(chunk_t *ch)
     free(ch);
 }
 
-static void oq_clear(gstream_t *s)
+void grpc__oq_clear(gstream_t *s)
 {
     for (chunk_t *ch = s->oq_head, *n; ch; ch = n) {
         n = ch->next;
@@ -279,7 +278,7 @@ int grpc__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *fr
     return c->out.len >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
 }
 
-static int submit_stream_response(gstream_t *s, bool exchange)
+int grpc__submit_response(gstream_t *s, bool exchange)
 {
     /* --redis: presence is shared by every node, so the gateway sends each connection's Open
      * and Close to one node (the one its messages go to), not to every node */
@@ -350,7 +349,7 @@ void grpc__stream_overflow(gstream_t *s, h2_limit_t limit)
              s->oq_bytes, s->c->queued);
     grpc__limit(s->c, limit, d);
     stream_detach(s);
-    oq_clear(s);
+    grpc__oq_clear(s);
     s->eof = s->trailers_sent = true;
     nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
     grpc__conn_want_write(s->c);
@@ -403,7 +402,7 @@ static void stream_flush(api_stream_t *as)
     }
     as->ncmds = 0;
     as->ack_dirty = false;
-    oq_push(s, b.data, b.len, b.cap);
+    grpc__oq_push(s, b.data, b.len, b.cap);
     if (s->eof)
         return; /* oq_push failed the stream */
     grpc_server_t *srv = s->c->srv;
@@ -477,7 +476,7 @@ void grpc__stream_dispatch(gstream_t *s)
         log_rl_info("exchange stream open", "gateway=%s stream=%llu conn=%llu peer=%s",
                     grpc__quote(gw, sizeof gw, gid), (unsigned long long)s->as.serial,
                     (unsigned long long)s->c->serial, s->c->peer);
-        if (submit_stream_response(s, true) != 0)
+        if (grpc__submit_response(s, true) != 0)
             stream_fail(s, GRPC_INTERNAL, "cannot submit response");
         return;
     }
@@ -506,215 +505,6 @@ void grpc__stream_dispatch(gstream_t *s)
     submit_trailers_only(s, GRPC_UNIMPLEMENTED, msg);
 }
 
-/* The answer of a unary call: its reply (gRPC-framed, taken) or an error status. */
-static void unary_answer(gstream_t *s, int status, uint8_t *out, size_t outlen, const char *msg)
-{
-    if (status == GRPC_OK) {
-        oq_push(s, out, outlen, 0);
-        if (!s->eof && submit_stream_response(s, false) != 0) {
-            oq_clear(s);
-            status = GRPC_INTERNAL;
-            msg = "cannot submit response";
-        }
-    } else {
-        free(out);
-    }
-    if (!s->eof)
-        grpc__stream_end(s, status, msg);
-}
-
-/* A unary call whose answer comes later (--redis): its wait record (NULL: out of memory). */
-static gwait_t *unary_wait(gstream_t *s)
-{
-    gwait_t *w = malloc(sizeof *w);
-    if (w) {
-        w->s = s;
-        s->wait = w;
-    }
-    return w;
-}
-
-/* The later answer: to its stream if it is still there. */
-static void unary_later(gwait_t *w, int status, uint8_t *out, size_t outlen, const char *msg)
-{
-    gstream_t *s = w->s;
-    free(w);
-    if (!s) {
-        free(out); /* the client reset the call meanwhile */
-        return;
-    }
-    s->wait = NULL;
-    unary_answer(s, status, out, outlen, msg);
-}
-
-static void admin_done(void *ud, int status, uint8_t *out, size_t outlen, const char *msg)
-{
-    unary_later(ud, status, out, outlen, msg);
-}
-
-/* A unary wsgw.v1.Admin call, once its request is complete (admin.h answers it). */
-static void admin_finish(gstream_t *s)
-{
-    grpc_server_t *srv = s->c->srv;
-    gwait_t *w;
-    if (s->push_count != 1) {
-        unary_answer(s, GRPC_INTERNAL, NULL, 0, "expected exactly one request message");
-    } else if (!(w = unary_wait(s))) {
-        unary_answer(s, GRPC_RESOURCE_EXHAUSTED, NULL, 0, "out of memory");
-    } else {
-        admin_call_async(s->admin, srv->pres, &srv->x->rooms, srv->r, s->push_msg.data,
-                         s->push_msg.len, admin_done, w);
-    }
-    drop_input(s);
-}
-
-/* The PushReply of a push (gateways, and the first 16 channels it was kept in), gRPC-framed
- * into *out: GRPC_OK, or an error status with *msg. */
-static int push_reply(int rv, const push_result_t *res, uint8_t **out, size_t *outlen,
-                      const char **msg)
-{
-    *out = NULL;
-    *outlen = 0;
-    if (rv < 0) {
-        bool away = rv == PUSH_ERR_UNAVAILABLE || rv == CLUSTER_ERR_UNAVAILABLE;
-        *msg = away ? "redis unavailable" : "out of memory";
-        return away ? GRPC_UNAVAILABLE : GRPC_RESOURCE_EXHAUSTED;
-    }
-    Wsgw__V1__PushReply rep = WSGW__V1__PUSH_REPLY__INIT;
-    rep.gateways = (uint32_t)res->gateways;
-    Wsgw__V1__ChannelPosition posv[16], *posp[16];
-    size_t npos = res->nkept < 16 ? res->nkept : 16; /* (the first 16 channels) */
-    for (size_t i = 0; i < npos; i++) {
-        wsgw__v1__channel_position__init(&posv[i]);
-        posv[i].channel = res->kept[i].channel;
-        posv[i].offset = res->kept[i].pos.offset;
-        posv[i].epoch = res->kept[i].pos.epoch;
-        posp[i] = &posv[i];
-    }
-    rep.n_positions = npos;
-    rep.positions = posp;
-    size_t len = wsgw__v1__push_reply__get_packed_size(&rep);
-    if (!(*out = malloc(GRPC_FRAME_HDR_LEN + len))) {
-        *msg = "out of memory";
-        return GRPC_RESOURCE_EXHAUSTED;
-    }
-    grpc_frame_header(*out, (uint32_t)len);
-    wsgw__v1__push_reply__pack(&rep, *out + GRPC_FRAME_HDR_LEN);
-    *outlen = GRPC_FRAME_HDR_LEN + len;
-    return GRPC_OK;
-}
-
-/* --redis: a Push routed through the cluster (push.h): its answer. */
-static void push_done(void *ud, int rv, push_result_t *res)
-{
-    uint8_t *out;
-    size_t len;
-    const char *msg = "";
-    int status = push_reply(rv, res, &out, &len, &msg);
-    metrics_inc(wsapi_m.grpc_push[status]);
-    if (status != GRPC_OK)
-        log_rl_warn("push failed", "status=%d error=\"%s\"", status, msg);
-    unary_later(ud, status, out, len, msg);
-}
-
-/* The unary Push call, once its request is complete. */
-static void push_finish(gstream_t *s)
-{
-    grpc_server_t *srv = s->c->srv;
-    int status = GRPC_OK;
-    const char *msg = "";
-    Wsgw__V1__PushRequest *req = NULL;
-    if (s->admin) {
-        admin_finish(s);
-        return;
-    }
-    if (s->push_count != 1) {
-        status = GRPC_INTERNAL;
-        msg = "expected exactly one request message";
-        goto reply;
-    }
-    req = wsgw__v1__push_request__unpack(NULL, s->push_msg.len, s->push_msg.data);
-    if (!req) {
-        metrics_inc(wsapi_m.dec_protobuf);
-        status = GRPC_INTERNAL;
-        msg = "cannot decode wsgw.v1.PushRequest";
-        goto reply;
-    }
-    target_t t = {0};
-    if (req->target) {
-        t.conn_ids = req->target->conn_ids;
-        t.n_conn_ids = req->target->n_conn_ids;
-        t.user_ids = req->target->user_ids;
-        t.n_user_ids = req->target->n_user_ids;
-        t.room = req->target->room && *req->target->room ? req->target->room : NULL;
-        t.all = req->target->all;
-    }
-    if (target_empty(&t)) {
-        status = GRPC_INVALID_ARGUMENT;
-        msg = "empty target";
-        goto reply;
-    }
-    if (!req->binary && !gw_utf8_valid(req->payload.data, req->payload.len)) {
-        /* It would go out as a text frame that every recipient must close on (1007, RFC 6455
-         * §8.1): one bad push to all would disconnect everyone. The HTTP API refuses it too
-         * (JSON strings are UTF-8). */
-        metrics_inc(wsapi_m.push_bad_utf8);
-        status = GRPC_INVALID_ARGUMENT;
-        msg = "text payload is not valid UTF-8 (send it with binary: true)";
-        goto reply;
-    }
-    const char *why = "presence resyncing";
-    if (srv->x->cl ? !cluster_ready(srv->x->cl, &why) : !presence_gate_open(srv->pres)) {
-        /* Gateways are still re-sending presence (issue 14 case 8): a user who is online may
-         * look offline, so the push is refused rather than answered "0 gateways" and lost.
-         * With --redis also while Redis is away. */
-        status = GRPC_UNAVAILABLE;
-        msg = why;
-        goto reply;
-    }
-    if (srv->x->cl) { /* --redis: routed through Redis, answered when it is */
-        gwait_t *w = unary_wait(s);
-        if (!w) {
-            status = GRPC_RESOURCE_EXHAUSTED;
-            msg = "out of memory";
-            goto reply;
-        }
-        push_result_t res;
-        int pn = push_publish_async(srv->r, &t, req->payload.data, req->payload.len,
-                                    req->binary, req->history, &res, push_done, w);
-        if (pn != PUSH_PENDING)
-            push_done(w, pn, &res);
-        goto done;
-    }
-    push_result_t res;
-    int rv = push_publish(srv->r, &t, req->payload.data, req->payload.len, req->binary,
-                          req->history, NULL, &res);
-    uint8_t *out;
-    size_t len;
-    status = push_reply(rv, &res, &out, &len, &msg);
-    push_result_free(&res);
-    if (status != GRPC_OK)
-        goto reply;
-    oq_push(s, out, len, 0);
-    if (s->eof)
-        goto done;
-    if (submit_stream_response(s, false) != 0) {
-        oq_clear(s);
-        status = GRPC_INTERNAL;
-        msg = "cannot submit response";
-        goto reply;
-    }
-reply:
-    metrics_inc(wsapi_m.grpc_push[status]);
-    if (status != GRPC_OK)
-        log_rl_warn("push failed", "status=%d error=\"%s\" peer=%s", status, msg, s->c->peer);
-    grpc__stream_end(s, status, msg);
-done:
-    if (req)
-        wsgw__v1__push_request__free_unpacked(req, NULL);
-    drop_input(s);
-}
-
 void grpc__stream_remote_end(gstream_t *s)
 {
     if (s->remote_closed)
@@ -730,7 +520,7 @@ void grpc__stream_remote_end(gstream_t *s)
     if (s->kind == GS_EXCHANGE)
         grpc__stream_end(s, GRPC_OK, NULL); /* the gateway half-closed: flush, then trailers */
     else if (s->kind == GS_PUSH)
-        push_finish(s);
+        grpc__push_finish(s);
 }
 
 /* A complete gRPC message of stream ud. Returns <0 to stop the decoder (stream failed). */
@@ -781,7 +571,7 @@ void grpc__stream_free(gstream_t *s)
         s->next->prev = s->prev;
     if (s->dec_init)
         grpc_dec_free(&s->dec);
-    oq_clear(s);
+    grpc__oq_clear(s);
     buf_free(&s->as.pending);
     buf_free(&s->push_msg);
     c->buffered -= s->buf_mem;
@@ -825,7 +615,7 @@ static void buf_account(gstream_t *s)
 }
 
 /* Drops what s holds of unfinished input (it failed: nothing more is decoded). */
-static void drop_input(gstream_t *s)
+void grpc__drop_input(gstream_t *s)
 {
     if (s->dec_init)
         grpc_dec_free(&s->dec);
@@ -847,7 +637,7 @@ void grpc__stream_sweep(gstream_t *s, uint64_t now)
     if (s->kind == GS_PUSH)
         metrics_inc(wsapi_m.grpc_push[GRPC_DEADLINE_EXCEEDED]);
     stream_fail(s, GRPC_DEADLINE_EXCEEDED, m);
-    drop_input(s);
+    grpc__drop_input(s);
 }
 
 void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len)
@@ -875,7 +665,7 @@ void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len)
         if (s->kind == GS_PUSH)
             metrics_inc(wsapi_m.grpc_push[GRPC_RESOURCE_EXHAUSTED]);
         stream_fail(s, GRPC_RESOURCE_EXHAUSTED, m);
-        drop_input(s);
+        grpc__drop_input(s);
     }
     if (rv < 0 && rv != GRPC__STOP && !s->eof) {
         char m[160];
