@@ -18,7 +18,7 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
                          const void *a, size_t a_len, const char *b, size_t b_len,
                          const char *c, size_t c_len)
 {
-    gw_event_t *e = malloc(sizeof *e + user_len + a_len + b_len + c_len + 4);
+    gw_event_t *e = gw_rc_alloc(sizeof *e + user_len + a_len + b_len + c_len + 4);
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);
@@ -40,7 +40,7 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
 gw_event_t *gw_event_dup(const gw_event_t *e)
 {
     size_t n = gw_event_size(e);
-    gw_event_t *d = malloc(n);
+    gw_event_t *d = gw_rc_alloc(n);
     if (d) {
         memcpy(d, e, n);
         d->next = NULL;
@@ -53,7 +53,7 @@ gw_payload_t *gw_payload_alloc(size_t len, bool binary, int64_t t_recv)
 {
     if (len > UINT32_MAX)
         return NULL;
-    gw_payload_t *p = malloc(sizeof *p + LWS_PRE + len + 1);
+    gw_payload_t *p = gw_rc_alloc(sizeof *p + LWS_PRE + len + 1);
     if (!p)
         return NULL;
     p->refs = 1;
@@ -93,7 +93,7 @@ gw_cmd_t *gw_cmd_new_ch(gw_cmd_type_t type, const uint64_t *conns, size_t nconns
         strbytes += chan_len + 1 + epoch_len + 1;
     if (chan_len > UINT16_MAX || epoch_len > UINT8_MAX)
         return NULL;
-    gw_cmd_t *c = malloc(sizeof *c + nconns * sizeof(uint64_t) + npubs * sizeof(gw_pub_t) +
+    gw_cmd_t *c = gw_rc_alloc(sizeof *c + nconns * sizeof(uint64_t) + npubs * sizeof(gw_pub_t) +
                          strbytes);
     if (!c)
         return NULL;

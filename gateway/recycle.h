@@ -3,7 +3,14 @@
  * than the one that allocated it makes glibc take the owning arena's lock (futex under load),
  * so the user hands the block back through a return ring and the owner frees it the next time
  * it runs. No wake-up is sent: both sides run often; a full ring means a plain free().
- * Each thread registers itself once; a thread that did not (main) frees directly. */
+ * Each thread registers itself once; a thread that did not (main) frees directly.
+ *
+ * Blocks of more than 1 032 bytes (past glibc's per-thread tcache, whose largest chunks are
+ * 1 032 B: a 1.4 KB message's event or payload went through the arena's bins, ~300
+ * instructions a malloc and as many a free) are kept instead, in per-thread stacks by size
+ * class (2, 4, 8 and 16 KiB; 256 KiB a class at most), for gw_rc_alloc on the same thread:
+ * a registered thread's frees of such blocks (what comes home, or what it cannot send home)
+ * cost a push, its allocations a pop. Unregistering (GW_RC_NONE) frees the thread's stacks. */
 #ifndef GW_RECYCLE_H
 #define GW_RECYCLE_H
 
@@ -16,8 +23,17 @@ typedef enum { GW_RC_NONE = 0, GW_RC_SVC = 1, GW_RC_WRITER = 2 } gw_rc_kind_t;
 
 /* gw_recycle_register: the calling thread is service thread (GW_RC_SVC) or writer
  * (GW_RC_WRITER) `idx`; to_peer[i] is the return ring toward peer i (writer i for a service
- * thread, service thread i for a writer). */
+ * thread, service thread i for a writer). GW_RC_NONE: the thread is leaving (its kept blocks
+ * are freed). */
 void gw_recycle_register(gw_rc_kind_t kind, int idx, ring_t **to_peer, int npeer);
+/* gw_rc_alloc: malloc(n) for blocks that travel between threads (events, payloads, commands),
+ * from the calling thread's stack of n's size class when it has one (the block may be larger
+ * than n). Free with gw_recycle, gw_recycle_drain or free(). */
+void *gw_rc_alloc(size_t n);
+
+/* gw_rc_kept: blocks the calling thread keeps in size class c (0..3: 2, 4, 8, 16 KiB). */
+unsigned gw_rc_kept(int c);
+
 /* gw_recycle_owner: idx of the calling thread if it is of kind `kind`, else GW_OWNER_NONE
  * (stamped into new objects). */
 int gw_recycle_owner(gw_rc_kind_t kind);
