@@ -7,7 +7,7 @@
 #define RC_CLASSES 4               /* 2, 4, 8, 16 KiB */
 #define RC_MIN_SHIFT 11
 #define RC_TCACHE_MAX 1032         /* glibc's largest tcache chunk: smaller ones stay malloc's */
-#define RC_CLASS_BYTES (256 << 10) /* kept per class and thread at most */
+#define RC_CLASS_BYTES (1 << 20)   /* kept per class and thread at most */
 
 typedef struct rc_blk {
     struct rc_blk *next;

@@ -8,7 +8,9 @@
  * Blocks of more than 1 032 bytes (past glibc's per-thread tcache, whose largest chunks are
  * 1 032 B: a 1.4 KB message's event or payload went through the arena's bins, ~300
  * instructions a malloc and as many a free) are kept instead, in per-thread stacks by size
- * class (2, 4, 8 and 16 KiB; 256 KiB a class at most), for gw_rc_alloc on the same thread:
+ * class (2, 4, 8 and 16 KiB; 1 MiB a class at most: 1 600 messages in flight took 2 of the
+ * gateway's 12 points of malloc time away, 256 KiB a class none), for gw_rc_alloc on the same
+ * thread:
  * a registered thread's frees of such blocks (what comes home, or what it cannot send home)
  * cost a push, its allocations a pop. Unregistering (GW_RC_NONE) frees the thread's stacks. */
 #ifndef GW_RECYCLE_H

@@ -39,17 +39,17 @@ static void test_large_blocks_are_reused_by_their_thread(void)
 static void test_each_class_is_bounded(void)
 {
     gw_recycle_register(GW_RC_SVC, 0, NULL, 0);
-    void *v[200];
-    for (int i = 0; i < 200; i++)
+    void *v[600];
+    for (int i = 0; i < 600; i++)
         v[i] = gw_rc_alloc(2048);
-    for (int i = 0; i < 200; i++)
+    for (int i = 0; i < 600; i++)
         gw_recycle(v[i], GW_OWNER_NONE);
-    CHECK_EQ(gw_rc_kept(0), 128); /* 256 KiB of 2 KiB blocks; the rest freed */
-    for (int i = 0; i < 40; i++)
+    CHECK_EQ(gw_rc_kept(0), 512); /* 1 MiB of 2 KiB blocks; the rest freed */
+    for (int i = 0; i < 100; i++)
         v[i] = gw_rc_alloc(9000);
-    for (int i = 0; i < 40; i++)
+    for (int i = 0; i < 100; i++)
         gw_recycle(v[i], GW_OWNER_NONE);
-    CHECK_EQ(gw_rc_kept(3), 16);
+    CHECK_EQ(gw_rc_kept(3), 64);
     gw_recycle_register(GW_RC_NONE, 0, NULL, 0);
     CHECK_EQ(gw_rc_kept(0), 0);
 }
