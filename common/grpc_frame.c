@@ -16,6 +16,11 @@ void grpc_dec_init(grpc_dec_t *d, size_t max)
     d->max = max;
 }
 
+void grpc_dec_trust(grpc_dec_t *d, size_t bytes)
+{
+    d->trust = bytes;
+}
+
 void grpc_dec_free(grpc_dec_t *d)
 {
     free(d->buf);
@@ -52,7 +57,7 @@ static void message_done(grpc_dec_t *d)
     d->hdr_have = 0;
     d->need = 0;
     d->have = 0;
-    if (d->cap > KEEP_BUF_MAX) {
+    if (d->cap > (d->trust > KEEP_BUF_MAX ? d->trust : KEEP_BUF_MAX)) {
         free(d->buf);
         d->buf = NULL;
         d->cap = 0;
@@ -109,7 +114,9 @@ int grpc_dec_feed(grpc_dec_t *d, const uint8_t *data, size_t len, grpc_frame_cb 
              * to what arrived */
             size_t ncap = d->cap < GROW_STEP ? (d->cap ? d->cap * 2 : GROW_MIN)
                                              : d->cap + GROW_STEP;
-            if (ncap < d->have + take)
+            if (d->need <= d->trust)
+                ncap = d->need; /* grpc_dec_trust: whole at once */
+            else if (ncap < d->have + take)
                 ncap = (d->have + take + GROW_STEP - 1) / GROW_STEP * GROW_STEP;
             if (ncap > d->need)
                 ncap = d->need;

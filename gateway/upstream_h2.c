@@ -195,6 +195,7 @@ static bool io_open_stream(void *ud, int i)
     s->unconsumed = 0;
     grpc_dec_free(&s->dec);
     grpc_dec_init(&s->dec, MAX_DOWNSTREAM);
+    grpc_dec_trust(&s->dec, DOWNSTREAM_KEEP);
     return true;
 }
 

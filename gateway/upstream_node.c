@@ -151,8 +151,10 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     p->d = new_machine(u);
     if (p->epfd < 0 || !p->st || !p->rbuf || !u->links || !u->rc_peers || !p->d)
         goto nomem;
-    for (int i = 0; i < p->nstreams; i++)
+    for (int i = 0; i < p->nstreams; i++) {
         grpc_dec_init(&p->st[i].dec, MAX_DOWNSTREAM);
+        grpc_dec_trust(&p->st[i].dec, DOWNSTREAM_KEEP);
+    }
     /* per-node series exist once a node does (dynamic slots register on assignment) */
     p->m_connected = u->dynamic ? -1 : gwm_up_connected(u->name);
     p->m_reconnects = u->dynamic ? -1 : gwm_up_reconnects(u->name);

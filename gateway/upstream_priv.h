@@ -23,6 +23,9 @@
 #define STREAM_WINDOW (4 << 20)    /* per-stream receive window */
 #define CONN_WINDOW (64 << 20)     /* connection receive window */
 #define MAX_DOWNSTREAM (64 << 20)  /* largest Downstream message accepted */
+/* Downstreams up to this are buffered whole at once and the buffer kept per stream
+ * (grpc_dec_trust: the API node is our backend; 1 MiB x --upstream-streams per node). */
+#define DOWNSTREAM_KEEP (1 << 20)
 #define US 1000LL
 
 typedef enum { T_NONE, T_CONNECTING, T_TLS, T_SESSION } tstate_t;

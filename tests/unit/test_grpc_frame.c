@@ -183,6 +183,67 @@ static void test_data_frame_len(void)
     CHECK_EQ(grpc_data_frame_len(-10, 5000, 16384, 262144), 1); /* (a window can go negative) */
 }
 
+/* Feeds msgs (each a message of lens[i] bytes) in 1 000-byte chunks; returns the largest
+ * capacity the decoder reached and how often it reallocated (capacity changes). */
+static void feed_chunked(grpc_dec_t *d, const size_t *lens, int n, size_t *max_cap, int *grows)
+{
+    buf_t in = BUF_INIT;
+    char *body = malloc(300000);
+    for (size_t i = 0; i < 300000; i++)
+        body[i] = (char)i;
+    for (int i = 0; i < n; i++)
+        frame(&in, body, lens[i]);
+    sink_t s = {0};
+    size_t cap = d->cap;
+    *max_cap = 0;
+    *grows = 0;
+    for (size_t off = 0; off < in.len; off += 1000) {
+        size_t k = in.len - off < 1000 ? in.len - off : 1000;
+        REQUIRE(grpc_dec_feed(d, in.data + off, k, on_msg, &s) == 0);
+        if (d->cap != cap) {
+            (*grows)++;
+            cap = d->cap;
+        }
+        if (d->cap > *max_cap)
+            *max_cap = d->cap;
+    }
+    CHECK_EQ(s.n, n);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += lens[i];
+    CHECK_EQ(s.all.len, total);
+    buf_free(&s.all);
+    buf_free(&in);
+    free(body);
+}
+
+static void test_trusted_peer_buffers_whole_and_keeps(void)
+{
+    const size_t lens[] = {250000, 200000, 250000, 100};
+    size_t max_cap;
+    int grows;
+    grpc_dec_t d;
+    /* untrusted (ws-api's side): grows with what arrives, in steps, and lets big buffers go */
+    grpc_dec_init(&d, 1 << 20);
+    feed_chunked(&d, lens, 4, &max_cap, &grows);
+    CHECK(grows >= 3 * 6); /* 4 k, 8 k, ... then 64 KiB steps, for each big message */
+    CHECK_EQ(max_cap, 250000);
+    CHECK_EQ(d.cap, 0);
+    grpc_dec_free(&d);
+    /* trusted with 256 KiB: each body whole at once; the buffer is kept and reused */
+    grpc_dec_init(&d, 1 << 20);
+    grpc_dec_trust(&d, 256 << 10);
+    feed_chunked(&d, lens, 4, &max_cap, &grows);
+    CHECK_EQ(grows, 1); /* 250 000 at the first message; the rest fit */
+    CHECK_EQ(d.cap, 250000);
+    /* past the trust: grows as without it */
+    const size_t big[] = {300000};
+    feed_chunked(&d, big, 1, &max_cap, &grows);
+    CHECK(grows >= 2);
+    CHECK_EQ(d.cap, 0); /* over the trust: not kept */
+    grpc_dec_free(&d);
+}
+
 int main(void)
 {
     RUN(test_header_encoding);
@@ -193,5 +254,6 @@ int main(void)
     RUN(test_flag_byte);
     RUN(test_callback_error_propagates);
     RUN(test_data_frame_len);
+    RUN(test_trusted_peer_buffers_whole_and_keeps);
     return TEST_REPORT();
 }
