@@ -76,6 +76,11 @@ class GoalMissed(AssertionError):
         self.out = out
 
 
+def procs_of(gw, api):
+    """The processes a window samples: the gateway, and its API node when given."""
+    return dict({"ws-gateway": gw.proc.pid}, **({"ws-api": api.proc.pid} if api else {}))
+
+
 def _windows(what, one_window, windows=WINDOWS):
     """Calls one_window() up to `windows` times while it raises GoalMissed (other failures
     end the test at once); returns what the calls returned, combined with + (counts add up,
@@ -103,10 +108,7 @@ def measured(what, gw, attack, seconds=ATTACK_S, api=None, cpu=CPU, rss_kb=None,
     def window():
         probe = ak.EchoProbe(gw.port, query=query).start()
         try:
-            procs = {"ws-gateway": gw.proc.pid}
-            if api is not None:
-                procs["ws-api"] = api.proc.pid
-            watch = ak.Watch(probe, procs).begin()
+            watch = ak.Watch(probe, procs_of(gw, api)).begin()
             out = attack(time.monotonic() + seconds)
             res = watch.end()
         finally:
@@ -144,10 +146,7 @@ def churn_measured(what, gw, one, api=None, query="user=probe", plain=None):
     def window():
         probe = ak.EchoProbe(gw.port, query=query).start()
         try:
-            procs = {"ws-gateway": gw.proc.pid}
-            if api is not None:
-                procs["ws-api"] = api.proc.pid
-            watch = ak.Watch(probe, procs).begin()
+            watch = ak.Watch(probe, procs_of(gw, api)).begin()
             n = until(time.monotonic() + ATTACK_S, one)
             res = watch.end()
             rate = min(RATE, n / res.seconds)
