@@ -9,7 +9,8 @@ imported; there is no systemd to run health checks, so a thread runs
 `podman healthcheck run` for every container of the project every 2 s; where the hard
 open-files limit is below what the compose file asks for, tests/deploy/machine.yml lowers it
 (this machine only). Everything lives under $BUILD/deploy; a project of our own
-(wsgwlive) is brought down at the end whatever happened.
+(wsgwlive-PID: two runs on one machine do not meet) is brought down at the end whatever
+happened, and the containers of earlier runs that died on the way are removed at the start.
 
 Checks, each printed as "ok NAME" / "FAIL NAME", the last line "N passed, N failed":
 image, stack up and healthy, /healthz /readyz /metrics, echo, chat between two users, the
@@ -36,7 +37,8 @@ BUILD = os.environ.get("BUILD") or os.path.join(ROOT, "build")
 WORK = os.path.join(BUILD, "deploy")
 COMPOSE_FILE = os.path.join(ROOT, "deploy", "docker-compose.yml")
 MACHINE_FILE = os.path.join(ROOT, "tests", "deploy", "machine.yml")
-PROJECT = "wsgwlive"
+PROJECT_PREFIX = "wsgwlive-"
+PROJECT = PROJECT_PREFIX + str(os.getpid())
 IMAGE = "wsgw:latest"
 PACKAGES = {"podman": "podman", "docker-compose": "docker-compose", "runc": "runc",
             "debootstrap": "debootstrap", "slirp4netns": "slirp4netns", "newuidmap": "uidmap",
@@ -600,6 +602,24 @@ def check_down():
     check(not left, "containers left: %s" % left)
 
 
+def remove_dead_runs():
+    """Removes the containers and networks of earlier runs (wsgwlive-PID projects) whose
+    process is gone: a run killed on the way cannot bring its project down."""
+    r = sh(["podman", "ps", "-a", "--format",
+            "{{.ID}} {{index .Labels \"com.docker.compose.project\"}}"], check=False)
+    dead = {}
+    for line in r.stdout.splitlines():
+        cid, _, proj = line.partition(" ")
+        pid = proj[len(PROJECT_PREFIX):]
+        if proj.startswith(PROJECT_PREFIX) and pid.isdigit() and \
+                not os.path.exists("/proc/" + pid):
+            dead.setdefault(proj, []).append(cid)
+    for proj, ids in dead.items():
+        log("removing %d containers of %s (its run is gone)" % (len(ids), proj))
+        sh(["podman", "rm", "-f"] + ids, check=False, timeout=120)
+        sh(["podman", "network", "rm", "-f", proj + "_default"], check=False, timeout=60)
+
+
 def main():
     install_packages()
     nofile = podman_conf()
@@ -648,7 +668,7 @@ def main():
     hr = HealthRunner()
     hr.start()
     try:
-        compose("down", "--remove-orphans", check=False, timeout=120)
+        remove_dead_runs()
         if step("compose_up_healthy", check_up):
             for name, fn in (("endpoints", check_endpoints), ("echo", check_echo),
                              ("chat_two_users", check_chat),
