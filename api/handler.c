@@ -164,9 +164,6 @@ int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat
     case HANDLER_CHAT:
         break;
     }
-    static const chat_limits_t defaults = {CHAT_MAX_ROOM_NAME, CHAT_MAX_ROOMS};
-    if (!lim)
-        lim = &defaults;
     chat_cmd_t c;
     int rv;
     chat_op_t op = chat_parse(payload, len, binary, &c);

@@ -43,7 +43,7 @@ typedef struct chat_limits {
 
 /* handler_message: handles one client message from conn_id (user_id may be "") that arrived on
  * stream src. The chat handler's Join and Leave are also recorded in rooms (may be NULL), and
- * checked against lim (NULL: the defaults). Returns 0, or a ROUTER_ERR_* code when a command
+ * checked against lim (exchange_init sets the defaults). Returns 0, or a ROUTER_ERR_* code when a command
  * could not be queued. The caller keeps payload. */
 int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat_limits_t *lim,
                     api_stream_t *src, uint64_t conn_id, const char *user_id,
