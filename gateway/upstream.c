@@ -231,11 +231,23 @@ static bool rings_waiting(gw_up_t *u)
     return false;
 }
 
-/* epoll timeout: the machine's next timer (at most 1 s); 0 when events wait to be taken. */
+/* Whether the writer would connect when the machine says so: it has an address and is in this
+ * gateway's subset. */
+static bool can_connect(gw_up_t *u)
+{
+    return u->host[0] && atomic_load_explicit(&u->node->wanted, memory_order_relaxed) != 0;
+}
+
+/* epoll timeout: the machine's next timer (at most 1 s); 0 when events wait to be taken. A
+ * writer that cannot connect keeps no timer: the machine's "connect now" (it is down) would
+ * make it spin, as every unassigned dns:/// slot and every node outside the subset did; a new
+ * address or a subset change wakes it. */
 static int timeout_ms(gw_up_t *u)
 {
     if (!dlv_full(u->priv->d) && rings_waiting(u))
         return 0;
+    if (u->priv->tstate == T_NONE && !can_connect(u))
+        return 1000;
     int64_t next = dlv_next_timer(u->priv->d);
     if (!next)
         return 1000;
@@ -305,7 +317,7 @@ static uint32_t turn(gw_up_t *u)
         why = "not in this gateway's --upstream-subset"; /* (its messages go elsewhere) */
     if (why)
         upstream__close(u, why);
-    if (p->tstate == T_NONE && u->host[0] && wanted && dlv_connect_due(p->d, now))
+    if (p->tstate == T_NONE && can_connect(u) && dlv_connect_due(p->d, now))
         up_connect(u);
     uint32_t taken = drain_rings(u);
     upstream__flush_cmd_overflow(u);
