@@ -25,6 +25,7 @@ typedef struct gw_config {
     int64_t rcvbuf;           /* client SO_RCVBUF (0 = kernel default) */
     int64_t coalesce_us;      /* writer wake-up coalescing window (pace.h: 0 = wake per
                                  event, FLAGS_AUTO = adaptive) */
+    bool inline_writers;      /* writers run on service threads' loops (upstream.h) */
     int64_t svc_coalesce_us;  /* service thread coalescing window (svcpoll.h, pace.h) */
     const char *log_level;
     const char *allowed_origins;

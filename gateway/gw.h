@@ -33,7 +33,8 @@ typedef struct gw {
     int nup;                  /* API nodes = writer threads */
     int nstreams;             /* streams per API node */
     gw_svc_t **svc;           /* immutable after start; main thread only */
-    gw_up_t **up;             /* immutable after start; main thread only */
+    gw_up_t **up;             /* immutable after start; main thread, and the hosts of
+                                 --inline-writers (upstream.h) */
     gw_node_t *nodes;         /* [nup] */
     gw_link_t **links;        /* [nsvc * nup], immutable after start: gw_link() */
     uint16_t prefix;          /* conn_id prefix */

@@ -130,6 +130,10 @@ static const flag_t flag_table[] = {
      "while events flow, each API-node writer takes them once per W instead of once per event "
      "(adds up to W of latency); 0 = off (wake per event); at most 100ms",
      0, 100000},
+    {"inline-writers", FLAG_BOOL, "false", &gw_cfg.inline_writers,
+     "run each API node's writer on a service thread's event loop (node i on thread i mod "
+     "--threads) instead of a thread of its own: its hand-offs with that thread cost no "
+     "context switch", 0, 0},
     {"svc-coalesce", FLAG_DURATION_AUTO, "auto", &gw_cfg.svc_coalesce_us,
      "service-thread coalescing: auto = only while it pays (as --coalesce), windows of at "
      "most 1ms; a duration W (e.g. 500us) = while messages flow, each service thread takes "

@@ -102,6 +102,24 @@ void gw_recycle_register(gw_rc_kind_t kind, int idx, ring_t **to_peer, int npeer
     self.npeer = npeer;
 }
 
+gw_rc_role_t gw_recycle_role(gw_rc_kind_t kind, int idx, ring_t **to_peer, int npeer)
+{
+    gw_rc_role_t was = {self.kind, self.idx, self.to_peer, self.npeer};
+    self.kind = kind;
+    self.idx = idx;
+    self.to_peer = to_peer;
+    self.npeer = npeer;
+    return was;
+}
+
+void gw_recycle_role_back(gw_rc_role_t r)
+{
+    self.kind = r.kind;
+    self.idx = r.idx;
+    self.to_peer = r.to_peer;
+    self.npeer = r.npeer;
+}
+
 int gw_recycle_owner(gw_rc_kind_t kind)
 {
     return self.kind == kind ? self.idx : GW_OWNER_NONE;

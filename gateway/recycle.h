@@ -28,6 +28,17 @@ typedef enum { GW_RC_NONE = 0, GW_RC_SVC = 1, GW_RC_WRITER = 2 } gw_rc_kind_t;
  * thread, service thread i for a writer). GW_RC_NONE: the thread is leaving (its kept blocks
  * are freed). */
 void gw_recycle_register(gw_rc_kind_t kind, int idx, ring_t **to_peer, int npeer);
+/* gw_recycle_role (--inline-writers): a service thread running a writer's turn takes the
+ * writer's role for it (returns the role it had; the kept stacks stay the thread's), and
+ * gw_recycle_role_back restores it afterwards. */
+typedef struct {
+    gw_rc_kind_t kind;
+    int idx;
+    ring_t **to_peer;
+    int npeer;
+} gw_rc_role_t;
+gw_rc_role_t gw_recycle_role(gw_rc_kind_t kind, int idx, ring_t **to_peer, int npeer);
+void gw_recycle_role_back(gw_rc_role_t r);
 /* gw_rc_alloc: malloc(n) for blocks that travel between threads (events, payloads, commands),
  * from the calling thread's stack of n's size class when it has one (the block may be larger
  * than n). Free with gw_recycle, gw_recycle_drain or free(). */

@@ -29,6 +29,7 @@
 #include "recycle.h"
 #include "svcpoll.h"
 #include "tlspolicy.h"
+#include "upstream.h"
 #include "utf8.h"
 #include "wake.h"
 #include "ws.h"
@@ -266,6 +267,21 @@ static void on_keepalive(uv_timer_t *t)
 
 /* uv timer, every TICK_MS: notices requests (STOP is never signalled, see gw_svc_request),
  * and on STOP destroys the lws context, outside any lws callback. */
+/* --inline-writers: the writers this thread runs (upstream.h). */
+static void host_writers(gw_svc_t *s)
+{
+    for (int u = 0; u < s->gw->nup; u++)
+        if (gw_up_hosted_by(s->gw->up[u], s->idx, s->gw->nsvc))
+            gw_up_host(s->gw->up[u], &s->loop);
+}
+
+static void end_hosted(gw_svc_t *s)
+{
+    for (int u = 0; u < s->gw->nup; u++)
+        if (gw_up_hosted_by(s->gw->up[u], s->idx, s->gw->nsvc))
+            gw_up_host_end(s->gw->up[u]);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     gw_svc_t *s = t->data;
@@ -289,6 +305,7 @@ static void on_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
     uv_close((uv_handle_t *)&s->ka_timer, NULL);
     gw_svcpoll_close(s);
+    end_hosted(s); /* (main ended them before, unless this thread stops on its own) */
     /* With a foreign loop lws closes its handles asynchronously; uv_run then returns once
      * every handle is closed. */
     atomic_store_explicit(&s->ctx_pub, NULL, memory_order_release);
@@ -522,6 +539,7 @@ static void *svc_main(void *arg)
     if (ka_ms)
         uv_timer_start(&s->ka_timer, on_keepalive, ka_ms, ka_ms);
     gw_svcpoll_start(s, gw_cfg.svc_coalesce_us);
+    host_writers(s);
     if (atomic_load(&s->stop_req) == 0) {
         uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
         s->accepting = true;
@@ -543,6 +561,7 @@ out_loop:
         log_warn("uv loop closed with live handles", "thread=%d", s->idx);
     SSL_CTX_free(client_ctx);
 out:
+    end_hosted(s); /* (never begun when the set-up failed: main still waits for them) */
     gw_recycle_register(GW_RC_NONE, 0, NULL, 0);
     free(s->rc_peers);
     s->rc_peers = NULL;

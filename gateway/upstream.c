@@ -332,92 +332,123 @@ static uint32_t turn(gw_up_t *u)
 }
 
 /* Waits for the socket or the eventfd until pace's deadline (polling). */
-static int wait_polling(gw_up_t *u, const pace_t *pace, struct epoll_event *evs, int max,
-                        bool *pwait2_missing)
+static int wait_polling(gw_up_t *u, struct epoll_event *evs, int max)
 {
-    int64_t d = pace_deadline(pace) - upstream__now();
+    gw_up_priv_t *p = u->priv;
+    int64_t d = pace_deadline(&p->pace) - upstream__now();
     if (d < 0)
         d = 0;
     struct timespec ts = {.tv_sec = d / 1000000000, .tv_nsec = d % 1000000000};
-    int n = *pwait2_missing ? -1 : epoll_pwait2(u->priv->epfd, evs, max, &ts, NULL);
-    if (n < 0 && (*pwait2_missing || errno == ENOSYS)) {
-        *pwait2_missing = true; /* kernel before 5.11: sleep the window out, then look */
+    int n = p->pwait2_missing ? -1 : epoll_pwait2(p->epfd, evs, max, &ts, NULL);
+    if (n < 0 && (p->pwait2_missing || errno == ENOSYS)) {
+        p->pwait2_missing = true; /* kernel before 5.11: sleep the window out, then look */
         nanosleep(&ts, NULL);
-        n = epoll_wait(u->priv->epfd, evs, max, 0);
+        n = epoll_wait(p->epfd, evs, max, 0);
     }
     return n;
 }
 
-void *upstream__main(void *arg)
+/* Before the first pass (the thread running the writer, registered as its recycle role). */
+void upstream__begin(gw_up_t *u)
 {
-    gw_up_t *u = arg;
     gw_up_priv_t *p = u->priv;
-    char name[16];
-    snprintf(name, sizeof name, "gw-up-%d", u->idx);
-    pthread_setname_np(pthread_self(), name);
     for (int k = 0; k < u->gw->nsvc; k++)
         u->rc_peers[k] = u->links[k]->home_ev;
-    gw_recycle_register(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
     struct epoll_event wev = {.events = EPOLLIN, .data.u32 = 0};
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, u->wake.fd, &wev);
     /* Coalescing (--coalesce, pace.h): while pace polls, the wake flag stays raised, so
      * service threads push without signalling; the loop wakes at pace's deadline, or earlier
      * when the API node sent something, and takes all ring items in one turn. When pace ends
      * polling, the loop lowers the flag, drains once more (wake.h: an item pushed after that
-     * raises a fresh signal) and goes back to sleeping until an event. */
-    pace_t pace;
-    pace_stats_t seen = {0};
-    pace_init(&pace, gw_cfg.coalesce_us == FLAGS_AUTO ? PACE_AUTO : gw_cfg.coalesce_us * 1000);
-    pace_set_lag(&pace, PACE_WRITER_LAG16); /* after the service threads' hand-over */
-    bool pwait2_missing = false;
-    uint32_t carry = 0; /* events the drain after PACE_LEAVE took */
-    while (atomic_load(&u->stop_req) < 2) {
-        struct epoll_event evs[8];
-        int n = pace_polling(&pace) ? wait_polling(u, &pace, evs, 8, &pwait2_missing)
-                                    : epoll_wait(p->epfd, evs, 8, timeout_ms(u));
-        metrics_inc(gwm.writer_wakeups);
-        for (int i = 0; i < n; i++) {
-            if (evs[i].data.u32 == 0) {
-                if (pace_polling(&pace))
-                    wake_consume(&u->wake); /* the flag stays raised while polling */
-                else
-                    wake_clear(&u->wake);
-            } else if (p->sock.fd >= 0) {
-                on_socket(u, evs[i].events);
-            }
-        }
-        upstream__wake_touched(u); /* the commands just read go to the service threads first */
-        uint32_t taken = turn(u) + carry;
-        carry = 0;
-        if (!pace_on(&pace))
-            continue;
-        pace_act_t act = pace_turn(&pace, upstream__now(), taken);
-        if (act == PACE_ENTER) {
-            wake_raise(&u->wake.pending); /* an item pushed since the drain signalled */
-        } else if (act == PACE_LEAVE) {
-            wake_lower(&u->wake.pending);
-            carry = turn(u); /* counted with the next turn, as the service threads do */
-        }
-        if (act == PACE_ENTER || act == PACE_LEAVE) {
-            char who[320];
-            snprintf(who, sizeof who, "node=%s", u->name);
-            gwm_pace_change(GWM_PACE_WRITER, who, &pace, act);
-        }
-        const pace_stats_t *st = pace_stats(&pace);
-        if (st->windows != seen.windows || st->spells != seen.spells) {
-            gwm_pace_publish(GWM_PACE_WRITER, st, &seen);
-            seen = *st;
+     * raises a fresh signal) and goes back to sleeping until an event. A hosted writer
+     * (--inline-writers) does not pace: it runs once per turn of its host's loop, which
+     * paces itself (--svc-coalesce). */
+    pace_init(&p->pace, u->hosted                          ? 0
+                        : gw_cfg.coalesce_us == FLAGS_AUTO ? PACE_AUTO
+                                                           : gw_cfg.coalesce_us * 1000);
+    pace_set_lag(&p->pace, PACE_WRITER_LAG16); /* after the service threads' hand-over */
+}
+
+/* One pass of the loop: waits for the socket or a wake-up (at most until the next timer; a
+ * hosted writer only looks), handles them, then a turn. */
+void upstream__pass(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    struct epoll_event evs[8];
+    int n = pace_polling(&p->pace) ? wait_polling(u, evs, 8)
+                                   : epoll_wait(p->epfd, evs, 8, u->hosted ? 0 : timeout_ms(u));
+    metrics_inc(gwm.writer_wakeups);
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data.u32 == 0) {
+            if (pace_polling(&p->pace))
+                wake_consume(&u->wake); /* the flag stays raised while polling */
+            else
+                wake_clear(&u->wake);
+        } else if (p->sock.fd >= 0) {
+            on_socket(u, evs[i].events);
         }
     }
-    if (pace_polling(&pace))
+    upstream__wake_touched(u); /* the commands just read go to the service threads first */
+    uint32_t taken = turn(u) + p->carry;
+    p->carry = 0;
+    if (!pace_on(&p->pace))
+        return;
+    pace_act_t act = pace_turn(&p->pace, upstream__now(), taken);
+    if (act == PACE_ENTER) {
+        wake_raise(&u->wake.pending); /* an item pushed since the drain signalled */
+    } else if (act == PACE_LEAVE) {
+        wake_lower(&u->wake.pending);
+        p->carry = turn(u); /* counted with the next turn, as the service threads do */
+    }
+    if (act == PACE_ENTER || act == PACE_LEAVE) {
+        char who[320];
+        snprintf(who, sizeof who, "node=%s", u->name);
+        gwm_pace_change(GWM_PACE_WRITER, who, &p->pace, act);
+    }
+    const pace_stats_t *st = pace_stats(&p->pace);
+    if (st->windows != p->pace_seen.windows || st->spells != p->pace_seen.spells) {
+        gwm_pace_publish(GWM_PACE_WRITER, st, &p->pace_seen);
+        p->pace_seen = *st;
+    }
+}
+
+/* How long the loop may sleep (ms) before the next pass is due with nothing happening. */
+int upstream__timeout_ms(gw_up_t *u)
+{
+    return timeout_ms(u);
+}
+
+/* After the last pass: the session ends here (its messages stay in the machine and the links,
+ * freed with them). */
+void upstream__end(gw_up_t *u)
+{
+    gw_up_priv_t *p = u->priv;
+    if (pace_polling(&p->pace))
         metrics_gauge_add(gwm.pace_polling[GWM_PACE_WRITER], -1);
-    if (p->sock.fd >= 0)
+    pace_init(&p->pace, 0);
+    if (p->sock.fd >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->sock.fd, NULL);
         gw_sock_close(&p->sock);
+    }
     if (p->sess)
         nghttp2_session_del(p->sess);
     p->sess = NULL;
     atomic_store(&u->node->connected, 0);
     gw_batch_thread_cleanup();
+}
+
+/* The writer's own thread (without --inline-writers). */
+void *upstream__main(void *arg)
+{
+    gw_up_t *u = arg;
+    char name[16];
+    snprintf(name, sizeof name, "gw-up-%d", u->idx);
+    pthread_setname_np(pthread_self(), name);
+    gw_recycle_register(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
+    upstream__begin(u);
+    while (atomic_load(&u->stop_req) < 2)
+        upstream__pass(u);
+    upstream__end(u);
     gw_recycle_register(GW_RC_NONE, 0, NULL, 0);
     return NULL;
 }

@@ -8,6 +8,7 @@
 #define GW_UPSTREAM_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,6 +38,9 @@ struct gw_up {
     gw_link_t **links;         /* [nsvc] = gw_link(gw, k, idx): events in, commands out */
     ring_t **rc_peers;         /* [nsvc] links' home_ev rings: this thread's recycle view */
     gw_up_priv_t *priv;        /* writer thread only */
+    bool hosted;               /* --inline-writers: runs on service thread idx % nsvc */
+    sem_t hosted_done;         /* hosted: posted once the host ran the writer's end */
+    bool await_host;           /* hosted and started: gw_up_join waits for hosted_done */
 };
 
 /* gw_up_new: writer for API node `addr` ("host:port"; "" = a dynamic slot with no node yet),
@@ -46,7 +50,8 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
 /* gw_up_set_addr (main thread): points a dynamic writer at "host:port" ("" = no node); the
  * writer disconnects from the old address (handing its messages back) and connects. */
 void gw_up_set_addr(gw_up_t *u, const char *addr);
-/* gw_up_start: starts the writer thread. Returns 0 or -errno. */
+/* gw_up_start: starts the writer thread (a hosted writer starts with its host: nothing to
+ * do). Returns 0 or -errno. */
 int gw_up_start(gw_up_t *u);
 /* gw_up_wake (any thread): coalesced wake-up of the writer. */
 static inline void gw_up_wake(gw_up_t *u) { wake_signal(&u->wake); }
@@ -54,8 +59,26 @@ static inline void gw_up_wake(gw_up_t *u) { wake_signal(&u->wake); }
 void gw_up_wake_fn(void *ud);
 /* gw_up_request (main thread): 1 = drain (flush, wait for acks), 2 = stop. */
 void gw_up_request(gw_up_t *u, int what);
-/* gw_up_join (main thread): waits for the writer thread to end (after gw_up_request 2). */
+/* gw_up_join (main thread): waits for the writer thread (or its host) to end it (after
+ * gw_up_request 2). */
 void gw_up_join(gw_up_t *u);
+/* Hosted writers (--inline-writers, upstream_host.c). Instead of a thread of its own, the
+ * writer's loop runs on service thread idx % nsvc: its uv loop polls the writer's epoll fd
+ * and a timer for the machine's deadlines, and each pass is the pass the thread would make,
+ * only without waiting. Nothing else changes: the links, wake-ups and rings stay, so other
+ * service threads reach it as before; its host's own hand-offs cost no context switch. In
+ * these files, "writer thread" is whichever thread runs the writer.
+ * gw_up_hosted_by: whether service thread k hosts u (any thread; immutable after start).
+ * gw_up_host (host thread, in its loop, before uv_run): begins the writer.
+ * gw_up_host_end (host thread): ends it if it has not ended (its stop request came, or the
+ * host is leaving), closes its handles and posts hosted_done; safe to call more than once. */
+static inline bool gw_up_hosted_by(const gw_up_t *u, int k, int nsvc)
+{
+    return u->hosted && u->idx % nsvc == k;
+}
+struct uv_loop_s;
+void gw_up_host(gw_up_t *u, struct uv_loop_s *loop);
+void gw_up_host_end(gw_up_t *u);
 /* gw_up_free (main thread): frees the writer; after the service threads stopped (they wake
  * writers until then). What is still in the links goes with them (gw_link_free). */
 void gw_up_free(gw_up_t *u);

@@ -136,6 +136,8 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     atomic_store(&u->node->idle, 1);
     atomic_init(&u->addr_gen, 0);
     atomic_init(&u->stop_req, 0);
+    u->hosted = gw_cfg.inline_writers;
+    sem_init(&u->hosted_done, 0, 0);
     if (wake_init(&u->wake) < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         goto fail;
@@ -168,6 +170,10 @@ fail:
 
 int gw_up_start(gw_up_t *u)
 {
+    if (u->hosted) {
+        u->await_host = true; /* its host begins it (gw_up_host) and ends it */
+        return 0;
+    }
     int rv = pthread_create(&u->tid, NULL, upstream__main, u);
     return rv ? -rv : 0;
 }
@@ -180,6 +186,11 @@ void gw_up_request(gw_up_t *u, int what)
 
 void gw_up_join(gw_up_t *u)
 {
+    if (u && u->await_host) {
+        while (sem_wait(&u->hosted_done) < 0 && errno == EINTR)
+            ;
+        u->await_host = false;
+    }
     if (u && u->tid) {
         pthread_join(u->tid, NULL);
         u->tid = 0;
@@ -208,6 +219,7 @@ void gw_up_free(gw_up_t *u)
     }
     if (u->wake.fd > 0)
         wake_destroy(&u->wake);
+    sem_destroy(&u->hosted_done);
     free(u->links);
     free(u->rc_peers);
     free(u);

@@ -7,11 +7,13 @@
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "buf.h"
 #include "clock.h"
 #include "delivery.h"
 #include "grpc_frame.h"
+#include "pace.h"
 #include "upsock.h"
 #include "upstream.h"
 
@@ -60,6 +62,15 @@ struct gw_up_priv {
     uint64_t connects;             /* sessions that got usable so far */
     uint32_t seen_gen;             /* addr_gen followed */
     dlv_stats_t seen;              /* machine counters already added to the metrics */
+    pace_t pace;                   /* --coalesce (off when hosted) */
+    pace_stats_t pace_seen;        /* pace counters already added to the metrics */
+    bool pwait2_missing;           /* kernel without epoll_pwait2 */
+    uint32_t carry;                /* events the drain after PACE_LEAVE took */
+    /* --inline-writers: the host service thread's handles (upstream_host.c) */
+    uv_poll_t hpoll;               /* the writer's epoll fd, readable */
+    uv_timer_t htimer;             /* the machine's next timer */
+    bool hosting;                  /* the handles are live */
+    bool host_ended;               /* gw_up_host_end ran */
 };
 
 static inline int64_t upstream__now(void) { return clock_mono_ns(); }
@@ -77,6 +88,12 @@ dlv_io_t upstream__io(gw_up_t *u);
 void upstream__close(gw_up_t *u, const char *why);
 /* upstream__main: the writer thread (pthread start routine; arg = the writer). */
 void *upstream__main(void *arg);
+/* The loop, for upstream__main and a host (upstream_host.c): begin once, then passes (a
+ * hosted writer's passes wait for nothing), end once. */
+void upstream__begin(gw_up_t *u);
+void upstream__pass(gw_up_t *u);
+int upstream__timeout_ms(gw_up_t *u);
+void upstream__end(gw_up_t *u);
 /* upstream_node.c */
 void upstream__follow_addr(gw_up_t *u);
 

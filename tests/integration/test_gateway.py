@@ -446,7 +446,7 @@ def test_writers_that_cannot_connect_sleep():
         (["127.0.0.1:%d" % api.grpc_port, "127.0.0.1:%d" % spare.grpc_port],
          ["--upstream-subset", "1"]),
     ]
-    for inline in ([],):
+    for inline in ([], ["--inline-writers"]):
         for ups, extra in setups:
             gw = Gateway(ups, extra=extra + ["--threads", "1"] + inline)
             wait_until(lambda: sum(gw.metric("wsgw_upstream_connected", {"node": "127.0.0.1:%d" % a.grpc_port}) or 0

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""--inline-writers (each API node's writer runs on a service thread's loop, upstream.h): the
+delivery fault cases (test_delivery_faults: a silent API, a client leaving while its node is
+down, a refused batch, a hung node) and the chaos run (test_chaos: 2 gateways x 2 ws-api with
+kill -9, SIGSTOP, a black hole and a reset, ws-bench alongside) again, with every gateway
+started with the flag. Their checks are theirs: nothing lost, every client told, presence
+equal to the live set."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.dirname(__file__))
+
+import wsgwtest  # noqa: E402
+import test_chaos  # noqa: E402
+import test_delivery_faults  # noqa: E402
+from wsgwtest import Gateway, check, run  # noqa: E402
+
+
+class InlineGateway(Gateway):
+    def __init__(self, upstreams, *args, extra=(), **kw):
+        super().__init__(upstreams, *args, extra=list(extra) + ["--inline-writers"], **kw)
+
+
+for mod in (wsgwtest, test_chaos, test_delivery_faults):
+    mod.Gateway = InlineGateway
+
+tests = {}
+for mod in (test_delivery_faults, test_chaos):
+    for name, fn in vars(mod).items():
+        if name.startswith("test_") and callable(fn):
+            tests[name] = fn
+
+
+def test_the_flag_reaches_the_gateway():
+    """(guards the rest: the writer runs on a service thread, not one of its own)"""
+    api = wsgwtest.Api()
+    gw = InlineGateway([api.grpc_addr], threads=1)
+    names = sorted(open("/proc/%d/task/%s/comm" % (gw.proc.pid, t)).read().strip()
+                   for t in os.listdir("/proc/%d/task" % gw.proc.pid))
+    check(not any(n.startswith("gw-up-") for n in names), "writer threads: %s" % names)
+    check("gw-svc-0" in names, "threads: %s" % names)
+    wsgwtest.stop(gw.proc)
+
+
+if __name__ == "__main__":
+    ns = {"test_the_flag_reaches_the_gateway": test_the_flag_reaches_the_gateway}
+    ns.update(tests)
+    run(ns)
