@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """--inline-writers (each API node's writer runs on a service thread's loop, upstream.h): the
 delivery fault cases (test_delivery_faults: a silent API, a client leaving while its node is
-down, a refused batch, a hung node) and the chaos run (test_chaos: 2 gateways x 2 ws-api with
-kill -9, SIGSTOP, a black hole and a reset, ws-bench alongside) again, with every gateway
-started with the flag. Their checks are theirs: nothing lost, every client told, presence
+down, a refused batch, a hung node), the older fault tests (test_faults: kill -9, failover and
+return in order, full replay buffer, full command rings, SIGTERM drains, GOAWAY; and
+test_faults_drain) and the chaos run (test_chaos: 2 gateways x 2 ws-api with kill -9, SIGSTOP,
+a black hole and a reset, ws-bench alongside) again, with every gateway started with the
+flag. Their checks are theirs: nothing lost, every client told, presence
 equal to the live set."""
 import os
 import sys
@@ -14,6 +16,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import wsgwtest  # noqa: E402
 import test_chaos  # noqa: E402
 import test_delivery_faults  # noqa: E402
+import test_faults  # noqa: E402
+import test_faults_drain  # noqa: E402
 from wsgwtest import Gateway, check, run  # noqa: E402
 
 
@@ -22,11 +26,12 @@ class InlineGateway(Gateway):
         super().__init__(upstreams, *args, extra=list(extra) + ["--inline-writers"], **kw)
 
 
-for mod in (wsgwtest, test_chaos, test_delivery_faults):
+MODULES = (test_delivery_faults, test_faults, test_faults_drain, test_chaos)
+for mod in (wsgwtest,) + MODULES:
     mod.Gateway = InlineGateway
 
 tests = {}
-for mod in (test_delivery_faults, test_chaos):
+for mod in MODULES:
     for name, fn in vars(mod).items():
         if name.startswith("test_") and callable(fn):
             tests[name] = fn
