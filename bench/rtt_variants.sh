@@ -8,7 +8,9 @@
 # VARIANTs as in case_seed_steady.sh: "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api
 # echo behind it; a later --threads in FLAGS wins), "gw@DIR FLAGS..." (ws-gateway and ws-api
 # from DIR: another build), "uws" (UWS_ECHO, bench/README.md). D (default 5s) per run.
-# Prints one line per run and the medians of p50 and p99 per variant.
+# Prints one line per run and the medians of p50 and p99 per variant. With SWITCHES=1, `perf
+# stat -e context-switches,task-clock` on the server over 3 s of each run (from its second
+# second; D must be 5s or more) adds its context switches and CPU per round trip to the line.
 . "$(dirname "$0")/lib.sh"
 have ws-gateway ws-api ws-bench || exit 0
 ROUNDS=3
@@ -17,6 +19,28 @@ case ${1:-} in [0-9]*) ROUNDS=$1; shift ;; esac
 D=${D:-5s}
 OUT=$WORK/rtt_variants.tsv
 : >"$OUT"
+
+# switches LINE: "switches=N cpu_us=N" per round trip over perf's 3 s (round trips from the
+# run's received count over D)
+switches() {
+    "$PY" - "$1" "${D%s}" "$WORK/rtt.stat" <<'PYEOF'
+import re, sys
+line, dur, stat = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+m = re.search(r"received=(\d+)", line)
+n = int(m.group(1)) / dur * 3 if m else 0
+c = {}
+for row in open(stat):
+    p = row.strip().split(",")
+    if len(p) > 3:
+        try:
+            c[p[2]] = float(p[0])
+        except ValueError:
+            pass
+if n:
+    print("switches=%.2f cpu_us=%.1f" % (c.get("context-switches", 0) / n,
+                                         c.get("task-clock", 0) * 1e3 / n))
+PYEOF
+}
 
 one_run() {
     local v=$1 port gwv gbin=$BIN
@@ -36,9 +60,19 @@ one_run() {
         port=$GW_PORT
         ;;
     esac
-    local line
-    line=$("$BIN/ws-bench" message --host "127.0.0.1:$port" --user 1 --interval 0 --inflight 1 \
-        --file "$ROOT/testdata/50b.txt" --duration "$D" 2>/dev/null | tail -1)
+    local line srv=${GW_PID:-}
+    [ "$v" = uws ] && srv=$UWS_PID
+    "$BIN/ws-bench" message --host "127.0.0.1:$port" --user 1 --interval 0 --inflight 1 \
+        --file "$ROOT/testdata/50b.txt" --duration "$D" 2>/dev/null >"$WORK/rtt.out" &
+    local b=$!
+    if [ "${SWITCHES:-0}" = 1 ]; then
+        sleep 1
+        perf stat -x, -e context-switches,task-clock -p "$srv" -o "$WORK/rtt.stat" -- sleep 3 \
+            2>/dev/null
+    fi
+    wait $b
+    line=$(tail -1 "$WORK/rtt.out")
+    [ "${SWITCHES:-0}" = 1 ] && line="$line $(switches "$line")"
     cleanup
     local p50 p99
     p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$line")

@@ -96,10 +96,7 @@ void gw_recycle_register(gw_rc_kind_t kind, int idx, ring_t **to_peer, int npeer
 {
     if (kind == GW_RC_NONE)
         flush_kept();
-    self.kind = kind;
-    self.idx = idx;
-    self.to_peer = to_peer;
-    self.npeer = npeer;
+    gw_recycle_role(kind, idx, to_peer, npeer);
 }
 
 gw_rc_role_t gw_recycle_role(gw_rc_kind_t kind, int idx, ring_t **to_peer, int npeer)
@@ -114,10 +111,7 @@ gw_rc_role_t gw_recycle_role(gw_rc_kind_t kind, int idx, ring_t **to_peer, int n
 
 void gw_recycle_role_back(gw_rc_role_t r)
 {
-    self.kind = r.kind;
-    self.idx = r.idx;
-    self.to_peer = r.to_peer;
-    self.npeer = r.npeer;
+    gw_recycle_role(r.kind, r.idx, r.to_peer, r.npeer);
 }
 
 int gw_recycle_owner(gw_rc_kind_t kind)

@@ -265,23 +265,23 @@ static void on_keepalive(uv_timer_t *t)
         gw_keepalive_sweep(s);
 }
 
-/* uv timer, every TICK_MS: notices requests (STOP is never signalled, see gw_svc_request),
- * and on STOP destroys the lws context, outside any lws callback. */
 /* --inline-writers: the writers this thread runs (upstream.h). */
 static void host_writers(gw_svc_t *s)
 {
     for (int u = 0; u < s->gw->nup; u++)
-        if (gw_up_hosted_by(s->gw->up[u], s->idx, s->gw->nsvc))
+        if (gw_up_hosted_by(s->gw->up[u], s->idx))
             gw_up_host(s->gw->up[u], &s->loop);
 }
 
 static void end_hosted(gw_svc_t *s)
 {
     for (int u = 0; u < s->gw->nup; u++)
-        if (gw_up_hosted_by(s->gw->up[u], s->idx, s->gw->nsvc))
+        if (gw_up_hosted_by(s->gw->up[u], s->idx))
             gw_up_host_end(s->gw->up[u]);
 }
 
+/* uv timer, every TICK_MS: notices requests (STOP is never signalled, see gw_svc_request),
+ * and on STOP destroys the lws context, outside any lws callback. */
 static void on_tick(uv_timer_t *t)
 {
     gw_svc_t *s = t->data;

@@ -242,7 +242,7 @@ static bool can_connect(gw_up_t *u)
  * writer that cannot connect keeps no timer: the machine's "connect now" (it is down) would
  * make it spin, as every unassigned dns:/// slot and every node outside the subset did; a new
  * address or a subset change wakes it. */
-static int timeout_ms(gw_up_t *u)
+int upstream__timeout_ms(gw_up_t *u)
 {
     if (!dlv_full(u->priv->d) && rings_waiting(u))
         return 0;
@@ -375,8 +375,9 @@ void upstream__pass(gw_up_t *u)
 {
     gw_up_priv_t *p = u->priv;
     struct epoll_event evs[8];
-    int n = pace_polling(&p->pace) ? wait_polling(u, evs, 8)
-                                   : epoll_wait(p->epfd, evs, 8, u->hosted ? 0 : timeout_ms(u));
+    int n = pace_polling(&p->pace)
+                ? wait_polling(u, evs, 8)
+                : epoll_wait(p->epfd, evs, 8, u->hosted ? 0 : upstream__timeout_ms(u));
     metrics_inc(gwm.writer_wakeups);
     for (int i = 0; i < n; i++) {
         if (evs[i].data.u32 == 0) {
@@ -410,12 +411,6 @@ void upstream__pass(gw_up_t *u)
         gwm_pace_publish(GWM_PACE_WRITER, st, &p->pace_seen);
         p->pace_seen = *st;
     }
-}
-
-/* How long the loop may sleep (ms) before the next pass is due with nothing happening. */
-int upstream__timeout_ms(gw_up_t *u)
-{
-    return timeout_ms(u);
 }
 
 /* After the last pass: the session ends here (its messages stay in the machine and the links,

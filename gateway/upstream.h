@@ -72,9 +72,9 @@ void gw_up_join(gw_up_t *u);
  * gw_up_host (host thread, in its loop, before uv_run): begins the writer.
  * gw_up_host_end (host thread): ends it if it has not ended (its stop request came, or the
  * host is leaving), closes its handles and posts hosted_done; safe to call more than once. */
-static inline bool gw_up_hosted_by(const gw_up_t *u, int k, int nsvc)
+static inline bool gw_up_hosted_by(const gw_up_t *u, int k)
 {
-    return u->hosted && u->idx % nsvc == k;
+    return u->hosted && u->idx % u->gw->nsvc == k;
 }
 struct uv_loop_s;
 void gw_up_host(gw_up_t *u, struct uv_loop_s *loop);

@@ -1,7 +1,7 @@
 /* upstream_host.c: a writer run by a service thread's uv loop instead of a thread of its own
  * (--inline-writers; upstream.h says what changes and what does not). Host service thread
- * only: each pass runs in the writer's recycle role (recycle.h), so what it frees goes home
- * as the writer's would. */
+ * only: the writer's code runs in the writer's recycle role (recycle.h), so what it frees goes
+ * home as the writer's would. */
 #include <errno.h>
 
 #include "recycle.h"
@@ -9,18 +9,23 @@
 
 static void on_timer(uv_timer_t *t);
 
+/* Runs fn(u) in u's recycle role, then gives the host its own back. */
+static void as_writer(gw_up_t *u, void (*fn)(gw_up_t *))
+{
+    gw_rc_role_t was = gw_recycle_role(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
+    fn(u);
+    gw_recycle_role_back(was);
+}
+
 static void pass(gw_up_t *u)
 {
-    gw_up_priv_t *p = u->priv;
-    gw_rc_role_t was = gw_recycle_role(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
-    upstream__pass(u);
-    gw_recycle_role_back(was);
+    as_writer(u, upstream__pass);
     if (atomic_load(&u->stop_req) >= 2) {
         gw_up_host_end(u);
         return;
     }
     /* (0 when events wait in the rings: the next loop turn, without sleeping) */
-    uv_timer_start(&p->htimer, on_timer, (uint64_t)upstream__timeout_ms(u), 0);
+    uv_timer_start(&u->priv->htimer, on_timer, (uint64_t)upstream__timeout_ms(u), 0);
 }
 
 /* The writer's epoll fd is readable: its socket, or a wake-up from a service thread. */
@@ -39,9 +44,7 @@ static void on_timer(uv_timer_t *t)
 void gw_up_host(gw_up_t *u, uv_loop_t *loop)
 {
     gw_up_priv_t *p = u->priv;
-    gw_rc_role_t was = gw_recycle_role(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
-    upstream__begin(u);
-    gw_recycle_role_back(was);
+    as_writer(u, upstream__begin);
     uv_poll_init(loop, &p->hpoll, p->epfd);
     uv_timer_init(loop, &p->htimer);
     p->hpoll.data = p->htimer.data = u;
@@ -57,9 +60,7 @@ void gw_up_host_end(gw_up_t *u)
         return;
     p->host_ended = true;
     if (p->hosting) {
-        gw_rc_role_t was = gw_recycle_role(GW_RC_WRITER, u->idx, u->rc_peers, u->gw->nsvc);
-        upstream__end(u);
-        gw_recycle_role_back(was);
+        as_writer(u, upstream__end);
         uv_poll_stop(&p->hpoll);
         uv_timer_stop(&p->htimer);
         uv_close((uv_handle_t *)&p->hpoll, NULL);

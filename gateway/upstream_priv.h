@@ -89,7 +89,9 @@ void upstream__close(gw_up_t *u, const char *why);
 /* upstream__main: the writer thread (pthread start routine; arg = the writer). */
 void *upstream__main(void *arg);
 /* The loop, for upstream__main and a host (upstream_host.c): begin once, then passes (a
- * hosted writer's passes wait for nothing), end once. */
+ * hosted writer's passes wait for nothing), end once. upstream__timeout_ms: how long the loop
+ * may sleep before the next pass is due (the machine's next timer, at most 1 s; 0 when events
+ * wait to be taken). */
 void upstream__begin(gw_up_t *u);
 void upstream__pass(gw_up_t *u);
 int upstream__timeout_ms(gw_up_t *u);
