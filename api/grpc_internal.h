@@ -103,6 +103,7 @@ typedef struct gstream {
     admin_method_t admin; /* GS_PUSH: a wsgw.v1.Admin method (same unary path), or ADMIN_NONE */
     size_t buf_mem;      /* dec + push_msg capacity, counted in c->buffered */
     uint64_t msg_since_ms; /* an unfinished message (or Push request) since; 0: none */
+    bool fed;            /* data arrived since the last sweep (a kept buffer stays) */
     /* outbound */
     chunk_t *oq_head, *oq_tail;
     size_t oq_bytes;

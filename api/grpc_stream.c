@@ -28,6 +28,12 @@
 
 static uint64_t stream_serial;
 
+/* An Exchange stream keeps its decoder buffer between messages up to this (a gateway's batches
+ * are up to --batch-max-bytes, 256 KiB by default, plus their encoding). It counts in the
+ * connection's --h2-conn-buffer like a message in progress, gives way when that budget is
+ * short, and goes when the stream is quiet for a sweep (release_kept, grpc__stream_sweep). */
+#define EXCHANGE_KEEP (512 * 1024)
+
 static void stream_flush(api_stream_t *as);
 static void stream_fail(gstream_t *s, int status, const char *msg);
 static void stream_fail_hook(api_stream_t *as, int status, const char *msg);
@@ -454,6 +460,7 @@ void grpc__stream_dispatch(gstream_t *s)
         }
         s->kind = GS_EXCHANGE;
         grpc_dec_init(&s->dec, srv->cfg.max_message);
+        grpc_dec_keep(&s->dec, EXCHANGE_KEEP);
         s->dec_init = true;
         const char *gid = s->gateway_id && *s->gateway_id ? s->gateway_id : s->c->anon_gw;
         gconn_t *c = s->c;
@@ -614,6 +621,17 @@ static void buf_account(gstream_t *s)
     s->buf_mem = now;
 }
 
+/* Releases the decoder buffers the streams of c keep between messages (grpc_dec_keep); a
+ * message in progress keeps its bytes. Returns the bytes released. */
+static size_t release_kept(gconn_t *c)
+{
+    size_t n = 0;
+    for (gstream_t *st = c->streams; st; st = st->next)
+        if (st->dec_init && (n += grpc_dec_shrink(&st->dec)) != 0)
+            buf_account(st);
+    return n;
+}
+
 /* Drops what s holds of unfinished input (it failed: nothing more is decoded). */
 void grpc__drop_input(gstream_t *s)
 {
@@ -627,6 +645,9 @@ void grpc__drop_input(gstream_t *s)
 void grpc__stream_sweep(gstream_t *s, uint64_t now)
 {
     grpc_server_t *srv = s->c->srv;
+    if (!s->fed && s->dec_init && grpc_dec_shrink(&s->dec)) /* quiet: its kept buffer goes */
+        buf_account(s);
+    s->fed = false;
     if (s->eof || !s->msg_since_ms || now < s->msg_since_ms + srv->cfg.message_timeout_ms)
         return;
     char m[160];
@@ -650,6 +671,9 @@ void grpc__stream_data(gstream_t *s, const uint8_t *data, size_t len)
     }
     int rv = grpc_dec_feed(&s->dec, data, len, on_message, s);
     buf_account(s);
+    s->fed = true;
+    if (c->buffered > srv->cfg.conn_buffer) /* kept buffers give way to messages in progress */
+        release_kept(c);
     if (s->kind == GS_EXCHANGE)
         s->msg_since_ms = !grpc_dec_partial(&s->dec) ? 0
                           : s->msg_since_ms          ? s->msg_since_ms

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bodies larger than this are not kept buffered between messages (idle streams stay small). */
+/* Bodies larger than this are not kept buffered between messages unless grpc_dec_keep says so
+ * (idle streams stay small). */
 #define KEEP_BUF_MAX (64 * 1024)
 /* First allocation for a message body that spans feeds, and the growth step past GROW_STEP. */
 #define GROW_MIN 4096
@@ -14,11 +15,28 @@ void grpc_dec_init(grpc_dec_t *d, size_t max)
 {
     memset(d, 0, sizeof *d);
     d->max = max;
+    d->keep = KEEP_BUF_MAX;
 }
 
 void grpc_dec_trust(grpc_dec_t *d, size_t bytes)
 {
     d->trust = bytes;
+    if (bytes > d->keep)
+        d->keep = bytes;
+}
+
+void grpc_dec_keep(grpc_dec_t *d, size_t bytes)
+{
+    d->keep = bytes;
+}
+
+size_t grpc_dec_shrink(grpc_dec_t *d)
+{
+    size_t n = d->cap;
+    if (grpc_dec_partial(d) || !n)
+        return 0;
+    grpc_dec_free(d);
+    return n;
 }
 
 void grpc_dec_free(grpc_dec_t *d)
@@ -57,7 +75,7 @@ static void message_done(grpc_dec_t *d)
     d->hdr_have = 0;
     d->need = 0;
     d->have = 0;
-    if (d->cap > (d->trust > KEEP_BUF_MAX ? d->trust : KEEP_BUF_MAX)) {
+    if (d->cap > d->keep) {
         free(d->buf);
         d->buf = NULL;
         d->cap = 0;

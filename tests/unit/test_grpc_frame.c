@@ -244,6 +244,53 @@ static void test_trusted_peer_buffers_whole_and_keeps(void)
     grpc_dec_free(&d);
 }
 
+/* grpc_dec_keep (ws-api's Exchange streams): big buffers grow with what arrives as for any
+ * peer, but stay between messages up to the keep, so a run of batches reallocates only while
+ * the largest grows; grpc_dec_shrink lets the kept buffer go, never a message in progress. */
+static void test_keep_and_shrink(void)
+{
+    const size_t lens[] = {250000, 200000, 250000, 100};
+    size_t max_cap;
+    int grows;
+    grpc_dec_t d;
+    grpc_dec_init(&d, 1 << 20);
+    grpc_dec_keep(&d, 512 << 10);
+    feed_chunked(&d, lens, 4, &max_cap, &grows);
+    CHECK(grows >= 6);  /* the first message: 4 k, 8 k, ... then 64 KiB steps */
+    CHECK(grows <= 12); /* none after it: the buffer stayed */
+    CHECK_EQ(max_cap, 250000);
+    CHECK_EQ(d.cap, 250000);
+    size_t again = d.cap;
+    feed_chunked(&d, lens, 4, &max_cap, &grows);
+    CHECK_EQ(grows, 0);
+    CHECK_EQ(d.cap, again);
+    CHECK_EQ(grpc_dec_shrink(&d), 250000);
+    CHECK_EQ(d.cap, 0);
+    CHECK(d.buf == NULL);
+    CHECK_EQ(grpc_dec_shrink(&d), 0);
+    /* half a message in: shrink keeps its bytes, and the message still comes out whole */
+    buf_t in = BUF_INIT;
+    char body[5000];
+    memset(body, 'k', sizeof body);
+    frame(&in, body, sizeof body);
+    sink_t s = {0};
+    CHECK_EQ(grpc_dec_feed(&d, in.data, 2000, on_msg, &s), 0);
+    size_t held = d.cap;
+    CHECK(held > 0);
+    CHECK_EQ(grpc_dec_shrink(&d), 0);
+    CHECK_EQ(d.cap, held);
+    CHECK_EQ(grpc_dec_feed(&d, in.data + 2000, in.len - 2000, on_msg, &s), 0);
+    CHECK_EQ(s.n, 1);
+    CHECK(s.all.len == sizeof body && memcmp(s.all.data, body, sizeof body) == 0);
+    /* over the keep: let go after the message, as without it */
+    grpc_dec_keep(&d, 100 << 10);
+    feed_chunked(&d, lens, 1, &max_cap, &grows);
+    CHECK_EQ(d.cap, 0);
+    grpc_dec_free(&d);
+    buf_free(&in);
+    buf_free(&s.all);
+}
+
 int main(void)
 {
     RUN(test_header_encoding);
@@ -255,5 +302,6 @@ int main(void)
     RUN(test_callback_error_propagates);
     RUN(test_data_frame_len);
     RUN(test_trusted_peer_buffers_whole_and_keeps);
+    RUN(test_keep_and_shrink);
     return TEST_REPORT();
 }
