@@ -114,7 +114,34 @@ static uint8_t *event_put(uint8_t *p, const gw_event_t *e, const char *gwid, siz
     return p;
 }
 
-gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gateway_id)
+#define POOL_MIN 4096 /* smaller buffers are malloc's (its per-thread cache serves them) */
+
+/* Takes buffer i out of pool. */
+static uint8_t *pool_out(gw_batch_pool_t *pool, int i)
+{
+    uint8_t *b = pool->buf[i];
+    pool->bytes -= pool->cap[i];
+    pool->n--;
+    pool->buf[i] = pool->buf[pool->n];
+    pool->cap[i] = pool->cap[pool->n];
+    return b;
+}
+
+/* The smallest buffer in pool of at least need bytes, taken out of it; NULL: none. */
+static uint8_t *pool_take(gw_batch_pool_t *pool, size_t need, size_t *cap)
+{
+    int best = -1;
+    for (int i = 0; pool && need >= POOL_MIN && i < pool->n; i++)
+        if (pool->cap[i] >= need && (best < 0 || pool->cap[i] < pool->cap[best]))
+            best = i;
+    if (best < 0)
+        return NULL;
+    *cap = pool->cap[best];
+    return pool_out(pool, best);
+}
+
+gw_batch_t *gw_batch_encode(gw_batch_pool_t *pool, gw_event_t *const *evs, size_t n,
+                            const char *gateway_id)
 {
     if (scratch_reserve(n) < 0)
         return NULL;
@@ -131,7 +158,9 @@ gw_batch_t *gw_batch_encode(gw_event_t *const *evs, size_t n, const char *gatewa
         if (e->type == GW_EV_MESSAGE || e->routed)
             b->nmsgs++;
     }
-    b->buf = malloc(GRPC_FRAME_HDR_LEN + sz + COMPLETE_FIELD + SEQ_FIELD_MAX);
+    size_t need = GRPC_FRAME_HDR_LEN + sz + COMPLETE_FIELD + SEQ_FIELD_MAX;
+    if (!(b->buf = pool_take(pool, need, &b->cap)))
+        b->buf = malloc(b->cap = need);
     if (!b->buf) {
         free(b);
         return NULL;
@@ -311,6 +340,39 @@ void gw_batch_free(gw_batch_t *b)
     free(b->routed);
     free(b->buf);
     free(b);
+}
+
+void gw_batch_recycle(gw_batch_pool_t *pool, gw_batch_t *b)
+{
+    if (!b)
+        return;
+    if (pool && b->buf && b->cap >= POOL_MIN && b->cap <= GW_BATCH_POOL_BYTES) {
+        /* make room: smaller buffers give way while the pool is full */
+        while (pool->n == GW_BATCH_POOL || pool->bytes + b->cap > GW_BATCH_POOL_BYTES) {
+            int small = 0;
+            for (int i = 1; i < pool->n; i++)
+                if (pool->cap[i] < pool->cap[small])
+                    small = i;
+            if (pool->cap[small] >= b->cap)
+                break;
+            free(pool_out(pool, small));
+        }
+        if (pool->n < GW_BATCH_POOL && pool->bytes + b->cap <= GW_BATCH_POOL_BYTES) {
+            pool->buf[pool->n] = b->buf;
+            pool->cap[pool->n++] = b->cap;
+            pool->bytes += b->cap;
+            b->buf = NULL;
+        }
+    }
+    gw_batch_free(b);
+}
+
+void gw_batch_pool_free(gw_batch_pool_t *pool)
+{
+    for (int i = 0; i < pool->n; i++)
+        free(pool->buf[i]);
+    pool->n = 0;
+    pool->bytes = 0;
 }
 
 void gw_batch_thread_cleanup(void)

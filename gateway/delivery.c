@@ -153,7 +153,7 @@ static void resync_finish(dlv_t *d, int64_t now)
         dlv__encode_into(d, s, s->rs.v, s->rs.n);
         dlv__evq_reset(&s->rs);
         if (!s->tail) { /* no Opens on this stream: an empty batch says it */
-            gw_batch_t *b = gw_batch_encode(NULL, 0, d->cfg.gateway_id);
+            gw_batch_t *b = gw_batch_encode(&d->pool, NULL, 0, d->cfg.gateway_id);
             if (b) {
                 d->stats.queued += b->ev_len;
                 dlv__append_batch(s, b);
@@ -282,6 +282,7 @@ void dlv_free(dlv_t *d)
             d->hb_head[k] = e->next;
             gw_event_free(e);
         }
+    gw_batch_pool_free(&d->pool);
     free(d->st);
     free(d->hb_head);
     free(d->hb_tail);

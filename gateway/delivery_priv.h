@@ -71,6 +71,7 @@ struct dlv {
     gw_idmap_t *hb_ids;                 /* [nsvc] connections with handed-back messages the thread
                                         has not taken yet: their later messages follow them */
     gw_seqtrack_t *rt;               /* [nsvc * nstreams] resolved Messages (seqtrack.h) */
+    gw_batch_pool_t pool;            /* buffers of batches done with */
 };
 
 

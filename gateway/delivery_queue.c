@@ -16,7 +16,7 @@ static void batch_release(dlv_t *d, dstream_t *s, gw_batch_t *b)
     d->stats.queued -= b->ev_len;
     d->stats.released += b->nmsgs;
     dlv__resolve_batch(d, s->idx, b);
-    gw_batch_free(b);
+    gw_batch_recycle(&d->pool, b);
 }
 
 /* Releases sent batches from the head: acked ones (ack > 0), or every sent one (ack 0). */
@@ -88,7 +88,7 @@ void dlv__encode_into(dlv_t *d, dstream_t *s, gw_event_t **evs, size_t n)
         while (j < n && j - i < d->cfg.batch_max_events &&
                (j == i || bytes + gw_event_size(evs[j]) <= d->cfg.batch_max_bytes))
             bytes += gw_event_size(evs[j++]);
-        gw_batch_t *b = gw_batch_encode(evs + i, j - i, d->cfg.gateway_id);
+        gw_batch_t *b = gw_batch_encode(&d->pool, evs + i, j - i, d->cfg.gateway_id);
         if (!b) {
             for (; i < n; i++)
                 dlv__lose_event(d, s->idx, evs[i], -1, "out of memory encoding a batch");
@@ -130,7 +130,7 @@ void dlv__strip_stream(dlv_t *d, dstream_t *s, int64_t now)
             dlv__resolve_batch(d, s->idx, b);
         }
         d->stats.queued -= b->ev_len;
-        gw_batch_free(b);
+        gw_batch_recycle(&d->pool, b);
         b = next;
     }
     s->head = s->tail = s->cur = NULL;
@@ -175,7 +175,7 @@ static gw_batch_t *split_batch(dlv_t *d, dstream_t *s, gw_batch_t *prev, gw_batc
     for (gw_event_t *e = h; e;) {
         gw_event_t *next = e->next;
         e->tries = (uint8_t)(d->cfg.max_attempts - 1); /* one more chance, alone */
-        gw_batch_t *nb = gw_batch_encode(&e, 1, d->cfg.gateway_id);
+        gw_batch_t *nb = gw_batch_encode(&d->pool, &e, 1, d->cfg.gateway_id);
         if (!nb) {
             dlv__lose_event(d, s->idx, e, -1, "out of memory splitting a batch");
         } else {
@@ -192,7 +192,7 @@ static gw_batch_t *split_batch(dlv_t *d, dstream_t *s, gw_batch_t *prev, gw_batc
     }
     gw_batch_t *after = b->next;
     d->stats.queued -= b->ev_len;
-    gw_batch_free(b);
+    gw_batch_recycle(&d->pool, b);
     if (first)
         last->next = after;
     if (prev)
@@ -250,7 +250,7 @@ void dlv__poison_sweep(dlv_t *d, dstream_t *s, int grpc_status, int64_t now)
                 d->stats.lost += b->nmsgs;
                 dlv__resolve_batch(d, s->idx, b);
             }
-            gw_batch_free(b);
+            gw_batch_recycle(&d->pool, b);
         }
         b = next;
     }

@@ -116,7 +116,7 @@ static void test_batch_roundtrip_and_renumber(void)
     evs[1] = msg_event(7, "u", "hello", 1);
     evs[2] = gw_event_new(GW_EV_CLOSE, 7, "u", 1, "bye", 3, NULL, 0, NULL, 0);
     evs[2]->code = 1001;
-    gw_batch_t *b = gw_batch_encode(evs, 3, "gw-1");
+    gw_batch_t *b = gw_batch_encode(NULL, evs, 3, "gw-1");
     REQUIRE(b);
     CHECK_EQ(b->nevents, 3);
     CHECK_EQ(b->nmsgs, 1);
@@ -181,6 +181,82 @@ static size_t pack_downstream(Wsgw__V1__Command **cmds, size_t n, uint64_t ack, 
     d.n_commands = n;
     d.ack = ack;
     return wsgw__v1__downstream__pack(&d, out);
+}
+
+/* A batch of n messages of `size` bytes each, encoded from pool. */
+static gw_batch_t *sized_batch(gw_batch_pool_t *pool, int n, size_t size)
+{
+    char *payload = malloc(size + 1);
+    memset(payload, 'p', size);
+    payload[size] = 0;
+    gw_event_t *evs[8];
+    for (int i = 0; i < n; i++)
+        evs[i] = msg_event(9, "u", payload, (uint64_t)i + 1);
+    gw_batch_t *b = gw_batch_encode(pool, evs, (size_t)n, "gw-1");
+    for (int i = 0; i < n; i++)
+        gw_event_free(evs[i]);
+    free(payload);
+    return b;
+}
+
+/* The writer's batch buffers (gw_batch_pool_t): a freed batch's buffer serves the next batch
+ * that fits; small ones are malloc's; the pool stays within its count and bytes; what comes
+ * from the pool encodes the same as fresh memory. */
+static void test_batch_pool_reuses_buffers(void)
+{
+    gw_batch_pool_t pool = {0};
+    gw_batch_t *a = sized_batch(&pool, 4, 16000);
+    REQUIRE(a);
+    uint8_t *abuf = a->buf;
+    size_t acap = a->cap;
+    CHECK(acap >= a->wire_len);
+    gw_batch_recycle(&pool, a);
+    CHECK_EQ(pool.n, 1);
+    CHECK_EQ(pool.bytes, acap);
+    gw_batch_t *b = sized_batch(&pool, 2, 16000); /* smaller: fits in a's buffer */
+    REQUIRE(b);
+    CHECK(b->buf == abuf);
+    CHECK_EQ(b->cap, acap);
+    CHECK_EQ(pool.n, 0);
+    CHECK_EQ(pool.bytes, 0);
+    Wsgw__V1__Upstream *up = wsgw__v1__upstream__unpack(NULL, b->wire_len - 5, b->buf + 5);
+    REQUIRE(up);
+    CHECK_EQ(up->n_events, 2);
+    CHECK_EQ(up->events[1]->message->payload.len, 16000);
+    wsgw__v1__upstream__free_unpacked(up, NULL);
+    gw_batch_t *c = sized_batch(&pool, 8, 16000); /* larger: fresh memory */
+    REQUIRE(c);
+    CHECK(c->buf != abuf);
+    gw_batch_recycle(&pool, b);
+    gw_batch_recycle(&pool, c);
+    CHECK_EQ(pool.n, 2);
+    gw_batch_t *small = sized_batch(&pool, 1, 10); /* under 4 KiB: malloc's, never the pool's */
+    REQUIRE(small);
+    CHECK_EQ(pool.n, 2);
+    gw_batch_recycle(&pool, small);
+    CHECK_EQ(pool.n, 2);
+    /* bounds: never more than GW_BATCH_POOL buffers or GW_BATCH_POOL_BYTES; larger ones win */
+    gw_batch_pool_free(&pool);
+    for (int i = 0; i < 3 * GW_BATCH_POOL; i++) {
+        gw_batch_t *x = sized_batch(NULL, 8, 4000 + 1000 * (size_t)i);
+        REQUIRE(x);
+        size_t cap = x->cap;
+        gw_batch_recycle(&pool, x);
+        CHECK(pool.n <= GW_BATCH_POOL);
+        CHECK(pool.bytes <= GW_BATCH_POOL_BYTES);
+        size_t sum = 0, max = 0;
+        for (int k = 0; k < pool.n; k++) {
+            sum += pool.cap[k];
+            if (pool.cap[k] > max)
+                max = pool.cap[k];
+        }
+        CHECK_EQ(sum, pool.bytes);
+        CHECK_EQ(max, cap); /* the latest is the largest so far: it was kept */
+    }
+    gw_batch_pool_free(&pool);
+    CHECK_EQ(pool.n, 0);
+    CHECK_EQ(pool.bytes, 0);
+    gw_batch_thread_cleanup();
 }
 
 static void test_downstream_fanout(void)
@@ -321,6 +397,7 @@ int main(void)
     RUN(test_utf8_fails_at_the_first_bad_byte);
     RUN(test_utf8_cut_on_a_boundary);
     RUN(test_batch_roundtrip_and_renumber);
+    RUN(test_batch_pool_reuses_buffers);
     RUN(test_downstream_fanout);
     RUN(test_route_stable_and_failover);
     RUN(test_ws_frame_header);

@@ -221,7 +221,7 @@ static void test_batch_bytes_equal_protobuf_c(void)
         for (size_t i = 0; i < n; i++)
             evs[i] = rnd_event();
         char *gwid = rnd_cstr(20);
-        gw_batch_t *bt = gw_batch_encode(evs, n, gwid);
+        gw_batch_t *bt = gw_batch_encode(NULL, evs, n, gwid);
         REQUIRE(bt);
         uint8_t *old = malloc(64 * 1024);
         size_t oldlen = pack_batch_pbc(evs, n, gwid, old);
@@ -686,7 +686,7 @@ static void test_mutations_agree(void)
             size_t ne = 1 + below(4);
             for (size_t i = 0; i < ne; i++)
                 evs[i] = rnd_event();
-            gw_batch_t *bt = gw_batch_encode(evs, ne, "gw-1");
+            gw_batch_t *bt = gw_batch_encode(NULL, evs, ne, "gw-1");
             gw_batch_set_seq(bt, rnd_u64());
             n = bt->wire_len - GRPC_FRAME_HDR_LEN;
             memcpy(m, bt->buf + GRPC_FRAME_HDR_LEN, n);
