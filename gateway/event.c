@@ -18,10 +18,12 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
                          const void *a, size_t a_len, const char *b, size_t b_len,
                          const char *c, size_t c_len)
 {
-    gw_event_t *e = gw_rc_alloc(sizeof *e + user_len + a_len + b_len + c_len + 4);
+    uint8_t rc;
+    gw_event_t *e = gw_rc_alloc(sizeof *e + user_len + a_len + b_len + c_len + 4, &rc);
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);
+    e->rc = rc;
     e->owner = (int16_t)gw_recycle_owner(GW_RC_SVC);
     e->type = (uint8_t)type;
     e->conn_id = conn_id;
@@ -40,9 +42,11 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
 gw_event_t *gw_event_dup(const gw_event_t *e)
 {
     size_t n = gw_event_size(e);
-    gw_event_t *d = gw_rc_alloc(n);
+    uint8_t rc;
+    gw_event_t *d = gw_rc_alloc(n, &rc);
     if (d) {
         memcpy(d, e, n);
+        d->rc = rc;
         d->next = NULL;
         d->owner = (int16_t)gw_recycle_owner(GW_RC_SVC);
     }
@@ -53,9 +57,11 @@ gw_payload_t *gw_payload_alloc(size_t len, bool binary, int64_t t_recv)
 {
     if (len > UINT32_MAX)
         return NULL;
-    gw_payload_t *p = gw_rc_alloc(sizeof *p + LWS_PRE + len + 1);
+    uint8_t rc;
+    gw_payload_t *p = gw_rc_alloc(sizeof *p + LWS_PRE + len + 1, &rc);
     if (!p)
         return NULL;
+    p->rc = rc;
     p->refs = 1;
     p->owner = (int16_t)gw_recycle_owner(GW_RC_WRITER);
     p->len = (uint32_t)len;
@@ -93,11 +99,14 @@ gw_cmd_t *gw_cmd_new_ch(gw_cmd_type_t type, const uint64_t *conns, size_t nconns
         strbytes += chan_len + 1 + epoch_len + 1;
     if (chan_len > UINT16_MAX || epoch_len > UINT8_MAX)
         return NULL;
+    uint8_t rc;
     gw_cmd_t *c = gw_rc_alloc(sizeof *c + nconns * sizeof(uint64_t) + npubs * sizeof(gw_pub_t) +
-                         strbytes);
+                                  strbytes,
+                              &rc);
     if (!c)
         return NULL;
     memset(c, 0, sizeof *c);
+    c->rc = rc;
     c->owner = (int16_t)gw_recycle_owner(GW_RC_WRITER);
     c->type = (uint8_t)type;
     c->nconns = (uint32_t)nconns;
@@ -139,15 +148,15 @@ void gw_cmd_free(gw_cmd_t *c)
         c->events = e->next;
         gw_event_free(e);
     }
-    gw_recycle(c, c->owner);
+    gw_recycle(c, c->owner, c->rc);
 }
 
 void gw_event_free(gw_event_t *e)
 {
-    gw_recycle(e, e->owner);
+    gw_recycle(e, e->owner, e->rc);
 }
 
 void gw_payload_free(gw_payload_t *p)
 {
-    gw_recycle(p, p->owner);
+    gw_recycle(p, p->owner, p->rc);
 }

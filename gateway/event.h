@@ -31,6 +31,7 @@ typedef struct gw_event {
                               replayed and handed back like the connection's messages */
     uint8_t routed;        /* Open/Close sent to one node like a Message (gw_presence_shared):
                               numbered, kept, handed back like one (delivery.h) */
+    uint8_t rc;            /* recycle class tag (gw_rc_alloc); 0: a plain malloc block */
     uint32_t tno;          /* Message: its number among the thread's Messages to this node and
                               stream, as the writer took them (seqtrack.h); set when taken */
     int32_t code;          /* Close */
@@ -74,6 +75,7 @@ static inline size_t gw_event_size(const gw_event_t *e)
 typedef struct gw_payload {
     uint32_t refs;     /* owner service thread only */
     int16_t owner;     /* writer that allocated it (recycle.h), or -1 */
+    uint8_t rc;        /* recycle class tag (gw_rc_alloc) */
     uint32_t len;
     bool binary;
     int64_t t_recv;    /* monotonic: command read from HTTP/2 (egress stage start) */
@@ -133,6 +135,7 @@ typedef struct gw_cmd {
     uint16_t chan_len;
     uint8_t epoch_len;
     uint8_t flags;         /* Recovered: GW_REC_* */
+    uint8_t rc;            /* recycle class tag (gw_rc_alloc) */
     uint32_t rid;          /* Recovered: the request id */
     uint64_t offset;       /* Send: offset in the channel (0: not kept); Recovered: the newest */
     gw_payload_t *env;     /* Send: its wsgw.v1.json envelope, made by the service thread on
