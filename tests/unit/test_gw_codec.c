@@ -189,7 +189,7 @@ static gw_batch_t *sized_batch(gw_batch_pool_t *pool, int n, size_t size)
     char *payload = malloc(size + 1);
     memset(payload, 'p', size);
     payload[size] = 0;
-    gw_event_t *evs[8];
+    gw_event_t *evs[8] = {0};
     for (int i = 0; i < n; i++)
         evs[i] = msg_event(9, "u", payload, (uint64_t)i + 1);
     gw_batch_t *b = gw_batch_encode(pool, evs, (size_t)n, "gw-1");
