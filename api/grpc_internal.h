@@ -16,6 +16,7 @@
 #include "bearer.h"
 #include "buf.h"
 #include "grpc_frame.h"
+#include "grpc_out.h"
 #include "grpc_server.h"
 #include "sockio.h"
 #include "stream.h"
@@ -132,6 +133,12 @@ struct gconn {
     nghttp2_session *ng;
     buf_t out; /* bytes the socket did not take yet */
     size_t out_off;
+    /* DATA payloads going out by reference among out's bytes (grpc_out.h) */
+    struct gout_ref *refs;
+    size_t nrefs, cap_refs;
+    size_t ref_done, ref_off; /* refs written whole; bytes of refs[ref_done] written */
+    size_t ref_bytes;         /* the refs' bytes not yet written */
+    size_t data_copied;       /* stream_read_cb -> grpc__send_data: payload bytes in out */
     gstream_t *streams;
     size_t nstreams;
     size_t nblocked;
@@ -243,6 +250,8 @@ void grpc__limit(gconn_t *c, h2_limit_t l, const char *detail);
 void grpc__oq_push(gstream_t *s, uint8_t *data, size_t len, size_t cap);
 /* grpc__oq_clear: drops s's outbound queue. */
 void grpc__oq_clear(gstream_t *s);
+/* grpc__chunk_free: frees a chunk taken off a queue (its buffer back to bufpool.h). */
+void grpc__chunk_free(chunk_t *ch);
 /* grpc__submit_response: submits s's response headers (exchange: an Exchange stream's, with
  * x-wsgw-ack and, with --redis, x-wsgw-presence) and its data provider. Returns 0 or
  * nghttp2's error. */

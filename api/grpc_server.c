@@ -54,7 +54,7 @@ static void on_conn_poll(uv_poll_t *h, int status, int events);
  * queues bound it already, and a gateway that reads slowly keeps being read. */
 static bool out_backlog(const gconn_t *c)
 {
-    return c->out.len > c->out_off && c->ng &&
+    return gout_pending(c) && c->ng &&
            nghttp2_session_get_outbound_queue_size(c->ng) > OUTQ_PAUSE;
 }
 
@@ -70,7 +70,7 @@ static void poll_update(gconn_t *c)
     if (c->io.ssl && !c->tls_ready) {
         wr = c->hs_wants_write;
     } else {
-        wr = (c->out.len > c->out_off && !c->io.wr_wants_read) || c->io.rd_wants_write;
+        wr = (gout_pending(c) && !c->io.wr_wants_read) || c->io.rd_wants_write;
         rd = !out_backlog(c) || c->io.wr_wants_read;
     }
     int ev = (rd ? UV_READABLE : 0) | (wr ? UV_WRITABLE : 0);
@@ -119,8 +119,8 @@ static void conn_write(gconn_t *c)
         return; /* TLS: nothing goes out before the handshake; conn_handshake calls back */
     char why[TLS_SERVER_ERR_LEN];
     for (;;) {
-        while (c->out.len > c->out_off) {
-            ssize_t n = sockio_send(&c->io, c->out.data + c->out_off, c->out.len - c->out_off, why);
+        while (gout_pending(c)) {
+            ssize_t n = gout_send(c, why); /* advances the output's cursor */
             if (n == SOCKIO_AGAIN)
                 goto wait_writable;
             if (n == SOCKIO_FAILED) {
@@ -131,11 +131,8 @@ static void conn_write(gconn_t *c)
                 conn_close(c, why);
                 return;
             }
-            c->out_off += (size_t)n;
         }
-        c->out.len = c->out_off = 0;
-        if (c->out.cap > 4 * OUT_FILL)
-            buf_free(&c->out);
+        gout_reset(c);
         while (c->out.len < OUT_FILL) {
             const uint8_t *d;
             ssize_t n = nghttp2_session_mem_send(c->ng, &d);
@@ -213,7 +210,7 @@ static void conn_read(gconn_t *c)
             nghttp2_session_terminate_session(c->ng, code);
             const uint8_t *d;
             ssize_t m = nghttp2_session_mem_send(c->ng, &d);
-            if (m > 0 && c->out.len == c->out_off)
+            if (m > 0 && !gout_pending(c))
                 (void)sockio_send(&c->io, d, (size_t)m, why);
             conn_close(c, NULL);
             return;
@@ -303,7 +300,9 @@ static void on_conn_closed(uv_handle_t *h)
 {
     gconn_t *c = h->data;
     grpc_server_t *srv = c->srv;
+    gout_reset(c);
     buf_free(&c->out);
+    free(c->refs);
     free(c);
     srv->handles_open--;
     if (srv->freeing && srv->handles_open == 0)

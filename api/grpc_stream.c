@@ -102,7 +102,7 @@ void grpc__oq_push(gstream_t *s, uint8_t *data, size_t len, size_t cap)
     oq_mem_add(s, (ptrdiff_t)(len + CHUNK_OVERHEAD));
 }
 
-static void chunk_free(chunk_t *ch)
+void grpc__chunk_free(chunk_t *ch)
 {
     if (ch->cap)
         bufpool_put(ch->data, ch->cap);
@@ -115,7 +115,7 @@ void grpc__oq_clear(gstream_t *s)
 {
     for (chunk_t *ch = s->oq_head, *n; ch; ch = n) {
         n = ch->next;
-        chunk_free(ch);
+        grpc__chunk_free(ch);
     }
     s->oq_head = s->oq_tail = NULL;
     s->oq_bytes = 0;
@@ -215,40 +215,48 @@ static void submit_trailers_only(gstream_t *s, int status, const char *msg)
     grpc__conn_want_write(s->c);
 }
 
-/* The data provider of every response body. The bytes go straight into the connection's
- * output buffer (c->out), behind 9 bytes left for the frame header, and nghttp2 is told
- * NGHTTP2_DATA_FLAG_NO_COPY: grpc__send_data then writes the header there. Copying into
- * nghttp2's frame buffer and from there into c->out cost a second copy of every byte. */
+/* The data provider of every response body. The frame's payload is never copied into
+ * nghttp2's frame buffer: nghttp2 is told NGHTTP2_DATA_FLAG_NO_COPY and grpc__send_data puts
+ * the frame header into the connection's output buffer (c->out). On h2c, chunks sent to their
+ * end go out by reference (grpc_out.h); the rest (a frame that ends inside a chunk, and
+ * everything under TLS) is copied into c->out behind room left for the header. */
 static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                               uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     (void)ud;
+    (void)buf;
     gstream_t *s = src->ptr;
     gconn_t *c = s->c;
     size_t want = length < s->oq_bytes ? length : s->oq_bytes;
     if (want) {
         if (buf_reserve(&c->out, H2_FRAME_HD + want) < 0)
             return NGHTTP2_ERR_CALLBACK_FAILURE; /* the connection ends: out of memory */
-        buf = c->out.data + c->out.len + H2_FRAME_HD;
         *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     }
-    size_t n = 0;
+    size_t n = 0, pos = c->out.len + H2_FRAME_HD; /* where the next copied byte goes */
     while (n < want && s->oq_head) {
         chunk_t *ch = s->oq_head;
         size_t take = ch->len - ch->off;
-        if (take > want - n)
+        bool whole = take <= want - n; /* the chunk is sent to its end */
+        if (!whole)
             take = want - n;
-        memcpy(buf + n, ch->data + ch->off, take);
-        ch->off += take;
+        bool copied = !whole || c->io.ssl || gout_ref(c, pos, ch) < 0;
+        if (copied) {
+            memcpy(c->out.data + pos, ch->data + ch->off, take);
+            pos += take;
+            ch->off += take;
+        }
         n += take;
-        if (ch->off == ch->len) {
+        if (whole) { /* off the queue: copied (freed here), or the output's now */
             s->oq_head = ch->next;
             if (!s->oq_head)
                 s->oq_tail = NULL;
             oq_mem_add(s, -(ptrdiff_t)(ch->len + CHUNK_OVERHEAD));
-            chunk_free(ch);
+            if (copied)
+                grpc__chunk_free(ch);
         }
     }
+    c->data_copied = pos - (c->out.len + H2_FRAME_HD);
     s->oq_bytes -= n; /* withheld window (if any) is returned by conn_unblock, outside nghttp2 */
     if (!s->oq_head && s->eof) {
         char st[12];
@@ -276,12 +284,14 @@ int grpc__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *fr
     (void)ng;
     (void)src;
     gconn_t *c = ud;
-    if (frame->data.padlen || c->out.cap - c->out.len < H2_FRAME_HD + length)
+    if (frame->data.padlen || c->data_copied > length ||
+        c->out.cap - c->out.len < H2_FRAME_HD + c->data_copied)
         return NGHTTP2_ERR_CALLBACK_FAILURE; /* not what stream_read_cb prepared */
     memcpy(c->out.data + c->out.len, framehd, H2_FRAME_HD);
-    c->out.len += H2_FRAME_HD + length;
+    c->out.len += H2_FRAME_HD + c->data_copied; /* the rest of `length`: refs (grpc_out.h) */
+    c->data_copied = 0;
     /* enough gathered for one send(2): mem_send returns, conn_write sends, then goes on */
-    return c->out.len >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
+    return gout_pending(c) >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 int grpc__submit_response(gstream_t *s, bool exchange)
