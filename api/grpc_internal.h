@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "grpc_frame.h"
 #include "grpc_out.h"
+#include "outq.h"
 #include "grpc_server.h"
 #include "sockio.h"
 #include "stream.h"
@@ -131,13 +132,8 @@ struct gconn {
     uv_poll_t poll;
     int events; /* UV_READABLE | UV_WRITABLE currently polled */
     nghttp2_session *ng;
-    buf_t out; /* bytes the socket did not take yet */
-    size_t out_off;
-    /* DATA payloads going out by reference among out's bytes (grpc_out.h) */
-    struct gout_ref *refs;
-    size_t nrefs, cap_refs;
-    size_t ref_done, ref_off; /* refs written whole; bytes of refs[ref_done] written */
-    size_t ref_bytes;         /* the refs' bytes not yet written */
+    outq_t out;          /* what the socket did not take yet: copied bytes and refs to
+                            queued chunks (grpc_out.h) */
     size_t data_copied;       /* stream_read_cb -> grpc__send_data: payload bytes in out */
     gstream_t *streams;
     size_t nstreams;

@@ -229,20 +229,20 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
     gconn_t *c = s->c;
     size_t want = length < s->oq_bytes ? length : s->oq_bytes;
     if (want) {
-        if (buf_reserve(&c->out, H2_FRAME_HD + want) < 0)
+        if (buf_reserve(&c->out.buf, H2_FRAME_HD + want) < 0)
             return NGHTTP2_ERR_CALLBACK_FAILURE; /* the connection ends: out of memory */
         *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     }
-    size_t n = 0, pos = c->out.len + H2_FRAME_HD; /* where the next copied byte goes */
+    size_t n = 0, pos = c->out.buf.len + H2_FRAME_HD; /* where the next copied byte goes */
     while (n < want && s->oq_head) {
         chunk_t *ch = s->oq_head;
         size_t take = ch->len - ch->off;
         bool whole = take <= want - n; /* the chunk is sent to its end */
         if (!whole)
             take = want - n;
-        bool copied = !whole || c->io.ssl || gout_ref(c, pos, ch) < 0;
+        bool copied = !whole || c->io.ssl || outq_ref(&c->out, pos, ch->data + ch->off, ch->len - ch->off, ch) < 0;
         if (copied) {
-            memcpy(c->out.data + pos, ch->data + ch->off, take);
+            memcpy(c->out.buf.data + pos, ch->data + ch->off, take);
             pos += take;
             ch->off += take;
         }
@@ -256,7 +256,7 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
                 grpc__chunk_free(ch);
         }
     }
-    c->data_copied = pos - (c->out.len + H2_FRAME_HD);
+    c->data_copied = pos - (c->out.buf.len + H2_FRAME_HD);
     s->oq_bytes -= n; /* withheld window (if any) is returned by conn_unblock, outside nghttp2 */
     if (!s->oq_head && s->eof) {
         char st[12];
@@ -285,13 +285,13 @@ int grpc__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *fr
     (void)src;
     gconn_t *c = ud;
     if (frame->data.padlen || c->data_copied > length ||
-        c->out.cap - c->out.len < H2_FRAME_HD + c->data_copied)
+        c->out.buf.cap - c->out.buf.len < H2_FRAME_HD + c->data_copied)
         return NGHTTP2_ERR_CALLBACK_FAILURE; /* not what stream_read_cb prepared */
-    memcpy(c->out.data + c->out.len, framehd, H2_FRAME_HD);
-    c->out.len += H2_FRAME_HD + c->data_copied; /* the rest of `length`: refs (grpc_out.h) */
+    memcpy(c->out.buf.data + c->out.buf.len, framehd, H2_FRAME_HD);
+    c->out.buf.len += H2_FRAME_HD + c->data_copied; /* the rest of `length`: refs (grpc_out.h) */
     c->data_copied = 0;
     /* enough gathered for one send(2): mem_send returns, conn_write sends, then goes on */
-    return gout_pending(c) >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
+    return outq_pending(&c->out) >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 int grpc__submit_response(gstream_t *s, bool exchange)
