@@ -17,7 +17,7 @@
 #include "buf.h"
 #include "grpc_frame.h"
 #include "grpc_out.h"
-#include "outq.h"
+#include "iovq.h"
 #include "grpc_server.h"
 #include "sockio.h"
 #include "stream.h"
@@ -132,7 +132,7 @@ struct gconn {
     uv_poll_t poll;
     int events; /* UV_READABLE | UV_WRITABLE currently polled */
     nghttp2_session *ng;
-    outq_t out;          /* what the socket did not take yet: copied bytes and refs to
+    iovq_t out;          /* what the socket did not take yet: copied bytes and refs to
                             queued chunks (grpc_out.h) */
     size_t data_copied;       /* stream_read_cb -> grpc__send_data: payload bytes in out */
     gstream_t *streams;

@@ -17,18 +17,18 @@ static void release_chunk(void *ch)
 
 void gout_init(gconn_t *c)
 {
-    c->out = (outq_t){.release = release_chunk};
+    c->out = (iovq_t){.release = release_chunk};
 }
 
 ssize_t gout_send(gconn_t *c, char *why)
 {
-    outq_t *q = &c->out;
+    iovq_t *q = &c->out;
     ssize_t w;
     if (q->ref_done == q->nrefs) { /* copied bytes only (always so under TLS) */
         w = sockio_send(&c->io, q->buf.data + q->off, q->buf.len - q->off, why);
     } else {
         struct iovec iov[GOUT_IOV];
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)outq_iov(q, iov, GOUT_IOV)};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)iovq_iov(q, iov, GOUT_IOV)};
         do
             w = sendmsg(c->io.fd, &m, MSG_NOSIGNAL);
         while (w < 0 && errno == EINTR);
@@ -40,6 +40,6 @@ ssize_t gout_send(gconn_t *c, char *why)
         }
     }
     if (w > 0)
-        outq_advance(q, (size_t)w);
+        iovq_advance(q, (size_t)w);
     return w;
 }

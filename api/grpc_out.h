@@ -1,10 +1,10 @@
 /* grpc_out.h: what a gRPC connection sends (ws-api). Loop thread.
  *
- * The connection's output is an outq_t (common/outq.h): what nghttp2 hands over (frame
+ * The connection's output is an iovq_t (common/iovq.h): what nghttp2 hands over (frame
  * headers, HEADERS, SETTINGS, ...) is copied into it; on an h2c connection a DATA frame's
  * payload is not: a queued chunk sent to its end (a stream's Downstream batch) leaves its
  * stream's queue, is referred to where it falls among the copied bytes, goes out with
- * sendmsg(2) and is freed once written (outq release: grpc__chunk_free). A frame that ends
+ * sendmsg(2) and is freed once written (iovq release: grpc__chunk_free). A frame that ends
  * inside a chunk copies that part, as does every DATA frame under TLS (SSL_write takes one
  * buffer). Copying each Downstream batch into the output buffer was 7 % of ws-api's cycles in
  * the closed loop. */

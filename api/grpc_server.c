@@ -54,7 +54,7 @@ static void on_conn_poll(uv_poll_t *h, int status, int events);
  * queues bound it already, and a gateway that reads slowly keeps being read. */
 static bool out_backlog(const gconn_t *c)
 {
-    return outq_pending(&c->out) && c->ng &&
+    return iovq_pending(&c->out) && c->ng &&
            nghttp2_session_get_outbound_queue_size(c->ng) > OUTQ_PAUSE;
 }
 
@@ -70,7 +70,7 @@ static void poll_update(gconn_t *c)
     if (c->io.ssl && !c->tls_ready) {
         wr = c->hs_wants_write;
     } else {
-        wr = (outq_pending(&c->out) && !c->io.wr_wants_read) || c->io.rd_wants_write;
+        wr = (iovq_pending(&c->out) && !c->io.wr_wants_read) || c->io.rd_wants_write;
         rd = !out_backlog(c) || c->io.wr_wants_read;
     }
     int ev = (rd ? UV_READABLE : 0) | (wr ? UV_WRITABLE : 0);
@@ -119,7 +119,7 @@ static void conn_write(gconn_t *c)
         return; /* TLS: nothing goes out before the handshake; conn_handshake calls back */
     char why[TLS_SERVER_ERR_LEN];
     for (;;) {
-        while (outq_pending(&c->out)) {
+        while (iovq_pending(&c->out)) {
             ssize_t n = gout_send(c, why); /* advances the output's cursor */
             if (n == SOCKIO_AGAIN)
                 goto wait_writable;
@@ -132,8 +132,8 @@ static void conn_write(gconn_t *c)
                 return;
             }
         }
-        outq_reset(&c->out, 4 * OUT_FILL);
-        while (outq_pending(&c->out) < OUT_FILL) {
+        iovq_reset(&c->out, 4 * OUT_FILL);
+        while (iovq_pending(&c->out) < OUT_FILL) {
             const uint8_t *d;
             ssize_t n = nghttp2_session_mem_send(c->ng, &d);
             if (n < 0) {
@@ -150,7 +150,7 @@ static void conn_write(gconn_t *c)
         }
         if (c->nblocked && conn_unblock(c))
             continue; /* WINDOW_UPDATEs to send */
-        if (!outq_pending(&c->out))
+        if (!iovq_pending(&c->out))
             break;
     }
     if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng)) {
@@ -210,7 +210,7 @@ static void conn_read(gconn_t *c)
             nghttp2_session_terminate_session(c->ng, code);
             const uint8_t *d;
             ssize_t m = nghttp2_session_mem_send(c->ng, &d);
-            if (m > 0 && !outq_pending(&c->out))
+            if (m > 0 && !iovq_pending(&c->out))
                 (void)sockio_send(&c->io, d, (size_t)m, why);
             conn_close(c, NULL);
             return;
@@ -300,7 +300,7 @@ static void on_conn_closed(uv_handle_t *h)
 {
     gconn_t *c = h->data;
     grpc_server_t *srv = c->srv;
-    outq_free(&c->out);
+    iovq_free(&c->out);
     free(c);
     srv->handles_open--;
     if (srv->freeing && srv->handles_open == 0)
@@ -411,7 +411,7 @@ out_session:
     nghttp2_session_del(c->ng);
 out_free:
     tls_server_conn_free(c->io.ssl, 0);
-    outq_free(&c->out);
+    iovq_free(&c->out);
     free(c);
     return -1;
 }

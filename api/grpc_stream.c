@@ -240,7 +240,7 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
         bool whole = take <= want - n; /* the chunk is sent to its end */
         if (!whole)
             take = want - n;
-        bool copied = !whole || c->io.ssl || outq_ref(&c->out, pos, ch->data + ch->off, ch->len - ch->off, ch) < 0;
+        bool copied = !whole || c->io.ssl || iovq_ref(&c->out, pos, ch->data + ch->off, ch->len - ch->off, ch) < 0;
         if (copied) {
             memcpy(c->out.buf.data + pos, ch->data + ch->off, take);
             pos += take;
@@ -291,7 +291,7 @@ int grpc__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *fr
     c->out.buf.len += H2_FRAME_HD + c->data_copied; /* the rest of `length`: refs (grpc_out.h) */
     c->data_copied = 0;
     /* enough gathered for one send(2): mem_send returns, conn_write sends, then goes on */
-    return outq_pending(&c->out) >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
+    return iovq_pending(&c->out) >= OUT_FILL ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 int grpc__submit_response(gstream_t *s, bool exchange)

@@ -23,6 +23,7 @@ typedef struct gw_config {
     int64_t batch_max_bytes;  /* bytes per Upstream batch */
     int64_t replay_max_bytes; /* unacked bytes kept per API node before clients are paused */
     int64_t rcvbuf;           /* client SO_RCVBUF (0 = kernel default) */
+    int64_t upstream_sndbuf;  /* API-node socket SO_SNDBUF and SO_RCVBUF */
     int64_t coalesce_us;      /* writer wake-up coalescing window (pace.h: 0 = wake per
                                  event, FLAGS_AUTO = adaptive) */
     bool inline_writers;      /* writers run on service threads' loops (upstream.h) */

@@ -467,7 +467,9 @@ void dlv_stream_closed(dlv_t *d, int st, int grpc_status, uint32_t h2_error, int
     all_closed(d, grpc_status);
 }
 
-ssize_t dlv_stream_read(dlv_t *d, int st, uint8_t *out, size_t len, bool *eof)
+/* dlv_stream_read and dlv_stream_pieces: into out, or to piece. */
+static ssize_t stream_take(dlv_t *d, int st, size_t len, bool *eof, uint8_t *out,
+                           dlv_piece_fn piece, void *ud)
 {
     dstream_t *s = &d->st[st];
     *eof = false;
@@ -482,7 +484,10 @@ ssize_t dlv_stream_read(dlv_t *d, int st, uint8_t *out, size_t len, bool *eof)
         size_t take = b->wire_len - s->cur_off;
         if (take > len - n)
             take = len - n;
-        memcpy(out + n, b->buf + s->cur_off, take);
+        if (piece)
+            piece(ud, b->buf + s->cur_off, take);
+        else
+            memcpy(out + n, b->buf + s->cur_off, take);
         n += take;
         s->cur_off += take;
         if (s->cur_off == b->wire_len) {
@@ -504,6 +509,17 @@ ssize_t dlv_stream_read(dlv_t *d, int st, uint8_t *out, size_t len, bool *eof)
         return 0;
     }
     return DLV_DEFERRED; /* long-lived: resumed when a batch is queued */
+}
+
+ssize_t dlv_stream_read(dlv_t *d, int st, uint8_t *out, size_t len, bool *eof)
+{
+    return stream_take(d, st, len, eof, out, NULL, NULL);
+}
+
+ssize_t dlv_stream_pieces(dlv_t *d, int st, size_t len, bool *eof, dlv_piece_fn piece,
+                          void *ud)
+{
+    return stream_take(d, st, len, eof, NULL, piece, ud);
 }
 
 void dlv_flushed(dlv_t *d, int64_t now)

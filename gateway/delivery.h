@@ -134,6 +134,14 @@ void dlv_stream_closed(dlv_t *d, int st, int grpc_status, uint32_t h2_error, int
  * comes when there is). */
 enum { DLV_DEFERRED = -1 };
 ssize_t dlv_stream_read(dlv_t *d, int st, uint8_t *out, size_t len, bool *eof);
+/* dlv_stream_pieces: dlv_stream_read, the bytes given as pieces of the kept batches instead
+ * of copied: piece(ud, p, n) for each, in order. They stay valid and unchanged until this
+ * module is next called with anything but dlv_stream_read/pieces (an ack, a stream closed, a
+ * tick, events taken: any may free or renumber a batch): the caller copies what it has not
+ * written by then. */
+typedef void (*dlv_piece_fn)(void *ud, const uint8_t *p, size_t n);
+ssize_t dlv_stream_pieces(dlv_t *d, int st, size_t len, bool *eof, dlv_piece_fn piece,
+                          void *ud);
 /* dlv_flushed: every byte handed over so far reached the socket (streams without acks
  * release what they sent). */
 void dlv_flushed(dlv_t *d, int64_t now);

@@ -85,6 +85,9 @@ void gwm_init(void)
                                          "Undecodable messages or framing from API nodes.");
     gwm.batches = metrics_counter("wsgw_upstream_batches_total", NULL,
                                   "Upstream batches written to API nodes.");
+    gwm.upstream_blocked = metrics_counter("wsgw_upstream_send_blocked_total", NULL,
+                                           "Times an API node's socket did not take all the "
+                                           "writer had (--upstream-sndbuf).");
     gwm.writer_wakeups = metrics_counter("wsgw_writer_wakeups_total", NULL,
                                          "Turns of the API-node writer loops (each a wake-up "
                                          "but for the 1 s idle timeout); see --coalesce.");

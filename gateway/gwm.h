@@ -25,6 +25,7 @@ typedef struct gw_metric_ids {
     int accept_errors;       /* wsgw_accept_errors_total */
     int bad_downstream;      /* wsgw_upstream_decode_errors_total */
     int batches;             /* wsgw_upstream_batches_total */
+    int upstream_blocked;    /* wsgw_upstream_send_blocked_total */
     int writer_wakeups;      /* wsgw_writer_wakeups_total: writer loop turns (--coalesce) */
     int svc_turns;           /* wsgw_service_loop_turns_total (--svc-coalesce) */
     int pace_windows[2], pace_items[2], pace_spells[2], pace_backoffs[2]; /* by GWM_PACE_* */

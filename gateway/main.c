@@ -144,6 +144,10 @@ static const flag_t flag_table[] = {
      "SO_RCVBUF of client sockets (0 = kernel default; smaller makes backpressure bite "
      "sooner, but a few KB also cap each client's upload rate through the TCP window)",
      0, 1 << 30},
+    {"upstream-sndbuf", FLAG_INT, "4m", &gw_cfg.upstream_sndbuf,
+     "SO_SNDBUF and SO_RCVBUF of API-node sockets: what the kernel holds per node each way "
+     "(the writer keeps what the socket does not take; wsgw_upstream_send_blocked_total counts "
+     "the times)", 4096, 1 << 30},
     {"paused-check", FLAG_DURATION, "200ms", &gw_cfg.paused_check_us,
      "how often the sockets of clients paused for backpressure are checked for a FIN or RST "
      "(a paused client is not read, so its leaving is not seen otherwise): those that left are "

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static void ssl_err(gw_sock_t *s, const char *what)
@@ -132,19 +133,8 @@ ssize_t gw_sock_recv(gw_sock_t *s, void *buf, size_t len)
 ssize_t gw_sock_send(gw_sock_t *s, const void *buf, size_t len)
 {
     if (!s->ssl) {
-        for (;;) {
-            ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL);
-            if (n >= 0)
-                return n;
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                s->need_write = true;
-                return GW_SOCK_AGAIN;
-            }
-            snprintf(s->err, sizeof s->err, "%s", strerror(errno));
-            return GW_SOCK_ERR;
-        }
+        struct iovec v = {(void *)buf, len};
+        return gw_sock_sendv(s, &v, 1);
     }
     ERR_clear_error();
     int n = SSL_write(s->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
@@ -152,6 +142,24 @@ ssize_t gw_sock_send(gw_sock_t *s, const void *buf, size_t len)
         return n;
     int r = ssl_result(s, n, "TLS write");
     return r == 0 ? GW_SOCK_ERR : r;
+}
+
+ssize_t gw_sock_sendv(gw_sock_t *s, const struct iovec *iov, int n)
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    for (;;) {
+        ssize_t w = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+        if (w >= 0)
+            return w;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            s->need_write = true;
+            return GW_SOCK_AGAIN;
+        }
+        snprintf(s->err, sizeof s->err, "%s", strerror(errno));
+        return GW_SOCK_ERR;
+    }
 }
 
 void gw_sock_close(gw_sock_t *s)

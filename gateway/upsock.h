@@ -33,6 +33,9 @@ int gw_sock_handshake(gw_sock_t *s);
  * or GW_SOCK_ERR (message in s->err). */
 ssize_t gw_sock_recv(gw_sock_t *s, void *buf, size_t len);
 ssize_t gw_sock_send(gw_sock_t *s, const void *buf, size_t len);
+/* gw_sock_sendv: gw_sock_send of n iovecs in order (plain sockets only: s->ssl is NULL). */
+struct iovec;
+ssize_t gw_sock_sendv(gw_sock_t *s, const struct iovec *iov, int n);
 
 /* gw_sock_close: frees TLS state and closes the descriptor. */
 void gw_sock_close(gw_sock_t *s);

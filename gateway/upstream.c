@@ -40,12 +40,15 @@ static void set_epoll(gw_up_t *u, bool want_out)
     epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->sock.fd, &ev);
 }
 
-/* Sends what nghttp2 has to send. Returns 0, or -1 when the session is over. */
+/* Sends what nghttp2 has to send. Returns 0, or -1 when the session is over. What the socket
+ * does not take is kept as the queue's own bytes (iovq_materialize): the pieces of batches it
+ * refers to must not outlive this call (delivery.h, dlv_stream_pieces). */
 static int flush_out(gw_up_t *u)
 {
     gw_up_priv_t *p = u->priv;
+    iovq_t *q = &p->out;
     for (;;) {
-        while (p->wbuf.len < WBUF_HIGH) { /* gather frames: one send(2) for many */
+        while (iovq_pending(q) < WBUF_HIGH) { /* gather frames: one send(2) for many */
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(p->sess, &data);
             if (n < 0) {
@@ -55,13 +58,22 @@ static int flush_out(gw_up_t *u)
             }
             if (n == 0)
                 break;
-            if (buf_append(&p->wbuf, data, (size_t)n) < 0)
+            if (buf_append(&q->buf, data, (size_t)n) < 0)
                 return -1;
         }
-        if (!p->wbuf.len)
+        if (!iovq_pending(q))
             break;
-        ssize_t w = gw_sock_send(&p->sock, p->wbuf.data, p->wbuf.len);
-        if (w == GW_SOCK_AGAIN) {
+        ssize_t w;
+        if (q->ref_done < q->nrefs) {
+            struct iovec iov[64];
+            w = gw_sock_sendv(&p->sock, iov, iovq_iov(q, iov, 64));
+        } else {
+            w = gw_sock_send(&p->sock, q->buf.data + q->off, q->buf.len - q->off);
+        }
+        if (w == GW_SOCK_AGAIN || (w >= 0 && (iovq_advance(q, (size_t)w), iovq_pending(q)))) {
+            if (iovq_materialize(q) < 0)
+                return -1;
+            metrics_inc(gwm.upstream_blocked);
             set_epoll(u, true); /* (TLS may want a read first: EPOLLIN is always on) */
             dlv_output_blocked(p->d, true);
             return 0;
@@ -70,12 +82,7 @@ static int flush_out(gw_up_t *u)
             log_warn("send to API node failed", "node=%s err=%s", u->name, p->sock.err);
             return -1;
         }
-        buf_consume(&p->wbuf, (size_t)w);
-        if (p->wbuf.len) {
-            set_epoll(u, true);
-            dlv_output_blocked(p->d, true);
-            return 0;
-        }
+        iovq_reset(q, 4 * WBUF_HIGH);
     }
     set_epoll(u, false);
     dlv_flushed(p->d, upstream__now()); /* everything handed over reached the socket */
@@ -120,7 +127,7 @@ static int read_in(gw_up_t *u)
 void upstream__close(gw_up_t *u, const char *why)
 {
     gw_up_priv_t *p = u->priv;
-    bool lost = p->wbuf.len > 0;
+    bool lost = iovq_pending(&p->out) > 0;
     if (p->sock.fd >= 0) {
         epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->sock.fd, NULL);
         gw_sock_close(&p->sock);
@@ -131,7 +138,7 @@ void upstream__close(gw_up_t *u, const char *why)
     }
     for (int i = 0; i < p->nstreams; i++)
         p->st[i].id = 0;
-    buf_reset(&p->wbuf);
+    iovq_reset(&p->out, 4 * WBUF_HIGH);
     p->tstate = T_NONE;
     dlv_session_down(p->d, why, lost, upstream__now());
 }
@@ -150,7 +157,7 @@ static void up_connect(gw_up_t *u)
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd >= 0) {
-        int one = 1, bufsz = 4 << 20;
+        int one = 1, bufsz = (int)gw_cfg.upstream_sndbuf;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);

@@ -93,11 +93,29 @@ void upstream__publish_one(void *ud, int k, int st, uint32_t n)
 
 /* ---- the delivery machine's actions (dlv_io_t) ---------------------------------------- */
 
-/* The request body of stream slot src->fd: the delivery machine's batches. They are read
- * straight into the output buffer (wbuf), behind 9 bytes left for the frame header, and
- * nghttp2 is told NGHTTP2_DATA_FLAG_NO_COPY (on_send_data writes the header): copying them
- * into nghttp2's frame buffer and from there into wbuf cost a second copy of every byte.
- * When wbuf cannot grow, nghttp2's buffer is used as before. */
+/* The request body of stream slot src->fd: the delivery machine's batches. nghttp2 is told
+ * NGHTTP2_DATA_FLAG_NO_COPY (on_send_data puts the frame header into the output queue), so
+ * the bytes never pass through its frame buffer. On h2c they are not copied at all: the
+ * pieces of the kept batches are referred to in the output queue (iovq.h) and go out with
+ * sendmsg(2); under TLS they are copied into the queue behind room left for the header. A
+ * piece's batch may be freed or renumbered once the machine is called again, so flush_out and
+ * on_stream_close copy what is not written by then (iovq_materialize). When the queue cannot
+ * grow, nghttp2's buffer is used as before. */
+typedef struct {
+    gw_up_priv_t *p;
+    size_t pos; /* where the next copied byte goes in the queue's buffer */
+} pieces_t;
+
+static void on_piece(void *ud, const uint8_t *b, size_t n)
+{
+    pieces_t *x = ud;
+    iovq_t *q = &x->p->out;
+    if (x->p->sock.ssl || iovq_ref(q, x->pos, b, n, NULL) < 0) {
+        memcpy(q->buf.data + x->pos, b, n); /* (room reserved by on_read_data) */
+        x->pos += n;
+    }
+}
+
 static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
@@ -106,16 +124,20 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_
     gw_up_t *u = ud;
     gw_up_priv_t *p = u->priv;
     bool eof;
-    bool nocopy = buf_reserve(&p->wbuf, H2_FRAME_HD + length) == 0;
-    if (nocopy)
-        out = p->wbuf.data + p->wbuf.len + H2_FRAME_HD;
-    ssize_t n = dlv_stream_read(p->d, (int)src->fd, out, length, &eof);
+    ssize_t n;
+    if (buf_reserve(&p->out.buf, H2_FRAME_HD + length) == 0) {
+        pieces_t x = {p, p->out.buf.len + H2_FRAME_HD};
+        n = dlv_stream_pieces(p->d, (int)src->fd, length, &eof, on_piece, &x);
+        p->data_copied = x.pos - (p->out.buf.len + H2_FRAME_HD);
+        if (n > 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    } else {
+        n = dlv_stream_read(p->d, (int)src->fd, out, length, &eof);
+    }
     if (n == DLV_DEFERRED)
         return NGHTTP2_ERR_DEFERRED; /* long-lived: resumed when a batch is queued */
     if (eof) /* the node is going away: half-close so it can answer the rest and finish */
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (n > 0 && nocopy)
-        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     return n;
 }
 
@@ -132,8 +154,8 @@ static ssize_t on_read_length(nghttp2_session *s, uint8_t type, int32_t id, int3
     return grpc_data_frame_len(swin, cwin, remote_max, MAX_DATA_FRAME);
 }
 
-/* nghttp2's send_data_callback for what on_read_data put in wbuf: the frame header goes in
- * front of it. Returns PAUSE once enough is gathered for one send(2) (flush_out sends, then
+/* nghttp2's send_data_callback for what on_read_data put in the output queue: the frame
+ * header goes in front of it. Returns PAUSE once enough is gathered for one send(2) (flush_out sends, then
  * calls nghttp2_session_mem_send again). */
 static int on_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
                         size_t length, nghttp2_data_source *src, void *ud)
@@ -141,12 +163,15 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
     (void)s;
     (void)src;
     gw_up_t *u = ud;
-    buf_t *w = &u->priv->wbuf;
-    if (frame->data.padlen || w->cap - w->len < H2_FRAME_HD + length)
+    gw_up_priv_t *p = u->priv;
+    buf_t *w = &p->out.buf;
+    if (frame->data.padlen || p->data_copied > length ||
+        w->cap - w->len < H2_FRAME_HD + p->data_copied)
         return NGHTTP2_ERR_CALLBACK_FAILURE; /* not what on_read_data prepared */
     memcpy(w->data + w->len, framehd, H2_FRAME_HD);
-    w->len += H2_FRAME_HD + length;
-    return w->len >= WBUF_HIGH ? NGHTTP2_ERR_PAUSE : 0;
+    w->len += H2_FRAME_HD + p->data_copied; /* the rest of `length`: pieces (iovq.h) */
+    p->data_copied = 0;
+    return iovq_pending(&p->out) >= WBUF_HIGH ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 static bool io_open_stream(void *ud, int i)
@@ -395,6 +420,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     if (i < 0 || u->priv->st[i].id != id)
         return 0;
     u->priv->st[i].id = 0;
+    /* (during flush_out's mem_send: the machine may now free or renumber the batches that
+     * the queue still refers to) */
+    if (iovq_materialize(&u->priv->out) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* out of memory: the session ends */
     dlv_stream_closed(u->priv->d, i, u->priv->st[i].grpc_status, error_code, upstream__now());
     return 0;
 }

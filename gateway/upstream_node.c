@@ -210,7 +210,7 @@ void gw_up_free(gw_up_t *u)
             grpc_dec_free(&p->st[i].dec);
         free(p->st);
         free(p->rbuf);
-        buf_free(&p->wbuf);
+        iovq_free(&p->out);
         if (p->epfd >= 0)
             close(p->epfd);
         if (p->tls)

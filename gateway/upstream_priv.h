@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "delivery.h"
 #include "grpc_frame.h"
+#include "iovq.h"
 #include "pace.h"
 #include "upsock.h"
 #include "upstream.h"
@@ -50,7 +51,10 @@ struct gw_up_priv {
     nghttp2_session *sess;
     up_st_t *st;                   /* [nstreams] */
     int nstreams;
-    buf_t wbuf;                    /* nghttp2 output not yet accepted by the socket */
+    iovq_t out;                    /* nghttp2 output not yet accepted by the socket: copied
+                                      bytes and pieces of the machine's batches (iovq.h;
+                                      no piece outlives flush_out or a stream's close) */
+    size_t data_copied;            /* on_read_data -> on_send_data: payload bytes in out */
     uint8_t *rbuf;
     dlv_t *d;                      /* the delivery machine */
     bool overflowing;              /* commands wait in a handoff overflow */

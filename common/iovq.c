@@ -1,31 +1,31 @@
-/* outq.c: output queue of copied and referred bytes (see outq.h). One thread. */
-#include "outq.h"
+/* iovq.c: output queue of copied and referred bytes (see iovq.h). One thread. */
+#include "iovq.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-int outq_ref(outq_t *q, size_t pos, const uint8_t *p, size_t len, void *owner)
+int iovq_ref(iovq_t *q, size_t pos, const uint8_t *p, size_t len, void *owner)
 {
     if (q->nrefs == q->cap_refs) {
         size_t ncap = q->cap_refs ? q->cap_refs * 2 : 16;
-        outq_ref_t *r = realloc(q->refs, ncap * sizeof *r);
+        iovq_ref_t *r = realloc(q->refs, ncap * sizeof *r);
         if (!r)
             return -1;
         q->refs = r;
         q->cap_refs = ncap;
     }
-    q->refs[q->nrefs++] = (outq_ref_t){pos, p, len, owner};
+    q->refs[q->nrefs++] = (iovq_ref_t){pos, p, len, owner};
     q->ref_bytes += len;
     return 0;
 }
 
-int outq_iov(const outq_t *q, struct iovec *iov, int max)
+int iovq_iov(const iovq_t *q, struct iovec *iov, int max)
 {
     int n = 0;
     size_t o = q->off, r = q->ref_done, roff = q->ref_off;
     while (n < max) {
         if (r < q->nrefs && o == q->refs[r].pos) {
-            const outq_ref_t *x = &q->refs[r++];
+            const iovq_ref_t *x = &q->refs[r++];
             iov[n++] = (struct iovec){(void *)(x->p + roff), x->len - roff};
             roff = 0;
             continue;
@@ -39,11 +39,11 @@ int outq_iov(const outq_t *q, struct iovec *iov, int max)
     return n;
 }
 
-void outq_advance(outq_t *q, size_t n)
+void iovq_advance(iovq_t *q, size_t n)
 {
     while (n > 0) {
         if (q->ref_done < q->nrefs && q->off == q->refs[q->ref_done].pos) {
-            outq_ref_t *x = &q->refs[q->ref_done];
+            iovq_ref_t *x = &q->refs[q->ref_done];
             size_t take = x->len - q->ref_off < n ? x->len - q->ref_off : n;
             q->ref_off += take;
             q->ref_bytes -= take;
@@ -67,16 +67,20 @@ void outq_advance(outq_t *q, size_t n)
         q->nrefs = q->ref_done = q->ref_off = 0;
 }
 
-int outq_materialize(outq_t *q)
+int iovq_materialize(iovq_t *q)
 {
-    if (q->ref_done == q->nrefs)
+    if (q->ref_done == q->nrefs) { /* only copied bytes: moved to the front */
+        buf_consume(&q->buf, q->off);
+        q->off = 0;
+        q->nrefs = q->ref_done = q->ref_off = 0;
         return 0;
+    }
     buf_t nb = BUF_INIT;
-    if (buf_reserve(&nb, outq_pending(q)) < 0)
+    if (buf_reserve(&nb, iovq_pending(q)) < 0)
         return -1;
     struct iovec iov[64];
     for (;;) {
-        int n = outq_iov(q, iov, 64);
+        int n = iovq_iov(q, iov, 64);
         if (!n)
             break;
         size_t sum = 0;
@@ -85,7 +89,7 @@ int outq_materialize(outq_t *q)
             nb.len += iov[i].iov_len;
             sum += iov[i].iov_len;
         }
-        outq_advance(q, sum); /* releases the owners */
+        iovq_advance(q, sum); /* releases the owners */
     }
     buf_free(&q->buf);
     q->buf = nb;
@@ -94,7 +98,7 @@ int outq_materialize(outq_t *q)
     return 0;
 }
 
-void outq_reset(outq_t *q, size_t keep)
+void iovq_reset(iovq_t *q, size_t keep)
 {
     for (size_t i = q->ref_done; i < q->nrefs; i++)
         if (q->refs[i].owner && q->release)
@@ -105,9 +109,9 @@ void outq_reset(outq_t *q, size_t keep)
         buf_free(&q->buf);
 }
 
-void outq_free(outq_t *q)
+void iovq_free(iovq_t *q)
 {
-    outq_reset(q, 0);
+    iovq_reset(q, 0);
     buf_free(&q->buf);
     free(q->refs);
     q->refs = NULL;
