@@ -240,7 +240,8 @@ static ssize_t stream_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
         bool whole = take <= want - n; /* the chunk is sent to its end */
         if (!whole)
             take = want - n;
-        bool copied = !whole || c->io.ssl || iovq_ref(&c->out, pos, ch->data + ch->off, ch->len - ch->off, ch) < 0;
+        bool copied = !whole || c->io.ssl ||
+                      iovq_ref(&c->out, pos, ch->data + ch->off, ch->len - ch->off, ch) < 0;
         if (copied) {
             memcpy(c->out.buf.data + pos, ch->data + ch->off, take);
             pos += take;

@@ -76,7 +76,8 @@ void *gw_rc_alloc(size_t n, uint8_t *rc)
     *rc = 0;
     if (c < 0)
         return malloc(n);
-    void *b = self.nkept[c] ? self.kept[c][--self.nkept[c]] : malloc((size_t)1 << (RC_MIN_SHIFT + c));
+    void *b = self.nkept[c] ? self.kept[c][--self.nkept[c]]
+                            : malloc((size_t)1 << (RC_MIN_SHIFT + c));
     if (b)
         *rc = (uint8_t)(c + 1);
     return b;

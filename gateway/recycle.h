@@ -5,15 +5,16 @@
  * it runs. No wake-up is sent: both sides run often; a full ring means a plain free().
  * Each thread registers itself once; a thread that did not (main) frees directly.
  *
- * Blocks of up to 16 KiB are kept rather than freed, in per-thread stacks by size class (128 B to 16 KiB
- * in powers of two; 1 MiB a class at most: 1 600 messages in flight took 2 of the gateway's 12
- * points of malloc time away, 256 KiB a class none), for gw_rc_alloc on the same thread. Past
- * glibc's per-thread tcache (chunks up to 1 032 B, 7 of a size) a 1.4 KB message's event or
- * payload went through the arena's bins, ~300 instructions a malloc and as many a free; the
- * small commands a writer makes by the hundred per turn overflowed the tcache the same way
- * (_int_malloc, _int_free and unlink_chunk: 5 % of the gateway's cycles in the closed loop):
- * a registered thread's frees of such blocks (what comes home, or what it cannot send home)
- * cost a push, its allocations a pop, and neither touches the block. Unregistering (GW_RC_NONE) frees the thread's stacks. */
+ * Blocks of up to 16 KiB are kept rather than freed, in per-thread stacks by size class
+ * (128 B to 16 KiB in powers of two; 1 MiB and 1 024 blocks a class at most: 1 600 messages
+ * in flight took 2 of the gateway's 12 points of malloc time away, 256 KiB a class none), for
+ * gw_rc_alloc on the same thread. Past glibc's per-thread tcache (chunks up to 1 032 B, 7 of a
+ * size) a 1.4 KB message's event or payload went through the arena's bins, ~300 instructions a
+ * malloc and as many a free; the small commands a writer makes by the hundred per turn
+ * overflowed the tcache the same way (_int_malloc, _int_free and unlink_chunk: 5 % of the
+ * gateway's cycles in the closed loop). A registered thread's frees of such blocks (what comes
+ * home, or what it cannot send home) cost a push, its allocations a pop, and neither touches
+ * the block. Unregistering (GW_RC_NONE) frees the thread's stacks. */
 #ifndef GW_RECYCLE_H
 #define GW_RECYCLE_H
 

@@ -155,8 +155,8 @@ static ssize_t on_read_length(nghttp2_session *s, uint8_t type, int32_t id, int3
 }
 
 /* nghttp2's send_data_callback for what on_read_data put in the output queue: the frame
- * header goes in front of it. Returns PAUSE once enough is gathered for one send(2) (flush_out sends, then
- * calls nghttp2_session_mem_send again). */
+ * header goes in front of it. Returns PAUSE once enough is gathered for one send(2) (flush_out
+ * sends, then calls nghttp2_session_mem_send again). */
 static int on_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
                         size_t length, nghttp2_data_source *src, void *ud)
 {
