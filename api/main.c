@@ -53,7 +53,12 @@
 #include "router.h"
 #include "wsapi_metrics.h"
 
-#define DOWNSTREAM_SOFT_MAX (1024 * 1024) /* well under grpc's default 4 MiB receive limit */
+/* A Downstream is flushed before it grows past this. Small enough that most arrive whole in
+ * one of the gateway's 64 KiB reads and are decoded where they lie: at 1 MiB nearly every one
+ * spanned reads and was copied whole into the gateway's decoder buffer (bench/RESULTS.md #61);
+ * a single command larger than this still goes out alone (grpc's default receive limit is
+ * 4 MiB). */
+#define DOWNSTREAM_SOFT_MAX (16 * 1024)
 #define DRAIN_EXTRA_MS 2000
 
 static const char *grpc_listen, *http_listen, *handler_name, *push_token, *log_level_name;
