@@ -17,8 +17,8 @@ typedef struct gconn gconn_t;
 
 /* gout_init: the connection's output is empty; refs' chunks are freed once written. */
 void gout_init(gconn_t *c);
-/* gout_send: writes what it can of c->out (sendmsg of up to 64 iovecs while refs are queued,
- * else one sockio_send: plain or TLS) and moves its cursor. Returns the count, or sockio_send's
+/* gout_send: writes what it can of c->out (h2c: sockio_sendv of up to 64 iovecs; TLS: one
+ * sockio_send of the copied bytes) and moves its cursor. Returns the count, or sockio_send's
  * codes (SOCKIO_AGAIN, SOCKIO_CLOSED with why). */
 ssize_t gout_send(gconn_t *c, char *why);
 

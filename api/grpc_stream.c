@@ -633,14 +633,12 @@ static void buf_account(gstream_t *s)
 }
 
 /* Releases the decoder buffers the streams of c keep between messages (grpc_dec_keep); a
- * message in progress keeps its bytes. Returns the bytes released. */
-static size_t release_kept(gconn_t *c)
+ * message in progress keeps its bytes. */
+static void release_kept(gconn_t *c)
 {
-    size_t n = 0;
     for (gstream_t *st = c->streams; st; st = st->next)
-        if (st->dec_init && (n += grpc_dec_shrink(&st->dec)) != 0)
+        if (st->dec_init && grpc_dec_shrink(&st->dec))
             buf_account(st);
-    return n;
 }
 
 /* Drops what s holds of unfinished input (it failed: nothing more is decoded). */

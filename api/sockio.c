@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 ssize_t sockio_recv(sockio_t *io, void *buf, size_t len, char why[TLS_SERVER_ERR_LEN])
 {
@@ -49,10 +50,17 @@ ssize_t sockio_send(sockio_t *io, const void *p, size_t len, char why[TLS_SERVER
             return SOCKIO_AGAIN;
         return n == TLS_IO_CLOSED ? SOCKIO_CLOSED : SOCKIO_FAILED;
     }
+    struct iovec v = {(void *)p, len};
+    return sockio_sendv(io, &v, 1, why);
+}
+
+ssize_t sockio_sendv(sockio_t *io, const struct iovec *iov, int n, char why[TLS_SERVER_ERR_LEN])
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     for (;;) {
-        ssize_t n = send(io->fd, p, len, MSG_NOSIGNAL);
-        if (n >= 0)
-            return n;
+        ssize_t w = sendmsg(io->fd, &m, MSG_NOSIGNAL);
+        if (w >= 0)
+            return w;
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)

@@ -32,5 +32,8 @@ ssize_t sockio_recv(sockio_t *io, void *buf, size_t len, char why[TLS_SERVER_ERR
  * same first byte once the socket allows: tls_server.h's retry rule), SOCKIO_CLOSED or
  * SOCKIO_FAILED (why says which). */
 ssize_t sockio_send(sockio_t *io, const void *p, size_t len, char why[TLS_SERVER_ERR_LEN]);
+/* sockio_sendv: sockio_send of n iovecs in order (plain sockets only: io->ssl is NULL). */
+struct iovec;
+ssize_t sockio_sendv(sockio_t *io, const struct iovec *iov, int n, char why[TLS_SERVER_ERR_LEN]);
 
 #endif

@@ -64,13 +64,15 @@ static int flush_out(gw_up_t *u)
         if (!iovq_pending(q))
             break;
         ssize_t w;
-        if (q->ref_done < q->nrefs) {
+        if (p->sock.ssl) { /* copied bytes only: on_piece makes no refs under TLS */
+            w = gw_sock_send(&p->sock, q->buf.data + q->off, q->buf.len - q->off);
+        } else {
             struct iovec iov[64];
             w = gw_sock_sendv(&p->sock, iov, iovq_iov(q, iov, 64));
-        } else {
-            w = gw_sock_send(&p->sock, q->buf.data + q->off, q->buf.len - q->off);
         }
-        if (w == GW_SOCK_AGAIN || (w >= 0 && (iovq_advance(q, (size_t)w), iovq_pending(q)))) {
+        if (w > 0)
+            iovq_advance(q, (size_t)w);
+        if (w == GW_SOCK_AGAIN || (w >= 0 && iovq_pending(q))) {
             if (iovq_materialize(q) < 0)
                 return -1;
             metrics_inc(gwm.upstream_blocked);
