@@ -93,7 +93,9 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 .PRECIOUS: $(BUILD)/%.o
 .DEFAULT_GOAL := all
 
-all: $(BINS) $(UNIT_BINS)
+# The fuzz targets are compiled (not linked: that needs clang's libFuzzer) by every build, so a
+# change that breaks one fails `make test`, not only `make fuzz` at the end of CI.
+all: $(BINS) $(UNIT_BINS) $(call obj,$(FUZZ_SRC))
 
 # ---- generated protobuf-c code ---------------------------------------------------------------
 $(GEN_C) $(GEN_H) &: proto/wsgw.proto

@@ -19,6 +19,7 @@
 #include "../api/bufpool.h"
 #include "../api/exchange.h"
 #include "../api/grpc_internal.h"
+#include "../api/grpc_out.h"
 #include "../api/presence.h"
 #include "../api/push.h"
 #include "../api/router.h"
@@ -76,7 +77,8 @@ static void flush(grpc_server_t *srv, gconn_t *c, bool drain)
     for (int i = 0; i < 64; i++) {
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(c->ng, &d);
-        buf_reset(&c->out); /* DATA frames land there (NGHTTP2_DATA_FLAG_NO_COPY) */
+        /* frames land there, DATA payloads as refs to their chunks: "written", the chunks go */
+        iovq_reset(&c->out, 64 * 1024);
         if (n <= 0)
             break;
     }
@@ -130,6 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bearer_init(&srv->gateway_auth, srv->cfg.gateway_token) < 0 || grpc__h2_setup(srv) < 0)
         abort();
     c->srv = srv;
+    gout_init(c);
     c->io.fd = -1;
     snprintf(c->peer, sizeof c->peer, "fuzz");
     snprintf(c->anon_gw, sizeof c->anon_gw, "anonymous-fuzz");
@@ -181,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c->buffered || c->queued || srv->queued || c->nstreams || c->nblocked)
         abort();
     nghttp2_session_del(c->ng);
-    buf_free(&c->out);
+    iovq_free(&c->out);
     bufpool_drain();
     nghttp2_session_callbacks_del(srv->cbs);
     nghttp2_option_del(srv->opt);
