@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -55,7 +57,8 @@ static void on_listen(uv_poll_t *h, int status, int events)
         }
         a->backoff_ms = 0;
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (ss.ss_family != AF_UNIX)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         a->cb(a->ud, fd, &ss);
     }
 }
@@ -87,6 +90,13 @@ void acceptor_stop(acceptor_t *a)
     a->accepting = false;
     uv_poll_stop(&a->poll);
     uv_timer_stop(&a->backoff);
+    /* A Unix domain socket's file goes now, while the process may still drain: a new server
+     * can bind the path at once, and new connections go to it. Once only (accepting). */
+    struct sockaddr_un un;
+    socklen_t sl = sizeof un;
+    if (getsockname(a->fd, (struct sockaddr *)&un, &sl) == 0 && un.sun_family == AF_UNIX &&
+        sl > offsetof(struct sockaddr_un, sun_path) && un.sun_path[0])
+        unlink(un.sun_path);
     close(a->fd);
     a->fd = -1;
 }

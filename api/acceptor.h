@@ -1,8 +1,9 @@
 /* acceptor.h: accepting connections on a listening socket from ws-api's libuv loop (both the
  * gRPC and the HTTP port).
  *
- * Each readable event accepts up to 64 connections (non-blocking, close-on-exec, TCP_NODELAY)
- * and hands each to the callback. When accept fails for lack of resources (EMFILE, ENFILE,
+ * Each readable event accepts up to 64 connections (non-blocking, close-on-exec, TCP_NODELAY
+ * on TCP) and hands each to the callback. A Unix domain listener's socket file is removed when
+ * it stops. When accept fails for lack of resources (EMFILE, ENFILE,
  * ENOBUFS, ENOMEM) the listener is not polled again for a while instead of spinning on a
  * socket that stays readable: 10 ms, doubling up to 1 s while it keeps failing, back to 10 ms
  * after the next success. Each failure counts in the caller's metric (one counter per

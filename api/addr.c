@@ -6,8 +6,32 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+/* "unix:PATH" into a sockaddr_un; the length bind(2) and connect(2) take, or 0 when too long. */
+static socklen_t unix_addr(const char *path, struct sockaddr_storage *ss)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)ss;
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof un->sun_path)
+        return 0;
+    memset(ss, 0, sizeof *ss);
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, n);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+}
+
+static socklen_t addr_len(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_UNIX)
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                           strlen(((const struct sockaddr_un *)ss)->sun_path) + 1);
+    return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
 
 int addr_parse(const char *s, struct sockaddr_storage *ss, char host[64], int *port,
                char err[ADDR_ERR_LEN])
@@ -18,6 +42,16 @@ int addr_parse(const char *s, struct sockaddr_storage *ss, char host[64], int *p
     if (!s || !*s) {
         snprintf(err, ADDR_ERR_LEN, "empty address");
         return -1;
+    }
+    if (strncmp(s, "unix:", 5) == 0) {
+        if (!unix_addr(s + 5, ss)) {
+            snprintf(err, ADDR_ERR_LEN, "bad address '%.64s': want unix:PATH, PATH 1-%zu bytes",
+                     s, sizeof ((struct sockaddr_un *)ss)->sun_path - 1);
+            return -1;
+        }
+        snprintf(host, 64, "unix");
+        *port = 0;
+        return 0;
     }
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
@@ -69,18 +103,43 @@ int addr_parse(const char *s, struct sockaddr_storage *ss, char host[64], int *p
     return 0;
 }
 
+/* A socket file left at path by a process that is gone is removed; one that a live process
+ * listens on is not (-1 with a message: two servers on one path would each get half the
+ * connections). Anything else at path stays for bind to refuse. */
+static int unix_clear_stale(const struct sockaddr_storage *ss, char err[ADDR_ERR_LEN])
+{
+    const char *path = ((const struct sockaddr_un *)ss)->sun_path;
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return 0;
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return 0;
+    int rv = connect(probe, (const struct sockaddr *)ss, addr_len(ss));
+    int e = errno;
+    close(probe);
+    if (rv == 0 || e == EAGAIN) { /* EAGAIN: its backlog is full, so it is alive */
+        snprintf(err, ADDR_ERR_LEN, "bind: %s: a running process listens there", path);
+        return -1;
+    }
+    if (e == ECONNREFUSED)
+        unlink(path);
+    return 0;
+}
+
 int addr_listen(const struct sockaddr_storage *ss, int backlog, char err[ADDR_ERR_LEN])
 {
+    if (ss->ss_family == AF_UNIX && unix_clear_stale(ss, err) < 0)
+        return -1;
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, ADDR_ERR_LEN, "socket: %s", strerror(errno));
         return -1;
     }
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    socklen_t sl = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                            : sizeof(struct sockaddr_in6);
-    if (bind(fd, (const struct sockaddr *)ss, sl) < 0) {
+    if (ss->ss_family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)ss, addr_len(ss)) < 0) {
         snprintf(err, ADDR_ERR_LEN, "bind: %s", strerror(errno));
         goto out_close_fd;
     }
@@ -109,6 +168,10 @@ int addr_local_port(int fd)
 
 const char *addr_format(const struct sockaddr_storage *ss, char *out, size_t n)
 {
+    if (ss->ss_family == AF_UNIX) { /* a connecting peer's socket is unnamed */
+        snprintf(out, n, "unix");
+        return out;
+    }
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (ss->ss_family == AF_INET) {

@@ -552,11 +552,16 @@ grpc_server_t *grpc_server_new(uv_loop_t *loop, const grpc_server_cfg_t *cfg, ex
         every = 10;
     uv_timer_start(&srv->sweep, on_sweep, every, every);
     uv_unref((uv_handle_t *)&srv->sweep); /* never keeps the loop alive by itself */
+    char where[128];
+    if (ss.ss_family == AF_UNIX)
+        snprintf(where, sizeof where, "%s", cfg->listen);
+    else
+        snprintf(where, sizeof where, "%s:%d", host, srv->port);
     log_info("grpc listening",
-             "addr=%s:%d transport=%s max_message=%zu stream_window=%u conn_window=%u "
+             "addr=%s transport=%s max_message=%zu stream_window=%u conn_window=%u "
              "max_streams=%u max_header_list=%u conn_buffer=%zu conn_queue=%zu total_queue=%zu "
              "push_auth=%s gateway_auth=%s",
-             host, srv->port, srv->tls ? "h2-tls" : "h2c", cfg->max_message,
+             where, srv->tls ? "h2-tls" : "h2c", cfg->max_message,
              cfg->stream_window, cfg->conn_window, cfg->max_streams, cfg->max_header_list,
              cfg->conn_buffer, cfg->conn_queue, cfg->total_queue,
              srv->push_auth.enabled ? "bearer" : "none",

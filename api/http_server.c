@@ -574,10 +574,15 @@ http_server_t *http_server_new(uv_loop_t *loop, const http_server_cfg_t *cfg,
     uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_unref((uv_handle_t *)&s->sweep);
     s->handles_open = 2; /* the acceptor (both its handles) and the sweep timer */
+    char where[128];
+    if (ss.ss_family == AF_UNIX)
+        snprintf(where, sizeof where, "%s", cfg->listen);
+    else
+        snprintf(where, sizeof where, "%s:%d", host, s->port);
     log_info("http listening",
-             "addr=%s:%d transport=%s max_body=%zu max_connections=%zu head_timeout_ms=%llu "
+             "addr=%s transport=%s max_body=%zu max_connections=%zu head_timeout_ms=%llu "
              "body_timeout_ms=%llu idle_timeout_ms=%llu",
-             host, s->port, tls ? "https" : "http", cfg->max_body, cfg->max_conns,
+             where, tls ? "https" : "http", cfg->max_body, cfg->max_conns,
              (unsigned long long)cfg->head_timeout_ms, (unsigned long long)cfg->body_timeout_ms,
              (unsigned long long)cfg->idle_timeout_ms);
     return s;

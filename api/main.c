@@ -79,9 +79,10 @@ static int64_t max_room_name, max_rooms_per_conn;
 
 static const flag_t flag_tab[] = {
     {"grpc-listen", FLAG_STR, "0.0.0.0:8081", &grpc_listen,
-     "gRPC over h2c: wsgw.v1.Exchange and wsgw.v1.Push"},
+     "gRPC over h2c: wsgw.v1.Exchange and wsgw.v1.Push; unix:PATH listens on a Unix domain "
+     "socket (a gateway on the same host: less CPU per message than TCP loopback)"},
     {"http-listen", FLAG_STR, "0.0.0.0:8082", &http_listen,
-     "HTTP/1.1 JSON push API, /healthz, /readyz, /metrics"},
+     "HTTP/1.1 JSON push API, /healthz, /readyz, /metrics; or unix:PATH"},
     {"handler", FLAG_STR, "echo", &handler_name, "echo | chat | none"},
     {"max-room-name", FLAG_INT, "255", &max_room_name,
      "chat handler: bytes of a room name; a join, leave or say naming a longer one is refused "
@@ -417,7 +418,10 @@ int main(int argc, char **argv)
         } else {
             char host[256] = "localhost";
             gethostname(host, sizeof host - 1);
-            snprintf(nid, sizeof nid, "%s:%d", host, grpc_server_port(a.grpc));
+            if (grpc_server_port(a.grpc) > 0)
+                snprintf(nid, sizeof nid, "%s:%d", host, grpc_server_port(a.grpc));
+            else /* unix:PATH */
+                snprintf(nid, sizeof nid, "%s:%s", host, grpc_listen);
         }
         cluster_cfg_t ccfg = {
             .node_id = nid,

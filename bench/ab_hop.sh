@@ -8,7 +8,11 @@
 # /proc over the ws-bench run, divided by the echoes received). Prints the medians per build
 # and the median of the per-round new/old ratios. ws-bench is this tree's ($BIN) for all.
 # UWS_ECHO=/path/to/EchoServerPort adds uWebSockets' echo to every round (bench/README.md).
+# AB_UNIX="new" (or "old", "old new"): those builds' API hop goes over a Unix domain socket
+# (ws-api --grpc-listen unix:PATH, ws-gateway --upstream unix:PATH) instead of TCP loopback;
+# with OLD_BIN = this tree's bin it compares the two transports on one build.
 #   bench/ab_hop.sh /path/to/old/bin 3
+#   AB_UNIX=new bench/ab_hop.sh bin 5
 . "$(dirname "$0")/lib.sh"
 OLD=${1:?usage: ab_hop.sh OLD_BIN [ROUNDS]}
 ROUNDS=${2:-3}
@@ -65,6 +69,8 @@ one_round() { # BUILD_NAME BUILD_BIN ROUND
     for case in $CASES; do
         threads=2
         [ "$case" = rtt ] && threads=1
+        API_UNIX=
+        case " ${AB_UNIX:-} " in *" $b "*) API_UNIX=1 ;; esac
         with_bin "$bin" start_api echo || return 1
         with_bin "$bin" start_gw "$case$b$r" "$threads" "$API_GRPC" || return 1
         bench_case "$b" "$GW_PID+$API_PID" "$case" "$r" "$GW_PORT"

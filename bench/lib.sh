@@ -78,20 +78,34 @@ cleanup() { # newest first: gateways stop before the API they talk to
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_api HANDLER [extra flags...]: API_PID, API_GRPC (host:port), API_HTTP_URL
+# start_api HANDLER [extra flags...]: API_PID, API_GRPC (host:port, or unix:PATH when API_UNIX
+# is set: the gRPC side on a Unix domain socket in $WORK), API_HTTP_URL
 start_api() {
-    local g h handler=$1
+    local g h handler=$1 listen i
     shift
     g=$(free_port)
     h=$(free_port)
+    listen=127.0.0.1:$g
+    if [ -n "${API_UNIX:-}" ]; then
+        listen=unix:$WORK/api-$g.sock
+    fi
     # --presence-grace 0: no gateway was connected before this ws-api started, so there is no
     # presence to wait for (pushes would otherwise get 503 for 3 s)
-    spawn api "$BIN/ws-api" --grpc-listen "127.0.0.1:$g" --http-listen "127.0.0.1:$h" \
+    spawn api "$BIN/ws-api" --grpc-listen "$listen" --http-listen "127.0.0.1:$h" \
         --handler "$handler" --log-level warn --presence-grace 0 "$@"
     API_PID=$SPAWNED
-    API_GRPC=127.0.0.1:$g
+    API_GRPC=$listen
     API_HTTP_URL=http://127.0.0.1:$h
-    wait_port "$g" && wait_port "$h"
+    wait_port "$h" || return 1
+    if [ -n "${API_UNIX:-}" ]; then
+        for ((i = 0; i < 200; i++)); do
+            [ -S "$WORK/api-$g.sock" ] && return 0
+            sleep 0.05
+        done
+        say "ws-api: no socket at $WORK/api-$g.sock"
+        return 1
+    fi
+    wait_port "$g"
 }
 
 # start_redis: REDIS_PID, REDIS_PORT, REDIS_URL (Debian's redis-server, no persistence)

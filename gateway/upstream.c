@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,31 +146,54 @@ void upstream__close(gw_up_t *u, const char *why)
     dlv_session_down(p->d, why, lost, upstream__now());
 }
 
+/* A non-blocking socket of family, its buffers sized, connecting to sa; -1 with errno when
+ * it could not begin. */
+static int open_connect(int family, const struct sockaddr *sa, socklen_t sl)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1, bufsz = (int)gw_cfg.upstream_sndbuf;
+    if (family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+    /* TCP: EINPROGRESS, finished in on_connecting. A Unix domain socket connects at once or
+     * fails (EAGAIN there is a full backlog: a failure, retried after the back-off). */
+    if (connect(fd, sa, sl) < 0 && (family == AF_UNIX || errno != EINPROGRESS)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 static void up_connect(gw_up_t *u)
 {
     gw_up_priv_t *p = u->priv;
     dlv_connecting(p->d, upstream__now());
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int rv = getaddrinfo(u->host, u->port, &hints, &res);
-    if (rv != 0) {
-        log_rl_warn("cannot resolve API node", "node=%s err=%s", u->name, gai_strerror(rv));
-        dlv_session_down(p->d, "cannot resolve", false, upstream__now());
-        return;
+    int fd;
+    if (u->unix_path[0]) {
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+        memcpy(un.sun_path, u->unix_path, strlen(u->unix_path) + 1); /* fits: split_addr */
+        fd = open_connect(AF_UNIX, (struct sockaddr *)&un, sizeof un);
+    } else {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        struct addrinfo *res = NULL;
+        int rv = getaddrinfo(u->host, u->port, &hints, &res);
+        if (rv != 0) {
+            log_rl_warn("cannot resolve API node", "node=%s err=%s", u->name, gai_strerror(rv));
+            dlv_session_down(p->d, "cannot resolve", false, upstream__now());
+            return;
+        }
+        fd = open_connect(res->ai_family, res->ai_addr, res->ai_addrlen);
+        int e = errno;
+        freeaddrinfo(res);
+        errno = e;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        int one = 1, bufsz = (int)gw_cfg.upstream_sndbuf;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
-        rv = connect(fd, res->ai_addr, res->ai_addrlen);
-    }
-    freeaddrinfo(res);
-    if (fd < 0 || (rv < 0 && errno != EINPROGRESS)) {
+    if (fd < 0) {
         log_rl_warn("connect to API node failed", "node=%s err=%s", u->name, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         dlv_session_down(p->d, "connect failed", false, upstream__now());
         return;
     }

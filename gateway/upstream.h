@@ -25,7 +25,9 @@ struct gw_up {
     gw_t *gw;
     char host[256];
     char port[16];
-    char name[300];            /* host:port, the metric label */
+    char name[300];            /* host:port or unix:PATH, the metric label */
+    char unix_path[108];       /* unix:PATH nodes: the socket's path (host is "localhost", the
+                                * :authority gRPC gives such targets); "" = TCP */
     char tls_name[256];        /* set before gw_up_start: the name a dynamic slot's nodes must
                                 * present a certificate for (SNI, :authority); "" = host */
     pthread_t tid;
@@ -43,7 +45,8 @@ struct gw_up {
     bool await_host;           /* hosted and started: gw_up_join waits for hosted_done */
 };
 
-/* gw_up_new: writer for API node `addr` ("host:port"; "" = a dynamic slot with no node yet),
+/* gw_up_new: writer for API node `addr` ("host:port", "unix:PATH"; "" = a dynamic slot with no
+ * node yet),
  * index idx. The links are attached by the caller (u->links) before gw_up_start. Returns
  * NULL with a message in err. Main thread. */
 gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen);

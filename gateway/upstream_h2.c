@@ -179,8 +179,11 @@ static bool io_open_stream(void *ud, int i)
     gw_up_t *u = ud;
     gw_up_priv_t *p = u->priv;
     char authority[320], bearer[1100], nstreams[16], prefix[8];
-    snprintf(authority, sizeof authority, "%s:%s", u->tls_name[0] ? u->tls_name : u->host,
-             u->port);
+    if (u->unix_path[0])
+        snprintf(authority, sizeof authority, "%s", u->tls_name[0] ? u->tls_name : u->host);
+    else
+        snprintf(authority, sizeof authority, "%s:%s", u->tls_name[0] ? u->tls_name : u->host,
+                 u->port);
     snprintf(prefix, sizeof prefix, "%u", (unsigned)u->gw->prefix);
     snprintf(bearer, sizeof bearer, "Bearer %s", gw_cfg.gateway_token);
     snprintf(nstreams, sizeof nstreams, "%d", p->nstreams);

@@ -16,9 +16,23 @@
 
 /* ---- set-up and teardown (main thread) ------------------------------------------------ */
 
-/* "host:port" or "[v6]:port" into u->host, u->port, u->name. */
+/* "host:port", "[v6]:port" or "unix:PATH" into u->host, u->port, u->unix_path, u->name. */
 static int split_addr(gw_up_t *u, const char *addr, char *err, size_t errlen)
 {
+    u->unix_path[0] = 0;
+    if (strncmp(addr, "unix:", 5) == 0) {
+        size_t n = strlen(addr + 5);
+        if (n == 0 || n >= sizeof u->unix_path) {
+            snprintf(err, errlen, "--upstream: '%s': a unix: path takes 1-%zu bytes", addr,
+                     sizeof u->unix_path - 1);
+            return -1;
+        }
+        memcpy(u->unix_path, addr + 5, n + 1);
+        snprintf(u->host, sizeof u->host, "localhost");
+        u->port[0] = 0;
+        snprintf(u->name, sizeof u->name, "%s", addr);
+        return 0;
+    }
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr || !colon[1]) {
         snprintf(err, errlen, "--upstream: '%s' is not host:port", addr);

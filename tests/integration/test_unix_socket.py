@@ -1,0 +1,247 @@
+"""API nodes behind Unix domain sockets: ws-api --grpc-listen unix:PATH (and --http-listen),
+ws-gateway --upstream unix:PATH. Real peers: python3-websockets clients, python3-grpcio over
+"unix:" (gRPC's own name for such targets), http.client over the socket."""
+import asyncio
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import websockets  # noqa: E402
+from wsgwtest import (BIN, Gateway, check, eq, free_port, proto, run, start, stop,  # noqa: E402
+                      wait_until)
+
+
+def arun(coro, timeout=90):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def connect(url, **kw):
+    kw.setdefault("max_size", None)
+    kw.setdefault("ping_interval", None)
+    return await websockets.connect(url, **kw)
+
+
+def sock_ready(path):
+    """True once something accepts connections at path."""
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Dir:
+    """A private directory for the sockets (short: sun_path holds 107 bytes)."""
+
+    def __init__(self):
+        self.path = tempfile.mkdtemp(prefix="wsgw-ux-", dir="/tmp")
+        self.grpc = os.path.join(self.path, "grpc.sock")
+        self.http = os.path.join(self.path, "http.sock")
+
+    def close(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def api_on(d, extra=()):
+    p = start(["ws-api", "--grpc-listen", "unix:" + d.grpc, "--http-listen", "unix:" + d.http,
+               "--handler", "echo"] + list(extra))
+    wait_until(lambda: p.poll() is not None or (sock_ready(d.grpc) and sock_ready(d.http)), 10,
+               what="ws-api on its sockets")
+    check(p.poll() is None, "ws-api exited")
+    return p
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout=5):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def http_unix(path, method, url, body=None):
+    c = UnixHTTP(path)
+    c.request(method, url, body=json.dumps(body) if body is not None else None,
+              headers={"content-type": "application/json"})
+    r = c.getresponse()
+    data = r.read().decode()
+    c.close()
+    return r.status, data
+
+
+async def echo_round(gw, nclients, nmsg, tag):
+    """nclients send nmsg messages each; returns what each got back, in order."""
+    async def client(i):
+        ws = await connect(gw.url("%s%d" % (tag, i)))
+        got = []
+
+        async def reader():
+            while len(got) < nmsg:
+                got.append(await asyncio.wait_for(ws.recv(), 30))
+        rt = asyncio.create_task(reader())
+        for k in range(nmsg):
+            await ws.send("%s%d-%d" % (tag, i, k))
+        await asyncio.wait_for(rt, 60)
+        await ws.close()
+        return got
+    return await asyncio.gather(*[client(i) for i in range(nclients)])
+
+
+def want(nclients, nmsg, tag):
+    return [["%s%d-%d" % (tag, i, k) for k in range(nmsg)] for i in range(nclients)]
+
+
+def test_gateway_to_api_over_a_unix_socket_survives_a_kill_and_a_restart():
+    """Echo in order through unix:PATH; ws-api killed with SIGKILL (its socket file stays
+    behind, stale); a new ws-api on the same path replaces the stale file, the gateway
+    reconnects and nothing is lost."""
+    d = Dir()
+    try:
+        api = api_on(d)
+        gw = Gateway(["unix:" + d.grpc], threads=2, streams=4)
+        node = {"node": "unix:" + d.grpc}
+        eq(gw.metric("wsgw_upstream_connected", node), 1)
+        eq(arun(echo_round(gw, 10, 50, "a")), want(10, 50, "a"))
+        api.send_signal(signal.SIGKILL)
+        api.wait()
+        check(os.path.exists(d.grpc), "a killed ws-api leaves its socket file")
+        wait_until(lambda: not gw.ready(), 10, what="gateway not ready without its node")
+        api = api_on(d)
+        gw.wait_ready()
+        eq(arun(echo_round(gw, 10, 50, "b")), want(10, 50, "b"))
+        check(gw.metric("wsgw_upstream_reconnects_total", node) >= 1)
+        eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
+    finally:
+        d.close()
+
+
+def test_gathered_writes_left_behind_on_a_unix_socket_corrupt_nothing():
+    """A Unix domain socket takes partial writes differently from TCP (its send buffer bounds
+    the queued skbs): with --upstream-sndbuf 4096 and ws-api frozen for 0.5 s, 10 clients' 1-9 KB
+    messages come back byte for byte and in order."""
+    d = Dir()
+    try:
+        api = api_on(d)
+        gw = Gateway(["unix:" + d.grpc], threads=2, streams=4,
+                     extra=["--upstream-sndbuf", "4096"])
+        nclients, n = 10, 100
+
+        def body(c, i):
+            head = ("%d:%d:" % (c, i)).encode()
+            return (head + bytes((c * 7 + i * 13 + k) % 251
+                                 for k in range(1000 + (c * 131 + i * 977) % 8000))).hex()
+
+        async def client(c):
+            ws = await connect(gw.url("big%d" % c))
+            got = []
+
+            async def reader():
+                while len(got) < n:
+                    got.append(await asyncio.wait_for(ws.recv(), 30))
+            rt = asyncio.create_task(reader())
+            for i in range(n):
+                await ws.send(body(c, i))
+            await asyncio.wait_for(rt, 60)
+            await ws.close()
+            return got
+
+        async def main():
+            tasks = [asyncio.create_task(client(c)) for c in range(nclients)]
+            await asyncio.sleep(0.3)
+            api.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.5)
+            api.send_signal(signal.SIGCONT)
+            return await asyncio.gather(*tasks)
+        results = arun(main(), 120)
+        for c, got in enumerate(results):
+            eq(len(got), n, "client %d" % c)
+            eq([i for i in range(n) if got[i] != body(c, i)], [], "client %d" % c)
+        check(gw.metric("wsgw_upstream_send_blocked_total") > 0,
+              "the socket took everything: nothing was left behind to test")
+        eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
+    finally:
+        d.close()
+
+
+def test_grpc_and_http_push_over_unix_sockets():
+    """A backend pushes through ws-api's gRPC socket (grpcio, target "unix:PATH") and its HTTP
+    socket; the client behind the gateway (itself on the gRPC socket) gets both."""
+    import grpc
+    pb, pbg = proto()
+    d = Dir()
+    try:
+        api_on(d)
+        gw = Gateway(["unix:" + d.grpc], threads=1, streams=2)
+
+        async def main():
+            ws = await connect(gw.url("carol"))
+            wait_until(lambda: "carol" in http_unix(d.http, "GET", "/v1/users/carol")[1], 10,
+                       what="carol online")
+            ch = grpc.insecure_channel("unix:" + d.grpc)
+            r = pbg.PushStub(ch).Push(pb.PushRequest(target=pb.Target(user_ids=["carol"]),
+                                                     payload=b"over grpc"), timeout=10)
+            ch.close()
+            eq(r.gateways, 1)
+            eq(await asyncio.wait_for(ws.recv(), 10), "over grpc")
+            st, body = http_unix(d.http, "POST", "/v1/push",
+                                 {"user_ids": ["carol"], "data": "over http"})
+            eq(st, 200, body)
+            eq(await asyncio.wait_for(ws.recv(), 10), "over http")
+            await ws.close()
+        arun(main())
+    finally:
+        d.close()
+
+
+def test_a_live_socket_is_not_taken_over_and_its_file_goes_on_exit():
+    """A second ws-api on a path a live one listens on exits with a clear error, and the first
+    keeps serving; on SIGTERM the first removes its socket files."""
+    d = Dir()
+    try:
+        api = api_on(d)
+        hp = free_port()
+        r = subprocess.run([os.path.join(BIN, "ws-api"), "--grpc-listen", "unix:" + d.grpc,
+                            "--http-listen", "127.0.0.1:%d" % hp], capture_output=True,
+                           text=True, timeout=20)
+        check(r.returncode != 0, "a second ws-api started on a live socket")
+        check("a running process listens there" in r.stderr, r.stderr[-500:])
+        gw = Gateway(["unix:" + d.grpc], threads=1, streams=2)
+        eq(arun(echo_round(gw, 2, 10, "c")), want(2, 10, "c"))
+        stop(api)
+        check(not os.path.exists(d.grpc) and not os.path.exists(d.http),
+              "socket files left after a clean exit: %s" % os.listdir(d.path))
+    finally:
+        d.close()
+
+
+def test_unix_paths_that_do_not_fit_are_refused_at_start():
+    long = "/tmp/" + "x" * 120
+    for args, what in (
+            (["ws-api", "--grpc-listen", "unix:" + long, "--http-listen", "127.0.0.1:0"],
+             "unix:PATH"),
+            (["ws-api", "--grpc-listen", "unix:", "--http-listen", "127.0.0.1:0"], "unix:PATH"),
+            (["ws-gateway", "--listen", "127.0.0.1:0", "--upstream", "unix:" + long],
+             "a unix: path takes"),
+            (["ws-gateway", "--listen", "127.0.0.1:0", "--upstream", "unix:"],
+             "a unix: path takes")):
+        r = subprocess.run([os.path.join(BIN, args[0])] + args[1:], capture_output=True,
+                           text=True, timeout=20)
+        check(r.returncode != 0, "%s started with %s" % (args[0], args[1:]))
+        check(what in r.stderr, "%s: %s" % (args[0], r.stderr[-400:]))
+
+
+if __name__ == "__main__":
+    run(globals())
