@@ -454,6 +454,11 @@ static void on_sweep(uv_timer_t *t)
 static void on_accept(void *ud, int fd, const struct sockaddr_storage *ss)
 {
     grpc_server_t *srv = ud;
+    /* A Unix domain socket does not grow its send buffer as TCP does: at the kernel's default
+     * (208 KiB) the echo's Downstreams left bytes behind, ws-api sent twice as often and its
+     * gateway woke more (bench/RESULTS.md #63). */
+    if (ss->ss_family == AF_UNIX && srv->cfg.unix_sndbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &srv->cfg.unix_sndbuf, sizeof srv->cfg.unix_sndbuf);
     if (conn_new(srv, fd, ss) < 0) {
         log_rl_error("cannot set up connection", "error=%s", "out of memory");
         close(fd);

@@ -83,6 +83,8 @@ typedef struct grpc_server_cfg {
     uint64_t message_timeout_ms; /* a message (or Push request) unfinished this long: the
                                     stream fails (DEADLINE_EXCEEDED) */
     uint64_t idle_timeout_ms;  /* a connection without a stream this long: GOAWAY, closed */
+    int unix_sndbuf;           /* unix:PATH listeners: SO_SNDBUF of each connection (0: the
+                                  kernel's default) */
 } grpc_server_cfg_t;
 
 typedef struct grpc_server grpc_server_t;

@@ -67,6 +67,7 @@ static int64_t max_message, max_body, stream_queue, stream_window, conn_window, 
 static int64_t tls_handshake_us, http_max_conns, http_head_us, http_body_us, http_idle_us;
 static int64_t h2_max_streams, h2_max_header_list, h2_header_rate, h2_control_rate;
 static int64_t h2_reset_burst;
+static int64_t grpc_unix_sndbuf;
 static int64_t h2_conn_buffer, h2_conn_queue, h2_total_queue, h2_message_us, h2_idle_us;
 static int64_t presence_grace_us, presence_sync_us;
 static const char *redis_url, *redis_password, *node_id;
@@ -139,6 +140,9 @@ static const flag_t flag_tab[] = {
     {"h2-reset-burst", FLAG_INT, "100", &h2_reset_burst,
      "RST_STREAMs a gRPC connection may send at once (then 33/s); more ends the connection "
      "(rapid reset)", 1, 1000000},
+    {"grpc-unix-sndbuf", FLAG_INT, "4m", &grpc_unix_sndbuf,
+     "--grpc-listen unix:PATH: SO_SNDBUF of each connection (what the kernel holds toward a "
+     "gateway; the kernel caps it at net.core.wmem_max; TCP sizes its own)", 4096, 1 << 30},
     {"h2-conn-buffer", FLAG_INT, "3m", &h2_conn_buffer,
      "bytes of unfinished gRPC messages one connection may hold; past it the stream fails "
      "(grpc-status 8)", 65536, 1LL << 32},
@@ -400,6 +404,7 @@ int main(int argc, char **argv)
         .control_rate = (uint32_t)h2_control_rate,
         .reset_burst = (uint32_t)h2_reset_burst,
         .conn_buffer = (size_t)h2_conn_buffer,
+        .unix_sndbuf = (int)grpc_unix_sndbuf,
         .conn_queue = (size_t)h2_conn_queue,
         .total_queue = (size_t)h2_total_queue,
         .message_timeout_ms = (uint64_t)(h2_message_us / 1000),

@@ -6,7 +6,7 @@
 #
 # A VARIANT is "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api echo behind it;
 # "gw@DIR FLAGS..." takes ws-gateway and ws-api from DIR instead of $BIN: another build, side
-# by side), "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and
+# by side; "gwunix" and "gwunix@DIR": the same with the API hop on a Unix domain socket), "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and
 # without --raw: no upstream hop) or "uws" (uWebSockets' EchoServer named by UWS_ECHO, see
 # bench/README.md). A later --threads in FLAGS wins. The variants
 # run one after the other, ROUNDS times (default 1; 3 with BENCH_MODE=full), alternating. For each run, once every
@@ -52,10 +52,11 @@ one_run() {
         port=$UWS_PORT
         ;;
     gw*)
-        local gwv=${v%% *} gbin=$BIN
+        local gwv=${v%% *} gbin=$BIN unix=
         [ "$gwv" = "$v" ] && v="$v " # no flags
-        case $gwv in gw@*) gbin=${gwv#gw@} ;; esac
-        BIN=$gbin start_api echo || return 1
+        case $gwv in gwunix*) unix=1 ;; esac
+        case $gwv in gw@* | gwunix@*) gbin=${gwv#*@} ;; esac
+        API_UNIX=$unix BIN=$gbin start_api echo || return 1
         api=$API_PID
         # shellcheck disable=SC2086 # the flags of the variant are words
         BIN=$gbin start_gw steady 2 "$API_GRPC" ${v#"$gwv"} || return 1

@@ -206,6 +206,31 @@ def test_grpc_and_http_push_over_unix_sockets():
         d.close()
 
 
+def test_grpc_unix_sndbuf_sizes_what_ws_api_sends_toward_a_gateway():
+    """A Unix domain socket does not grow its send buffer as TCP does: ws-api sets SO_SNDBUF
+    (--grpc-unix-sndbuf) on each gRPC connection it accepts on unix:PATH. ss -xm shows the
+    kernel's figure: twice the value, capped at net.core.wmem_max."""
+    with open("/proc/sys/net/core/wmem_max") as f:
+        wmem_max = int(f.read())
+    for flag, val in (("1m", 1 << 20), ("64k", 64 << 10)):
+        d = Dir()
+        try:
+            api = api_on(d, ["--grpc-unix-sndbuf", flag])
+            gw = Gateway(["unix:" + d.grpc], threads=1, streams=2)
+            eq(arun(echo_round(gw, 1, 5, "s")), want(1, 5, "s"))
+            out = subprocess.run(["ss", "-xmpn"], capture_output=True, text=True,
+                                 timeout=10).stdout
+            tbs = [int(line.split(",tb")[1].split(",")[0]) for line in out.splitlines()
+                   if "pid=%d," % api.pid in line and d.grpc in line and "ESTAB" in line
+                   and ",tb" in line]
+            check(tbs, "no connection of ws-api on %s in ss -xmpn:\n%s" % (d.grpc, out[-2000:]))
+            eq(set(tbs), {2 * min(val, wmem_max)}, "--grpc-unix-sndbuf %s" % flag)
+            stop(gw.proc)
+            stop(api)
+        finally:
+            d.close()
+
+
 def test_a_live_socket_is_not_taken_over_and_its_file_goes_on_exit():
     """A second ws-api on a path a live one listens on exits with a clear error, and the first
     keeps serving; on SIGTERM the first removes its socket files."""
