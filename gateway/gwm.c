@@ -37,6 +37,10 @@ void gwm_init(void)
                                         "is held back until the thread takes them).");
     gwm.backpressure = metrics_counter("wsgw_backpressure_pauses_total", NULL,
                                        "Clients paused because the ring to a writer was full.");
+    gwm.paused = metrics_gauge("wsgw_paused_connections", NULL,
+                               "Clients paused now for backpressure (reads off until the ring "
+                               "to the writer has room). One that closed meanwhile counts until "
+                               "its thread's next paused-socket check or resume drops it.");
     gwm.lost = metrics_counter("wsgw_upstream_lost_messages_total", NULL,
                                "Client messages lost toward the API, each counted and its client "
                                "told (closed 1011, or 1009 when refused as too big).");

@@ -9,6 +9,7 @@ typedef struct gw_metric_ids {
     int msgs_in, msgs_out;   /* wsgw_messages_total{direction} */
     int bytes_in, bytes_out; /* wsgw_bytes_total{direction} */
     int backpressure;        /* wsgw_backpressure_pauses_total */
+    int paused;              /* wsgw_paused_connections (gauge: the service threads' lists) */
     int cmd_ring_full;       /* wsgw_command_ring_full_total */
     int lost;                /* wsgw_upstream_lost_messages_total */
     int refused;             /* wsgw_upstream_refused_messages_total (of lost: poison) */

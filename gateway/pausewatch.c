@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "gwm.h"
 #include "log.h"
 #include "metrics.h"
 #include "svc.h"
@@ -62,6 +63,7 @@ void gw_pausewatch_tick(gw_svc_t *s)
         if (!c) {
             /* closed since it was paused: drop the entry (the list is unordered) */
             s->paused[s->pw_cursor] = s->paused[--s->npaused];
+            metrics_gauge_add(gwm.paused, -1);
             continue;
         }
         if (c->paused && !c->closing && gw_pausewatch_peer_gone(lws_get_socket_fd(c->wsi)))

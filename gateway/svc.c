@@ -184,6 +184,7 @@ void gw_svc_pause(gw_svc_t *s, gw_conn_t *c)
     c->paused = true;
     lws_rx_flow_control(c->wsi, 0);
     metrics_inc(gwm.backpressure);
+    metrics_gauge_add(gwm.paused, 1);
 }
 
 /* Moves overflowed events into the rings; true when nothing is left over. */
@@ -217,6 +218,7 @@ static void resume_paused(gw_svc_t *s)
             lws_rx_flow_control(c->wsi, 1);
         }
     }
+    metrics_gauge_add(gwm.paused, (int64_t)keep - (int64_t)s->npaused);
     s->npaused = keep;
 }
 

@@ -135,8 +135,10 @@ def paused_leavers(n, ctx=None, extra=()):
         socks = [ws(gw.port, "p%d" % i, ctx) for i in range(n)]
         for i in range(0, n, 3):
             socks[i].sendall(masked(0x1, b"never read %d" % i))
-        wait_until(lambda: metric("wsgw_backpressure_pauses_total") >= n + 1, 5,
-                   what="all %d clients paused" % n)
+        # paused now, not pauses so far: the flooder may have been paused, resumed and paused
+        # again, and a client not yet paused when it leaves is not a paused leave
+        wait_until(lambda: metric("wsgw_paused_connections") == n + 1, 5,
+                   what="all %d clients and the flooder paused" % n)
         extra_client, status = open_ws(gw.port, "one-too-many", ctx)
         eq(status, 503, "at the limit")
         extra_client.close()
@@ -163,6 +165,7 @@ def paused_leavers(n, ctx=None, extra=()):
     wait_until(lambda: all(not api.conns_of("p%d" % i) for i in (0, 1, n - 1)) and
                not api.conns_of("flooder"), 10, what="presence of the leavers gone at the API")
     wait_until(lambda: metric("wsgw_connections") == 0, 5, what="all gone")
+    wait_until(lambda: metric("wsgw_paused_connections") == 0, 5, what="no client paused")
     eq(stop(gw.proc), 0)  # while the API is up (its drain flushes to it)
 
 
