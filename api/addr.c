@@ -112,7 +112,9 @@ static int unix_clear_stale(const struct sockaddr_storage *ss, char err[ADDR_ERR
     struct stat st;
     if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
         return 0;
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* non-blocking: a blocking connect to a live server whose backlog is full (a stopped
+     * process) would wait for it forever */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (probe < 0)
         return 0;
     int rv = connect(probe, (const struct sockaddr *)ss, addr_len(ss));

@@ -20,7 +20,6 @@ int addr_parse(const char *s, struct sockaddr_storage *ss, char host[64], int *p
  * (including errno text) in err. The caller owns the fd. */
 int addr_listen(const struct sockaddr_storage *ss, int backlog, char err[ADDR_ERR_LEN]);
 
-
 /* addr_local_port: the port a socket is bound to, or -1. */
 int addr_local_port(int fd);
 

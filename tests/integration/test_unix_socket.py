@@ -252,6 +252,40 @@ def test_a_live_socket_is_not_taken_over_and_its_file_goes_on_exit():
         d.close()
 
 
+def test_a_stopped_ws_api_with_a_full_backlog_is_not_taken_over_either():
+    """A live ws-api that does not accept (SIGSTOP) and whose listen backlog is full: the new
+    one's probe of the path must not wait for it (a blocking connect there waits forever); it
+    exits at once with the same error."""
+    d = Dir()
+    held = []
+    try:
+        api = api_on(d)
+        api.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(5000):
+                s = socket.socket(socket.AF_UNIX)
+                s.setblocking(False)
+                try:
+                    s.connect(d.grpc)
+                except BlockingIOError:
+                    s.close()
+                    break
+                held.append(s)
+            else:
+                raise AssertionError("the backlog never filled")
+            r = subprocess.run([os.path.join(BIN, "ws-api"), "--grpc-listen", "unix:" + d.grpc,
+                                "--http-listen", "127.0.0.1:%d" % free_port()],
+                               capture_output=True, text=True, timeout=20)
+            check(r.returncode != 0, "a second ws-api started on a live socket")
+            check("a running process listens there" in r.stderr, r.stderr[-500:])
+        finally:
+            api.send_signal(signal.SIGCONT)
+    finally:
+        for s in held:
+            s.close()
+        d.close()
+
+
 def test_unix_paths_that_do_not_fit_are_refused_at_start():
     long = "/tmp/" + "x" * 120
     for args, what in (
