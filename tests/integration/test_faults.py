@@ -270,22 +270,13 @@ def test_replay_buffer_full_pauses_clients_and_loses_nothing():
     eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
 
 
-def test_api_socket_that_takes_little_corrupts_nothing():
-    """--upstream-sndbuf 4096: the API node's socket takes a few KB at a time, so most sends
-    leave bytes behind (wsgw_upstream_send_blocked_total). The writer sends its batches
-    straight from the delivery machine's memory (gathered writes); what the socket does not
-    take must become the writer's own copy before the machine may ack, free, reuse or renumber
-    those batches. 20 clients send 150 messages each of 1-9 KB with distinct contents, with
-    ws-api frozen for 0.5 s in the middle: every message comes back byte for byte, in order,
-    and nothing is lost."""
-    api, gport, _ = restartable_api()
-    gw = Gateway(["127.0.0.1:%d" % gport], threads=2, streams=4,
-                 extra=["--upstream-sndbuf", "4096"])
-    nclients, n = 20, 150
-
+def big_echoes_through_a_frozen_api(gw, api, nclients, n):
+    """nclients send n messages each of 1-9 KB with distinct contents, with api frozen for
+    0.5 s in the middle: every message comes back byte for byte, in order, nothing lost."""
     def body(c, i):
         head = ("%d:%d:" % (c, i)).encode()
-        return (head + bytes((c * 7 + i * 13 + k) % 251 for k in range(1000 + (c * 131 + i * 977) % 8000))).hex()
+        return (head + bytes((c * 7 + i * 13 + k) % 251
+                             for k in range(1000 + (c * 131 + i * 977) % 8000))).hex()
 
     async def client(c):
         ws = await connect(gw.url("big%d" % c))
@@ -315,9 +306,21 @@ def test_api_socket_that_takes_little_corrupts_nothing():
         eq(len(got), n, "client %d" % c)
         bad = [i for i in range(n) if got[i] != body(c, i)]
         eq(bad, [], "client %d: messages that came back different or out of order" % c)
+    eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
+
+
+def test_api_socket_that_takes_little_corrupts_nothing():
+    """--upstream-sndbuf 4096: the API node's socket takes a few KB at a time, so most sends
+    leave bytes behind (wsgw_upstream_send_blocked_total). The writer sends its batches
+    straight from the delivery machine's memory (gathered writes); what the socket does not
+    take must become the writer's own copy before the machine may ack, free, reuse or renumber
+    those batches. 20 clients x 150 messages through a frozen API (big_echoes_through_a_frozen_api)."""
+    api, gport, _ = restartable_api()
+    gw = Gateway(["127.0.0.1:%d" % gport], threads=2, streams=4,
+                 extra=["--upstream-sndbuf", "4096"])
+    big_echoes_through_a_frozen_api(gw, api, 20, 150)
     check(gw.metric("wsgw_upstream_send_blocked_total") > 10,
           "the API socket took everything: the test did not test gathered writes left behind")
-    eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
     api.kill()
 
 

@@ -13,7 +13,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
+from test_faults import big_echoes_through_a_frozen_api  # noqa: E402
 from wsgwtest import (BIN, Gateway, check, eq, free_port, proto, run, start, stop,  # noqa: E402
                       wait_until)
 
@@ -130,48 +132,16 @@ def test_gateway_to_api_over_a_unix_socket_survives_a_kill_and_a_restart():
 
 def test_gathered_writes_left_behind_on_a_unix_socket_corrupt_nothing():
     """A Unix domain socket takes partial writes differently from TCP (its send buffer bounds
-    the queued skbs): with --upstream-sndbuf 4096 and ws-api frozen for 0.5 s, 10 clients' 1-9 KB
-    messages come back byte for byte and in order."""
+    the queued skbs): with --upstream-sndbuf 4096, test_faults' 1-9 KB echoes through a frozen
+    ws-api (10 clients x 100) come back byte for byte and in order."""
     d = Dir()
     try:
         api = api_on(d)
         gw = Gateway(["unix:" + d.grpc], threads=2, streams=4,
                      extra=["--upstream-sndbuf", "4096"])
-        nclients, n = 10, 100
-
-        def body(c, i):
-            head = ("%d:%d:" % (c, i)).encode()
-            return (head + bytes((c * 7 + i * 13 + k) % 251
-                                 for k in range(1000 + (c * 131 + i * 977) % 8000))).hex()
-
-        async def client(c):
-            ws = await connect(gw.url("big%d" % c))
-            got = []
-
-            async def reader():
-                while len(got) < n:
-                    got.append(await asyncio.wait_for(ws.recv(), 30))
-            rt = asyncio.create_task(reader())
-            for i in range(n):
-                await ws.send(body(c, i))
-            await asyncio.wait_for(rt, 60)
-            await ws.close()
-            return got
-
-        async def main():
-            tasks = [asyncio.create_task(client(c)) for c in range(nclients)]
-            await asyncio.sleep(0.3)
-            api.send_signal(signal.SIGSTOP)
-            await asyncio.sleep(0.5)
-            api.send_signal(signal.SIGCONT)
-            return await asyncio.gather(*tasks)
-        results = arun(main(), 120)
-        for c, got in enumerate(results):
-            eq(len(got), n, "client %d" % c)
-            eq([i for i in range(n) if got[i] != body(c, i)], [], "client %d" % c)
+        big_echoes_through_a_frozen_api(gw, api, 10, 100)
         check(gw.metric("wsgw_upstream_send_blocked_total") > 0,
               "the socket took everything: nothing was left behind to test")
-        eq(gw.metric("wsgw_upstream_lost_messages_total"), 0)
     finally:
         d.close()
 
