@@ -14,20 +14,9 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import websockets  # noqa: E402
-from test_faults import big_echoes_through_a_frozen_api  # noqa: E402
+from test_faults import arun, big_echoes_through_a_frozen_api, connect  # noqa: E402
 from wsgwtest import (BIN, Gateway, check, eq, free_port, proto, run, start, stop,  # noqa: E402
                       wait_until)
-
-
-def arun(coro, timeout=90):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def connect(url, **kw):
-    kw.setdefault("max_size", None)
-    kw.setdefault("ping_interval", None)
-    return await websockets.connect(url, **kw)
 
 
 def sock_ready(path):
