@@ -112,7 +112,7 @@ void grpc_server_end_streams(grpc_server_t *srv, int status, const char *message
 /* grpc_server_connections: open HTTP/2 connections. */
 size_t grpc_server_connections(const grpc_server_t *srv);
 
-/* grpc_server_port: the bound port (useful with port 0). */
+/* grpc_server_port: the bound port (useful with port 0); -1 on unix:PATH. */
 int grpc_server_port(const grpc_server_t *srv);
 
 /* grpc_server_free: closes every connection and the listener (their uv handles close on the

@@ -48,7 +48,7 @@ typedef struct http_server http_server_t;
 http_server_t *http_server_new(uv_loop_t *loop, const http_server_cfg_t *cfg,
                                char err[HTTP_SERVER_ERR_LEN]);
 
-/* http_server_port: the bound port. */
+/* http_server_port: the bound port; -1 on unix:PATH. */
 int http_server_port(const http_server_t *s);
 
 /* http_server_connections: open connections. */

@@ -78,7 +78,7 @@ typedef struct push_http push_http_t;
 push_http_t *push_http_new(uv_loop_t *loop, const push_http_cfg_t *cfg, router_t *r,
                            presence_t *pres, char err[PUSH_HTTP_ERR_LEN]);
 
-/* push_http_port: the bound port. */
+/* push_http_port: the bound port; -1 on unix:PATH. */
 int push_http_port(const push_http_t *h);
 
 /* push_http_draining: ws-api is shutting down; /readyz answers 503 from now on. */
