@@ -7,7 +7,8 @@
 #
 # VARIANTs as in case_seed_steady.sh: "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api
 # echo behind it; a later --threads in FLAGS wins), "gw@DIR FLAGS..." (ws-gateway and ws-api
-# from DIR: another build), "uws" (UWS_ECHO, bench/README.md). D (default 5s) per run.
+# from DIR: another build), "gwunix[@DIR] FLAGS..." (the same with the API hop on a Unix domain
+# socket), "uws" (UWS_ECHO, bench/README.md). D (default 5s) per run.
 # Prints one line per run and the medians of p50 and p99 per variant. With SWITCHES=1, `perf
 # stat -e context-switches,task-clock` on the server over 3 s of each run (from its second
 # second; D must be 5s or more) adds its context switches and CPU per round trip to the line.
@@ -52,9 +53,11 @@ one_run() {
         ;;
     gw*)
         gwv=${v%% *}
-        case $gwv in gw@*) gbin=${gwv#gw@} ;; esac
+        local unix=
+        case $gwv in gwunix*) unix=1 ;; esac
+        case $gwv in gw@* | gwunix@*) gbin=${gwv#*@} ;; esac
         local flags=${v#"$gwv"}
-        BIN=$gbin start_api echo || return 1
+        API_UNIX=$unix BIN=$gbin start_api echo || return 1
         # shellcheck disable=SC2086 # the flags of the variant are words
         BIN=$gbin start_gw rtt 2 "$API_GRPC" $flags || return 1
         port=$GW_PORT
