@@ -165,6 +165,27 @@ def test_grpc_and_http_push_over_unix_sockets():
         d.close()
 
 
+def test_tls_over_a_unix_socket_verifies_localhost():
+    """h2 over TLS on a Unix socket: the gateway verifies the name its :authority gives such a
+    target, localhost. Trusted, the echo goes through; without --upstream-ca it never gets
+    ready and says why."""
+    from test_security import make_cert
+    d = Dir()
+    try:
+        cert, key = make_cert(d.path)
+        api_on(d, ["--grpc-tls-cert", cert, "--grpc-tls-key", key])
+        gw = Gateway(["unix:" + d.grpc], threads=1, streams=2,
+                     extra=["--upstream-tls", "--upstream-ca", cert])
+        eq(arun(echo_round(gw, 3, 20, "t")), want(3, 20, "t"))
+        untrusted = Gateway(["unix:" + d.grpc], threads=1, streams=2, extra=["--upstream-tls"],
+                            wait_ready=False)
+        wait_until(lambda: untrusted.proc_log_has("certificate"), 10,
+                   what="the untrusted gateway's certificate error")
+        check(not untrusted.ready(), "ready although the certificate is not trusted")
+    finally:
+        d.close()
+
+
 def test_grpc_unix_sndbuf_sizes_what_ws_api_sends_toward_a_gateway():
     """A Unix domain socket does not grow its send buffer as TCP does: ws-api sets SO_SNDBUF
     (--grpc-unix-sndbuf) on each gRPC connection it accepts on unix:PATH. ss -xm shows the
