@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -17,6 +18,21 @@
 #define BACKOFF_MAX_MS 1000
 
 static void on_listen(uv_poll_t *h, int status, int events);
+
+/* unix_path: the path a Unix domain socket is bound to, into path; false for TCP and for
+ * abstract or unnamed sockets. */
+static bool unix_path(int fd, char path[sizeof ((struct sockaddr_un *)0)->sun_path])
+{
+    struct sockaddr_un un;
+    socklen_t sl = sizeof un;
+    memset(&un, 0, sizeof un);
+    if (getsockname(fd, (struct sockaddr *)&un, &sl) != 0 || un.sun_family != AF_UNIX ||
+        sl <= offsetof(struct sockaddr_un, sun_path) || !un.sun_path[0])
+        return false;
+    memcpy(path, un.sun_path, sizeof un.sun_path);
+    path[sizeof un.sun_path - 1] = 0;
+    return true;
+}
 
 static void on_backoff(uv_timer_t *t)
 {
@@ -79,6 +95,13 @@ int acceptor_start(acceptor_t *a, uv_loop_t *loop, int fd, const char *name, int
     a->poll.data = a->backoff.data = a;
     a->handles = 2;
     a->accepting = true;
+    char path[sizeof ((struct sockaddr_un *)0)->sun_path];
+    struct stat st;
+    if (unix_path(fd, path) && stat(path, &st) == 0) {
+        a->unix_file = true;
+        a->unix_dev = st.st_dev;
+        a->unix_ino = st.st_ino;
+    }
     uv_poll_start(&a->poll, UV_READABLE, on_listen);
     return 0;
 }
@@ -91,12 +114,15 @@ void acceptor_stop(acceptor_t *a)
     uv_poll_stop(&a->poll);
     uv_timer_stop(&a->backoff);
     /* A Unix domain socket's file goes now, while the process may still drain: a new server
-     * can bind the path at once, and new connections go to it. Once only (accepting). */
-    struct sockaddr_un un;
-    socklen_t sl = sizeof un;
-    if (getsockname(a->fd, (struct sockaddr *)&un, &sl) == 0 && un.sun_family == AF_UNIX &&
-        sl > offsetof(struct sockaddr_un, sun_path) && un.sun_path[0])
-        unlink(un.sun_path);
+     * can bind the path at once, and new connections go to it. Once only (accepting). Not if
+     * the path now names another file (someone removed ours and bound a new socket there):
+     * that one is not ours to remove. (A replacement between this stat and the unlink would
+     * still go: no call unlinks by inode.) */
+    struct stat st;
+    char path[sizeof ((struct sockaddr_un *)0)->sun_path];
+    if (unix_path(a->fd, path) && stat(path, &st) == 0 && a->unix_file &&
+        st.st_dev == a->unix_dev && st.st_ino == a->unix_ino)
+        unlink(path);
     close(a->fd);
     a->fd = -1;
 }

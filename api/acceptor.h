@@ -3,7 +3,7 @@
  *
  * Each readable event accepts up to 64 connections (non-blocking, close-on-exec, TCP_NODELAY
  * on TCP) and hands each to the callback. A Unix domain listener's socket file is removed when
- * it stops. When accept fails for lack of resources (EMFILE, ENFILE,
+ * it stops, unless another file has taken its path meanwhile (device and inode differ). When accept fails for lack of resources (EMFILE, ENFILE,
  * ENOBUFS, ENOMEM) the listener is not polled again for a while instead of spinning on a
  * socket that stays readable: 10 ms, doubling up to 1 s while it keeps failing, back to 10 ms
  * after the next success. Each failure counts in the caller's metric (one counter per
@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <uv.h>
 
 /* Called for every accepted connection: the callee owns fd. */
@@ -35,6 +36,9 @@ typedef struct acceptor {
     uv_timer_t backoff;
     unsigned backoff_ms; /* next pause after a resource failure (0: none yet) */
     bool accepting;
+    bool unix_file;      /* a Unix domain listener with a socket file: its dev and ino */
+    dev_t unix_dev;
+    ino_t unix_ino;
     int handles;         /* uv handles not yet closed */
     void (*on_closed)(void *ud);
 } acceptor_t;

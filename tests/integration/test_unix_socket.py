@@ -232,6 +232,26 @@ def test_a_live_socket_is_not_taken_over_and_its_file_goes_on_exit():
         d.close()
 
 
+def test_a_socket_file_someone_else_put_there_is_not_removed_on_exit():
+    """Someone removes ws-api's socket file by hand and binds a new socket at the path (a new
+    server, say): on SIGTERM ws-api removes its HTTP socket file, which is still its own, and
+    leaves the other one, which is not."""
+    d = Dir()
+    other = socket.socket(socket.AF_UNIX)
+    try:
+        api = api_on(d)
+        os.unlink(d.grpc)
+        other.bind(d.grpc)
+        other.listen(4)
+        stop(api)
+        check(os.path.exists(d.grpc), "ws-api removed a socket file it did not create")
+        check(sock_ready(d.grpc), "the other socket no longer answers at its path")
+        check(not os.path.exists(d.http), "ws-api left its own HTTP socket file")
+    finally:
+        other.close()
+        d.close()
+
+
 def test_a_stopped_ws_api_with_a_full_backlog_is_not_taken_over_either():
     """A live ws-api that does not accept (SIGSTOP) and whose listen backlog is full: the new
     one's probe of the path must not wait for it (a blocking connect there waits forever); it
