@@ -21,6 +21,18 @@ mkdir -p "$WORK" "${BENCH_OUT:-$ROOT/bench}/results"
 MANIFEST=$WORK/runs.jsonl
 : >"$MANIFEST"
 PIDS=()
+# BENCH_PIN=1: the placement of issue 18's method: ws-bench on CPU 0 (GEN_PIN), every server a
+# case starts (spawn) on the other CPUs (SRV_PIN), with taskset. Unset (the default): no
+# placement, the scheduler's. Recorded in each section's header line (bench/results.py).
+SRV_PIN=()
+GEN_PIN=()
+if [ -n "${BENCH_PIN:-}" ] && [ "$(nproc)" -ge 2 ]; then
+    SRV_CPUS=1
+    [ "$(nproc)" -gt 2 ] && SRV_CPUS="1-$(($(nproc) - 1))"
+    SRV_PIN=(taskset -c "$SRV_CPUS")
+    GEN_PIN=(taskset -c 0)
+    export BENCH_PLACEMENT="ws-bench on CPU 0, servers on CPU $SRV_CPUS"
+fi
 
 say() { echo "[$CASE] $*" >&2; }
 
@@ -49,11 +61,12 @@ wait_port() {
     return 1
 }
 
-# spawn NAME CMD...: starts CMD in the background, stderr+stdout to $WORK/NAME.log; PID in SPAWNED
+# spawn NAME CMD...: starts CMD in the background (on SRV_PIN's CPUs), stderr+stdout to
+# $WORK/NAME.log; PID in SPAWNED
 spawn() {
     local name=$1
     shift
-    "$@" >>"$WORK/$name.log" 2>&1 &
+    "${SRV_PIN[@]}" "$@" >>"$WORK/$name.log" 2>&1 &
     SPAWNED=$!
     PIDS+=("$SPAWNED")
 }
@@ -256,7 +269,7 @@ run_bench() {
     local s0 s1 rc
     rm -f "$BENCH_JSON"
     s0=$(now_s)
-    "$BIN/ws-bench" "$@" --json "$BENCH_JSON" >"$WORK/$slug.out" 2>"$WORK/$slug.err"
+    "${GEN_PIN[@]}" "$BIN/ws-bench" "$@" --json "$BENCH_JSON" >"$WORK/$slug.out" 2>"$WORK/$slug.err"
     rc=$?
     s1=$(now_s)
     local extras=()
@@ -358,7 +371,7 @@ hold_bench() {
     # loop below must not read a previous run's "connected" line
     rm -f "$BENCH_JSON" "$WORK/$slug.out"
     : >"$WORK/$slug.err"
-    "$BIN/ws-bench" "$@" --log-level info --json "$BENCH_JSON" >"$WORK/$slug.out" \
+    "${GEN_PIN[@]}" "$BIN/ws-bench" "$@" --log-level info --json "$BENCH_JSON" >"$WORK/$slug.out" \
         2>>"$WORK/$slug.err" &
     local bp=$!
     for ((i = 0; i < 6000; i++)); do # up to 10 minutes of connecting

@@ -49,7 +49,9 @@ def machine():
         except OSError:
             rev = ""
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "loadavg_at_end": " ".join(load), "git": rev}
+            "loadavg_at_end": " ".join(load), "git": rev,
+            # lib.sh, BENCH_PIN=1: where ws-bench and the servers ran
+            "placement": os.environ.get("BENCH_PLACEMENT", "unpinned")}
 
 
 def summary(b):
@@ -221,8 +223,9 @@ def main():
         (["pushed while away", "recovered in order %", "recovery p99 ms"] if rec else []) + \
         extra_keys
     lines = ["", "## %s" % a.title, "",
-             "%s · %s mode · nproc %s · %s · kernel %s · load average at the end %s · git %s" %
-             (now, a.mode, m["nproc"], m["cpu"], m["kernel"], m["loadavg_at_end"], m["git"]),
+             "%s · %s mode · nproc %s · %s · kernel %s · load average at the end %s · git %s%s" %
+             (now, a.mode, m["nproc"], m["cpu"], m["kernel"], m["loadavg_at_end"], m["git"],
+              "" if m["placement"] == "unpinned" else " · " + m["placement"]),
              ""]
     if a.note:
         lines += [a.note, ""]
