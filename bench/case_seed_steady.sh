@@ -70,7 +70,8 @@ one_run() {
         --file "$ROOT/testdata/1k.txt" --interval 1s --times "$TIMES" --connect-rate "$CONNECT_RATE")
     : >"$err"
     rm -f "$json"
-    "${GEN_PIN[@]}" "$BIN/ws-bench" "${args[@]}" --log-level info --json "$json" >"$WORK/bench.out" 2>>"$err" &
+    "${GEN_PIN[@]}" "$BIN/ws-bench" "${args[@]}" --log-level info --json "$json" \
+        >"$WORK/bench.out" 2>>"$err" &
     local bp=$! i
     for ((i = 0; i < 1200; i++)); do
         grep -q 'msg=connected' "$err" && break

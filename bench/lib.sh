@@ -269,7 +269,8 @@ run_bench() {
     local s0 s1 rc
     rm -f "$BENCH_JSON"
     s0=$(now_s)
-    "${GEN_PIN[@]}" "$BIN/ws-bench" "$@" --json "$BENCH_JSON" >"$WORK/$slug.out" 2>"$WORK/$slug.err"
+    "${GEN_PIN[@]}" "$BIN/ws-bench" "$@" --json "$BENCH_JSON" >"$WORK/$slug.out" \
+        2>"$WORK/$slug.err"
     rc=$?
     s1=$(now_s)
     local extras=()
@@ -371,8 +372,8 @@ hold_bench() {
     # loop below must not read a previous run's "connected" line
     rm -f "$BENCH_JSON" "$WORK/$slug.out"
     : >"$WORK/$slug.err"
-    "${GEN_PIN[@]}" "$BIN/ws-bench" "$@" --log-level info --json "$BENCH_JSON" >"$WORK/$slug.out" \
-        2>>"$WORK/$slug.err" &
+    "${GEN_PIN[@]}" "$BIN/ws-bench" "$@" --log-level info --json "$BENCH_JSON" \
+        >"$WORK/$slug.out" 2>>"$WORK/$slug.err" &
     local bp=$!
     for ((i = 0; i < 6000; i++)); do # up to 10 minutes of connecting
         if grep -q 'msg=connected' "$WORK/$slug.err" 2>/dev/null; then break; fi

@@ -65,8 +65,8 @@ one_run() {
     esac
     local line srv=${GW_PID:-}
     [ "$v" = uws ] && srv=$UWS_PID
-    "${GEN_PIN[@]}" "$BIN/ws-bench" message --host "127.0.0.1:$port" --user 1 --interval 0 --inflight 1 \
-        --file "$ROOT/testdata/50b.txt" --duration "$D" 2>/dev/null >"$WORK/rtt.out" &
+    "${GEN_PIN[@]}" "$BIN/ws-bench" message --host "127.0.0.1:$port" --user 1 --interval 0 \
+        --inflight 1 --file "$ROOT/testdata/50b.txt" --duration "$D" 2>/dev/null >"$WORK/rtt.out" &
     local b=$!
     if [ "${SWITCHES:-0}" = 1 ]; then
         sleep 1
