@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -74,6 +75,7 @@ gw_svc_t *gw_svc_new(gw_t *g, int idx, char *err, size_t errlen)
     }
     s->idx = idx;
     s->gw = g;
+    s->host_epfd = -1;
     /* Every service thread binds its own SO_REUSEPORT socket to the same port. */
     s->listen_fd = net_listen(gw_cfg.listen_host, gw_cfg.listen_port, true, err, errlen);
     if (s->listen_fd < 0)
@@ -270,9 +272,20 @@ static void on_keepalive(uv_timer_t *t)
 /* --inline-writers: the writers this thread runs (upstream.h). */
 static void host_writers(gw_svc_t *s)
 {
-    for (int u = 0; u < s->gw->nup; u++)
-        if (gw_up_hosted_by(s->gw->up[u], s->idx))
-            gw_up_host(s->gw->up[u], &s->loop);
+    for (int u = 0; u < s->gw->nup; u++) {
+        gw_up_t *w = s->gw->up[u];
+        if (!gw_up_hosted_by(w, s->idx))
+            continue;
+        gw_up_host(w, &s->loop);
+        if (s->host_epfd < 0)
+            s->host_epfd = epoll_create1(EPOLL_CLOEXEC);
+        /* data: the writer's index. (Without the set a window just sleeps: as before.) */
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)u};
+        if (s->host_epfd >= 0 && gw_up_host_fd(w) >= 0 &&
+            epoll_ctl(s->host_epfd, EPOLL_CTL_ADD, gw_up_host_fd(w), &ev) < 0)
+            log_warn("inline writer not watched while polling", "thread=%d node=%d err=\"%s\"",
+                     s->idx, u, strerror(errno));
+    }
 }
 
 static void end_hosted(gw_svc_t *s)
@@ -280,6 +293,9 @@ static void end_hosted(gw_svc_t *s)
     for (int u = 0; u < s->gw->nup; u++)
         if (gw_up_hosted_by(s->gw->up[u], s->idx))
             gw_up_host_end(s->gw->up[u]);
+    if (s->host_epfd >= 0)
+        close(s->host_epfd);
+    s->host_epfd = -1;
 }
 
 /* uv timer, every TICK_MS: notices requests (STOP is never signalled, see gw_svc_request),

@@ -33,6 +33,8 @@ struct gw_svc {
     bool accepting;
     bool stopping;
     gw_svcpoll_t poll;         /* --svc-coalesce (svcpoll.h) */
+    int host_epfd;             /* --inline-writers: an epoll set of the hosted writers' epoll
+                                  fds, which a polling window waits on (svcpoll.c); -1 */
     /* While a wake drains the command rings, deliveries queue and the connections they touch
      * are listed here; after the drain each is flushed once (wsout.h: a burst of messages to
      * one connection leaves in one write). Service thread only. */

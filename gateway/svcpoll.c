@@ -1,7 +1,9 @@
 /* svcpoll.c: wake-up coalescing on a service thread (see svcpoll.h). Service thread only. */
 #include "svcpoll.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <time.h>
 
 #include "clock.h"
@@ -10,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "svc.h"
+#include "upstream.h"
 #include "wake.h"
 
 static void on_idle(uv_idle_t *h)
@@ -24,6 +27,54 @@ static void sleep_until(int64_t t_ns)
         return;
     struct timespec ts = {.tv_sec = d / 1000000000, .tv_nsec = d % 1000000000};
     nanosleep(&ts, NULL); /* EINTR: the turn is just shorter */
+}
+
+/* Early passes of hosted writers in one window, at most: a writer whose epoll fd stayed
+ * readable (it could not take what is there) would otherwise turn the wait into a spin. */
+#define HOST_PASSES_MAX 8
+
+/* The window's wait on a thread that hosts writers (--inline-writers). Sleeping it out would
+ * hold the writers too: what the API node answers, and what the other service threads hand
+ * over, would wait for the deadline, and the answers then for the window after (#53 in
+ * bench/RESULTS.md: seed-case p50 about 2.5x). So it sleeps until `lag` (where a writer of its
+ * own would take what the service threads handed over at the window's start: pace.h R3), then
+ * waits on the writers' epoll fds until the deadline: a writer with something to do makes its
+ * pass at once, and the commands it gives this thread are run then too. Client reads still
+ * wait for the deadline. */
+static void wait_until(gw_svc_t *s, int64_t lag, int64_t t_ns)
+{
+    if (s->host_epfd < 0) {
+        sleep_until(t_ns);
+        return;
+    }
+    sleep_until(lag < t_ns ? lag : t_ns);
+    for (int passes = 0;;) {
+        int64_t d = t_ns - clock_mono_ns();
+        if (d <= 0)
+            return;
+        if (passes == HOST_PASSES_MAX) {
+            sleep_until(t_ns);
+            return;
+        }
+        struct timespec ts = {.tv_sec = d / 1000000000, .tv_nsec = d % 1000000000};
+        struct epoll_event evs[8];
+        int n = epoll_pwait2(s->host_epfd, evs, 8, &ts, NULL);
+        if (n < 0 && errno != EINTR) {
+            sleep_until(t_ns);
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            gw_up_t *w = s->gw->up[evs[i].data.u32];
+            int fd = gw_up_host_fd(w);
+            gw_up_host_pass(w);
+            if (fd >= 0 && gw_up_host_fd(w) < 0) /* it ended (a stop): watched no more */
+                epoll_ctl(s->host_epfd, EPOLL_CTL_DEL, fd, NULL);
+        }
+        if (n > 0) {
+            passes++;
+            gw_svc_on_wake(s); /* the commands those passes gave this thread */
+        }
+    }
 }
 
 /* pace's counters into the metrics (deltas; only when polling moved them). */
@@ -59,10 +110,12 @@ static void on_check(uv_check_t *h)
         uv_idle_start(&p->idle, on_idle);
         gw_svc_on_wake(s); /* counts the commands it ran as work of the next turn */
         break;
-    case PACE_WAIT:
-        sleep_until(pace_deadline(&p->pace));
+    case PACE_WAIT: {
+        int64_t end = pace_deadline(&p->pace), win = pace_window(&p->pace);
+        wait_until(s, end - win + win * PACE_WRITER_LAG16 / 16, end);
         gw_svc_on_wake(s);
         break;
+    }
     case PACE_LEAVE:
         /* Back to sleeping until an event. Lower the flag, then drain once more: a command
          * pushed after that raises a fresh wake-up (wake.h). */

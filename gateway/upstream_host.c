@@ -41,6 +41,17 @@ static void on_timer(uv_timer_t *t)
     pass(t->data);
 }
 
+int gw_up_host_fd(const gw_up_t *u)
+{
+    return u->priv->hosting ? u->priv->epfd : -1;
+}
+
+void gw_up_host_pass(gw_up_t *u)
+{
+    if (u->priv->hosting)
+        pass(u);
+}
+
 void gw_up_host(gw_up_t *u, uv_loop_t *loop)
 {
     gw_up_priv_t *p = u->priv;
