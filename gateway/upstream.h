@@ -68,7 +68,8 @@ void gw_up_join(gw_up_t *u);
 /* Hosted writers (--inline-writers, upstream_host.c). Instead of a thread of its own, the
  * writer's loop runs on service thread idx % nsvc: its uv loop polls the writer's epoll fd
  * and a timer for the machine's deadlines, and each pass is the pass the thread would make,
- * only without waiting. Nothing else changes: the links, wake-ups and rings stay, so other
+ * only without waiting (while the host polls, it waits its windows on the writer's epoll fd:
+ * svcpoll.c). Nothing else changes: the links, wake-ups and rings stay, so other
  * service threads reach it as before; its host's own hand-offs cost no context switch. In
  * these files, "writer thread" is whichever thread runs the writer.
  * gw_up_hosted_by: whether service thread k hosts u (any thread; immutable after start).
