@@ -120,7 +120,7 @@ void acceptor_stop(acceptor_t *a)
      * still go: no call unlinks by inode.) */
     struct stat st;
     char path[sizeof ((struct sockaddr_un *)0)->sun_path];
-    if (unix_path(a->fd, path) && stat(path, &st) == 0 && a->unix_file &&
+    if (a->unix_file && unix_path(a->fd, path) && stat(path, &st) == 0 &&
         st.st_dev == a->unix_dev && st.st_ino == a->unix_ino)
         unlink(path);
     close(a->fd);

@@ -3,10 +3,10 @@
  *
  * Each readable event accepts up to 64 connections (non-blocking, close-on-exec, TCP_NODELAY
  * on TCP) and hands each to the callback. A Unix domain listener's socket file is removed when
- * it stops, unless another file has taken its path meanwhile (device and inode differ). When accept fails for lack of resources (EMFILE, ENFILE,
- * ENOBUFS, ENOMEM) the listener is not polled again for a while instead of spinning on a
- * socket that stays readable: 10 ms, doubling up to 1 s while it keeps failing, back to 10 ms
- * after the next success. Each failure counts in the caller's metric (one counter per
+ * it stops, unless another file has taken its path meanwhile (device and inode differ). When
+ * accept fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the listener is not
+ * polled again for a while instead of spinning on a socket that stays readable: 10 ms,
+ * doubling up to 1 s while it keeps failing, back to 10 ms after the next success. Each failure counts in the caller's metric (one counter per
  * listener), and is logged at most once a second (both listeners together) with the number
  * suppressed.
  * Pending connections wait in the kernel's backlog meanwhile and are served once descriptors
