@@ -6,9 +6,9 @@
  * it stops, unless another file has taken its path meanwhile (device and inode differ). When
  * accept fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the listener is not
  * polled again for a while instead of spinning on a socket that stays readable: 10 ms,
- * doubling up to 1 s while it keeps failing, back to 10 ms after the next success. Each failure counts in the caller's metric (one counter per
- * listener), and is logged at most once a second (both listeners together) with the number
- * suppressed.
+ * doubling up to 1 s while it keeps failing, back to 10 ms after the next success. Each
+ * failure counts in the caller's metric (one counter per listener), and is logged at most once
+ * a second (both listeners together) with the number suppressed.
  * Pending connections wait in the kernel's backlog meanwhile and are served once descriptors
  * free up.
  *
