@@ -13,6 +13,7 @@
 #include "admit.h"
 #include "clock.h"
 #include "config.h"
+#include "cpus.h"
 #include "event.h"
 #include "flags.h"
 #include "gw.h"
@@ -70,7 +71,8 @@ static const flag_t flag_table[] = {
      "split into one batch per event; an event that fails alone that often is lost, counted, "
      "and its client closed (1011, or 1009 for grpc-status 8)", 2, 100},
     {"threads", FLAG_INT, "0", &gw_cfg.threads,
-     "lws service threads (0 = number of cores)", 0, 63},
+     "lws service threads (0 = the cores this process can use: its affinity mask, "
+     "fewer under a cgroup CPU limit)", 0, 63},
     {"gateway-id", FLAG_STR, "", &gw_cfg.gateway_id,
      "id sent to API nodes in x-gateway-id (empty = hostname:port)"},
     {"auth-secret", FLAG_STR, "", &gw_cfg.auth_secret,
@@ -433,9 +435,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "ws-gateway: %s\n", err);
         return 1;
     }
-    if (gw_cfg.threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        gw_cfg.threads = n > 0 ? (n > 63 ? 63 : n) : 1;
+    if (gw_cfg.threads == 0) { /* the cores this process can use (cpus.h) */
+        int aff = cpus_affinity();
+        double limit = cpus_cgroup_limit("");
+        int n = cpus_from(aff, limit);
+        gw_cfg.threads = n > 63 ? 63 : n;
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        if (gw_cfg.threads < online)
+            log_info("fewer threads than online CPUs",
+                     "threads=%lld online=%ld affinity=%d cgroup_cpu_limit=%.2f",
+                     (long long)gw_cfg.threads, online, aff, limit);
     }
     static char idbuf[320];
     if (!*gw_cfg.gateway_id) {
