@@ -124,6 +124,20 @@ static int set_value(const flag_t *f, const char *val, const char *src, char *er
         *(bool *)f->dst = v;
         return 0;
     }
+    case FLAG_BOOL_AUTO: {
+        bool v = false;
+        if (val && strcasecmp(val, "auto") == 0) {
+            *(int *)f->dst = FLAGS_AUTO;
+            return 0;
+        }
+        if (val && *val && parse_bool(val, &v) < 0) {
+            snprintf(err, FLAGS_ERR_LEN, "%s: --%s: not a boolean nor auto: '%s'", src, f->name,
+                     val);
+            return -1;
+        }
+        *(int *)f->dst = v;
+        return 0;
+    }
     case FLAG_DURATION_AUTO:
     case FLAG_DURATION: {
         if (f->type == FLAG_DURATION_AUTO && val && strcasecmp(val, "auto") == 0) {
@@ -273,7 +287,8 @@ void flags_print_help(const flag_t *tab, const flags_prog_t *prog, FILE *out)
     for (const flag_t *f = tab; f->name; f++) {
         char env[128];
         flags_env_name(prog->env_prefix, f->name, env, sizeof env);
-        const char *arg = f->type == FLAG_BOOL ? "" : f->type == FLAG_STR ? " STR"
+        const char *arg = f->type == FLAG_BOOL ? "" : f->type == FLAG_BOOL_AUTO ? " [BOOL|auto]"
+                        : f->type == FLAG_STR ? " STR"
                         : f->type == FLAG_DURATION ? " DUR"
                         : f->type == FLAG_DURATION_AUTO ? " DUR|auto"
                         : f->type == FLAG_INT ? " N" : " X";
@@ -370,10 +385,11 @@ static int parse(const flag_t *tab, const flags_prog_t *prog, int argc, char **a
         const char *val;
         if (eq)
             val = eq + 1;
-        else if (f->type == FLAG_BOOL) {
+        else if (f->type == FLAG_BOOL || f->type == FLAG_BOOL_AUTO) {
             bool tmp;
-            /* "--x false" as well as "--x" */
-            if (i + 1 < argc && parse_bool(argv[i + 1], &tmp) == 0)
+            /* "--x false" (or "--x auto") as well as "--x" */
+            if (i + 1 < argc && (parse_bool(argv[i + 1], &tmp) == 0 ||
+                                 (f->type == FLAG_BOOL_AUTO && strcasecmp(argv[i + 1], "auto") == 0)))
                 val = argv[++i];
             else
                 val = "true";

@@ -25,9 +25,11 @@ typedef enum {
     FLAG_DOUBLE,   /* double *dst */
     FLAG_DURATION_AUTO, /* int64_t *dst: a duration as FLAG_DURATION (min/max apply), or the
                            word "auto", stored as FLAGS_AUTO: the program decides by itself */
+    FLAG_BOOL_AUTO,     /* int *dst: 1, 0, or FLAGS_AUTO for the word "auto"; "--x" alone
+                           means true, as for FLAG_BOOL */
 } flag_type_t;
 
-#define FLAGS_AUTO (-1) /* FLAG_DURATION_AUTO: "auto" */
+#define FLAGS_AUTO (-1) /* FLAG_DURATION_AUTO, FLAG_BOOL_AUTO: "auto" */
 
 typedef struct flag {
     const char *name;  /* "send-queue": the flag is --send-queue, the env var <PREFIX>SEND_QUEUE */

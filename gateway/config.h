@@ -26,7 +26,8 @@ typedef struct gw_config {
     int64_t upstream_sndbuf;  /* API-node socket SO_SNDBUF and SO_RCVBUF */
     int64_t coalesce_us;      /* writer wake-up coalescing window (pace.h: 0 = wake per
                                  event, FLAGS_AUTO = adaptive) */
-    bool inline_writers;      /* writers run on service threads' loops (upstream.h) */
+    int inline_writers;       /* writers run on service threads' loops (upstream.h): 1, 0, or
+                                 FLAGS_AUTO until main decides (one usable core: 1) */
     int64_t svc_coalesce_us;  /* service thread coalescing window (svcpoll.h, pace.h) */
     const char *log_level;
     const char *allowed_origins;

@@ -134,10 +134,11 @@ static const flag_t flag_table[] = {
      "while events flow, each API-node writer takes them once per W instead of once per event "
      "(adds up to W of latency); 0 = off (wake per event); at most 100ms",
      0, 100000},
-    {"inline-writers", FLAG_BOOL, "false", &gw_cfg.inline_writers,
+    {"inline-writers", FLAG_BOOL_AUTO, "auto", &gw_cfg.inline_writers,
      "run each API node's writer on a service thread's event loop (node i on thread i mod "
      "--threads) instead of a thread of its own: its hand-offs with that thread cost no "
-     "context switch", 0, 0},
+     "context switch; auto = when the process can use one core (where a writer thread would "
+     "only take turns with the service thread)", 0, 0},
     {"svc-coalesce", FLAG_DURATION_AUTO, "auto", &gw_cfg.svc_coalesce_us,
      "service-thread coalescing: auto = only while it pays (as --coalesce), windows of at "
      "most 1ms; a duration W (e.g. 500us) = while messages flow, each service thread takes "
@@ -435,11 +436,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "ws-gateway: %s\n", err);
         return 1;
     }
-    if (gw_cfg.threads == 0) { /* the cores this process can use (cpus.h) */
-        int aff = cpus_affinity();
-        double limit = cpus_cgroup_limit("");
-        int n = cpus_from(aff, limit);
-        gw_cfg.threads = n > 63 ? 63 : n;
+    /* the cores this process can use (cpus.h): --threads' and --inline-writers' defaults */
+    int aff = cpus_affinity();
+    double limit = cpus_cgroup_limit("");
+    int cores = cpus_from(aff, limit);
+    if (gw_cfg.inline_writers == FLAGS_AUTO)
+        gw_cfg.inline_writers = cores == 1;
+    if (gw_cfg.threads == 0) {
+        gw_cfg.threads = cores > 63 ? 63 : cores;
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         if (gw_cfg.threads < online)
             log_info("fewer threads than online CPUs",
@@ -541,10 +545,10 @@ int main(int argc, char **argv)
             g->up[u]->links[k] = l;
         }
     }
-    log_info("starting", "listen=%s threads=%d upstreams=%d streams=%lld gateway_id=%s "
-             "fd_limit=%ld max_connections=%lld",
-             gw_cfg.listen, g->nsvc, g->nup, (long long)gw_cfg.streams, gw_cfg.gateway_id, nofile,
-             (long long)g->conn_cap);
+    log_info("starting", "listen=%s threads=%d inline_writers=%d upstreams=%d streams=%lld "
+             "gateway_id=%s fd_limit=%ld max_connections=%lld",
+             gw_cfg.listen, g->nsvc, gw_cfg.inline_writers, g->nup, (long long)gw_cfg.streams,
+             gw_cfg.gateway_id, nofile, (long long)g->conn_cap);
     if (g->conn_cap < gw_cfg.max_connections)
         log_warn("connection cap lowered to fit the file descriptor limit",
                  "fd_limit=%ld connections=%lld hint=\"raise LimitNOFILE / ulimit -n\"", nofile,

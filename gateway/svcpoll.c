@@ -37,7 +37,8 @@ static void sleep_until(int64_t t_ns)
  * hold the writers too: what the API node answers, and what the other service threads hand
  * over, would wait for the deadline, and the answers then for the window after (#53 in
  * bench/RESULTS.md: seed-case p50 about 2.5x). So it sleeps until `lag` (where a writer of its
- * own would take what the service threads handed over at the window's start: pace.h R3), then
+ * own would take what the service threads handed over at the window's start: pace.h R3; the
+ * window's start itself when this is the only service thread), then
  * waits on the writers' epoll fds until the deadline: a writer with something to do makes its
  * pass at once, and the commands it gives this thread are run then too. Client reads still
  * wait for the deadline. */
@@ -111,8 +112,11 @@ static void on_check(uv_check_t *h)
         gw_svc_on_wake(s); /* counts the commands it ran as work of the next turn */
         break;
     case PACE_WAIT: {
+        /* the writers' lag waits for the other service threads' hand-over; alone, this
+         * thread's own hand-over is all there is, and its writers can go at once */
         int64_t end = pace_deadline(&p->pace), win = pace_window(&p->pace);
-        wait_until(s, end - win + win * PACE_WRITER_LAG16 / 16, end);
+        int64_t lag = s->gw->nsvc > 1 ? win * PACE_WRITER_LAG16 / 16 : 0;
+        wait_until(s, end - win + lag, end);
         gw_svc_on_wake(s);
         break;
     }

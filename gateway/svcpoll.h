@@ -9,8 +9,9 @@
  * lws_cancel_service(). When pace.h ends polling it lowers the flag, drains once more and
  * sleeps until an event again. Costs up to a window of latency on each of the two passes
  * through the thread (auto: at most PACE_MAX_NS). A thread that hosts writers
- * (--inline-writers) does not sleep them in: from the writers' lag on it waits on their epoll
- * fds, and a writer with work makes its pass at once (svcpoll.c). Service thread only. */
+ * (--inline-writers) does not sleep them in: from the writers' lag on (none when it is the
+ * only service thread) it waits on their epoll fds, and a writer with work makes its pass at
+ * once (svcpoll.c). Service thread only. */
 #ifndef GW_SVCPOLL_H
 #define GW_SVCPOLL_H
 

@@ -150,7 +150,7 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
     atomic_store(&u->node->idle, 1);
     atomic_init(&u->addr_gen, 0);
     atomic_init(&u->stop_req, 0);
-    u->hosted = gw_cfg.inline_writers;
+    u->hosted = gw_cfg.inline_writers == 1;
     sem_init(&u->hosted_done, 0, 0);
     if (wake_init(&u->wake) < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));

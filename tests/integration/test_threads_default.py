@@ -2,7 +2,8 @@
 """--threads' default (0): the cores the gateway can use (common/cpus.h), not the machine's.
 A gateway started on fewer CPUs than the machine has (taskset, a cpuset) or in a cgroup whose
 CPU quota is lower (a container's `cpus: "1"`, Kubernetes' CPU limit) starts that many service
-threads, says so in its log, and serves on them."""
+threads, says so in its log, and serves on them. On one core, --inline-writers' default (auto)
+runs the writers on the service thread: a writer thread would only take turns with it."""
 import asyncio
 import os
 import sys
@@ -17,10 +18,18 @@ from wsgwtest import Api, Gateway, check, eq, run  # noqa: E402
 NOTE = "fewer threads than online CPUs"
 
 
-def svc_threads(gw):
+def thread_names(gw, prefix):
     names = [open("/proc/%d/task/%s/comm" % (gw.proc.pid, t)).read().strip()
              for t in os.listdir("/proc/%d/task" % gw.proc.pid)]
-    return sorted(n for n in names if n.startswith("gw-svc-"))
+    return sorted(n for n in names if n.startswith(prefix))
+
+
+def svc_threads(gw):
+    return thread_names(gw, "gw-svc-")
+
+
+def writer_threads(gw):
+    return thread_names(gw, "gw-up-")
 
 
 def echo_works(gw, users=4):
@@ -46,6 +55,9 @@ def test_the_default_on_an_unrestricted_process_is_every_cpu_it_may_use():
     check(1 <= n <= len(os.sched_getaffinity(0)), "%d service threads" % n)
     if n == os.cpu_count():
         check(not gw.proc_log_has(NOTE), "the note is logged only when it applies")
+    if n > 1:  # more than one core: the writer keeps a thread of its own
+        eq(len(writer_threads(gw)), 1)
+        check(gw.proc_log_has("inline_writers=0"), wsgwtest.proc_log(gw.proc))
     echo_works(gw)
 
 
@@ -62,15 +74,19 @@ def test_a_gateway_pinned_to_one_cpu_starts_one_service_thread():
     finally:
         os.sched_setaffinity(0, saved)
     eq(svc_threads(gw), ["gw-svc-0"])
-    check(gw.proc_log_has(NOTE) and gw.proc_log_has("affinity=1"), wsgwtest.proc_log(gw.proc))
+    eq(writer_threads(gw), [])  # inline on the one service thread
+    check(gw.proc_log_has(NOTE) and gw.proc_log_has("affinity=1") and
+          gw.proc_log_has("inline_writers=1"), wsgwtest.proc_log(gw.proc))
     echo_works(gw)
-    # an explicit --threads still wins
+    # explicit flags still win
     os.sched_setaffinity(0, {cpus[-1]})
     try:
-        gw2 = Gateway([api.grpc_addr], threads=2)
+        gw2 = Gateway([api.grpc_addr], threads=2, extra=["--inline-writers", "false"])
     finally:
         os.sched_setaffinity(0, saved)
     eq(svc_threads(gw2), ["gw-svc-0", "gw-svc-1"])
+    eq(len(writer_threads(gw2)), 1)
+    echo_works(gw2)
 
 
 def v1_cpu_dir():
@@ -117,6 +133,7 @@ def test_a_gateway_in_a_cgroup_with_a_one_cpu_quota_starts_one_service_thread():
             with open(os.path.join(home, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
         eq(svc_threads(gw), ["gw-svc-0"])
+        eq(writer_threads(gw), [])
         check(gw.proc_log_has("cgroup_cpu_limit=1.00"), wsgwtest.proc_log(gw.proc))
         echo_works(gw)
     finally:

@@ -11,6 +11,7 @@ static const char *listen_addr;
 static int64_t send_queue, ping_us, connect_us, coalesce_us, pace_us;
 static bool verbose;
 static double ratio;
+static int inline_w;
 
 static const flag_t tab[] = {
     {"listen", FLAG_STR, "0.0.0.0:8080", &listen_addr, "listen address"},
@@ -21,6 +22,7 @@ static const flag_t tab[] = {
     {"pace", FLAG_DURATION_AUTO, "auto", &pace_us, "window or auto", 0, 100000},
     {"verbose", FLAG_BOOL, "false", &verbose, "chatty"},
     {"ratio", FLAG_DOUBLE, "0.5", &ratio, "a ratio"},
+    {"inline", FLAG_BOOL_AUTO, "auto", &inline_w, "on, off or auto"},
     {NULL},
 };
 
@@ -201,6 +203,43 @@ static void test_duration_or_auto(void)
     CHECK(strstr(err, "nor auto") != NULL);
 }
 
+/* FLAG_BOOL_AUTO: "auto" is FLAGS_AUTO (and here the default); "--x" alone is true and may be
+ * followed by a value as a FLAG_BOOL, or by "auto"; anything else is an error, and a word
+ * that is not a value is left to the next flag. */
+static void test_bool_or_auto(void)
+{
+    char err[FLAGS_ERR_LEN];
+    char *a0[] = {"prog", NULL};
+    unsetenv("WSGW_INLINE");
+    CHECK_EQ(parse(1, a0, NULL, err), FLAGS_OK);
+    CHECK_EQ(inline_w, FLAGS_AUTO);
+    char *a1[] = {"prog", "--inline", "--verbose", NULL};
+    CHECK_EQ(parse(3, a1, NULL, err), FLAGS_OK);
+    CHECK_EQ(inline_w, 1);
+    CHECK(verbose);
+    char *a2[] = {"prog", "--inline", "false", NULL};
+    CHECK_EQ(parse(3, a2, NULL, err), FLAGS_OK);
+    CHECK_EQ(inline_w, 0);
+    char *a3[] = {"prog", "--inline=yes", NULL};
+    CHECK_EQ(parse(2, a3, NULL, err), FLAGS_OK);
+    CHECK_EQ(inline_w, 1);
+    char *a4[] = {"prog", "--inline", "Auto", NULL};
+    CHECK_EQ(parse(3, a4, NULL, err), FLAGS_OK);
+    CHECK_EQ(inline_w, FLAGS_AUTO);
+    setenv("WSGW_INLINE", "0", 1);
+    CHECK_EQ(parse(1, a0, NULL, err), FLAGS_OK);
+    CHECK_EQ(inline_w, 0);
+    unsetenv("WSGW_INLINE");
+    char *a5[] = {"prog", "--inline=sometimes", NULL};
+    CHECK_EQ(parse(2, a5, NULL, err), FLAGS_ERROR);
+    CHECK(strstr(err, "nor auto") != NULL);
+    int npos = 0;
+    char *a6[] = {"prog", "--inline", "file.txt", NULL}; /* not a value: a positional */
+    CHECK_EQ(parse(3, a6, &npos, err), FLAGS_OK);
+    CHECK_EQ(inline_w, 1);
+    CHECK_EQ(npos, 1);
+}
+
 /* The env prefix is the program's (issue 17 item 5): another program's variable is not read. */
 static void test_env_prefix_per_program(void)
 {
@@ -243,6 +282,7 @@ int main(void)
     RUN(test_duration_parser);
     RUN(test_duration_bounds_and_one_rule);
     RUN(test_duration_or_auto);
+    RUN(test_bool_or_auto);
     RUN(test_env_prefix_per_program);
     RUN(test_error_points_at_help_once);
     return TEST_REPORT();
