@@ -4,7 +4,8 @@
 #
 #   bash bench/case_seed_steady.sh [ROUNDS] [VARIANT...]
 #
-# A VARIANT is "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api echo behind it;
+# A VARIANT is "gw FLAGS..." (ws-gateway as shipped plus FLAGS, ws-api echo behind it: its
+# --threads at the default, the cores it can use, so 2 here and 1 with BENCH_PIN=1;
 # "gw@DIR FLAGS..." takes ws-gateway and ws-api from DIR instead of $BIN: another build, side
 # by side; "gwunix" and "gwunix@DIR": the same with the API hop on a Unix domain socket), "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and
 # without --raw: no upstream hop) or "uws" (uWebSockets' EchoServer named by UWS_ECHO, see
@@ -59,7 +60,7 @@ one_run() {
         API_UNIX=$unix BIN=$gbin start_api echo || return 1
         api=$API_PID
         # shellcheck disable=SC2086 # the flags of the variant are words
-        BIN=$gbin start_gw steady 2 "$API_GRPC" ${v#"$gwv"} || return 1
+        BIN=$gbin start_gw steady 0 "$API_GRPC" ${v#"$gwv"} || return 1
         srv=$GW_PID
         port=$GW_PORT
         ;;
@@ -120,12 +121,12 @@ one_run() {
     tail -n 1 "$OUT" >&2
     local cpu user sys apic
     IFS=$'\t' read -r _ cpu user sys apic _ < <(tail -n 1 "$OUT")
-    local desc t2="--threads 2"
-    [[ "$v" == *--threads* ]] && t2="" # the variant's own wins
+    local desc t2="--threads 2" t0="--threads 0"
+    [[ "$v" == *--threads* ]] && t2="" t0="" # the variant's own wins
     case $v in
     uws) desc="uWebSockets EchoServer ($UWS_ECHO)" ;;
-    gw@*) local g1=${v%% *}; desc="ws-gateway of ${g1#gw@} $t2 ${v#"$g1"} (ws-api echo)" ;;
-    gw*) desc="ws-gateway $t2${v#gw} (ws-api echo)" ;;
+    gw@*) local g1=${v%% *}; desc="ws-gateway of ${g1#gw@} $t0 ${v#"$g1"} (ws-api echo)" ;;
+    gw*) desc="ws-gateway $t0${v#gw} (ws-api echo)" ;;
     raw*) desc="ws-refecho $t2 --raw${v#raw}" ;;
     *) desc="ws-refecho $t2${v#lws}" ;;
     esac

@@ -5,8 +5,8 @@
 #
 #   bash bench/rtt_variants.sh [ROUNDS] [VARIANT...]
 #
-# VARIANTs as in case_seed_steady.sh: "gw FLAGS..." (ws-gateway --threads 2 plus FLAGS, ws-api
-# echo behind it; a later --threads in FLAGS wins), "gw@DIR FLAGS..." (ws-gateway and ws-api
+# VARIANTs as in case_seed_steady.sh: "gw FLAGS..." (ws-gateway as shipped plus FLAGS, ws-api
+# echo behind it: --threads at its default, the cores it can use; a --threads in FLAGS wins), "gw@DIR FLAGS..." (ws-gateway and ws-api
 # from DIR: another build), "gwunix[@DIR] FLAGS..." (the same with the API hop on a Unix domain
 # socket), "uws" (UWS_ECHO, bench/README.md). D (default 5s) per run.
 # Prints one line per run and the medians of p50 and p99 per variant. With SWITCHES=1, `perf
@@ -59,7 +59,7 @@ one_run() {
         local flags=${v#"$gwv"}
         API_UNIX=$unix BIN=$gbin start_api echo || return 1
         # shellcheck disable=SC2086 # the flags of the variant are words
-        BIN=$gbin start_gw rtt 2 "$API_GRPC" $flags || return 1
+        BIN=$gbin start_gw rtt 0 "$API_GRPC" $flags || return 1
         port=$GW_PORT
         ;;
     esac
