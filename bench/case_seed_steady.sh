@@ -5,12 +5,13 @@
 #   bash bench/case_seed_steady.sh [ROUNDS] [VARIANT...]
 #
 # A VARIANT is "gw FLAGS..." (ws-gateway as shipped plus FLAGS, ws-api echo behind it: its
-# --threads at the default, the cores it can use, so 2 here and 1 with BENCH_PIN=1;
+# --threads at the default, the cores it can use, so 2 here and 1 with BENCH_PIN=1);
 # "gw@DIR FLAGS..." takes ws-gateway and ws-api from DIR instead of $BIN: another build, side
-# by side; "gwunix" and "gwunix@DIR": the same with the API hop on a Unix domain socket), "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and
-# without --raw: no upstream hop) or "uws" (uWebSockets' EchoServer named by UWS_ECHO, see
-# bench/README.md). A later --threads in FLAGS wins. The variants
-# run one after the other, ROUNDS times (default 1; 3 with BENCH_MODE=full), alternating. For each run, once every
+# by side; "gwunix" and "gwunix@DIR": the same with the API hop on a Unix domain socket;
+# "raw FLAGS..." / "lws FLAGS..." (ws-refecho --threads 2 plus FLAGS, with and without --raw:
+# no upstream hop) or "uws" (uWebSockets' EchoServer named by UWS_ECHO, see bench/README.md).
+# A later --threads in FLAGS wins. The variants run one after the other, ROUNDS times
+# (default 1; 3 with BENCH_MODE=full), alternating. For each run, once every
 # connection is up and 3 s have passed, the server's user and system CPU are sampled from
 # /proc over WINDOW seconds (default 10), and with SYSCALLS=1 `perf stat` counts its recvfrom,
 # sendto, epoll_wait, write and read calls and context switches over the same window.

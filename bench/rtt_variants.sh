@@ -6,9 +6,10 @@
 #   bash bench/rtt_variants.sh [ROUNDS] [VARIANT...]
 #
 # VARIANTs as in case_seed_steady.sh: "gw FLAGS..." (ws-gateway as shipped plus FLAGS, ws-api
-# echo behind it: --threads at its default, the cores it can use; a --threads in FLAGS wins), "gw@DIR FLAGS..." (ws-gateway and ws-api
-# from DIR: another build), "gwunix[@DIR] FLAGS..." (the same with the API hop on a Unix domain
-# socket), "uws" (UWS_ECHO, bench/README.md). D (default 5s) per run.
+# echo behind it: --threads at its default, the cores it can use; a --threads in FLAGS wins),
+# "gw@DIR FLAGS..." (ws-gateway and ws-api from DIR: another build), "gwunix[@DIR] FLAGS..."
+# (the same with the API hop on a Unix domain socket), "uws" (UWS_ECHO, bench/README.md).
+# D (default 5s) per run.
 # Prints one line per run and the medians of p50 and p99 per variant. With SWITCHES=1, `perf
 # stat -e context-switches,task-clock` on the server over 3 s of each run (from its second
 # second; D must be 5s or more) adds its context switches and CPU per round trip to the line.
