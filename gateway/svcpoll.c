@@ -38,10 +38,9 @@ static void sleep_until(int64_t t_ns)
  * over, would wait for the deadline, and the answers then for the window after (#53 in
  * bench/RESULTS.md: seed-case p50 about 2.5x). So it sleeps until `lag` (where a writer of its
  * own would take what the service threads handed over at the window's start: pace.h R3; the
- * window's start itself when this is the only service thread), then
- * waits on the writers' epoll fds until the deadline: a writer with something to do makes its
- * pass at once, and the commands it gives this thread are run then too. Client reads still
- * wait for the deadline. */
+ * window's start itself when this is the only service thread), then waits on the writers'
+ * epoll fds until the deadline: a writer with something to do makes its pass at once, and the
+ * commands it gives this thread are run then too. Client reads still wait for the deadline. */
 static void wait_until(gw_svc_t *s, int64_t lag, int64_t t_ns)
 {
     if (s->host_epfd < 0) {
