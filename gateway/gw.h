@@ -12,6 +12,11 @@ typedef struct gw_svc gw_svc_t;
 typedef struct gw_up gw_up_t;
 typedef struct gw_link gw_link_t;
 
+/* gw_thread_svc: on a service thread, its index; -1 on every other thread (svc.c). A wake-up
+ * of what this thread runs itself (its own command drain, a writer it hosts) is a flag its
+ * loop takes before it sleeps, not a system call (svcpoll.h). */
+extern _Thread_local int gw_thread_svc;
+
 /* What every thread may know of API node u. Writer u stores; anyone reads. */
 typedef struct gw_node {
     _Atomic int connected;    /* usable: new messages may be routed to it */

@@ -112,9 +112,18 @@ fail:
 
 /* ---- wake-ups ------------------------------------------------------------------------- */
 
-/* Any thread. lws_cancel_service is the only lws call that is safe off the service thread. */
+_Thread_local int gw_thread_svc = -1;
+
+/* Any thread. lws_cancel_service is the only lws call that is safe off the service thread.
+ * On this thread itself (a writer it hosts gave it commands) a flag does: its loop drains
+ * before it sleeps (svcpoll.h), and a raised wake_pending means a drain is coming anyway. */
 void gw_svc_wake(gw_svc_t *s)
 {
+    if (s->idx == gw_thread_svc) {
+        if (!atomic_load_explicit(&s->wake_pending, memory_order_relaxed))
+            s->poll.self_wake = true;
+        return;
+    }
     if (!wake_raise(&s->wake_pending))
         return;
     /* before the context exists the raised flag is enough: the thread takes it on start */
@@ -346,6 +355,7 @@ void gw_svc__flush_dirty(gw_svc_t *s)
 
 void gw_svc_on_wake(gw_svc_t *s)
 {
+    s->poll.self_wake = false; /* this drain takes what it was raised for */
     if (!gw_svcpoll_polling(&s->poll)) /* while polling the flag stays raised (svcpoll.h) */
         wake_lower(&s->wake_pending);
 
@@ -481,6 +491,7 @@ static void *svc_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "gw-svc-%d", s->idx);
     pthread_setname_np(pthread_self(), name);
+    gw_thread_svc = s->idx;
 
     {
         /* our return rings toward each writer: its commands and payloads go home */

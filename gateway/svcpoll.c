@@ -29,6 +29,52 @@ static void sleep_until(int64_t t_ns)
     nanosleep(&ts, NULL); /* EINTR: the turn is just shorter */
 }
 
+/* Rounds of hand-offs within the thread per call of run_local: a hosted writer's pass may
+ * give this thread commands, and running them may give the writer events (replies, room). */
+#define LOCAL_ROUNDS_MAX 4
+
+/* What this thread handed itself (svcpoll.h): the passes of the writers it hosts that were
+ * given events, then the commands they gave it, until neither is due. Still due after
+ * LOCAL_ROUNDS_MAX rounds, the loop keeps turning without sleeping (`again`) and the next
+ * prepare goes on. */
+static bool run_local_round(gw_svc_t *s, bool act)
+{
+    bool due = false;
+    for (int u = 0; u < s->gw->nup; u++) {
+        gw_up_t *w = s->gw->up[u];
+        /* (host_due is this thread's only for a writer it hosts: another thread's writer must
+         * not even be looked at, let alone passed) */
+        if (gw_up_hosted_by(w, s->idx) && w->host_due) {
+            due = true;
+            if (act)
+                gw_up_host_pass(w, false); /* (clears host_due) */
+        }
+    }
+    if (s->poll.self_wake) {
+        due = true;
+        if (act)
+            gw_svc_on_wake(s); /* (clears self_wake) */
+    }
+    return due;
+}
+
+static void run_local(gw_svc_t *s)
+{
+    gw_svcpoll_t *p = &s->poll;
+    for (int r = 0; r < LOCAL_ROUNDS_MAX && run_local_round(s, true); r++)
+        ;
+    bool due = run_local_round(s, false);
+    if (due && !uv_is_active((uv_handle_t *)&p->again))
+        uv_idle_start(&p->again, on_idle);
+    else if (!due && uv_is_active((uv_handle_t *)&p->again))
+        uv_idle_stop(&p->again);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    run_local(h->data);
+}
+
 /* Early passes of hosted writers in one window, at most: a writer whose epoll fd stayed
  * readable (it could not take what is there) would otherwise turn the wait into a spin. */
 #define HOST_PASSES_MAX 8
@@ -48,6 +94,7 @@ static void wait_until(gw_svc_t *s, int64_t lag, int64_t t_ns)
         return;
     }
     sleep_until(lag < t_ns ? lag : t_ns);
+    run_local(s); /* what this thread handed its writers in this turn */
     for (int passes = 0;;) {
         int64_t d = t_ns - clock_mono_ns();
         if (d <= 0)
@@ -66,7 +113,7 @@ static void wait_until(gw_svc_t *s, int64_t lag, int64_t t_ns)
         for (int i = 0; i < n; i++) {
             gw_up_t *w = s->gw->up[evs[i].data.u32];
             int fd = gw_up_host_fd(w);
-            gw_up_host_pass(w);
+            gw_up_host_pass(w, true);
             if (fd >= 0 && gw_up_host_fd(w) < 0) /* it ended (a stop): watched no more */
                 epoll_ctl(s->host_epfd, EPOLL_CTL_DEL, fd, NULL);
         }
@@ -93,6 +140,8 @@ static void on_check(uv_check_t *h)
     gw_svc_t *s = h->data;
     gw_svcpoll_t *p = &s->poll;
     metrics_inc(gwm.svc_turns);
+    if (!pace_polling(&p->pace))
+        run_local(s); /* (polling: at the writers' lag, in wait_until) */
     if (s->stopping || !pace_on(&p->pace))
         return;
     uint32_t items = p->work;
@@ -142,8 +191,11 @@ void gw_svcpoll_start(gw_svc_t *s, int64_t window_us)
     /* the check runs without a window too: it counts loop turns (wsgw_service_loop_turns_total) */
     uv_check_init(&s->loop, &p->check);
     uv_idle_init(&s->loop, &p->idle);
-    p->check.data = p->idle.data = s;
+    uv_prepare_init(&s->loop, &p->prep);
+    uv_idle_init(&s->loop, &p->again);
+    p->check.data = p->idle.data = p->prep.data = p->again.data = s;
     uv_check_start(&p->check, on_check);
+    uv_prepare_start(&p->prep, on_prepare);
     p->started = true;
 }
 
@@ -158,4 +210,6 @@ void gw_svcpoll_close(gw_svc_t *s)
     pace_init(&p->pace, 0); /* not polling: the flag is no longer ours to keep raised */
     uv_close((uv_handle_t *)&p->check, NULL);
     uv_close((uv_handle_t *)&p->idle, NULL);
+    uv_close((uv_handle_t *)&p->prep, NULL);
+    uv_close((uv_handle_t *)&p->again, NULL);
 }

@@ -11,7 +11,14 @@
  * through the thread (auto: at most PACE_MAX_NS). A thread that hosts writers
  * (--inline-writers) does not sleep them in: from the writers' lag on (none when it is the
  * only service thread) it waits on their epoll fds, and a writer with work makes its pass at
- * once (svcpoll.c). Service thread only. */
+ * once (svcpoll.c).
+ *
+ * Hand-offs within the thread: a writer it hosts that this thread gave events (its
+ * host_due), or commands that such a writer gave this thread (self_wake), are flags rather
+ * than an eventfd or lws_cancel_service() pipe write and the read and loop turn that take it
+ * (issue 18: per round trip two writes, two reads and three epoll_waits less). The loop runs
+ * them before it sleeps (a uv prepare), after each turn's I/O callbacks when not polling (the
+ * check), and at the writers' lag in a polling window. Service thread only. */
 #ifndef GW_SVCPOLL_H
 #define GW_SVCPOLL_H
 
@@ -28,7 +35,10 @@ typedef struct gw_svcpoll {
     uv_idle_t idle;     /* active while polling: the loop's poll does not block */
     pace_t pace;        /* when to take (pace.h) */
     pace_stats_t seen;  /* pace's counters already in the metrics */
+    uv_prepare_t prep;  /* before the loop sleeps: what this thread handed itself */
+    uv_idle_t again;    /* active while that is still due after LOCAL_ROUNDS_MAX rounds */
     uint32_t work;      /* client messages and commands since the last check */
+    bool self_wake;     /* commands for this thread came from this thread (gw_svc_wake) */
     bool started;
 } gw_svcpoll_t;
 

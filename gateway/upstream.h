@@ -43,6 +43,7 @@ struct gw_up {
     bool hosted;               /* --inline-writers: runs on service thread idx % nsvc */
     sem_t hosted_done;         /* hosted: posted once the host ran the writer's end */
     bool await_host;           /* hosted and started: gw_up_join waits for hosted_done */
+    bool host_due;             /* hosted: its host gave it work; a pass is due (host thread) */
 };
 
 /* gw_up_new: writer for API node `addr` ("host:port", "unix:PATH"; "" = a dynamic slot with no
@@ -56,8 +57,16 @@ void gw_up_set_addr(gw_up_t *u, const char *addr);
 /* gw_up_start: starts the writer thread (a hosted writer starts with its host: nothing to
  * do). Returns 0 or -errno. */
 int gw_up_start(gw_up_t *u);
-/* gw_up_wake (any thread): coalesced wake-up of the writer. */
-static inline void gw_up_wake(gw_up_t *u) { wake_signal(&u->wake); }
+static inline bool gw_up_hosted_by(const gw_up_t *u, int k);
+/* gw_up_wake (any thread): coalesced wake-up of the writer. On the service thread that hosts
+ * it, a flag: the host makes the pass before its loop sleeps (svcpoll.h). */
+static inline void gw_up_wake(gw_up_t *u)
+{
+    if (u->hosted && gw_up_hosted_by(u, gw_thread_svc))
+        u->host_due = true;
+    else
+        wake_signal(&u->wake);
+}
 /* gw_up_wake_fn: the same for a link (ud = the writer). */
 void gw_up_wake_fn(void *ud);
 /* gw_up_request (main thread): 1 = drain (flush, wait for acks), 2 = stop. */
@@ -85,9 +94,10 @@ void gw_up_host(gw_up_t *u, struct uv_loop_s *loop);
 void gw_up_host_end(gw_up_t *u);
 /* gw_up_host_fd (host thread): the writer's epoll fd (readable: its socket, or a wake-up from
  * a service thread), for a host that waits out a coalescing window (svcpoll.c); -1 when the
- * writer has ended. gw_up_host_pass (host thread): the pass its uv loop would make now. */
+ * writer has ended. gw_up_host_pass (host thread): the pass its uv loop would make now; look =
+ * false: without looking at its epoll fd first (a pass the host gave work: host_due). */
 int gw_up_host_fd(const gw_up_t *u);
-void gw_up_host_pass(gw_up_t *u);
+void gw_up_host_pass(gw_up_t *u, bool look);
 /* gw_up_free (main thread): frees the writer; after the service threads stopped (they wake
  * writers until then). What is still in the links goes with them (gw_link_free). */
 void gw_up_free(gw_up_t *u);

@@ -19,6 +19,7 @@ static void as_writer(gw_up_t *u, void (*fn)(gw_up_t *))
 
 static void pass(gw_up_t *u)
 {
+    u->host_due = false; /* a pass takes everything in the rings */
     as_writer(u, upstream__pass);
     if (atomic_load(&u->stop_req) >= 2) {
         gw_up_host_end(u);
@@ -46,10 +47,14 @@ int gw_up_host_fd(const gw_up_t *u)
     return u->priv->hosting ? u->priv->epfd : -1;
 }
 
-void gw_up_host_pass(gw_up_t *u)
+void gw_up_host_pass(gw_up_t *u, bool look)
 {
-    if (u->priv->hosting)
-        pass(u);
+    u->host_due = false; /* (an ended writer has nothing to do) */
+    if (!u->priv->hosting)
+        return;
+    u->priv->skip_look = !look;
+    pass(u);
+    u->priv->skip_look = false;
 }
 
 void gw_up_host(gw_up_t *u, uv_loop_t *loop)

@@ -74,6 +74,9 @@ struct gw_up_priv {
     uv_poll_t hpoll;               /* the writer's epoll fd, readable */
     uv_timer_t htimer;             /* the machine's next timer */
     bool hosting;                  /* the handles are live */
+    bool skip_look;                /* hosted: this pass was given work by its host, not woken
+                                    * by its epoll fd: no epoll_wait (what the fd has, the
+                                    * host's loop still sees: level-triggered) */
     bool host_ended;               /* gw_up_host_end ran */
 };
 

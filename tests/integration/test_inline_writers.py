@@ -113,11 +113,50 @@ def test_a_lone_hosts_writer_sends_in_the_hosts_own_turn():
     wsgwtest.stop(gw.proc)
 
 
+def rw_calls(pid):
+    """read(2)- and write(2)-class system calls of the whole process so far (/proc/PID/io:
+    recv, send and sendmsg on sockets are not among them; eventfd and pipe wake-ups are)."""
+    io = dict(line.split(": ") for line in open("/proc/%d/io" % pid).read().splitlines())
+    return int(io["syscr"]) + int(io["syscw"])
+
+
+def test_a_hosts_own_hand_offs_cost_no_wake_up_calls():
+    """With one service thread hosting the writer, the hand-offs between them stay on the
+    thread: the events a client sent and the API's answers for the thread go over as flags its
+    loop takes before it sleeps (svcpoll.h), not as an eventfd write and read one way and
+    lws_cancel_service's pipe write and read the other. Before: 2 writes and 2 reads per round
+    trip (bench/RESULTS.md #70). Bound: 0.2 read/write calls per round trip (logging, a
+    metrics scrape), with every echo back in order."""
+    api = wsgwtest.Api()
+    gw = InlineGateway([api.grpc_addr], threads=1)
+    n = 300
+
+    async def client():
+        ws = await test_faults.connect(gw.url("inl-local"))
+        await ws.send("warm")
+        check(await asyncio.wait_for(ws.recv(), 20) == "warm", "warm-up echo")
+        before = rw_calls(gw.proc.pid)
+        for k in range(n):
+            await ws.send("m%d" % k)
+            got = await asyncio.wait_for(ws.recv(), 20)
+            check(got == "m%d" % k, "message %d: %r" % (k, got))
+        calls = rw_calls(gw.proc.pid) - before
+        await ws.close()
+        return calls
+    calls = test_faults.arun(client())
+    print("%d read/write calls in %d round trips" % (calls, n))
+    check(calls < 0.2 * n, "%d read/write calls in %d round trips (bound %d)"
+          % (calls, n, 0.2 * n))
+    wsgwtest.stop(gw.proc)
+
+
 if __name__ == "__main__":
     ns = {"test_the_flag_reaches_the_gateway": test_the_flag_reaches_the_gateway,
           "test_an_inline_writer_is_not_held_by_its_hosts_window":
           test_an_inline_writer_is_not_held_by_its_hosts_window,
           "test_a_lone_hosts_writer_sends_in_the_hosts_own_turn":
-          test_a_lone_hosts_writer_sends_in_the_hosts_own_turn}
+          test_a_lone_hosts_writer_sends_in_the_hosts_own_turn,
+          "test_a_hosts_own_hand_offs_cost_no_wake_up_calls":
+          test_a_hosts_own_hand_offs_cost_no_wake_up_calls}
     ns.update(tests)
     run(ns)
