@@ -542,6 +542,7 @@ static void on_heartbeat(uv_timer_t *t)
     if (cl->stopped)
         return;
     cl->ticks++;
+    cl__hold_sweep(cl);
     bool up = redis_up(cl->r);
     if (up && !cl->was_up) {
         if (cl->ever_up) {
@@ -670,6 +671,12 @@ cluster_t *cluster_new(uv_loop_t *loop, redis_t *r, presence_t *pres, router_t *
         "Publishes nobody received (that node was gone) sent again through another node.");
     cl->m_reaped = metrics_counter("wsapi_cluster_reaped_total", NULL,
                                    "Connections of dead presence tokens removed from Redis.");
+    cl->m_cmd_held = metrics_counter(
+        "wsapi_cluster_commands_held_total", NULL,
+        "Commands for a gateway the registry names this node for, held until a stream of it "
+        "attaches here (it restarted and the gateway has not reconnected yet).");
+    cl->m_holding = metrics_gauge("wsapi_cluster_commands_held", NULL,
+                                  "Commands held for gateways that have not reconnected here.");
     cl->m_held = metrics_gauge("wsapi_cluster_held_batches", NULL,
                                "Upstream batches waiting for their session's presence token.");
     cl->m_gateways = metrics_gauge("wsapi_cluster_gateways", NULL,
@@ -735,6 +742,7 @@ void cluster_free(cluster_t *cl)
     }
     cl__reg_free(&cl->reg);
     cl__bus_free(cl);
+    cl__hold_free(cl);
     for (size_t i = 0; i < cl->nawaited; i++)
         free(cl->awaited[i]);
     free(cl->awaited);

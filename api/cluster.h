@@ -97,6 +97,9 @@ void cluster_set_handler(cluster_t *cl, cluster_batch_fn fn, void *ud);
  * Binds the gateway's presence token (asynchronously). NULL when out of memory. */
 cl_sess_t *cluster_session_start(cluster_t *cl, const char *gateway_id, const char *inst,
                                  const char *prefix, cluster_drop_fn drop, void *ud);
+/* cluster_gateway_attached: a stream of gateway gw attached here (presence_attach): the
+ * commands held for it (cluster_hold.c) go to it now, before anything newer. cl may be NULL. */
+void cluster_gateway_attached(cluster_t *cl, const char *gw);
 /* cluster_session_end: the session is over (no drop callback after this). */
 void cluster_session_end(cl_sess_t *cs);
 /* cluster_session_bound: its token is known: batches may be handled. */

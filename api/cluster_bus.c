@@ -75,10 +75,14 @@ static void on_bus(void *ud, const char *data, size_t len)
         api_stream_t *s = cl__local_stream(cl, gw);
         const cl_gw_t *g = s || !first_hop ? NULL : cl__reg_find(cl, gw);
         const char *alt = g ? pick_node(cl, g, NULL) : NULL;
+        if (s)
+            cluster_gateway_attached(cl, gw); /* (what was held for it goes first) */
         if (s && router_emit(cl->router, s, cmd) == ROUTER_OK) {
             metrics_inc(cl->m_forwarded);
         } else if (alt && republish(cl, gw, alt, cmdp, cmdlen, BUS_FORWARDED) == 0) {
             metrics_inc(cl->m_pub_retry); /* passed on once to a node that serves it */
+        } else if (!s && cl__hold(cl, gw, cmdp, cmdlen)) {
+            /* the registry names us: the gateway has not reconnected here yet */
         } else {
             metrics_inc(cl->m_fwd_lost);
             char q[96];
@@ -194,6 +198,8 @@ static void on_published(void *ud, redisReply *reply)
             metrics_inc(cl->m_pub_retry);
             continue;
         }
+        if (cl__hold(cl, pb->gws[i], pb->cmd, pb->cmdlen))
+            continue; /* no other node, but the registry names us: until it reconnects */
         metrics_inc(cl->m_fwd_lost);
         char g2[96];
         log_rl_warn("command for a remote gateway not delivered: no node took it",
@@ -254,7 +260,10 @@ static int bus_send_packed(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
         goto out;
     for (size_t i = 0; i < n; i++) {
         via[i] = pick_node(cl, gws[i], NULL);
-        if (!via[i]) {
+        if (!via[i] && cl__hold(cl, gws[i]->id, cbuf, clen)) {
+            done[i] = true; /* no other node, but the registry names us: until it reconnects */
+            sent++;
+        } else if (!via[i]) {
             done[i] = true;
             metrics_inc(cl->m_fwd_lost);
             char g[96];

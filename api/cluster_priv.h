@@ -86,6 +86,9 @@ typedef struct cl_bq {
     uint8_t cmd[];
 } cl_bq_t;
 
+/* A command held for a gateway that has not reconnected here yet (cluster_hold.c). */
+typedef struct cl_hold cl_hold_t;
+
 /* A caller waiting for the next registry refresh. */
 typedef struct cl_waiter {
     struct cl_waiter *next;
@@ -121,6 +124,9 @@ struct cluster {
     size_t bq_n;
     uint64_t bq_need;        /* the version the check saw (the registry must reach it) */
     bool bq_again;           /* the registry was asked for once more already */
+    /* commands held for gateways the registry names us for, with no stream here yet */
+    cl_hold_t *hold_head, *hold_tail;
+    size_t nhold;
     uint64_t ticks;
     bool reaping;
     /* Redis availability */
@@ -135,7 +141,7 @@ struct cluster {
     uint64_t rng;
     int m_writes, m_write_fail, m_stale_open, m_tok_made, m_tok_mismatch, m_tok_rotated;
     int m_forwarded, m_fwd_lost, m_published, m_pub_retry, m_reaped, m_held, m_gateways;
-    int m_sessions, m_lookups, m_bq_reread;
+    int m_sessions, m_lookups, m_bq_reread, m_cmd_held, m_holding;
 };
 
 /* ---- cluster.c ------------------------------------------------------------------------------ */
@@ -198,6 +204,19 @@ int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
 api_stream_t *cl__local_stream(cluster_t *cl, const char *gw);
 /* cl__bus_free: drops the broadcasts still waiting (cluster_free). */
 void cl__bus_free(cluster_t *cl);
+
+/* ---- cluster_hold.c -------------------------------------------------------------------------- */
+/* cl__names_us: the registry lists this node among those serving gateway gw. */
+bool cl__names_us(const cluster_t *cl, const char *gw);
+/* cl__hold: keeps a serialized Command (copied) for gw until a stream of gw attaches here, or
+ * --presence-ttl passes: only while the registry names this node for gw and fewer than
+ * --redis-max-pending are held. true: held; false: not (the caller counts it undeliverable). */
+bool cl__hold(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len);
+/* cl__hold_sweep (heartbeat): held commands whose gateway has a stream here go to it; those
+ * past their time are counted undeliverable. */
+void cl__hold_sweep(cluster_t *cl);
+/* cl__hold_free: drops what is held (cluster_free). */
+void cl__hold_free(cluster_t *cl);
 /* cl__reg_ver_parse: the value of a GET of cl__key_reg_ver (nil: 0). */
 uint64_t cl__reg_ver_parse(const redisReply *reply);
 

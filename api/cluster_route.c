@@ -157,6 +157,7 @@ static void op_finish(op_t *op)
         *slot = &tg;
         api_stream_t *s = cl__local_stream(cl, p->gw);
         if (s) {
+            cluster_gateway_attached(cl, p->gw); /* (what was held for it goes first) */
             if (router_emit(cl->router, s, cmd) == ROUTER_OK)
                 gateways++;
         } else {

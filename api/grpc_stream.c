@@ -490,6 +490,7 @@ void grpc__stream_dispatch(gstream_t *s)
         }
         s->attached = true;
         presence_gate_gauges(srv->pres);
+        cluster_gateway_attached(srv->x->cl, gid); /* commands held for it (cluster_hold.c) */
         char gw[96];
         log_rl_info("exchange stream open", "gateway=%s stream=%llu conn=%llu peer=%s",
                     grpc__quote(gw, sizeof gw, gid), (unsigned long long)s->as.serial,

@@ -387,4 +387,78 @@ def test_chat_reaches_room_members_on_gateways_of_other_nodes():
     asyncio.get_event_loop().run_until_complete(run())
 
 
+def push_while_both_nodes_restart(ttl):
+    """One gateway on 2 nodes with client x; the gateway SIGSTOPped, both nodes killed and
+    restarted under the same names, then a push to x through node 0 (200, gateways: 1). Returns
+    (apis, gw, client) with the gateway still stopped."""
+    r = T.Redis()
+    extra = ["--redis", r.url, "--presence-heartbeat", HB, "--presence-ttl", ttl,
+             "--presence-grace", "500ms", "--redis-timeout", "500ms", "--shutdown-timeout",
+             "300ms"]
+    apis = [T.Api(handler="chat", extra=extra) for _ in range(2)]
+    gw = T.Gateway([a.grpc_addr for a in apis], extra=["--gateway-id", "gw0"])
+
+    async def run():
+        c = await connect(gw, "x")
+        T.wait_until(lambda: len(users_conns(apis[0], "x")[1]) == 1, 5, what="x online")
+        T.wait_until(lambda: connected_nodes(gw) == 2, 5, what="gateway on both nodes")
+        os.kill(gw.proc.pid, signal.SIGSTOP)
+        for i in range(2):
+            old = apis[i]
+            T.stop(old.proc, signal.SIGKILL)
+            apis[i] = T.Api(handler="chat", extra=extra, ports=(old.grpc_port, old.http_port))
+        st = {}
+        T.wait_until(lambda: st.update(r=apis[0].push(user_ids=["x"], data="held"))
+                     or st["r"][0] == 200, 3, what="the restarted node takes the push")
+        T.eq(st["r"][1].get("gateways"), 1, "the push API's answer")
+        return c
+    try:
+        c = asyncio.get_event_loop().run_until_complete(run())
+    except BaseException:
+        os.kill(gw.proc.pid, signal.SIGCONT)
+        raise
+    return apis, gw, c
+
+
+def held(apis):
+    return [metric(a, "wsapi_cluster_commands_held") for a in apis]
+
+
+def test_a_push_through_a_restarted_node_waits_for_its_gateway():
+    """A node restarted under the same name is still named for its gateways in the registry
+    until they reconnect to it (or --presence-ttl passes). A push it takes for such a gateway
+    before the gateway is back went to the other node that serves it, which had no stream of
+    it either and passed it back: dropped and counted undeliverable, while the push API had
+    answered gateways: 1 (seen in CI, 2026-12-07). Now the node holds it until a stream of the
+    gateway attaches (cluster_hold.c). The gateway is kept from reconnecting with SIGSTOP
+    while both of its nodes restart and the push goes in."""
+    apis, gw, c = push_while_both_nodes_restart("6s")
+    T.wait_until(lambda: sum(held(apis)) == 1, 3, what="the push held while the gateway is away")
+    os.kill(gw.proc.pid, signal.SIGCONT)
+
+    async def run():
+        await async_wait(lambda: "held" in c.got, 8, "the push once the gateway is back")
+        await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+    T.eq(held(apis), [0, 0], "nothing held any more")
+    T.eq([metric(a, "wsapi_cluster_undeliverable_total") for a in apis], [0, 0],
+         "commands no node could take")
+    T.eq(sum(metric(a, "wsapi_cluster_commands_held_total") for a in apis), 1,
+         "a node held the push")
+
+
+def test_a_held_push_whose_gateway_never_returns_is_counted_undeliverable():
+    """The other end: the gateway dies while held for (kill -9 instead of SIGCONT). The hold
+    ends with --presence-ttl: counted undeliverable, as any command no node could take, with
+    a log line, and nothing is held after."""
+    apis, gw, c = push_while_both_nodes_restart("2s")
+    T.wait_until(lambda: sum(held(apis)) == 1, 3, what="the push held while the gateway is away")
+    os.kill(gw.proc.pid, signal.SIGCONT)
+    T.stop(gw.proc, signal.SIGKILL)
+    T.wait_until(lambda: sum(held(apis)) == 0, 6, what="the hold ends with --presence-ttl")
+    T.eq(sum(metric(a, "wsapi_cluster_undeliverable_total") for a in apis), 1,
+         "the push, undeliverable")
+    logs = "".join(open(a.proc.log_path, errors="replace").read() for a in apis)
+    T.check("held command for a gateway dropped" in logs, "a log line says so")
+
 T.run(globals())
