@@ -408,9 +408,11 @@ void upstream__pass(gw_up_t *u)
 {
     gw_up_priv_t *p = u->priv;
     struct epoll_event evs[8];
-    int n = pace_polling(&p->pace) ? wait_polling(u, evs, 8)
-            : p->skip_look         ? 0
-                                   : epoll_wait(p->epfd, evs, 8, u->hosted ? 0 : upstream__timeout_ms(u));
+    int n = 0;
+    if (pace_polling(&p->pace))
+        n = wait_polling(u, evs, 8);
+    else if (!p->skip_look)
+        n = epoll_wait(p->epfd, evs, 8, u->hosted ? 0 : upstream__timeout_ms(u));
     metrics_inc(gwm.writer_wakeups);
     for (int i = 0; i < n; i++) {
         if (evs[i].data.u32 == 0) {
