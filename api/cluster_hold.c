@@ -134,14 +134,6 @@ void cl__hold_sweep(cluster_t *cl)
         walk(cl, NULL, true);
 }
 
-bool cl__held_for(const cluster_t *cl, const char *gw)
-{
-    for (const cl_hold_t *h = cl->hold_head; h; h = h->next)
-        if (strcmp(h->gw, gw) == 0)
-            return true;
-    return false;
-}
-
 void cl__hold_free(cluster_t *cl)
 {
     while (cl->hold_head) {
