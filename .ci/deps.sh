@@ -37,6 +37,8 @@ need_py grpc_tools python3-grpc-tools
 need_py websockets python3-websockets
 # the attack suite (tests/integration/test_attack_api.py) builds HTTP/2 header blocks with hpack
 need_py h2 python3-h2
+# test_inline_writers.py counts the gateway's system calls with strace -c
+need_cmd strace strace
 # test_unix_socket.py reads the send buffer of ws-api's Unix domain sockets with ss -xm
 need_cmd ss iproute2
 # test_deploy.py parses deploy/k8s/*.yaml and docker-compose.yml

@@ -94,10 +94,11 @@ void gw_up_host(gw_up_t *u, struct uv_loop_s *loop);
 void gw_up_host_end(gw_up_t *u);
 /* gw_up_host_fd (host thread): the writer's epoll fd (readable: its socket, or a wake-up from
  * a service thread), for a host that waits out a coalescing window (svcpoll.c); -1 when the
- * writer has ended. gw_up_host_pass (host thread): the pass its uv loop would make now; look =
- * false: without looking at its epoll fd first (a pass the host gave work: host_due). */
+ * writer has ended. gw_up_host_pass (host thread): the pass its uv loop would make now;
+ * readable: its epoll fd was seen readable (else the host gave it work: host_due, and it does
+ * not look at the fd). */
 int gw_up_host_fd(const gw_up_t *u);
-void gw_up_host_pass(gw_up_t *u, bool look);
+void gw_up_host_pass(gw_up_t *u, bool readable);
 /* gw_up_free (main thread): frees the writer; after the service threads stopped (they wake
  * writers until then). What is still in the links goes with them (gw_link_free). */
 void gw_up_free(gw_up_t *u);

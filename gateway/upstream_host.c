@@ -34,7 +34,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     (void)status;
     (void)events;
-    pass(h->data);
+    gw_up_host_pass(h->data, true);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -47,14 +47,14 @@ int gw_up_host_fd(const gw_up_t *u)
     return u->priv->hosting ? u->priv->epfd : -1;
 }
 
-void gw_up_host_pass(gw_up_t *u, bool look)
+void gw_up_host_pass(gw_up_t *u, bool readable)
 {
     u->host_due = false; /* (an ended writer has nothing to do) */
     if (!u->priv->hosting)
         return;
-    u->priv->skip_look = !look;
+    u->priv->look = readable ? UP_LOOK_GUESS : UP_LOOK_NONE;
     pass(u);
-    u->priv->skip_look = false;
+    u->priv->look = UP_LOOK_WAIT;
 }
 
 void gw_up_host(gw_up_t *u, uv_loop_t *loop)

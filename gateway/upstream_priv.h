@@ -33,6 +33,13 @@
 
 typedef enum { T_NONE, T_CONNECTING, T_TLS, T_SESSION } tstate_t;
 
+/* How a pass learns what its epoll fd has (upstream__pass). A thread of its own waits on it
+ * (UP_LOOK_WAIT). A hosted writer never waits: its host's loop does. Given work by its host
+ * (host_due), it does not look at all (UP_LOOK_NONE: what the fd has, the host's loop still
+ * sees, level-triggered). Told by its host that the fd is readable, it reads its socket first
+ * and looks only if that found nothing (UP_LOOK_GUESS, upstream.c guess_socket). */
+typedef enum { UP_LOOK_WAIT, UP_LOOK_NONE, UP_LOOK_GUESS } up_look_t;
+
 typedef struct up_st {             /* what nghttp2 tells us about stream slot i */
     int32_t id;                    /* nghttp2 stream id, 0 when none */
     bool acking;                   /* x-wsgw-ack: 1 in the response headers */
@@ -74,9 +81,8 @@ struct gw_up_priv {
     uv_poll_t hpoll;               /* the writer's epoll fd, readable */
     uv_timer_t htimer;             /* the machine's next timer */
     bool hosting;                  /* the handles are live */
-    bool skip_look;                /* hosted: this pass was given work by its host, not woken
-                                    * by its epoll fd: no epoll_wait (what the fd has, the
-                                    * host's loop still sees: level-triggered) */
+    up_look_t look;                /* how the next pass learns what is ready (hosted) */
+    bool read_dry;                 /* read_in's first recv found nothing */
     bool host_ended;               /* gw_up_host_end ran */
 };
 
