@@ -107,8 +107,10 @@ redis_script_t cl__close_script = {.text =
     "redis.call('EXPIRE', KEYS[3], ARGV[3])\n"
     "return {1, v or ''}\n"};
 
-/* room: KEYS meta, conns; ARGV tok, conn, room, join (1|0). Returns 1 done, 0 another token,
- * 2 no such connection. */
+/* room: KEYS meta, conns; ARGV tok, conn, room, join (1|0), max rooms per connection (0: no
+ * cap). Returns 1 done, 0 another token, 2 no such connection, 3 a join of a new room past the
+ * cap (nothing written: the list is parsed on every join, so an uncapped one made each join
+ * cost Redis more than the last). */
 redis_script_t cl__room_script = {.text =
     "if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 0 end\n"
     "local v = redis.call('HGET', KEYS[2], ARGV[2])\n"
@@ -127,7 +129,10 @@ redis_script_t cl__room_script = {.text =
     "  if items[k] == ARGV[3] then found = true end\n"
     "  if items[k] ~= ARGV[3] or ARGV[4] == '1' then out = out .. #items[k] .. ':' .. items[k] end\n"
     "end\n"
-    "if ARGV[4] == '1' and not found then out = out .. #ARGV[3] .. ':' .. ARGV[3] end\n"
+    "if ARGV[4] == '1' and not found then\n"
+    "  if tonumber(ARGV[5]) > 0 and #items - 1 >= tonumber(ARGV[5]) then return 3 end\n"
+    "  out = out .. #ARGV[3] .. ':' .. ARGV[3]\n"
+    "end\n"
     "redis.call('HSET', KEYS[2], ARGV[2], out)\n"
     "return 1\n"};
 
@@ -331,6 +336,12 @@ void cluster_set_handler(cluster_t *cl, cluster_batch_fn fn, void *ud)
 {
     cl->handler = fn;
     cl->handler_ud = ud;
+}
+
+void cluster_set_room_refused(cluster_t *cl, cluster_refused_fn fn, void *ud)
+{
+    cl->refused = fn;
+    cl->refused_ud = ud;
 }
 
 cl_sess_t *cluster_session_start(cluster_t *cl, const char *gateway_id, const char *inst,

@@ -122,9 +122,17 @@ void cluster_synced(cl_batch_t *b); /* the session's resync is complete */
  * (once its writes are answered). */
 void cluster_batch_end(cl_batch_t *b, uint64_t seq);
 /* cluster_room: conn_id (of user) joined or left room, as the handler told its gateway; part
- * of the batch being handled when there is one. */
+ * of the batch being handled when there is one. A join that would put the connection in more
+ * than max_rooms rooms (0: no cap) is refused by Redis, which holds every node's joins of it:
+ * nothing is recorded, and the refused function hears of it. The room's index entry is
+ * written once Redis has answered the connection's own list, so it follows that answer. */
 void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char *room,
-                  bool join);
+                  bool join, size_t max_rooms);
+/* A join refused past max_rooms (cluster_room): s is the stream the join came on, NULL when it
+ * has gone since. cluster_set_room_refused: where they go (exchange.c). */
+typedef void (*cluster_refused_fn)(void *ud, api_stream_t *s, uint64_t conn_id,
+                                   const char *room, size_t max_rooms);
+void cluster_set_room_refused(cluster_t *cl, cluster_refused_fn fn, void *ud);
 
 /* ---- routing (router.c, push.c, admin.c) --------------------------------------------------- */
 

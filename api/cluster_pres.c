@@ -20,6 +20,22 @@ typedef struct wctx {
     uint8_t kind;
 } wctx_t;
 
+/* A W_ROOM write: the room index write (HSET / HDEL of wsgw:{r:ROOM}) waits for the script's
+ * answer, which says whether the join was taken (a different hash tag: not in the script). */
+typedef struct room_wctx {
+    wctx_t w;
+    uint64_t conn_id;
+    size_t max_rooms;
+    bool join;
+    size_t vlen;         /* of val */
+    char conn[24];
+    char key[CL_KEY_MAX];
+    char val[2 * CL_KEY_MAX];
+    char room[];         /* (NUL-terminated) */
+} room_wctx_t;
+
+static void room_answered(cl_batch_t *b, room_wctx_t *rw, const redisReply *reply);
+
 static uint64_t wall_ms(void)
 {
     return (uint64_t)(clock_wall_ns() / 1000000);
@@ -150,16 +166,18 @@ static void on_write(void *ud, redisReply *reply)
         mismatch = reply->element[0]->integer == 0;
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_rl_error("redis refused a presence write", "error=\"%s\"", reply->str);
+    if (w->kind == W_ROOM && b && reply) /* (NULL: the link went: b's gateway is rebuilt) */
+        room_answered(b, (room_wctx_t *)w, reply); /* (its index write joins b first) */
     if (b)
         cl__batch_write_done(b, ok, mismatch);
     free(w);
 }
 
-/* The write's bookkeeping: counted in b (NULL: none); false when it cannot be sent (the
- * gateway is marked dirty). */
-static wctx_t *wctx(cl_batch_t *b, int kind)
+/* The write's bookkeeping (size bytes, a wctx_t first): counted in b (NULL: none); NULL when
+ * out of memory. */
+static wctx_t *wctx_sized(cl_batch_t *b, int kind, size_t size)
 {
-    wctx_t *w = malloc(sizeof *w);
+    wctx_t *w = malloc(size);
     if (!w)
         return NULL;
     w->b = b;
@@ -167,6 +185,11 @@ static wctx_t *wctx(cl_batch_t *b, int kind)
     if (b)
         b->pending++;
     return w;
+}
+
+static wctx_t *wctx(cl_batch_t *b, int kind)
+{
+    return wctx_sized(b, kind, sizeof(wctx_t));
 }
 
 static void not_sent(cl_batch_t *b, wctx_t *w)
@@ -181,12 +204,14 @@ static void not_sent(cl_batch_t *b, wctx_t *w)
     free(w);
 }
 
-/* One write of b: the script sc (nkeys keys, then arguments), or a plain command (sc NULL). */
-static void issue(cl_batch_t *b, int kind, const redis_script_t *sc, int nkeys, int argc,
-                  const char **argv, const size_t *lens)
+/* One write of b: the script sc (nkeys keys, then arguments), or a plain command (sc NULL).
+ * w: its bookkeeping when the caller made it (wctx_sized), else NULL. */
+static void issue_w(cl_batch_t *b, wctx_t *w, int kind, const redis_script_t *sc, int nkeys,
+                    int argc, const char **argv, const size_t *lens)
 {
     cluster_t *cl = b->cl;
-    wctx_t *w = wctx(b, kind);
+    if (!w)
+        w = wctx(b, kind);
     if (!w) {
         if (b->cs)
             cl__mark_dirty(b->cs);
@@ -197,6 +222,12 @@ static void issue(cl_batch_t *b, int kind, const redis_script_t *sc, int nkeys, 
                 : redis_cmd_argv(cl->r, on_write, w, argc, argv, lens);
     if (rv != REDIS_C_OK)
         not_sent(b, w);
+}
+
+static void issue(cl_batch_t *b, int kind, const redis_script_t *sc, int nkeys, int argc,
+                  const char **argv, const size_t *lens)
+{
+    issue_w(b, NULL, kind, sc, nkeys, argc, argv, lens);
 }
 
 /* The batch's session may write: bound under a token, Redis up. Otherwise its gateway is
@@ -292,27 +323,60 @@ void cluster_synced(cl_batch_t *b)
 }
 
 void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char *room,
-                  bool join)
+                  bool join, size_t max_rooms)
 {
     cl_batch_t *b = cl->cur;
     if (!b || !can_write(b) || !room || !*room || strlen(room) > CL_ID_MAX)
         return;
     cl_sess_t *cs = b->cs;
-    char meta[CL_KEY_MAX], conns[CL_KEY_MAX], conn[24];
+    size_t rlen = strlen(room);
+    room_wctx_t *rw = (room_wctx_t *)wctx_sized(b, W_ROOM, sizeof *rw + rlen + 1);
+    if (!rw) {
+        cl__mark_dirty(cs);
+        return;
+    }
+    rw->conn_id = conn_id;
+    rw->max_rooms = max_rooms;
+    rw->join = join;
+    memcpy(rw->room, room, rlen + 1);
+    snprintf(rw->conn, sizeof rw->conn, "%llu", (unsigned long long)conn_id);
+    cl__key_room(rw->key, room);
+    rw->vlen = join ? index_value(rw->val, sizeof rw->val, cs, user ? user : "", true) : 0;
+    char meta[CL_KEY_MAX], conns[CL_KEY_MAX], max[24];
     cl__key_meta(meta, cs->gw);
     cl__key_conns(conns, cs->gw, cs->tok);
-    snprintf(conn, sizeof conn, "%llu", (unsigned long long)conn_id);
-    const char *argv[] = {meta, conns, cs->tok, conn, room, join ? "1" : "0"};
-    issue(b, W_ROOM, &cl__room_script, 2, 6, argv, NULL);
-    char key[CL_KEY_MAX], val[2 * CL_KEY_MAX];
-    cl__key_room(key, room);
-    if (join) {
-        size_t vl = index_value(val, sizeof val, cs, user ? user : "", true);
-        const char *hv[] = {"HSET", key, conn, val};
-        size_t hl[] = {4, strlen(key), strlen(conn), vl};
+    snprintf(max, sizeof max, "%zu", max_rooms);
+    const char *argv[] = {meta, conns, cs->tok, rw->conn, room, join ? "1" : "0", max};
+    issue_w(b, &rw->w, W_ROOM, &cl__room_script, 2, 7, argv, NULL);
+}
+
+/* The room script answered (on_write, before b counts the answer): the index write follows a
+ * join it took, and every leave (harmless when nothing is there); a join past the cap goes to
+ * the refused function. Issued from here, these keep their order with the index writes of
+ * later scripts, whose answers come after this one. */
+static void room_answered(cl_batch_t *b, room_wctx_t *rw, const redisReply *reply)
+{
+    cluster_t *cl = b->cl;
+    long long rv = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    if (rw->join && rv == 3) {
+        char r[96];
+        log_rl_warn("chat join refused: too many rooms", "conn_id=%llu room=%s limit=%zu",
+                    (unsigned long long)rw->conn_id, log_quote(r, sizeof r, rw->room),
+                    rw->max_rooms);
+        if (cl->refused)
+            cl->refused(cl->refused_ud, b->s, rw->conn_id, rw->room, rw->max_rooms);
+        return;
+    }
+    if (rw->join && rv != 1)
+        return; /* another token (b is re-sent), or no such connection */
+    if (!can_write(b))
+        return;
+    if (rw->join) {
+        const char *hv[] = {"HSET", rw->key, rw->conn, rw->val};
+        size_t hl[] = {4, strlen(rw->key), strlen(rw->conn), rw->vlen};
         issue(b, W_INDEX, NULL, 0, 4, hv, hl);
     } else {
-        const char *hv[] = {"HDEL", key, conn};
+        const char *hv[] = {"HDEL", rw->key, rw->conn};
         issue(b, W_INDEX, NULL, 0, 3, hv, NULL);
     }
 }

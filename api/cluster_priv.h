@@ -111,6 +111,8 @@ struct cluster {
     cl_batch_t *cur;         /* the batch exchange.c is handling (cluster_room joins it) */
     cluster_batch_fn handler;
     void *handler_ud;
+    cluster_refused_fn refused; /* joins past the cap (cluster_room) */
+    void *refused_ud;
     /* registry */
     cl_reg_t reg;
     uint64_t reg_ms;         /* last complete refresh (monotonic ms; 0: never) */

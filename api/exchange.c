@@ -216,9 +216,19 @@ static void held_batch(void *ud, api_stream_t *s, const uint8_t *msg, size_t len
                 rv == EXCHANGE_ERR_NOMEM ? "out of memory" : "cannot decode wsgw.v1.Upstream");
 }
 
+/* A chat join Redis refused past the cap (cluster.h). */
+static void join_refused(void *ud, api_stream_t *s, uint64_t conn_id, const char *room,
+                         size_t max_rooms)
+{
+    exchange_t *x = ud;
+    handler_join_refused(x->router, s, conn_id, room, max_rooms);
+}
+
 void exchange_set_cluster(exchange_t *x, struct cluster *cl)
 {
     x->cl = cl;
-    if (cl)
+    if (cl) {
         cluster_set_handler(cl, held_batch, x);
+        cluster_set_room_refused(cl, join_refused, x);
+    }
 }

@@ -152,6 +152,18 @@ static int chat_refuse(router_t *r, api_stream_t *src, uint64_t conn_id, const c
     return rv;
 }
 
+void handler_join_refused(router_t *r, api_stream_t *src, uint64_t conn_id, const char *room,
+                          size_t max_rooms)
+{
+    chat_cmd_t c = {.op = CHAT_JOIN, .room = (char *)room};
+    if (!src) { /* (the stream went: its gateway resyncs, and the client is not told) */
+        metrics_inc(wsapi_m.chat_refusals[CHAT_REFUSED_ROOMS]);
+        return;
+    }
+    join_leave(r, src, conn_id, room, false); /* its gateway was told to join */
+    chat_refuse(r, src, conn_id, &c, CHAT_REFUSED_ROOMS, max_rooms);
+}
+
 int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat_limits_t *lim,
                     api_stream_t *src, uint64_t conn_id, const char *user_id,
                     const uint8_t *payload, size_t len, bool binary)
@@ -184,7 +196,7 @@ int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat
         /* the room presence this node answers (rooms.h), or the cluster's (--redis); a
          * membership that cannot be recorded is only missing from those answers */
         if (rv == 0 && r->cl)
-            cluster_room(r->cl, conn_id, user_id, c.room, true);
+            cluster_room(r->cl, conn_id, user_id, c.room, true, lim->max_rooms);
         else if (rv == 0 && rooms && rooms_join(rooms, conn_id, c.room) < 0)
             log_rl_warn("room membership not recorded", "conn_id=%llu error=\"out of memory\"",
                         (unsigned long long)conn_id);
@@ -192,7 +204,7 @@ int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat
     case CHAT_LEAVE:
         rv = join_leave(r, src, conn_id, c.room, false);
         if (rv == 0 && r->cl)
-            cluster_room(r->cl, conn_id, user_id, c.room, false);
+            cluster_room(r->cl, conn_id, user_id, c.room, false, lim->max_rooms);
         else if (rv == 0 && rooms)
             rooms_leave(rooms, conn_id, c.room);
         break;

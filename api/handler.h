@@ -32,8 +32,9 @@ int handler_kind_parse(const char *name, handler_kind_t *out);
  * gets {"op":"error","of":OP,"reason":"name_too_long"|"too_many_rooms"} (with "room":R for
  * too_many_rooms). The gateway refuses such Joins too, but only after ws-api recorded them:
  * one client's 2 000 joins of 60 KB names held 120 MB of ws-api. Rooms per connection are
- * counted in the node's rooms table, so without --redis only (with it, the gateway's cap
- * holds and room names are capped at 256 bytes in Redis). */
+ * counted in the node's rooms table; with --redis, in Redis instead (the connection's list,
+ * over every node's joins): there the join has been sent to the gateway by the time Redis
+ * refuses it, so it is taken back with a Leave (handler_join_refused). */
 typedef struct chat_limits {
     size_t max_name;  /* bytes of a room name */
     size_t max_rooms; /* rooms one connection may be in */
@@ -48,6 +49,13 @@ typedef struct chat_limits {
 int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat_limits_t *lim,
                     api_stream_t *src, uint64_t conn_id, const char *user_id,
                     const uint8_t *payload, size_t len, bool binary);
+
+/* handler_join_refused: a chat join the cluster refused past max_rooms (--redis: rooms per
+ * connection are counted in Redis, over every node's joins; cluster_room). Counted as
+ * chat_refuse counts, its gateway told to leave the room again (it was told to join) and the
+ * sender told; src NULL (the stream has gone): counted only. */
+void handler_join_refused(router_t *r, api_stream_t *src, uint64_t conn_id, const char *room,
+                          size_t max_rooms);
 
 typedef enum { CHAT_OTHER = 0, CHAT_JOIN, CHAT_LEAVE, CHAT_SAY } chat_op_t;
 

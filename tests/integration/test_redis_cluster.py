@@ -168,6 +168,43 @@ def test_pushes_exactly_once_through_every_node():
     T.eq(lost, 0.0, "nothing undeliverable")
 
 
+
+def test_chat_joins_past_the_cap_are_refused_in_redis():
+    """With --redis, rooms per connection are counted in Redis (the connection's room list,
+    over every node's joins): a join past --max-rooms-per-conn is refused there, nothing of it
+    recorded (before: every join was, and the list Redis parses on each join grew without
+    bound), the gateway told to leave again (it had been told to join: its own cap is 128)
+    and the client told, as without --redis."""
+    r, apis, gws = cluster(napis=2, ngws=1, subset=2, api_extra=["--max-rooms-per-conn", "3"])
+    T.wait_until(lambda: connected_nodes(gws[0]) == 2, 5, what="2 connected nodes")
+    rooms = ["cap%d" % k for k in range(6)]
+
+    async def run():
+        c = await connect(gws[0], "joiner")
+        for room in rooms:
+            await c.ws.send(json.dumps({"op": "join", "room": room}))
+        errors = lambda: [json.loads(m) for m in c.got
+                          if m.startswith("{") and json.loads(m).get("op") == "error"]
+        await async_wait(lambda: len(errors()) >= 3, 5, "3 refusals")
+        await asyncio.sleep(0.3)  # (a 4th would have come by now)
+        T.eq(sorted(e.get("room") for e in errors()), rooms[3:], "refused: %s" % errors())
+        T.check(all(e.get("reason") == "too_many_rooms" for e in errors()), str(errors()))
+        for a in apis:
+            for room in rooms:
+                T.eq(a.http("GET", "/v1/rooms/" + room)[1].get("count"),
+                     1 if room in rooms[:3] else 0, "members of %s" % room)
+        # the gateway left the refused rooms again: a push to one reaches nobody
+        for room in rooms[2:4]:
+            apis[0].push(room=room, data="to-" + room)
+        await async_wait(lambda: "to-" + rooms[2] in c.got, 5, "the push to a joined room")
+        await asyncio.sleep(0.3)
+        T.check("to-" + rooms[3] not in c.got, "a refused room's push arrived: %s" % c.got)
+        await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+    refused = sum(metric(a, "wsapi_chat_refusals_total", {"reason": "too_many_rooms"})
+                  for a in apis)
+    T.eq(refused, 3.0, "refusals counted")
+
 def test_killed_gateway_leaves_presence_within_ttl():
     r, apis, gws = cluster()
 
