@@ -123,6 +123,27 @@ def rw_calls(pid):
     return int(io["syscr"]) + int(io["syscw"])
 
 
+def measured_round_trips(gw, user, n, start, stop):
+    """A client of gw sends n messages one after another, each after the echo of the last
+    (checked, in order), after a warm-up echo; start() is called before the first and
+    stop(what start returned) after the last, also when one failed. Returns what stop did."""
+    async def client():
+        ws = await test_faults.connect(gw.url(user))
+        await ws.send("warm")
+        check(await asyncio.wait_for(ws.recv(), 20) == "warm", "warm-up echo")
+        began = start()
+        try:
+            for k in range(n):
+                await ws.send("m%d" % k)
+                got = await asyncio.wait_for(ws.recv(), 20)
+                check(got == "m%d" % k, "message %d: %r" % (k, got))
+        finally:
+            res = stop(began)
+        await ws.close()
+        return res
+    return test_faults.arun(client())
+
+
 def test_a_hosts_own_hand_offs_cost_no_wake_up_calls():
     """With one service thread hosting the writer, the hand-offs between them stay on the
     thread: the events a client sent and the API's answers for the thread go over as flags its
@@ -133,20 +154,8 @@ def test_a_hosts_own_hand_offs_cost_no_wake_up_calls():
     api = wsgwtest.Api()
     gw = InlineGateway([api.grpc_addr], threads=1)
     n = 300
-
-    async def client():
-        ws = await test_faults.connect(gw.url("inl-local"))
-        await ws.send("warm")
-        check(await asyncio.wait_for(ws.recv(), 20) == "warm", "warm-up echo")
-        before = rw_calls(gw.proc.pid)
-        for k in range(n):
-            await ws.send("m%d" % k)
-            got = await asyncio.wait_for(ws.recv(), 20)
-            check(got == "m%d" % k, "message %d: %r" % (k, got))
-        calls = rw_calls(gw.proc.pid) - before
-        await ws.close()
-        return calls
-    calls = test_faults.arun(client())
+    calls = measured_round_trips(gw, "inl-local", n, lambda: rw_calls(gw.proc.pid),
+                                 lambda before: rw_calls(gw.proc.pid) - before)
     print("%d read/write calls in %d round trips" % (calls, n))
     check(calls < 0.2 * n, "%d read/write calls in %d round trips (bound %d)"
           % (calls, n, 0.2 * n))
@@ -190,22 +199,8 @@ def test_a_hosted_writer_reads_its_answers_without_asking_epoll():
     api = wsgwtest.Api()
     gw = InlineGateway([api.grpc_addr], threads=1)
     n = 200
-
-    async def client():
-        ws = await test_faults.connect(gw.url("inl-guess"))
-        await ws.send("warm")
-        check(await asyncio.wait_for(ws.recv(), 20) == "warm", "warm-up echo")
-        sc = SyscallCount(gw.proc.pid)
-        try:
-            for k in range(n):
-                await ws.send("m%d" % k)
-                got = await asyncio.wait_for(ws.recv(), 20)
-                check(got == "m%d" % k, "message %d: %r" % (k, got))
-        finally:
-            calls = sc.stop()
-        await ws.close()
-        return calls
-    calls = test_faults.arun(client())
+    calls = measured_round_trips(gw, "inl-guess", n, lambda: SyscallCount(gw.proc.pid),
+                                 lambda sc: sc.stop())
     waits = sum(v for k, v in calls.items() if k.startswith("epoll_wait")
                 or k.startswith("epoll_pwait"))
     print("%d epoll waits in %d round trips (%s)" % (waits, n, calls))
