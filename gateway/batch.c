@@ -171,9 +171,12 @@ gw_batch_t *gw_batch_encode(gw_batch_pool_t *pool, gw_event_t *const *evs, size_
     b->ev_len = sz;
     b->nevents = (uint32_t)n;
     b->gateway_ns = n ? evs[0]->gateway_ns : 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (evs[i]->tries > b->tries)
             b->tries = evs[i]->tries;
+        if (evs[i]->rounds > b->rounds)
+            b->rounds = evs[i]->rounds;
+    }
     if (b->nmsgs) {
         b->tags = malloc(b->nmsgs * sizeof *b->tags);
         if (!b->tags) {
@@ -308,6 +311,7 @@ int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_eve
             return -1;
         }
         e->tries = b->tries;
+        e->rounds = b->rounds;
         e->routed = routed;
         if (counted && b->tags && m < b->nmsgs)
             e->tno = (uint32_t)b->tags[m];

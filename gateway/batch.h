@@ -18,6 +18,7 @@ typedef struct gw_batch {
     uint32_t nmsgs;          /* Message events and routed Opens/Closes (event.h routed): the
                                 ones msgroute counts (tags), and the lost-messages count */
     uint8_t tries;           /* times it was sent (delivery.h, I4); set from its events' */
+    uint8_t rounds;          /* its events' most (event.h), given back to them like tries */
     bool complete;           /* carries Upstream.presence_complete */
     uint64_t *tags;          /* per counted event, in order: service thread << 32 | tno */
     uint8_t *routed;         /* [nevents] routed flags, NULL when the batch has none */
@@ -54,7 +55,7 @@ void gw_batch_set_seq(gw_batch_t *b, uint64_t seq);
 void gw_batch_set_complete(gw_batch_t *b);
 /* gw_batch_events: the batch's events rebuilt as gw_event_t (messages_only: Message events
  * and routed Opens/Closes only, their routed flag restored), appended in order to the list (*head, *tail) linked by next, each with tries =
- * b->tries, its tno, and t_read = now. Returns how many, or -1 (undecodable or out of memory: nothing
+ * b->tries, rounds = b->rounds, its tno, and t_read = now. Returns how many, or -1 (undecodable or out of memory: nothing
  * appended). The Open's gateway_id is not kept (encoding puts it back). */
 int gw_batch_events(const gw_batch_t *b, bool messages_only, int64_t now, gw_event_t **head,
                     gw_event_t **tail);

@@ -27,7 +27,11 @@
  *   I4 No batch is retried without bound: a batch goes out at most max_attempts times; then
  *      it is split into one batch per event, and an event that still fails is lost and
  *      counted (I1). A stream ended by a non-retryable gRPC status while batches were in flight
- *      makes the oldest of them a suspect at once (split or lost on the next failure).
+ *      makes the oldest of them a suspect at once (split or lost on the next failure). With
+ *      shared presence a routed Close that fails alone that often is handed back (sent again
+ *      through the next session or another node) up to 3 times before it is lost: a new
+ *      session, which puts a node's own presence right (I2), does not clear a Close lost from
+ *      the shared store (a resync only adds to it; test_gw_delivery_sim seed 20212).
  *   I5 Bytes queued and unreleased stay within replay_max_bytes plus one ring burst: the I/O
  *      layer stops taking events while dlv_full().
  *   I6 Liveness: while the node owes us something (response headers, acks, the session's

@@ -14,6 +14,7 @@
 #define MODE_PLAIN 2   /* no acks: released once written to the socket */
 #define H2_ENHANCE_YOUR_CALM 0xb
 #define PING_INTERVAL_MAX_NS (300 * 1000000000LL) /* gRPC servers accept one per 5 min */
+#define DLV_CLOSE_ROUNDS 3 /* a routed Close handed back after failing alone, at most (I4) */
 
 typedef struct evq {
     gw_event_t **v;

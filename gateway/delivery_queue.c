@@ -216,8 +216,27 @@ void dlv__count_failure(dlv_t *d, dstream_t *s)
     }
 }
 
-/* I4: batches that failed max_attempts times are split; single events that did are lost.
- * Only while nothing of s is handed over (the stream is closed). */
+/* I4, shared presence (a routed Close: the nodes keep one store, gw_presence_shared): a new
+ * session does not put that store right, since a resync only adds to it, so a routed Close that
+ * failed alone max_attempts times is not lost but handed back to its service thread, which sends
+ * it again (through this node's next session, or another node), at most DLV_CLOSE_ROUNDS
+ * times; then it is lost like any event. Takes e when it returns true. */
+static bool hand_close_back(dlv_t *d, dstream_t *s, gw_event_t *e)
+{
+    if (e->type != GW_EV_CLOSE || !e->routed || e->rounds >= DLV_CLOSE_ROUNDS)
+        return false;
+    log_rl_warn("Close refused by the API node repeatedly: sent again", "node=%s conn_id=%llu "
+                "round=%d", d->cfg.name, (unsigned long long)e->conn_id, e->rounds + 1);
+    e->rounds++;
+    e->tries = 0;
+    dlv__hb_add(d, e, s->idx);
+    dlv__hb_emit(d);
+    return true;
+}
+
+/* I4: batches that failed max_attempts times are split; single events that did are lost (a
+ * routed Close is handed back first: hand_close_back). Only while nothing of s is handed over
+ * (the stream is closed). */
 void dlv__poison_sweep(dlv_t *d, dstream_t *s, int grpc_status, int64_t now)
 {
     gw_batch_t *prev = NULL;
@@ -237,9 +256,15 @@ void dlv__poison_sweep(dlv_t *d, dstream_t *s, int grpc_status, int64_t now)
             if (s->tail == b)
                 s->tail = prev;
             d->stats.queued -= b->ev_len;
+            int nev = gw_batch_events(b, false, now, &h, &t);
+            if (nev > 0 && hand_close_back(d, s, h)) {
+                gw_batch_recycle(&d->pool, b);
+                b = next;
+                continue;
+            }
             if (b->nmsgs)
                 d->stats.refused += b->nmsgs;
-            if (gw_batch_events(b, false, now, &h, &t) > 0) {
+            if (nev > 0) {
                 if (h->type == GW_EV_CLOSE && d->state != DLV_DOWN && !d->want_disconnect) {
                     /* the node keeps a client that left: only a new session (a resync)
                      * puts its presence right (I2) */

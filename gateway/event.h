@@ -32,6 +32,8 @@ typedef struct gw_event {
     uint8_t routed;        /* Open/Close sent to one node like a Message (gw_presence_shared):
                               numbered, kept, handed back like one (delivery.h) */
     uint8_t rc;            /* recycle class tag (gw_rc_alloc); 0: a plain malloc block */
+    uint8_t rounds;        /* routed Close: times it was handed back after failing alone
+                              (delivery.h, I4); travels in its batch like tries */
     uint32_t tno;          /* Message: its number among the thread's Messages to this node and
                               stream, as the writer took them (seqtrack.h); set when taken */
     int32_t code;          /* Close */

@@ -14,9 +14,11 @@
 #include "../sim/sim.h"
 #include "test.h"
 
-/* Seeds that once failed, each a one-line regression test: {seed, fault steps}. */
-static const struct { uint64_t seed; int steps; } regressions[] = {
-    {0, 0},
+/* Seeds that once failed, each a one-line regression test: {seed, fault steps, shared}. */
+static const struct { uint64_t seed; int steps, shared; } regressions[] = {
+    /* a routed Close failed alone max_attempts times (behind a poison batch, then a stream
+     * reset) and was lost: a ghost in shared presence, which no new session clears */
+    {20212, 600, 1},
 };
 
 static uint64_t trace;
@@ -40,9 +42,11 @@ static int seed_steps = 600;
 static void test_regression_seeds(void)
 {
     sim_result_t r;
-    for (size_t i = 0; i < sizeof regressions / sizeof regressions[0]; i++)
-        if (regressions[i].seed)
-            CHECK_EQ(run_seed(regressions[i].seed, regressions[i].steps, 0, &r), 0);
+    for (size_t i = 0; i < sizeof regressions / sizeof regressions[0]; i++) {
+        shared = regressions[i].shared;
+        CHECK_EQ(run_seed(regressions[i].seed, regressions[i].steps, 0, &r), 0);
+    }
+    shared = 0;
 }
 
 static void fault_schedules(void)
