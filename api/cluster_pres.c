@@ -27,11 +27,9 @@ typedef struct room_wctx {
     uint64_t conn_id;
     size_t max_rooms;
     bool join;
-    size_t vlen;         /* of val */
     char conn[24];
-    char key[CL_KEY_MAX];
-    char val[2 * CL_KEY_MAX];
-    char room[];         /* (NUL-terminated) */
+    const char *user;    /* in names, after the room */
+    char names[];        /* room NUL user NUL */
 } room_wctx_t;
 
 static void room_answered(cl_batch_t *b, room_wctx_t *rw, const redisReply *reply);
@@ -329,8 +327,10 @@ void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char 
     if (!b || !can_write(b) || !room || !*room || strlen(room) > CL_ID_MAX)
         return;
     cl_sess_t *cs = b->cs;
-    size_t rlen = strlen(room);
-    room_wctx_t *rw = (room_wctx_t *)wctx_sized(b, W_ROOM, sizeof *rw + rlen + 1);
+    if (!user)
+        user = "";
+    size_t rlen = strlen(room), ulen = strlen(user);
+    room_wctx_t *rw = (room_wctx_t *)wctx_sized(b, W_ROOM, sizeof *rw + rlen + ulen + 2);
     if (!rw) {
         cl__mark_dirty(cs);
         return;
@@ -338,10 +338,10 @@ void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char 
     rw->conn_id = conn_id;
     rw->max_rooms = max_rooms;
     rw->join = join;
-    memcpy(rw->room, room, rlen + 1);
+    memcpy(rw->names, room, rlen + 1);
+    memcpy(rw->names + rlen + 1, user, ulen + 1);
+    rw->user = rw->names + rlen + 1;
     snprintf(rw->conn, sizeof rw->conn, "%llu", (unsigned long long)conn_id);
-    cl__key_room(rw->key, room);
-    rw->vlen = join ? index_value(rw->val, sizeof rw->val, cs, user ? user : "", true) : 0;
     char meta[CL_KEY_MAX], conns[CL_KEY_MAX], max[24];
     cl__key_meta(meta, cs->gw);
     cl__key_conns(conns, cs->gw, cs->tok);
@@ -361,22 +361,26 @@ static void room_answered(cl_batch_t *b, room_wctx_t *rw, const redisReply *repl
     if (rw->join && rv == 3) {
         char r[96];
         log_rl_warn("chat join refused: too many rooms", "conn_id=%llu room=%s limit=%zu",
-                    (unsigned long long)rw->conn_id, log_quote(r, sizeof r, rw->room),
+                    (unsigned long long)rw->conn_id, log_quote(r, sizeof r, rw->names),
                     rw->max_rooms);
         if (cl->refused)
-            cl->refused(cl->refused_ud, b->s, rw->conn_id, rw->room, rw->max_rooms);
+            cl->refused(cl->refused_ud, b->s, rw->conn_id, rw->names, rw->max_rooms);
         return;
     }
     if (rw->join && rv != 1)
         return; /* another token (b is re-sent), or no such connection */
     if (!can_write(b))
         return;
-    if (rw->join) {
-        const char *hv[] = {"HSET", rw->key, rw->conn, rw->val};
-        size_t hl[] = {4, strlen(rw->key), strlen(rw->conn), rw->vlen};
+    char key[CL_KEY_MAX];
+    cl__key_room(key, rw->names);
+    if (rw->join) { /* (under the session's token: bound once, and the script just checked it) */
+        char val[2 * CL_KEY_MAX];
+        size_t vl = index_value(val, sizeof val, b->cs, rw->user, true);
+        const char *hv[] = {"HSET", key, rw->conn, val};
+        size_t hl[] = {4, strlen(key), strlen(rw->conn), vl};
         issue(b, W_INDEX, NULL, 0, 4, hv, hl);
     } else {
-        const char *hv[] = {"HDEL", rw->key, rw->conn};
+        const char *hv[] = {"HDEL", key, rw->conn};
         issue(b, W_INDEX, NULL, 0, 3, hv, NULL);
     }
 }
