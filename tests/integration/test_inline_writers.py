@@ -162,10 +162,9 @@ def test_a_hosts_own_hand_offs_cost_no_wake_up_calls():
     wsgwtest.stop(gw.proc)
 
 
-
 class SyscallCount:
-    """strace -c attached to every thread of a process: the calls of each system call between
-    start() and stop() (strace counts exactly; the process runs slower meanwhile)."""
+    """strace -c attached to every thread of a process: the calls of each system call from
+    its making to stop() (strace counts exactly; the process runs slower meanwhile)."""
 
     def __init__(self, pid):
         tids = os.listdir("/proc/%d/task" % pid)
@@ -208,6 +207,7 @@ def test_a_hosted_writer_reads_its_answers_without_asking_epoll():
     check(waits < 2.5 * n, "%d epoll waits in %d round trips (bound %d)"
           % (waits, n, 2.5 * n))
     wsgwtest.stop(gw.proc)
+
 
 if __name__ == "__main__":
     ns = {"test_the_flag_reaches_the_gateway": test_the_flag_reaches_the_gateway,
