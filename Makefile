@@ -95,7 +95,14 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 # The fuzz targets are compiled (not linked: that needs clang's libFuzzer) by every build, so a
 # change that breaks one fails `make test`, not only `make fuzz` at the end of CI.
-all: $(BINS) $(UNIT_BINS) $(call obj,$(FUZZ_SRC))
+all: $(BINS) $(UNIT_BINS) $(call obj,$(FUZZ_SRC)) $(BUILD)/tests/liballoc_count.so
+
+# An LD_PRELOAD library for tests (tests/lib/alloc_count.c), built without $(SANFLAGS): a
+# sanitizer's runtime must come first in a process's library list, so tests skip it there.
+$(BUILD)/tests/liballoc_count.so: tests/lib/alloc_count.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -std=c11 -O2 $(WARN) -shared -fPIC -o $@ $< -ldl
 
 # ---- generated protobuf-c code ---------------------------------------------------------------
 $(GEN_C) $(GEN_H) &: proto/wsgw.proto

@@ -100,20 +100,30 @@ void upstream__publish_one(void *ud, int k, int st, uint32_t n)
  * sendmsg(2); under TLS they are copied into the queue behind room left for the header. A
  * piece's batch may be freed or renumbered once the machine is called again, so flush_out and
  * on_stream_close copy what is not written by then (iovq_materialize). When the queue cannot
- * grow, nghttp2's buffer is used as before. */
+ * grow, nghttp2's buffer is used as before.
+ *
+ * Room in the queue's buffer is made for what is copied, when it is copied: nghttp2 offers
+ * `length` up to the stream's window (256 KiB here), and reserving that much for every frame
+ * grew a buffer of a few frame headers to 512 KiB, which flush_out's reset then freed (it keeps
+ * 4 x WBUF_HIGH): a malloc, a free and a copy of the old buffer per flush (#74). */
 typedef struct {
     gw_up_priv_t *p;
-    size_t pos; /* where the next copied byte goes in the queue's buffer */
+    size_t pos;  /* where the next copied byte goes in the queue's buffer */
+    bool failed; /* out of memory for a copy: the frame is abandoned with the session */
 } pieces_t;
 
 static void on_piece(void *ud, const uint8_t *b, size_t n)
 {
     pieces_t *x = ud;
     iovq_t *q = &x->p->out;
-    if (x->p->sock.ssl || iovq_ref(q, x->pos, b, n, NULL) < 0) {
-        memcpy(q->buf.data + x->pos, b, n); /* (room reserved by on_read_data) */
-        x->pos += n;
+    if (x->failed || (!x->p->sock.ssl && iovq_ref(q, x->pos, b, n, NULL) == 0))
+        return;
+    if (buf_reserve(&q->buf, x->pos + n - q->buf.len) < 0) { /* (pos: past len) */
+        x->failed = true;
+        return;
     }
+    memcpy(q->buf.data + x->pos, b, n);
+    x->pos += n;
 }
 
 static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_t length,
@@ -125,9 +135,13 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *out, size_
     gw_up_priv_t *p = u->priv;
     bool eof;
     ssize_t n;
-    if (buf_reserve(&p->out.buf, H2_FRAME_HD + length) == 0) {
-        pieces_t x = {p, p->out.buf.len + H2_FRAME_HD};
+    if (buf_reserve(&p->out.buf, H2_FRAME_HD) == 0) { /* (the payload's: on_piece) */
+        pieces_t x = {p, p->out.buf.len + H2_FRAME_HD, false};
         n = dlv_stream_pieces(p->d, (int)src->fd, length, &eof, on_piece, &x);
+        if (x.failed) {
+            log_error("out of memory for the API node's output", "node=%s", u->name);
+            return NGHTTP2_ERR_CALLBACK_FAILURE; /* the session ends; its batches are retried */
+        }
         p->data_copied = x.pos - (p->out.buf.len + H2_FRAME_HD);
         if (n > 0)
             *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
