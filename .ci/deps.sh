@@ -66,7 +66,7 @@ need_cmd promtool prometheus
 need_cmd clang clang
 # gnuplot for the benchmark plots (make bench)
 need_cmd gnuplot gnuplot-nox
-# sslscan lists the TLS versions and suites wss:// accepts (tests/integration/test_attack_gateway.py)
+# sslscan lists the TLS versions and suites wss:// accepts (tests/integration/test_attack_gateway_tls.py)
 need_cmd sslscan sslscan
 if [ ${#missing[@]} -eq 0 ]; then
     echo "deps: all present"
