@@ -27,7 +27,9 @@
  *   I4 No batch is retried without bound: a batch goes out at most max_attempts times; then
  *      it is split into one batch per event, and an event that still fails is lost and
  *      counted (I1). A stream ended by a non-retryable gRPC status while batches were in flight
- *      makes the oldest of them a suspect at once (split or lost on the next failure). With
+ *      makes the oldest of them a suspect at once (split or lost on the next failure). A
+ *      refusal (trailers-only with a retryable status before any answer) is not a failure: the
+ *      node took nothing, and everything goes out again after the stream's backoff. With
  *      shared presence a routed Close that fails alone that often is handed back (sent again
  *      through the next session or another node) up to 3 times before it is lost: a new
  *      session, which puts a node's own presence right (I2), does not clear a Close lost from
