@@ -388,12 +388,8 @@ static void test_renegotiation_refused(void)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    wsapi_metrics_init();
-    if (make_cert() < 0) {
-        fprintf(stderr, "cannot make a test certificate\n");
+    if (tls_test_init() < 0)
         return 1;
-    }
     RUN(test_handshake_alpn_h2);
     RUN(test_alpn_refused_garbage_eof);
     RUN(test_partial_writes_moving_buffer);

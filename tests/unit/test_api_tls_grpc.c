@@ -471,12 +471,8 @@ static void test_grpc_server_tls_key_updates(void)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    wsapi_metrics_init();
-    if (make_cert() < 0) {
-        fprintf(stderr, "cannot make a test certificate\n");
+    if (tls_test_init() < 0)
         return 1;
-    }
     RUN(test_grpc_server_tls_key_updates);
     remove_cert();
     return TEST_REPORT();

@@ -5,6 +5,7 @@
 #define WSGW_TEST_TLS_CERT_H
 
 #include <fcntl.h>
+#include <signal.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "../../api/wsapi_metrics.h"
 
 static char cert_path[256], key_path[256], tmp_dir[128];
 
@@ -87,6 +90,19 @@ static SSL_CTX *client_ctx(const char *alpn, int max_version)
     if (max_version)
         SSL_CTX_set_max_proto_version(c, max_version);
     return c;
+}
+
+/* tls_test_init: what each test program does first (SIGPIPE ignored: a peer may close while
+ * we write; ws-api's metrics; the certificate). Returns 0, or -1 after saying why. */
+static int tls_test_init(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    wsapi_metrics_init();
+    if (make_cert() < 0) {
+        fprintf(stderr, "cannot make a test certificate\n");
+        return -1;
+    }
+    return 0;
 }
 
 #endif
