@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -18,17 +17,23 @@ static size_t min_size = 262144;
 static const char *out_path;
 static atomic_ulong big;
 
-/* any thread the signal lands on: open, write and close only (async-signal-safe) */
+/* any thread the signal lands on: async-signal-safe calls only (open, write, close; the
+ * number is formatted by hand, not by snprintf) */
 static void on_usr2(int sig)
 {
     (void)sig;
     if (!out_path)
         return;
-    char b[32];
-    int n = snprintf(b, sizeof b, "%lu\n", (unsigned long)atomic_load(&big));
+    char b[24];
+    size_t i = sizeof b;
+    b[--i] = '\n';
+    unsigned long v = (unsigned long)atomic_load(&big);
+    do
+        b[--i] = (char)('0' + v % 10);
+    while ((v /= 10) && i);
     int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
-        if (write(fd, b, (size_t)n) != n)
+        if (write(fd, b + i, sizeof b - i) != (ssize_t)(sizeof b - i))
             (void)0; /* (the test reads a short file as a failure) */
         close(fd);
     }
