@@ -81,7 +81,7 @@ static void on_bus(void *ud, const char *data, size_t len)
             metrics_inc(cl->m_forwarded);
         } else if (alt && republish(cl, gw, alt, cmdp, cmdlen, BUS_FORWARDED) == 0) {
             metrics_inc(cl->m_pub_retry); /* passed on once to a node that serves it */
-        } else if (!s && cl__hold(cl, gw, cmdp, cmdlen)) {
+        } else if (!s && cl__hold(cl, gw, cmdp, cmdlen, first_hop)) {
             /* the registry names us: the gateway has not reconnected here yet */
         } else {
             metrics_inc(cl->m_fwd_lost);
@@ -182,6 +182,16 @@ static int republish(cluster_t *cl, const char *gw, const char *node, const uint
     return publish(r);
 }
 
+bool cl__bus_pass_on(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len)
+{
+    const cl_gw_t *g = cl__reg_find(cl, gw);
+    const char *alt = g ? pick_node(cl, g, NULL) : NULL;
+    if (!alt || republish(cl, gw, alt, cmd, len, BUS_FORWARDED) < 0)
+        return false;
+    metrics_inc(cl->m_pub_retry);
+    return true;
+}
+
 static void on_published(void *ud, redisReply *reply)
 {
     pub_t *pb = ud;
@@ -198,7 +208,7 @@ static void on_published(void *ud, redisReply *reply)
             metrics_inc(cl->m_pub_retry);
             continue;
         }
-        if (cl__hold(cl, pb->gws[i], pb->cmd, pb->cmdlen))
+        if (cl__hold(cl, pb->gws[i], pb->cmd, pb->cmdlen, false))
             continue; /* no other node, but the registry names us: until it reconnects */
         metrics_inc(cl->m_fwd_lost);
         char g2[96];
@@ -260,7 +270,7 @@ static int bus_send_packed(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
         goto out;
     for (size_t i = 0; i < n; i++) {
         via[i] = pick_node(cl, gws[i], NULL);
-        if (!via[i] && cl__hold(cl, gws[i]->id, cbuf, clen)) {
+        if (!via[i] && cl__hold(cl, gws[i]->id, cbuf, clen, false)) {
             done[i] = true; /* no other node, but the registry names us: until it reconnects */
             sent++;
         } else if (!via[i]) {

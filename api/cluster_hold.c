@@ -11,6 +11,13 @@
  * --presence-ttl passes without one (then it is counted undeliverable, as before). At most
  * --redis-max-pending commands are held; past that, undeliverable at once.
  *
+ * A node that has just started subscribes to its channel before it has read the registry: a
+ * command passed on to it then could not be checked against the registry and was dropped,
+ * though the registry named it (seen in CI, 2026-12-07). While the registry is unread (or not
+ * read within two heartbeats) a command is held unchecked; at the next complete read
+ * (cl__hold_reg_read) it is held on if the registry names this node, passed on once to a node
+ * it names if it may be (it came first-hand), or else counted undeliverable.
+ *
  * Loop thread only. */
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +30,8 @@
 struct cl_hold {
     struct cl_hold *next;
     uint64_t until_ms; /* monotonic: undeliverable after this */
+    bool unchecked;    /* held before the registry was read: checked at the next read */
+    bool may_pass;     /* (unchecked) may be passed on to a node the registry names */
     size_t len;        /* of the serialized Command at cmd */
     char *gw;          /* -> after cmd */
     uint8_t cmd[];
@@ -45,9 +54,10 @@ static void lost(cluster_t *cl, const char *gw, const char *why)
                 log_quote(q, sizeof q, gw), why);
 }
 
-bool cl__hold(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len)
+bool cl__hold(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len, bool may_pass)
 {
-    if (cl->stopped || !cl__names_us(cl, gw))
+    bool unchecked = !cl__reg_fresh(cl);
+    if (cl->stopped || (!unchecked && !cl__names_us(cl, gw)))
         return false;
     size_t max = cl->cfg.max_queued ? cl->cfg.max_queued : 100000;
     if (cl->nhold >= max) {
@@ -61,6 +71,8 @@ bool cl__hold(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len)
     if (!h)
         return false;
     h->next = NULL;
+    h->unchecked = unchecked;
+    h->may_pass = may_pass;
     h->until_ms = cl__now_ms() + cl->cfg.ttl_ms;
     h->len = len;
     memcpy(h->cmd, cmd, len);
@@ -89,8 +101,9 @@ static bool emit(cluster_t *cl, api_stream_t *s, const cl_hold_t *h)
 }
 
 /* Walks the held commands: those of gateway `gw` (NULL: any gateway with a stream here now)
- * go to its stream; those past their time (when expire) are undeliverable. */
-static void walk(cluster_t *cl, const char *gw, bool expire)
+ * go to its stream; those past their time (when expire) are undeliverable; those held
+ * unchecked (when check: the registry was just read) are checked against it. */
+static void walk(cluster_t *cl, const char *gw, bool expire, bool check)
 {
     uint64_t now = expire ? cl__now_ms() : 0;
     cl_hold_t **pp = &cl->hold_head, *prev = NULL;
@@ -107,6 +120,15 @@ static void walk(cluster_t *cl, const char *gw, bool expire)
         } else if (expire && now >= h->until_ms) {
             lost(cl, h->gw, "the gateway did not reconnect within --presence-ttl");
             gone = true;
+        } else if (check && h->unchecked) {
+            if (cl__names_us(cl, h->gw))
+                h->unchecked = false; /* held on, as any other */
+            else if (h->may_pass && cl__bus_pass_on(cl, h->gw, h->cmd, h->len))
+                gone = true;
+            else {
+                lost(cl, h->gw, "the registry does not name this node for its gateway");
+                gone = true;
+            }
         }
         if (!gone) {
             prev = h;
@@ -125,13 +147,19 @@ static void walk(cluster_t *cl, const char *gw, bool expire)
 void cluster_gateway_attached(cluster_t *cl, const char *gw)
 {
     if (cl && cl->hold_head)
-        walk(cl, gw, false);
+        walk(cl, gw, false, false);
 }
 
 void cl__hold_sweep(cluster_t *cl)
 {
     if (cl->hold_head)
-        walk(cl, NULL, true);
+        walk(cl, NULL, true, false);
+}
+
+void cl__hold_reg_read(cluster_t *cl)
+{
+    if (cl->hold_head)
+        walk(cl, NULL, false, true);
 }
 
 void cl__hold_free(cluster_t *cl)

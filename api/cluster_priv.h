@@ -202,6 +202,9 @@ int cl__bus_start(cluster_t *cl);
  * does not serve, through nodes that do. Returns how many gateways it went to. */
 int cl__bus_send(cluster_t *cl, const cl_gw_t *const *gws, size_t n,
                  const Wsgw__V1__Command *cmd);
+/* cl__bus_pass_on: a serialized Command for gateway gw, passed on once (BUS_FORWARDED) to
+ * another node the registry names for gw. true: published; false: no such node. */
+bool cl__bus_pass_on(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len);
 /* cl__local_stream: a live stream of gateway gw on this node, or NULL. */
 api_stream_t *cl__local_stream(cluster_t *cl, const char *gw);
 /* cl__bus_free: drops the broadcasts still waiting (cluster_free). */
@@ -211,9 +214,12 @@ void cl__bus_free(cluster_t *cl);
 /* cl__names_us: the registry lists this node among those serving gateway gw. */
 bool cl__names_us(const cluster_t *cl, const char *gw);
 /* cl__hold: keeps a serialized Command (copied) for gw until a stream of gw attaches here, or
- * --presence-ttl passes: only while the registry names this node for gw and fewer than
+ * --presence-ttl passes: only while the registry names this node for gw (or has not been read:
+ * then checked at the next read, and passed on to a node it names if may_pass) and fewer than
  * --redis-max-pending are held. true: held; false: not (the caller counts it undeliverable). */
-bool cl__hold(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len);
+bool cl__hold(cluster_t *cl, const char *gw, const uint8_t *cmd, size_t len, bool may_pass);
+/* cl__hold_reg_read: the registry was read: commands held unchecked are checked. */
+void cl__hold_reg_read(cluster_t *cl);
 /* cl__hold_sweep (heartbeat): held commands whose gateway has a stream here go to it; those
  * past their time are counted undeliverable. */
 void cl__hold_sweep(cluster_t *cl);

@@ -160,6 +160,7 @@ static void refresh_done(refresh_t *rf)
         cl->reg_ms = cl__now_ms();
         await_prune(cl);
         metrics_gauge_set(cl->m_gateways, (int64_t)cl->reg.n);
+        cl__hold_reg_read(cl); /* (commands held before it was read) */
         cluster_ready(cl, NULL); /* (logs and the gauge follow) */
     } else {
         cl__reg_free(&rf->reg);

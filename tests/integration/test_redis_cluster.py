@@ -14,6 +14,8 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 
@@ -497,5 +499,127 @@ def test_a_held_push_whose_gateway_never_returns_is_counted_undeliverable():
          "the push, undeliverable")
     logs = "".join(open(a.proc.log_path, errors="replace").read() for a in apis)
     T.check("held command for a gateway dropped" in logs, "a log line says so")
+
+
+def registry_unreadable_restart(ttl):
+    """One node (--node-id n0) and gateway gw0 with client x. The gateway is SIGSTOPped, the
+    node killed, the registry made unreadable (a gateway listed in wsgw:{reg}:gw whose meta is
+    not a hash: every node's read of the registry fails), and the node restarted under the
+    same name. Returns (redis, api, gw, client, conn_id) once the node listens on its channel
+    without having read the registry."""
+    r = T.Redis()
+    extra = ["--redis", r.url, "--presence-heartbeat", HB, "--presence-ttl", ttl,
+             "--presence-grace", "500ms", "--redis-timeout", "500ms", "--shutdown-timeout",
+             "300ms", "--node-id", "n0"]
+    api = T.Api(handler="chat", extra=extra)
+    gw = T.Gateway([api.grpc_addr], extra=["--gateway-id", "gw0", "--drain-timeout", "1s"])
+
+    async def run():
+        c = await connect(gw, "x")
+        T.wait_until(lambda: len(users_conns(api, "x")[1]) == 1, 5, what="x online")
+        return c
+    c = asyncio.get_event_loop().run_until_complete(run())
+    cid = users_conns(api, "x")[1][0][0]
+    os.kill(gw.proc.pid, signal.SIGSTOP)
+    try:
+        T.stop(api.proc, signal.SIGKILL)
+        r.cmd("SET", "wsgw:{g:bogus}:m", "not a hash")
+        r.cmd("ZADD", "wsgw:{reg}:gw", "99999999999999", "bogus")
+        api = T.Api(handler="chat", extra=extra, ports=(api.grpc_port, api.http_port))
+        T.wait_until(lambda: r.cmd("PUBSUB", "NUMSUB", "wsgw:{n:n0}")[1] == 1, 5,
+                     what="the restarted node on its channel")
+        T.eq(api.http("GET", "/readyz")[0], 503, "the node has not read the registry")
+    except BaseException:
+        os.kill(gw.proc.pid, signal.SIGCONT)
+        raise
+    return r, api, gw, c, cid
+
+
+def pass_on(r, gw_id, cmd, version=2):
+    """Publishes cmd to node n0 as another node does (cluster_bus.c: the version, 1 first-hand
+    or 2 passed on; the gateway count; each gateway id with its length; the serialized
+    wsgw.v1.Command)."""
+    g = gw_id.encode()
+    msg = bytes([version]) + struct.pack(">HH", 1, len(g)) + g + cmd.SerializeToString()
+    T.eq(r.cmd("PUBLISH", "wsgw:{n:n0}", msg), 1, "node n0 got the command")
+
+
+def registry_readable(r, api):
+    r.cmd("ZREM", "wsgw:{reg}:gw", "bogus")
+    r.cmd("DEL", "wsgw:{g:bogus}:m")
+    T.wait_until(lambda: api.http("GET", "/readyz")[0] == 200, 5, what="the registry read")
+
+
+def test_a_command_passed_on_before_the_registry_is_read_is_held():
+    """A node that has just restarted subscribes to its channel before it has read the
+    registry. A command another node passed on to it meanwhile, for a gateway the registry
+    names it for, was dropped (undeliverable: "a gateway we do not serve"), though the push
+    API had counted the gateway reached (seen in ASan CI, 2026-12-07: the race of the test
+    above, node 1 asked before its first read). Now it is held until the registry is read,
+    then held for the gateway as any other, and delivered when the gateway is back."""
+    pb2, _ = T.proto()
+    r, api, gw, c, cid = registry_unreadable_restart("6s")
+    try:
+        pass_on(r, "gw0", pb2.Command(send=pb2.Send(target=pb2.Target(conn_ids=[cid]),
+                                                    payload=b"held")))
+        T.wait_until(lambda: held([api]) != [0]
+                     or metric(api, "wsapi_cluster_undeliverable_total") != 0, 3,
+                     what="the command held or dropped")
+        T.eq(held([api]), [1], "held while the registry is unread")
+        registry_readable(r, api)
+        T.eq(held([api]), [1], "held for its gateway once the registry names this node")
+    finally:
+        os.kill(gw.proc.pid, signal.SIGCONT)
+
+    async def run():
+        await async_wait(lambda: "held" in c.got, 8, "the command once the gateway is back")
+        await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+    T.eq(held([api]), [0], "nothing held any more")
+    T.eq(metric(api, "wsapi_cluster_undeliverable_total"), 0, "undeliverable")
+
+
+def test_a_command_held_before_the_registry_is_read_for_a_gateway_not_ours_is_dropped_then():
+    """The other ends: the registry, once read, does not name this node for the gateway. A
+    command for a gateway the registry names another node for is passed on to that node once
+    (it came first-hand: version 1); one for a gateway no node serves is counted undeliverable,
+    with a log line. Both at that read, not after --presence-ttl."""
+    pb2, _ = T.proto()
+    r, api, gw, c, cid = registry_unreadable_restart("6s")
+    sub = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    try:
+        # gw1 is served by node n1 only (a synced gateway, as its node would have written it)
+        tok = "0123456789abcdef"
+        r.cmd("HSET", "wsgw:{g:gw1}:m", "tok", tok, "syn", tok,
+              "n:n1", str(int(time.time() * 1000) + 60000))
+        r.cmd("ZADD", "wsgw:{reg}:gw", "99999999999999", "gw1")
+        sub.sendall(T._resp(["SUBSCRIBE", "wsgw:{n:n1}"]))
+        f = sub.makefile("rb")
+        T.eq(T._resp_read(f)[0], b"subscribe", "the test listens as node n1")
+        cmd = pb2.Command(send=pb2.Send(target=pb2.Target(conn_ids=[7]), payload=b"moved"))
+        pass_on(r, "gw-elsewhere", cmd, version=1)
+        pass_on(r, "gw1", cmd, version=1)
+        T.wait_until(lambda: held([api]) != [0]
+                     or metric(api, "wsapi_cluster_undeliverable_total") != 0, 3,
+                     what="the commands held or dropped")
+        T.wait_until(lambda: held([api]) == [2], 2, what="both held while the registry is unread")
+        t0 = time.monotonic()
+        registry_readable(r, api)
+        T.wait_until(lambda: held([api]) == [0], 2, what="the holds ended by the registry")
+        T.check(time.monotonic() - t0 < 3, "well before --presence-ttl (6 s)")
+        T.eq(metric(api, "wsapi_cluster_undeliverable_total"), 1, "undeliverable: gw-elsewhere")
+        msg = T._resp_read(f)
+        T.eq(msg[:2], [b"message", b"wsgw:{n:n1}"], "a message on node n1's channel")
+        want = b"\x02" + struct.pack(">HH", 1, 3) + b"gw1" + cmd.SerializeToString()
+        T.eq(msg[2], want, "the command for gw1, passed on once (version 2)")
+    finally:
+        sub.close()
+        os.kill(gw.proc.pid, signal.SIGCONT)
+    logs = open(api.proc.log_path, errors="replace").read()
+    T.check("the registry does not name this node" in logs, "a log line says why")
+
+    async def run():
+        await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
 
 T.run(globals())
