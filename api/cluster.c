@@ -754,6 +754,7 @@ void cluster_free(cluster_t *cl)
     cl__reg_free(&cl->reg);
     cl__bus_free(cl);
     cl__hold_free(cl);
+    hmap_free(&cl->joins); /* (its nodes are the room writes in flight: freed with them) */
     for (size_t i = 0; i < cl->nawaited; i++)
         free(cl->awaited[i]);
     free(cl->awaited);

@@ -129,9 +129,12 @@ void cluster_batch_end(cl_batch_t *b, uint64_t seq);
 void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char *room,
                   bool join, size_t max_rooms);
 /* A join refused past max_rooms (cluster_room): s is the stream the join came on, NULL when it
- * has gone since. cluster_set_room_refused: where they go (exchange.c). */
+ * has gone since. take_back: no later join of that room by the connection is waiting for
+ * Redis, so the gateway is to leave it again; false: a later one is, and its answer decides
+ * (it was taken: the connection is in the room; or refused too: that one takes it back).
+ * cluster_set_room_refused: where they go (exchange.c). */
 typedef void (*cluster_refused_fn)(void *ud, api_stream_t *s, uint64_t conn_id,
-                                   const char *room, size_t max_rooms);
+                                   const char *room, size_t max_rooms, bool take_back);
 void cluster_set_room_refused(cluster_t *cl, cluster_refused_fn fn, void *ud);
 
 /* ---- routing (router.c, push.c, admin.c) --------------------------------------------------- */

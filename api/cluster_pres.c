@@ -24,6 +24,7 @@ typedef struct wctx {
  * answer, which says whether the join was taken (a different hash tag: not in the script). */
 typedef struct room_wctx {
     wctx_t w;
+    hmap_node_t node; /* (a join) in cl->joins until answered: a refusal looks for later ones */
     uint64_t conn_id;
     size_t max_rooms;
     bool join;
@@ -33,6 +34,32 @@ typedef struct room_wctx {
 } room_wctx_t;
 
 static void room_answered(cl_batch_t *b, room_wctx_t *rw, const redisReply *reply);
+
+static uint64_t join_hash(uint64_t conn_id, const char *room)
+{
+    return hmap_hash_u64(conn_id ^ hmap_hash_str(room));
+}
+
+/* A join leaves cl->joins when it is answered, or was not sent. */
+static void join_done(cluster_t *cl, wctx_t *w)
+{
+    room_wctx_t *rw = (room_wctx_t *)w;
+    if (w->kind == W_ROOM && rw->join)
+        hmap_remove(&cl->joins, &rw->node);
+}
+
+/* Another join of rw's room by its connection waits for Redis: one sent after rw, since Redis
+ * answers in the order it was asked (one command link). */
+static bool later_join(const cluster_t *cl, const room_wctx_t *rw)
+{
+    uint64_t h = rw->node.hash;
+    for (hmap_node_t *n = hmap_first(&cl->joins, h); n; n = hmap_next(n, h)) {
+        const room_wctx_t *o = hmap_entry(n, room_wctx_t, node);
+        if (o != rw && o->conn_id == rw->conn_id && strcmp(o->names, rw->names) == 0)
+            return true;
+    }
+    return false;
+}
 
 static uint64_t wall_ms(void)
 {
@@ -167,6 +194,8 @@ static void on_write(void *ud, redisReply *reply)
     if (w->kind == W_ROOM && b && reply) /* (NULL: the link went: b's gateway is rebuilt) */
         room_answered(b, (room_wctx_t *)w, reply); /* (its index write joins b first) */
     if (b)
+        join_done(b->cl, w);
+    if (b)
         cl__batch_write_done(b, ok, mismatch);
     free(w);
 }
@@ -193,6 +222,7 @@ static wctx_t *wctx(cl_batch_t *b, int kind)
 static void not_sent(cl_batch_t *b, wctx_t *w)
 {
     if (b) {
+        join_done(b->cl, w);
         b->pending--;
         b->failed = true;
         if (b->cs)
@@ -342,6 +372,11 @@ void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char 
     memcpy(rw->names + rlen + 1, user, ulen + 1);
     rw->user = rw->names + rlen + 1;
     snprintf(rw->conn, sizeof rw->conn, "%llu", (unsigned long long)conn_id);
+    if (join && hmap_insert(&cl->joins, &rw->node, join_hash(conn_id, room)) < 0) {
+        rw->join = false; /* (not linked: join_done must not unlink it) */
+        not_sent(b, &rw->w);
+        return;
+    }
     char meta[CL_KEY_MAX], conns[CL_KEY_MAX], max[24];
     cl__key_meta(meta, cs->gw);
     cl__key_conns(conns, cs->gw, cs->tok);
@@ -364,7 +399,8 @@ static void room_answered(cl_batch_t *b, room_wctx_t *rw, const redisReply *repl
                     (unsigned long long)rw->conn_id, log_quote(r, sizeof r, rw->names),
                     rw->max_rooms);
         if (cl->refused)
-            cl->refused(cl->refused_ud, b->s, rw->conn_id, rw->names, rw->max_rooms);
+            cl->refused(cl->refused_ud, b->s, rw->conn_id, rw->names, rw->max_rooms,
+                        !later_join(cl, rw));
         return;
     }
     if (rw->join && rv != 1)

@@ -113,6 +113,7 @@ struct cluster {
     void *handler_ud;
     cluster_refused_fn refused; /* joins past the cap (cluster_room) */
     void *refused_ud;
+    hmap_t joins;               /* room joins Redis has not answered (cluster_pres.c) */
     /* registry */
     cl_reg_t reg;
     uint64_t reg_ms;         /* last complete refresh (monotonic ms; 0: never) */

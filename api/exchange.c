@@ -218,10 +218,10 @@ static void held_batch(void *ud, api_stream_t *s, const uint8_t *msg, size_t len
 
 /* A chat join Redis refused past the cap (cluster.h). */
 static void join_refused(void *ud, api_stream_t *s, uint64_t conn_id, const char *room,
-                         size_t max_rooms)
+                         size_t max_rooms, bool take_back)
 {
     exchange_t *x = ud;
-    handler_join_refused(x->router, s, conn_id, room, max_rooms);
+    handler_join_refused(x->router, s, conn_id, room, max_rooms, take_back);
 }
 
 void exchange_set_cluster(exchange_t *x, struct cluster *cl)

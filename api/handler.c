@@ -153,14 +153,15 @@ static int chat_refuse(router_t *r, api_stream_t *src, uint64_t conn_id, const c
 }
 
 void handler_join_refused(router_t *r, api_stream_t *src, uint64_t conn_id, const char *room,
-                          size_t max_rooms)
+                          size_t max_rooms, bool take_back)
 {
     chat_cmd_t c = {.op = CHAT_JOIN, .room = (char *)room};
     if (!src) { /* (the stream went: its gateway resyncs, and the client is not told) */
         metrics_inc(wsapi_m.chat_refusals[CHAT_REFUSED_ROOMS]);
         return;
     }
-    join_leave(r, src, conn_id, room, false); /* its gateway was told to join */
+    if (take_back)
+        join_leave(r, src, conn_id, room, false); /* its gateway was told to join */
     chat_refuse(r, src, conn_id, &c, CHAT_REFUSED_ROOMS, max_rooms);
 }
 

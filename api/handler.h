@@ -52,13 +52,14 @@ int handler_message(handler_kind_t kind, router_t *r, rooms_t *rooms, const chat
 
 /* handler_join_refused: a chat join the cluster refused past max_rooms (--redis: rooms per
  * connection are counted in Redis, over every node's joins; cluster_room). Counted as
- * chat_refuse counts, its gateway told to leave the room again (it was told to join) and the
- * sender told; src NULL (the stream has gone): counted only. The Leave follows every command
- * the handler sent meanwhile: a client at the cap that joins the refused room again before
- * Redis answered (after leaving another) ends up out of it on its gateway while Redis lists it
- * (its own doing; nothing grows, nobody else is affected). */
+ * chat_refuse counts, the sender told, and, when take_back, its gateway told to leave the room
+ * again (it was told to join); src NULL (the stream has gone): counted only. The Leave follows
+ * every command the handler sent meanwhile, so it is sent only when no later join of the room
+ * by the connection waits for Redis (take_back): a client at the cap that joined the refused
+ * room again before Redis answered (after leaving another) ended up out of it on its gateway
+ * while Redis listed it. */
 void handler_join_refused(router_t *r, api_stream_t *src, uint64_t conn_id, const char *room,
-                          size_t max_rooms);
+                          size_t max_rooms, bool take_back);
 
 typedef enum { CHAT_OTHER = 0, CHAT_JOIN, CHAT_LEAVE, CHAT_SAY } chat_op_t;
 

@@ -207,6 +207,40 @@ def test_chat_joins_past_the_cap_are_refused_in_redis():
                   for a in apis)
     T.eq(refused, 3.0, "refusals counted")
 
+def test_a_refused_join_taken_back_does_not_undo_a_later_join_of_the_same_room():
+    """A join past the cap is refused by Redis after the gateway was told to join, so it is
+    taken back with a Leave. A client at the cap that joins room C (refused), leaves A and joins
+    C again before Redis answered the first join ended up out of C on its gateway, while Redis
+    listed it in C (the Leave of the refusal came after the second Join): pushes to C listed it
+    and never reached it (session 10's note). Now a refusal takes the join back only when no
+    later join of the same room by the connection is in flight: the last one decides. Redis is
+    paused (CLIENT PAUSE) while the three ops go in, so all three wait for its answers."""
+    r, apis, gws = cluster(napis=1, ngws=1, subset=1, api_extra=["--max-rooms-per-conn", "2"])
+
+    async def run():
+        c = await connect(gws[0], "racer")
+        for room in ("ra", "rb"):
+            await c.ws.send(json.dumps({"op": "join", "room": room}))
+        T.wait_until(lambda: [apis[0].http("GET", "/v1/rooms/" + k)[1].get("count")
+                              for k in ("ra", "rb")] == [1, 1], 5, what="in ra and rb")
+        r.cmd("CLIENT", "PAUSE", "300", "ALL")
+        for op, room in (("join", "rc"), ("leave", "ra"), ("join", "rc")):
+            await c.ws.send(json.dumps({"op": op, "room": room}))
+        errors = lambda: [json.loads(m) for m in c.got
+                          if m.startswith("{") and json.loads(m).get("op") == "error"]
+        await async_wait(lambda: len(errors()) >= 1, 5, "the first join of rc refused")
+        T.eq([(e.get("reason"), e.get("room")) for e in errors()], [("too_many_rooms", "rc")],
+             "refused")
+        T.wait_until(lambda: [apis[0].http("GET", "/v1/rooms/" + k)[1].get("count")
+                              for k in ("ra", "rb", "rc")] == [0, 1, 1], 5,
+                     what="Redis: in rb and rc")
+        st, js = apis[0].push(room="rc", data="to-rc")
+        T.eq((st, js.get("connections", js.get("gateways"))), (200, 1), "push to rc: %s" % js)
+        await async_wait(lambda: "to-rc" in c.got, 3, "the push to rc (the client is in it)")
+        await c.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+
+
 def test_killed_gateway_leaves_presence_within_ttl():
     r, apis, gws = cluster()
 
