@@ -85,7 +85,7 @@ static int flush_out(gw_up_t *u)
             log_warn("send to API node failed", "node=%s err=%s", u->name, p->sock.err);
             return -1;
         }
-        iovq_reset(q, 4 * WBUF_HIGH);
+        iovq_reset(q, OUT_KEEP);
     }
     set_epoll(u, false);
     dlv_flushed(p->d, upstream__now()); /* everything handed over reached the socket */
@@ -142,7 +142,7 @@ void upstream__close(gw_up_t *u, const char *why)
     }
     for (int i = 0; i < p->nstreams; i++)
         p->st[i].id = 0;
-    iovq_reset(&p->out, 4 * WBUF_HIGH);
+    iovq_reset(&p->out, OUT_KEEP);
     p->tstate = T_NONE;
     dlv_session_down(p->d, why, lost, upstream__now());
 }

@@ -23,6 +23,10 @@
 #define WBUF_HIGH 65536            /* gather nghttp2 output up to this before send(2) */
 #define MAX_DATA_FRAME (256 * 1024) /* largest DATA frame we send (on_read_length) */
 #define H2_FRAME_HD 9              /* HTTP/2 frame header (RFC 9113 §4.1) */
+/* What a flush keeps of the output queue's buffer: flush_out gathers up to WBUF_HIGH, and the
+ * frame that crosses it may be a whole DATA frame copied (TLS): kept, so that such a flush does
+ * not free the buffer for the next to make again (at most this per API node). */
+#define OUT_KEEP (4 * WBUF_HIGH + MAX_DATA_FRAME)
 #define STREAM_WINDOW (4 << 20)    /* per-stream receive window */
 #define CONN_WINDOW (64 << 20)     /* connection receive window */
 #define MAX_DOWNSTREAM (64 << 20)  /* largest Downstream message accepted */
