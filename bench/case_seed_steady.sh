@@ -14,7 +14,8 @@
 # (default 1; 3 with BENCH_MODE=full), alternating. For each run, once every
 # connection is up and 3 s have passed, the server's user and system CPU are sampled from
 # /proc over WINDOW seconds (default 10), and with SYSCALLS=1 `perf stat` counts its recvfrom,
-# sendto, epoll_wait, write and read calls and context switches over the same window.
+# sendto, sendmsg, epoll_wait, epoll_pwait2 (libuv's wait: the service threads), write and read
+# calls and context switches over the same window.
 # The round-trip p50/p99 and errors are ws-bench's over the whole run.
 # Prints one line per run, then the medians per variant; records the runs (make bench: the
 # default variants below, 1 round in short mode, 3 in full).
@@ -87,7 +88,7 @@ one_run() {
     s0=$(now_s)
     if [ "${SYSCALLS:-0}" = 1 ]; then
         perf=$WORK/perf.txt
-        perf stat -x, -p "$srv" -e 'syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write,syscalls:sys_enter_read,context-switches' \
+        perf stat -x, -p "$srv" -e 'syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait2,syscalls:sys_enter_write,syscalls:sys_enter_read,context-switches' \
             -o "$perf" -- sleep "$WINDOW" 2>/dev/null
     else
         sleep "$WINDOW"
