@@ -129,22 +129,7 @@ def measured_round_trips(gw, user, n, start, stop, pad=0):
     after the echo of the last (checked, in order), after a warm-up echo; start() is called
     before the first and stop(what start returned) after the last, also when one failed.
     Returns what stop did."""
-    async def client():
-        ws = await test_faults.connect(gw.url(user))
-        await ws.send("warm")
-        check(await asyncio.wait_for(ws.recv(), 20) == "warm", "warm-up echo")
-        began = start()
-        try:
-            for k in range(n):
-                m = "m%d " % k + "x" * pad
-                await ws.send(m)
-                got = await asyncio.wait_for(ws.recv(), 20)
-                check(got == m, "message %d: %r" % (k, got[:40]))
-        finally:
-            res = stop(began)
-        await ws.close()
-        return res
-    return test_faults.arun(client())
+    return echoed_bursts(gw, user, n, 1, pad, start, stop)
 
 
 def test_a_hosts_own_hand_offs_cost_no_wake_up_calls():
@@ -258,9 +243,10 @@ def test_a_writers_output_buffer_is_not_made_again_for_every_flush():
 
 
 def echoed_bursts(gw, user, bursts, k, pad, start, stop):
-    """A client of gw sends `bursts` bursts of k messages of `pad` bytes, each burst at once
-    and then its k echoes (checked, in order), after a warm-up echo; start() and stop(what
-    start returned) around them, as measured_round_trips. Returns what stop did."""
+    """A client of gw sends `bursts` bursts of k messages (each padded with `pad` bytes), each
+    burst at once and then its k echoes (checked, in order), after a warm-up echo; start() is
+    called before the first and stop(what start returned) after the last, also when one
+    failed. Returns what stop did."""
     async def client():
         ws = await test_faults.connect(gw.url(user), max_size=None)
         await ws.send("warm")
