@@ -193,10 +193,10 @@ static void on_write(void *ud, redisReply *reply)
         log_rl_error("redis refused a presence write", "error=\"%s\"", reply->str);
     if (w->kind == W_ROOM && b && reply) /* (NULL: the link went: b's gateway is rebuilt) */
         room_answered(b, (room_wctx_t *)w, reply); /* (its index write joins b first) */
-    if (b)
+    if (b) {
         join_done(b->cl, w);
-    if (b)
         cl__batch_write_done(b, ok, mismatch);
+    }
     free(w);
 }
 
