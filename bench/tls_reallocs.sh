@@ -4,8 +4,9 @@
 # with build/tests/liballoc_count.so. Prints the gateway's reallocations of 256 KiB or more and
 # both processes' CPU ticks over 5 s of it, and ws-bench's summary (bench/RESULTS.md #77).
 set -u
+BIN=$(cd "$1" && pwd) || exit 2 # (before the cd below: a relative BIN is the caller's)
+shift
 cd "$(dirname "$0")/.."
-BIN=$(cd "$1" && pwd); shift
 LIB=$PWD/build/tests/liballoc_count.so
 [ -f "$LIB" ] || { echo "no $LIB: run make" >&2; exit 2; }
 T=$(mktemp -d)
