@@ -27,12 +27,22 @@ SLOW = 4 if SANITIZE else 1
 _procs = []
 
 
+_given_ports = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A port that was free a moment ago (bind to 0, read it back, close)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port that was free a moment ago (bind to 0, read it back, close), and not one this
+    process was given before: two calls in a row could get the same port, since nothing holds
+    the first until its server binds it (CI, 2026-12-07: ws-api got one port for gRPC and
+    HTTP and exited)."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _given_ports:
+            break
+    _given_ports.add(port)
     return port
 
 
