@@ -73,14 +73,12 @@ static void on_bus(void *ud, const char *data, size_t len)
         gw[gl] = 0;
         p += 2 + ((size_t)p[0] << 8 | p[1]);
         api_stream_t *s = cl__local_stream(cl, gw);
-        const cl_gw_t *g = s || !first_hop ? NULL : cl__reg_find(cl, gw);
-        const char *alt = g ? pick_node(cl, g, NULL) : NULL;
         if (s)
             cluster_gateway_attached(cl, gw); /* (what was held for it goes first) */
         if (s && router_emit(cl->router, s, cmd) == ROUTER_OK) {
             metrics_inc(cl->m_forwarded);
-        } else if (alt && republish(cl, gw, alt, cmdp, cmdlen, BUS_FORWARDED) == 0) {
-            metrics_inc(cl->m_pub_retry); /* passed on once to a node that serves it */
+        } else if (!s && first_hop && cl__bus_pass_on(cl, gw, cmdp, cmdlen)) {
+            /* passed on once to a node that serves it */
         } else if (!s && cl__hold(cl, gw, cmdp, cmdlen, first_hop)) {
             /* the registry names us: the gateway has not reconnected here yet */
         } else {
