@@ -33,7 +33,11 @@
  *      shared presence a routed Close that fails alone that often is handed back (sent again
  *      through the next session or another node) up to 3 times before it is lost: a new
  *      session, which puts a node's own presence right (I2), does not clear a Close lost from
- *      the shared store (a resync only adds to it; test_gw_delivery_sim seed 20212).
+ *      the shared store (a resync only adds to it; test_gw_delivery_sim seed 20212). When it
+ *      is lost all the same, the gateway presents a new instance (renew_instance) and the
+ *      session ends: the next one binds a new presence token, under which the store holds
+ *      only what the resyncs bring, the live set (the simulator's nodes refuse some Closes
+ *      always to check it). Any lost Close ends the session (a node's own presence, I2).
  *   I5 Bytes queued and unreleased stay within replay_max_bytes plus one ring burst: the I/O
  *      layer stops taking events while dlv_full().
  *   I6 Liveness: while the node owes us something (response headers, acks, the session's
@@ -87,6 +91,10 @@ typedef struct dlv_io {
     void (*emit)(void *ud, int k, gw_cmd_t *cmd);
     /* Another node is usable: messages stranded here are handed back to go there. */
     bool (*others_usable)(void *ud);
+    /* A routed Close was lost (I4): the shared presence store keeps a client that left. The
+     * gateway's streams opened from now on must present a new instance (x-wsgw-instance),
+     * which makes the API rebuild its presence under a new token. */
+    void (*renew_instance)(void *ud);
 } dlv_io_t;
 
 typedef enum {
@@ -191,6 +199,7 @@ typedef struct dlv_stats {
     uint64_t resyncs;
     uint64_t pings, ping_timeouts;
     uint64_t splits;       /* batches split after repeated failures */
+    uint64_t renewals;     /* routed Closes lost: renew_instance called */
     uint64_t batches;      /* batches handed over whole */
     size_t queued;         /* bytes queued and unreleased now */
 } dlv_stats_t;

@@ -54,13 +54,25 @@ void dlv__append_batch(dstream_t *s, gw_batch_t *b)
     }
 }
 
-/* Kicks the client of a lost event (I1: its client is told). Takes e. */
+/* Kicks the client of a lost event (I1: its client is told). A lost Close leaves a client that
+ * left in the node's presence: the session ends (a new one resyncs it, I2), and when the
+ * presence is shared, in which no resync removes anything, the gateway renews its instance
+ * first, so the next session's bind rebuilds the store (I4). Takes e. */
 void dlv__lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const char *why)
 {
     int k = dlv__thread_of(d, e->conn_id);
     if (e->type == GW_EV_MESSAGE || e->routed) { /* (a routed Open/Close is counted as one) */
         d->stats.lost++;
         dlv__resolve(d, k, st, e->tno);
+    }
+    if (e->type == GW_EV_CLOSE) {
+        if (e->routed) {
+            d->stats.renewals++;
+            d->io.renew_instance(d->io.ud);
+        }
+        if (d->state != DLV_DOWN && d->state != DLV_CONNECTING && !d->want_disconnect)
+            d->want_disconnect = e->routed ? "a Close was lost: presence is rebuilt"
+                                           : "a Close was lost";
     }
     log_rl_warn("event lost toward API node: client told", "node=%s conn_id=%llu type=%d "
                 "seq=%llu reason=%s grpc_status=%d", d->cfg.name, (unsigned long long)e->conn_id,
@@ -265,11 +277,6 @@ void dlv__poison_sweep(dlv_t *d, dstream_t *s, int grpc_status, int64_t now)
             if (b->nmsgs)
                 d->stats.refused += b->nmsgs;
             if (nev > 0) {
-                if (h->type == GW_EV_CLOSE && d->state != DLV_DOWN && !d->want_disconnect) {
-                    /* the node keeps a client that left: only a new session (a resync)
-                     * puts its presence right (I2) */
-                    d->want_disconnect = "a Close failed repeatedly";
-                }
                 dlv__lose_event(d, s->idx, h, grpc_status, "refused by the API node repeatedly");
             } else if (b->nmsgs) {
                 d->stats.lost += b->nmsgs;

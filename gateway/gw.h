@@ -44,6 +44,9 @@ typedef struct gw {
     gw_link_t **links;        /* [nsvc * nup], immutable after start: gw_link() */
     uint16_t prefix;          /* conn_id prefix */
     char instance[17];        /* this process (hex), x-wsgw-instance: API nodes tell a restart */
+    _Atomic uint32_t instance_gen; /* raised by a writer that lost a routed Close (delivery.h
+                                 I4); streams opened after it say x-wsgw-instance INSTANCE.GEN,
+                                 so ws-api --redis rebuilds our presence under a new token */
     int64_t conn_cap;         /* effective connection cap (flag and fd limit) */
     _Atomic int draining;     /* main thread sets; everyone reads */
     _Atomic int64_t nconns;   /* open WebSocket connections; service threads add/sub */

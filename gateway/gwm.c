@@ -58,6 +58,11 @@ void gwm_init(void)
                                   "an API node at the start of a session.");
     gwm.splits = metrics_counter("wsgw_upstream_split_batches_total", NULL,
                                  "Batches split into one per event after failing repeatedly.");
+    gwm.presence_renewals = metrics_counter(
+        "wsgw_presence_renewals_total", NULL,
+        "A connection's Close lost toward API nodes that share presence (refused repeatedly): "
+        "the gateway presented a new x-wsgw-instance, so ws-api rebuilds its presence under a "
+        "new token instead of keeping the closed connection.");
     const char *sh = "Time per hop: ingress = client frame read to batch written to HTTP/2; "
                      "api = api_ns - gateway_ns; egress = command read from HTTP/2 to lws_write.";
     gwm.stage_ingress = metrics_histogram("wsgw_stage_seconds", "stage=\"ingress\"", sh,

@@ -17,6 +17,7 @@ typedef struct gw_metric_ids {
     int ping_timeouts;       /* wsgw_upstream_ping_timeouts_total */
     int resyncs;             /* wsgw_upstream_resyncs_total */
     int splits;              /* wsgw_upstream_split_batches_total */
+    int presence_renewals;   /* wsgw_presence_renewals_total: a routed Close lost (delivery.h I4) */
     int stage_ingress, stage_api, stage_egress; /* wsgw_stage_seconds{stage} */
     int rejected_503, rejected_404, rejected_400; /* wsgw_handshake_rejects_total{status} */
     int rejected_401, rejected_403, rejected_429;

@@ -484,6 +484,7 @@ int main(int argc, char **argv)
     g->prefix = (uint16_t)(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
     snprintf(g->instance, sizeof g->instance, "%016llx",
              (unsigned long long)gw_hash64(&seed, sizeof seed, h));
+    atomic_init(&g->instance_gen, 0);
     atomic_init(&g->draining, 0);
     atomic_init(&g->nconns, 0);
 

@@ -192,7 +192,7 @@ static bool io_open_stream(void *ud, int i)
 {
     gw_up_t *u = ud;
     gw_up_priv_t *p = u->priv;
-    char authority[320], bearer[1100], nstreams[16], prefix[8];
+    char authority[320], bearer[1100], nstreams[16], prefix[8], instance[32];
     if (u->unix_path[0])
         snprintf(authority, sizeof authority, "%s", u->tls_name[0] ? u->tls_name : u->host);
     else
@@ -201,6 +201,11 @@ static bool io_open_stream(void *ud, int i)
     snprintf(prefix, sizeof prefix, "%u", (unsigned)u->gw->prefix);
     snprintf(bearer, sizeof bearer, "Bearer %s", gw_cfg.gateway_token);
     snprintf(nstreams, sizeof nstreams, "%d", p->nstreams);
+    unsigned gen = atomic_load_explicit(&u->gw->instance_gen, memory_order_relaxed);
+    if (gen) /* (renewed: io_renew_instance) */
+        snprintf(instance, sizeof instance, "%s.%u", u->gw->instance, gen);
+    else
+        snprintf(instance, sizeof instance, "%s", u->gw->instance);
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
     nghttp2_nv hdrs[] = {
         NV(":method", "POST"),
@@ -215,7 +220,7 @@ static bool io_open_stream(void *ud, int i)
         /* we can send a connection's Open and Close to one node when presence is shared (the
          * answer's x-wsgw-presence); this process, and the prefix of its conn ids */
         NV("x-wsgw-presence", "shared"),
-        NV("x-wsgw-instance", u->gw->instance),
+        NV("x-wsgw-instance", instance),
         NV("x-wsgw-conn-prefix", prefix),
         NV("authorization", bearer),
     };
@@ -275,6 +280,17 @@ static bool io_others_usable(void *ud)
         if (i != u->idx && gw_node_up(u->gw, i))
             return true;
     return false;
+}
+
+/* A routed Close was lost (delivery.h I4): every writer's streams opened from now on present
+ * the instance renewed, and ws-api rebuilds this gateway's shared presence at the next bind. */
+static void io_renew_instance(void *ud)
+{
+    gw_up_t *u = ud;
+    unsigned gen = atomic_fetch_add(&u->gw->instance_gen, 1) + 1;
+    metrics_inc(gwm.presence_renewals);
+    log_rl_warn("a connection's Close was lost toward the API: shared presence is rebuilt "
+                "under a new instance", "node=%s instance=%s.%u", u->name, u->gw->instance, gen);
 }
 
 /* ---- Downstream ------------------------------------------------------------------------- */
@@ -481,5 +497,5 @@ int upstream__session_start(gw_up_t *u)
 dlv_io_t upstream__io(gw_up_t *u)
 {
     return (dlv_io_t){u, io_open_stream, io_resume_stream, io_ping, io_set_usable,
-                      upstream__emit_cmd, io_others_usable};
+                      upstream__emit_cmd, io_others_usable, io_renew_instance};
 }

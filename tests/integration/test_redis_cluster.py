@@ -656,4 +656,117 @@ def test_a_command_held_before_the_registry_is_read_for_a_gateway_not_ours_is_dr
         await c.ws.close()
     asyncio.get_event_loop().run_until_complete(run())
 
+
+class CloseRefusingRelay:
+    """A python3-grpcio Exchange server between the gateway and one ws-api: every stream is
+    relayed both ways with its x- headers, over one HTTP/2 connection to ws-api per gateway
+    connection (a new gateway session is a new ws-api session, as without the relay), except
+    that a batch carrying the Close of a connection of user `stuck` ends the stream with
+    INVALID_ARGUMENT instead: an API node that refuses that Close every time. Records the
+    x-wsgw-instance of every stream and the refusals."""
+
+    def __init__(self, target, stuck):
+        import grpc
+        import threading
+        self.grpc, self.target, self.stuck = grpc, target, stuck
+        self.lock = threading.Lock()
+        self.chans = {}
+        self.instances, self.stuck_conns, self.refusals = [], set(), 0
+        pb2, pb2_grpc = T.proto()
+        relay = self
+
+        class Servicer(pb2_grpc.ExchangeServicer):
+            def Stream(self, request_iterator, context):
+                return relay.stream(request_iterator, context)
+        self.server, self.port = T.grpc_exchange_server(Servicer(), workers=16)
+
+    def channel(self, peer):
+        with self.lock:
+            ch = self.chans.get(peer)
+            if ch is None:
+                for old in self.chans.values():  # that gateway session is over
+                    old.close()
+                self.chans = {}
+                ch = self.grpc.insecure_channel(
+                    self.target, options=[("grpc.use_local_subchannel_pool", 1)])
+                self.chans[peer] = ch
+            return ch
+
+    def stream(self, request_iterator, context):
+        import threading
+        md = [(k, v) for k, v in context.invocation_metadata() if k.startswith("x-")]
+        with self.lock:
+            self.instances.append(dict(md).get("x-wsgw-instance"))
+        refused = threading.Event()
+
+        def ups():
+            for up in request_iterator:
+                for ev in up.events:
+                    kind = ev.WhichOneof("kind")
+                    if kind == "open" and ev.user_id == self.stuck:
+                        self.stuck_conns.add(ev.conn_id)
+                    elif kind == "close" and ev.conn_id in self.stuck_conns:
+                        with self.lock:
+                            self.refusals += 1
+                        refused.set()
+                        return  # the request ends here: ws-api never sees this batch
+                yield up
+        call = T.proto()[1].ExchangeStub(self.channel(context.peer())).Stream(ups(), metadata=md)
+        try:
+            context.send_initial_metadata(call.initial_metadata())
+            for down in call:
+                yield down
+        except self.grpc.RpcError:
+            pass
+        if refused.is_set():
+            context.abort(self.grpc.StatusCode.INVALID_ARGUMENT, "this Close is refused")
+
+    def stop(self):
+        self.server.stop(0)
+        for ch in self.chans.values():
+            ch.close()
+
+
+def test_a_close_the_api_refuses_every_time_leaves_no_ghost_in_shared_presence():
+    """With --redis, a connection's Close goes to one node. When that node refuses it every
+    time (here a relay in front of ws-api), the gateway sends it again (3 rounds) and then
+    loses it: the closed connection stayed in shared presence for good, a ghost no resync
+    removes. Now the gateway presents a renewed x-wsgw-instance on its next session, ws-api
+    rebuilds its presence under a new token, and the ghost is gone: the user is offline, the
+    other user is still online (re-sent by the resync), wsgw_presence_renewals_total is 1."""
+    r = T.Redis()
+    api = T.Api(handler="echo", extra=["--redis", r.url, "--presence-heartbeat", HB,
+                                       "--presence-ttl", TTL, "--presence-grace", "500ms"])
+    relay = CloseRefusingRelay(api.grpc_addr, "stuck")
+    try:
+        gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
+                       extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
+                              "--drain-timeout", "1s"])
+
+        async def run():
+            a = await connect(gw, "stuck")
+            b = await connect(gw, "other")
+            T.wait_until(lambda: len(users_conns(api, "stuck")[1]) == 1, 5, what="stuck online")
+            T.wait_until(lambda: len(users_conns(api, "other")[1]) == 1, 5, what="other online")
+            first = relay.instances[0]
+            await a.ws.close()
+            T.wait_until(lambda: relay.refusals >= 1, 5, what="the Close refused")
+            t0 = time.monotonic()
+            T.wait_until(lambda: users_conns(api, "stuck") == (200, []), 30,
+                         what="the closed connection gone from shared presence")
+            print("the refused Close's connection left presence after %.1fs; %d refusals"
+                  % (time.monotonic() - t0, relay.refusals))
+            T.wait_until(lambda: len(users_conns(api, "other")[1]) == 1, 5,
+                         what="the live user online under the new token")
+            T.eq(T.parse_metric(gw.get("/metrics")[1], "wsgw_presence_renewals_total"), 1)
+            T.eq(relay.instances[-1], first + ".1", "the renewed instance")
+            T.check(relay.refusals >= 4, "sent again before it was lost: %d" % relay.refusals)
+            T.check(gw.proc_log_has("shared presence is rebuilt"), "a log line says so")
+            await b.ws.send("still here")
+            await async_wait(lambda: "still here" in b.got, 5, "echo after the rebuild")
+            await b.ws.close()
+        asyncio.get_event_loop().run_until_complete(run())
+    finally:
+        relay.stop()
+
 T.run(globals())

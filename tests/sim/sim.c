@@ -185,7 +185,8 @@ static int setup(sim_t *s)
             .backoff_min_ns = 20 * MS, .backoff_max_ns = 300 * MS,
             .gateway_id = "sim-gw", .name = names[u],
         };
-        dlv_io_t io = {w, io_open_stream, io_resume, io_ping, io_set_usable, io_emit, io_others};
+        dlv_io_t io = {w,       io_open_stream, io_resume, io_ping,
+                       io_set_usable, io_emit,  io_others, io_renew};
         if (!(w->d = dlv_new(&cfg, &io)))
             return -1;
         dlv_seed(w->d, s->rng ^ (uint64_t)u);
@@ -451,6 +452,7 @@ static void final_checks(sim_t *s)
         s->r->ping_timeouts += st->ping_timeouts;
         s->r->splits += st->splits;
         s->r->lost += st->lost;
+        s->r->renewals += st->renewals;
     }
     if (s->r->kicked_lost > s->r->lost)
         violate(s, "%llu messages never received, only %llu counted lost",

@@ -34,7 +34,10 @@ typedef struct sim_opts {
     int shared;                /* 1: the nodes share presence (ws-api --redis, gw.h): Opens and
                                   Closes are routed to one node like messages, and all nodes
                                   write one store (closed connections kept as tombstones, so a
-                                  late Open cannot bring one back); every node acks */
+                                  late Open cannot bring one back) under the gateway's token,
+                                  which a session that presents a new instance renews; every
+                                  node acks, and every node refuses the Close of a few
+                                  connections (as it would a poison message) */
 } sim_opts_t;
 
 typedef struct sim_result {
@@ -43,6 +46,8 @@ typedef struct sim_result {
     uint64_t messages, received, kicked_lost, conns, sessions, crashes, hangs, partitions,
         goaways, resets, poisons;
     uint64_t handed_back, resyncs, pings, ping_timeouts, splits, lost;
+    uint64_t renewals, rotations, mismatches; /* shared: instances renewed, tokens made anew,
+                                                 sessions a node ended for an old token */
 } sim_result_t;
 
 /* sim_run: one simulated run. Returns 0, or -1 with the first violation in r->violation. */

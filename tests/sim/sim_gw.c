@@ -201,6 +201,7 @@ static void client_open(sim_t *s, int k)
         return;
     }
     c->live = true;
+    c->refuse_close = s->o.shared && s->faults && pm(s, 20);
     s->conns[s->nconns++] = c;
     s->r->conns++;
     if (s->o.shared) { /* to one node, ahead of its messages (ws.c) */
@@ -311,6 +312,14 @@ void io_emit(void *ud, int k, gw_cmd_t *cmd)
     if (!gw_handoff_push(&link_of(w->sim, k, w->u)->down, cmd))
         w->cmd_ovf = true;
     w->touched[k] = true;
+}
+/* A routed Close was lost: the sessions opened from now on present the renewed instance
+ * (node_accept binds with it). */
+void io_renew(void *ud)
+{
+    swr_t *w = ud;
+    uint32_t gen = atomic_fetch_add(&w->sim->g.instance_gen, 1) + 1;
+    note(w->sim, "writer %d lost a Close: instance renewed (%u)", w->u, gen);
 }
 bool io_others(void *ud)
 {

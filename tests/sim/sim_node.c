@@ -51,7 +51,11 @@ static void pres_drop_session(snode_t *n, uint32_t sess)
 
 /* Shared presence (ws-api --redis, api/cluster_pres.c): one store; a Close leaves a tombstone
  * that refuses any later Open of that connection (read late by a zombie, or a resync Open that
- * raced with its Close on another node). */
+ * raced with its Close on another node). Both live under the gateway's token (api/cluster.c):
+ * a session binds the current one when it starts, or a new one when it presents another
+ * instance than the one that bound it, and then the store holds nothing (the old token's keys
+ * are no longer read); a write of a session bound to an older token is refused, and the node
+ * ends that session (as a heartbeat that finds another token does, node_run). */
 static bool tombed(const sim_t *s, uint64_t conn)
 {
     for (size_t i = 0; i < s->ntombs; i++)
@@ -65,6 +69,18 @@ pres_t *spres_find(sim_t *s, uint64_t conn)
         if (s->spres[i].conn == conn)
             return &s->spres[i];
     return NULL;
+}
+static void shared_bind(sim_t *s, snode_t *n)
+{
+    uint32_t inst = atomic_load(&s->g.instance_gen);
+    if (!s->tok || s->inst != inst) {
+        s->tok++;
+        s->inst = inst;
+        s->nspres = s->ntombs = 0;
+        s->r->rotations++;
+        note(s, "presence token %u (instance %u)", s->tok, inst);
+    }
+    n->tok = s->tok;
 }
 static void shared_open(sim_t *s, uint64_t conn)
 {
@@ -106,6 +122,29 @@ static int node_upstream(void *ud, const uint8_t *msg, size_t len)
     int rv = 0;
     for (size_t i = 0; i < up->n_events && rv == 0; i++) {
         const Wsgw__V1__Event *ev = up->events[i];
+        bool presence = ev->kind_case == WSGW__V1__EVENT__KIND_OPEN ||
+                        ev->kind_case == WSGW__V1__EVENT__KIND_CLOSE;
+        sconn_t *rc = s->o.shared && ev->kind_case == WSGW__V1__EVENT__KIND_CLOSE
+                          ? conn_by_id(s, ev->conn_id) : NULL;
+        if (rc && rc->refuse_close) { /* refused as a poison message is */
+            note(s, "node %d: refuses the Close of conn %llx%s", x->u,
+                 (unsigned long long)ev->conn_id, n->cur_zombie ? " (zombie)" : "");
+            if (!n->cur_zombie)
+                node_send(s, x->u, (frame_t){.type = F_CLOSE, .st = x->st,
+                                             .inst = x->ns->inst, .status = 8});
+            x->ns->open = false;
+            rv = -1;
+            break;
+        }
+        if (s->o.shared && presence && n->cur_tok != s->tok) {
+            /* nothing of the batch is acknowledged; the live session ends (node_process) */
+            if (!n->cur_zombie) {
+                n->mismatch = true;
+                x->ns->open = false;
+            }
+            rv = -1;
+            break;
+        }
         switch (ev->kind_case) {
         case WSGW__V1__EVENT__KIND_OPEN:
             if (s->o.verbose && ev->conn_id == s->trace_conn)
@@ -220,6 +259,8 @@ static void node_chunk(sim_t *s, int u, nstr_t *streams, chunk_t *c, bool zombie
     }
 }
 
+static void node_drop(sim_t *s, int u, const char *why);
+
 static void node_process(sim_t *s, int u)
 {
     snode_t *n = &s->n[u];
@@ -227,6 +268,7 @@ static void node_process(sim_t *s, int u)
         return;
     for (int z = 0; z < n->nzombies; z++) { /* what a stopped node read before it stopped */
         zombie_t *zb = &n->zombies[z];
+        n->cur_tok = zb->tok;
         while (zb->inbox.n) {
             chunk_t c = cq_pop(&zb->inbox);
             node_chunk(s, u, zb->st, &c, true, zb->sess);
@@ -244,10 +286,15 @@ static void node_process(sim_t *s, int u)
         n->settings_pending = false;
         node_send(s, u, (frame_t){.type = F_SETTINGS});
     }
-    while (n->inbox.n) {
+    n->cur_tok = n->tok;
+    while (n->inbox.n && !n->mismatch) {
         chunk_t c = cq_pop(&n->inbox);
         node_chunk(s, u, n->st, &c, false, n->sess);
         free(c.data);
+    }
+    if (n->mismatch) {
+        n->mismatch = false;
+        node_drop(s, u, "a write found another presence token");
     }
 }
 
@@ -261,6 +308,8 @@ void node_accept(sim_t *s, int u)
     n->settings_pending = true;
     for (int i = 0; i < MAXS; i++)
         n->st[i].open = false;
+    if (s->o.shared)
+        shared_bind(s, n);
     node_process(s, u);
 }
 
@@ -277,6 +326,7 @@ void node_conn_lost(sim_t *s, int u)
     if (n->hung && n->nzombies < 8) {
         zombie_t *zb = &n->zombies[n->nzombies++];
         zb->sess = n->sess;
+        zb->tok = n->tok;
         zb->inbox = n->inbox;
         memset(&n->inbox, 0, sizeof n->inbox);
         memcpy(zb->st, n->st, sizeof zb->st); /* decoders move with it */
@@ -292,6 +342,16 @@ void node_conn_lost(sim_t *s, int u)
     pres_drop_session(n, n->sess);
 }
 
+/* Node u ends the gateway's session (shared presence: its token is not current). */
+static void node_drop(sim_t *s, int u, const char *why)
+{
+    note(s, "node %d ends the session: %s", u, why);
+    s->r->mismatches++;
+    node_conn_lost(s, u);
+    fq_push(&s->w[u].in, (frame_t){.type = F_EOF});
+    s->w[u].woken = true;
+}
+
 /* Acks, faults, recovery. */
 void node_run(sim_t *s, int u)
 {
@@ -305,6 +365,8 @@ void node_run(sim_t *s, int u)
         n->hung = false;
         node_process(s, u);
     }
+    if (s->o.shared && n->session && !n->hung && !n->crashed && n->tok != s->tok && pm(s, 100))
+        node_drop(s, u, "a heartbeat found another presence token");
     if (s->faults && !n->crashed && pm(s, 4)) {
         uint32_t f = below(s, 6);
         if (f == 0 && n->mode == MODE_ACK) {

@@ -58,6 +58,7 @@ typedef struct sconn {
     gw_conn_t c; /* first: a gw_conn_t * is an sconn_t * */
     int k;
     bool live, kicked, paused;
+    bool refuse_close;   /* shared: every node refuses its Close (a poison Close) */
     uint64_t sent;       /* seqs 1..sent were created */
     uint64_t first_max;  /* highest seq first received by a live session */
     uint8_t *recv;       /* receipts per seq by live sessions (saturating) */
@@ -98,7 +99,7 @@ typedef struct nstr {
     uint64_t processed, acked;
 } nstr_t;
 
-typedef struct zombie { uint32_t sess; cq_t inbox; nstr_t st[MAXS]; } zombie_t;
+typedef struct zombie { uint32_t sess, tok; cq_t inbox; nstr_t st[MAXS]; } zombie_t;
 
 typedef struct pres { uint64_t conn; uint32_t sess; } pres_t;
 
@@ -127,6 +128,8 @@ typedef struct snode {
     size_t npres, cappres;
     bool cur_zombie;     /* the chunk being processed is a zombie's */
     uint32_t cur_sess;
+    uint32_t tok, cur_tok; /* shared: the token the session bound (of the chunk processed) */
+    bool mismatch;       /* shared: a write found another token: the node ends the session */
     nstr_t *cur_streams;
 } snode_t;
 
@@ -137,6 +140,7 @@ struct sim {
     size_t nspres, capspres;
     uint64_t *tombs;
     size_t ntombs, captombs;
+    uint32_t tok, inst;  /* the store's token (0: none yet) and the instance that bound it */
     sim_result_t *r;
     uint64_t rng;
     size_t bi;
@@ -227,6 +231,7 @@ void io_ping(void *ud);
 void io_set_usable(void *ud, bool usable);
 void io_emit(void *ud, int k, gw_cmd_t *cmd);
 bool io_others(void *ud);
+void io_renew(void *ud);
 void writer_run(sim_t *s, swr_t *w);
 
 /* sim_node.c */
