@@ -307,8 +307,8 @@ static void on_kicked(void *ud, int n)
     uint8_t *out = NULL;
     size_t outlen = 0;
     if (n < 0) {
-        bool away = n == PUSH_ERR_UNAVAILABLE || n == CLUSTER_ERR_UNAVAILABLE;
-        finish(a, away ? ST_UNAVAILABLE : ST_NOMEM, NULL, 0, away ? "redis unavailable" : "");
+        const char *away = push_err_away(n);
+        finish(a, away ? ST_UNAVAILABLE : ST_NOMEM, NULL, 0, away ? away : "");
         return;
     }
     Wsgw__V1__KickReply rep = WSGW__V1__KICK_REPLY__INIT;
@@ -321,8 +321,8 @@ static void on_members(void *ud, int status, const cl_member_t *m, size_t n)
 {
     actx_t *a = ud;
     if (status < 0) {
-        bool away = status == CLUSTER_ERR_UNAVAILABLE;
-        finish(a, away ? ST_UNAVAILABLE : ST_NOMEM, NULL, 0, away ? "redis unavailable" : "");
+        const char *away = push_err_away(status);
+        finish(a, away ? ST_UNAVAILABLE : ST_NOMEM, NULL, 0, away ? away : "");
         return;
     }
     Wsgw__V1__Connection *items = calloc(n ? n : 1, sizeof *items);

@@ -136,9 +136,17 @@ redis_script_t cl__room_script = {.text =
     "redis.call('HSET', KEYS[2], ARGV[2], out)\n"
     "return 1\n"};
 
-/* check: KEYS meta, conns; ARGV tok, conn... Returns one 0/1 per conn ({} : another token). */
+/* check: KEYS meta, conns; ARGV tok, conn... Returns one 0/1 per conn, or for all of them: {}
+ * no token (the gateway is gone); {-1} another token whose presence is still being re-sent
+ * (nobody can tell yet: the resync re-writes a live connection under it); {-2} another token
+ * whose presence is whole (a connection live is there, not under tok). */
 redis_script_t cl__check_script = {.text =
-    "if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return {} end\n"
+    "local tok = redis.call('HGET', KEYS[1], 'tok')\n"
+    "if not tok then return {} end\n"
+    "if tok ~= ARGV[1] then\n"
+    "  if redis.call('HGET', KEYS[1], 'syn') ~= tok then return {-1} end\n"
+    "  return {-2}\n"
+    "end\n"
     "local r = {}\n"
     "for i = 2, #ARGV do r[#r + 1] = redis.call('HEXISTS', KEYS[2], ARGV[i]) end\n"
     "return r\n"};

@@ -58,6 +58,9 @@ typedef struct cl_batch cl_batch_t;
 enum {
     CLUSTER_ERR_UNAVAILABLE = -1, /* Redis is away or presence is not whole: 503 / 14 */
     CLUSTER_ERR_NOMEM = -2,
+    /* a lookup found a gateway's presence being re-sent under a token newer than the one it
+     * was asked under (its registry read was older): 503 "presence resyncing" / 14 */
+    CLUSTER_ERR_RESYNCING = -3,
 };
 
 typedef struct cluster_cfg {

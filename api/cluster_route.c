@@ -36,6 +36,7 @@ typedef struct op {
     int pending;      /* lookups in flight (+1 while issuing) */
     int gateways;     /* from the room / all part */
     bool failed;
+    bool resyncing;   /* (failed:) a gateway's presence is being re-sent under a new token */
     /* what the registry did not know (a gateway that appeared within the last heartbeat):
      * looked at again once it was read afresh (once) */
     struct unk_user {
@@ -131,7 +132,7 @@ static void op_finish(op_t *op)
     cluster_t *cl = op->cl;
     int gateways = op->gateways;
     if (op->failed) {
-        op->done(op->ud, CLUSTER_ERR_UNAVAILABLE);
+        op->done(op->ud, op->resyncing ? CLUSTER_ERR_RESYNCING : CLUSTER_ERR_UNAVAILABLE);
         op_free(op);
         return;
     }
@@ -178,6 +179,28 @@ static void op_finish(op_t *op)
 
 static bool look_conn(op_t *op, const cl_gw_t *g, uint64_t conn);
 
+/* cl__check_script's answer for a token that is not the gateway's: -1 its presence is being
+ * re-sent under another (rebuilt: nobody can tell yet), -2 another whole one; 0 otherwise. */
+static int check_other_token(const redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer < 0)
+        return (int)r->element[0]->integer;
+    return 0;
+}
+
+/* A user's index entry under tok for gateway g, whose token in our registry read is another:
+ * either entry or read is older. While g's presence is not whole, nobody can tell (a resync
+ * re-writes the entries of live connections): the op answers "presence resyncing" as the
+ * readiness gate would have, had its read been newer. Returns true when it did. */
+static bool entry_uncertain(op_t *op, const cl_gw_t *g)
+{
+    if (g->synced)
+        return false;
+    op->failed = op->resyncing = true;
+    return true;
+}
+
 /* The registry was read again: what it did not know before. */
 static void op_retry(void *ud)
 {
@@ -185,8 +208,12 @@ static void op_retry(void *ud)
     cluster_t *cl = op->cl;
     for (size_t i = 0; i < op->nunk_u && !op->failed; i++) {
         const cl_gw_t *g = cl__reg_find(cl, op->unk_u[i].gw);
-        if (!g || strcmp(g->tok, op->unk_u[i].tok) != 0)
+        if (!g)
             continue;
+        if (strcmp(g->tok, op->unk_u[i].tok) != 0) {
+            entry_uncertain(op, g); /* (else the entry is older: not live) */
+            continue;
+        }
         part_t *p = part_for(op, g->id);
         if (!p || part_add_user(p, op->users[op->unk_u[i].user]) < 0)
             op->failed = true;
@@ -246,12 +273,16 @@ static void on_user(void *ud, redisReply *reply)
             memcpy(gw, v->str + CL_TOK_LEN, v->len - CL_TOK_LEN);
             gw[v->len - CL_TOK_LEN] = 0;
             const cl_gw_t *g = cl__reg_find(cl, gw);
-            if (!g && !op->waited) { /* new since the registry was read? */
+            bool other = g && memcmp(g->tok, v->str, CL_TOK_LEN) != 0;
+            if (other && entry_uncertain(op, g))
+                break;
+            if ((!g || other) && !op->waited) {
+                /* new since the registry was read, or a token newer than our read? */
                 if (unk_user(op, lk->user, gw, v->str) < 0)
                     op->failed = true;
                 continue;
             }
-            if (!g || memcmp(g->tok, v->str, CL_TOK_LEN) != 0)
+            if (!g || other)
                 continue; /* a dead or replaced token: not live */
             part_t *p = part_for(op, gw);
             if (!p || part_add_user(p, op->users[lk->user]) < 0)
@@ -266,8 +297,19 @@ static void on_conn(void *ud, redisReply *reply)
 {
     look_t *lk = ud;
     op_t *op = lk->op;
+    int other = check_other_token(reply);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         op->failed = true;
+    } else if (other == -1) {
+        op->failed = op->resyncing = true;
+    } else if (other == -2) {
+        /* the gateway has a token newer than our registry read: look again once it is read
+         * afresh (with that token) */
+        uint64_t *nc = op->waited ? NULL : realloc(op->unk_c, (op->nunk_c + 1) * sizeof *nc);
+        if (nc)
+            (op->unk_c = nc)[op->nunk_c++] = lk->conn;
+        else if (!op->waited)
+            op->failed = true;
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER &&
                reply->element[0]->integer == 1) {
@@ -437,6 +479,7 @@ typedef struct query {
     size_t nm, capm;
     int pending;
     bool failed;
+    bool resyncing;   /* (failed:) a gateway's presence is being re-sent under a new token */
 } query_t;
 
 typedef struct qlook {
@@ -471,7 +514,7 @@ static void query_put(query_t *q)
     if (--q->pending)
         return;
     if (q->failed)
-        q->fn(q->ud, CLUSTER_ERR_UNAVAILABLE, NULL, 0);
+        q->fn(q->ud, q->resyncing ? CLUSTER_ERR_RESYNCING : CLUSTER_ERR_UNAVAILABLE, NULL, 0);
     else
         q->fn(q->ud, 0, q->m, q->nm);
     query_free(q);
@@ -505,6 +548,8 @@ static void on_check(void *ud, redisReply *reply)
     qgroup_t *g = &q->g[ql->g];
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         q->failed = true;
+    } else if (check_other_token(reply) == -1) {
+        q->failed = q->resyncing = true; /* not known yet: the entries stay */
     } else {
         for (size_t j = 0; j < ql->n; j++) {
             size_t k = ql->off + j;

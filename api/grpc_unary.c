@@ -89,8 +89,8 @@ static int push_reply(int rv, const push_result_t *res, uint8_t **out, size_t *o
     *out = NULL;
     *outlen = 0;
     if (rv < 0) {
-        bool away = rv == PUSH_ERR_UNAVAILABLE || rv == CLUSTER_ERR_UNAVAILABLE;
-        *msg = away ? "redis unavailable" : "out of memory";
+        const char *away = push_err_away(rv);
+        *msg = away ? away : "out of memory";
         return away ? GRPC_UNAVAILABLE : GRPC_RESOURCE_EXHAUSTED;
     }
     Wsgw__V1__PushReply rep = WSGW__V1__PUSH_REPLY__INIT;

@@ -28,12 +28,23 @@ static void op_put(pub_op_t *op)
     free(op);
 }
 
+const char *push_err_away(int err)
+{
+    if (err == PUSH_ERR_UNAVAILABLE || err == CLUSTER_ERR_UNAVAILABLE)
+        return "redis unavailable";
+    if (err == PUSH_ERR_RESYNCING || err == CLUSTER_ERR_RESYNCING)
+        return "presence resyncing";
+    return NULL;
+}
+
 /* One part routed by the cluster: its gateway count (the push's is the most of any part). */
 static void on_part_routed(void *ud, int n)
 {
     pub_op_t *op = ud;
     if (n < 0 && op->rv == 0)
-        op->rv = n == CLUSTER_ERR_UNAVAILABLE ? PUSH_ERR_UNAVAILABLE : ROUTER_ERR_NOMEM;
+        op->rv = n == CLUSTER_ERR_UNAVAILABLE ? PUSH_ERR_UNAVAILABLE
+                 : n == CLUSTER_ERR_RESYNCING ? PUSH_ERR_RESYNCING
+                                              : ROUTER_ERR_NOMEM;
     else if (n > op->res.gateways)
         op->res.gateways = n;
     op_put(op);

@@ -48,11 +48,15 @@ int push_kick(router_t *r, const target_t *t, int code, const char *reason);
  * later. These work in either mode:
  *   push_publish_async: as push_publish; returns its result now without r->cl (done is not
  *     called), else PUSH_PENDING, and done(ud, rv, res) comes once every part went (rv 0, or
- *     PUSH_ERR_UNAVAILABLE: Redis failed meanwhile, or ROUTER_ERR_NOMEM; res is freed after
+ *     PUSH_ERR_UNAVAILABLE: Redis failed meanwhile, PUSH_ERR_RESYNCING: a target's gateway
+ *     turned out to be re-sending its presence, or ROUTER_ERR_NOMEM; res is freed after
  *     done returns), or PUSH_ERR_UNAVAILABLE now (Redis is away: 503).
  *   push_kick_async: the gateway count now (>= 0) without r->cl, else PUSH_PENDING and done(ud,
  *     gateways or an error), or an error now. */
-enum { PUSH_PENDING = 1 << 30, PUSH_ERR_UNAVAILABLE = -10 };
+enum { PUSH_PENDING = 1 << 30, PUSH_ERR_UNAVAILABLE = -10, PUSH_ERR_RESYNCING = -11 };
+/* push_err_away: for an error that means "not now" (503 with Retry-After, gRPC 14: Redis away,
+ * or a gateway's presence being re-sent; push.h's or cluster.h's), its reason; else NULL. */
+const char *push_err_away(int err);
 typedef void (*push_publish_fn)(void *ud, int rv, push_result_t *res);
 typedef void (*push_done_fn)(void *ud, int gateways);
 int push_publish_async(router_t *r, const target_t *t, const uint8_t *payload, size_t len,

@@ -170,8 +170,8 @@ static void respond_error(call_t *k, int status, const char *msg)
  * {"history":{"user:alice":{"offset":18,"epoch":"k3x9"}}}. */
 static void respond_pushed(call_t *k, int rv, const push_result_t *res)
 {
-    if (rv == PUSH_ERR_UNAVAILABLE || rv == CLUSTER_ERR_UNAVAILABLE) {
-        respond_503(k, "redis unavailable");
+    if (push_err_away(rv)) {
+        respond_503(k, push_err_away(rv));
         return;
     }
     if (rv < 0) {
@@ -197,8 +197,8 @@ static void respond_pushed(call_t *k, int rv, const push_result_t *res)
 /* The answer to a kick (the gateway count, or an error). */
 static void on_kicked_now(call_t *k, int n)
 {
-    if (n == PUSH_ERR_UNAVAILABLE || n == CLUSTER_ERR_UNAVAILABLE)
-        respond_503(k, "redis unavailable");
+    if (push_err_away(n))
+        respond_503(k, push_err_away(n));
     else if (n < 0)
         respond_error(k, 500, "out of memory");
     else
@@ -226,8 +226,8 @@ static void on_members(void *ud, int status, const cl_member_t *m, size_t n)
 {
     call_t *a = ud;
     if (status < 0) {
-        if (status == CLUSTER_ERR_UNAVAILABLE)
-            respond_503(a, "redis unavailable");
+        if (push_err_away(status))
+            respond_503(a, push_err_away(status));
         else
             respond_error(a, 500, "out of memory");
         call_free(a);

@@ -663,12 +663,13 @@ class CloseRefusingRelay:
     connection (a new gateway session is a new ws-api session, as without the relay), except
     that a batch carrying the Close of a connection of user `stuck` ends the stream with
     INVALID_ARGUMENT instead: an API node that refuses that Close every time. Records the
-    x-wsgw-instance of every stream and the refusals."""
+    x-wsgw-instance of every stream and the refusals. hold: a stream that presents another
+    instance than the first waits that long before it relays its first batch (the resync)."""
 
-    def __init__(self, target, stuck):
+    def __init__(self, target, stuck, hold=0):
         import grpc
         import threading
-        self.grpc, self.target, self.stuck = grpc, target, stuck
+        self.grpc, self.target, self.stuck, self.hold = grpc, target, stuck, hold
         self.lock = threading.Lock()
         self.chans = {}
         self.instances, self.stuck_conns, self.refusals = [], set(), 0
@@ -697,10 +698,14 @@ class CloseRefusingRelay:
         md = [(k, v) for k, v in context.invocation_metadata() if k.startswith("x-")]
         with self.lock:
             self.instances.append(dict(md).get("x-wsgw-instance"))
+            renewed = self.instances[-1] != self.instances[0]
         refused = threading.Event()
 
         def ups():
             for up in request_iterator:
+                if renewed and self.hold:
+                    time.sleep(self.hold)
+                    self.hold = 0
                 for ev in up.events:
                     kind = ev.WhichOneof("kind")
                     if kind == "open" and ev.user_id == self.stuck:
@@ -764,6 +769,61 @@ def test_a_close_the_api_refuses_every_time_leaves_no_ghost_in_shared_presence()
             T.check(gw.proc_log_has("shared presence is rebuilt"), "a log line says so")
             await b.ws.send("still here")
             await async_wait(lambda: "still here" in b.got, 5, "echo after the rebuild")
+            await b.ws.close()
+        asyncio.get_event_loop().run_until_complete(run())
+    finally:
+        relay.stop()
+
+
+def test_answers_while_a_gateways_presence_is_rebuilt_are_right_or_503():
+    """A gateway's presence re-sent under a new token (here after the renewal above; the same
+    for a gateway whose writes Redis missed): until the re-sent presence is whole, a node must
+    answer 503 "presence resyncing" or the truth, never "offline" for a connection that is
+    live. The relay holds the new session's resync 1.5 s; meanwhile the live user is asked for
+    and pushed to by its connection id and its user id, over and over, at the default heartbeat (1 s): the node
+    that made the new token knew of it at once, but its readiness followed its registry reads,
+    so until the next one it answered [] and {"gateways":0}."""
+    r = T.Redis()
+    api = T.Api(handler="echo", extra=["--redis", r.url, "--presence-grace", "500ms"])
+    relay = CloseRefusingRelay(api.grpc_addr, "stuck", hold=1.5)
+    try:
+        gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
+                       extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
+                              "--drain-timeout", "1s"])
+
+        async def run():
+            a = await connect(gw, "stuck")
+            b = await connect(gw, "other")
+            T.wait_until(lambda: len(users_conns(api, "other")[1]) == 1, 5, what="other online")
+            cid = api.conns_of("other")[0]
+            await a.ws.close()
+            T.wait_until(lambda: relay.refusals >= 1, 5, what="the Close refused")
+            seen, wrong = {}, []
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                st, js = api.http("GET", "/v1/users/other")
+                got = (st, len(js.get("connections", [])) if st == 200 else js.get("error"))
+                seen[got] = seen.get(got, 0) + 1
+                if got == (200, 0):
+                    wrong.append("users")
+                for kind, target in (("push", {"conn_ids": [str(cid)]}),
+                                     ("push user", {"user_ids": ["other"]})):
+                    st, js = api.push(data="p", **target)
+                    got = (kind, st, js.get("gateways") if st == 200 else js.get("error"))
+                    seen[got] = seen.get(got, 0) + 1
+                    if got == (kind, 200, 0):
+                        wrong.append(kind)
+                if len(relay.instances) > 1 and relay.hold == 0 and \
+                        users_conns(api, "stuck") == (200, []) and (200, 1) in seen and \
+                        api.http("GET", "/v1/users/other")[0] == 200:
+                    break
+                await asyncio.sleep(0.02)
+            print("answers while the presence was rebuilt:", seen)
+            T.eq(wrong, [], "answers that called a live connection offline")
+            T.check(any(k[0] == 503 or k[:2] == ("push", 503) for k in seen),
+                    "the rebuild was seen (503 presence resyncing)")
+            T.eq(users_conns(api, "stuck"), (200, []), "the ghost is gone")
+            T.eq(len(users_conns(api, "other")[1]), 1, "the live user online")
             await b.ws.close()
         asyncio.get_event_loop().run_until_complete(run())
     finally:
