@@ -51,11 +51,14 @@ int cl__key_room(char *out, const char *room)
  * shard. Connection values are netstrings: the user, then the rooms it joined. */
 
 /* hb: KEYS meta; ARGV mode (bind|beat|rotate), node, now_ms, ttl_ms, newtok, inst, prefix,
- * known tok ("*": rotate whatever it is). Returns {tok, made}. */
+ * known tok ("*": rotate whatever it is). Returns {tok, made, prev}: prev is the token the
+ * current one replaced ("" when it replaced none), whose connections' rooms the resync's
+ * Opens carry over (cl__open_script). */
 redis_script_t cl__hb_script = {.text =
     "local m = KEYS[1]\n"
     "local mode = ARGV[1]\n"
     "local tok = redis.call('HGET', m, 'tok')\n"
+    "local old = tok\n"
     "if tok and mode == 'rotate' and (ARGV[8] == '*' or tok == ARGV[8]) then tok = false end\n"
     "if tok and mode == 'bind' and ARGV[6] ~= '' then\n"
     "  local inst = redis.call('HGET', m, 'inst')\n"
@@ -66,6 +69,7 @@ redis_script_t cl__hb_script = {.text =
     "  tok = ARGV[5]\n"
     "  made = 1\n"
     "  redis.call('HSET', m, 'tok', tok, 'syn', '')\n"
+    "  if old then redis.call('HSET', m, 'prev', old) else redis.call('HDEL', m, 'prev') end\n"
     "end\n"
     "if mode == 'bind' and ARGV[6] ~= '' then redis.call('HSET', m, 'inst', ARGV[6]) end\n"
     "if mode == 'bind' and ARGV[7] ~= '' then redis.call('HSET', m, 'pfx', ARGV[7]) end\n"
@@ -78,10 +82,13 @@ redis_script_t cl__hb_script = {.text =
     "  end\n"
     "end\n"
     "redis.call('PEXPIRE', m, ARGV[4])\n"
-    "return {tok, made}\n"};
+    "return {tok, made, redis.call('HGET', m, 'prev') or ''}\n"};
 
-/* open: KEYS meta, conns, tomb(B-1), tomb(B), tomb(B+1); ARGV tok, conn, user. Returns 1
- * written, 0 another token, 2 closed already (a late Open: refused). Keeps the rooms. */
+/* open: KEYS meta, conns, tomb(B-1), tomb(B), tomb(B+1) [, conns of the token this one
+ * replaced]; ARGV tok, conn, user. Returns 1 written, 0 another token, 2 closed already (a
+ * late Open: refused). Keeps the rooms; a connection new under tok that the replaced token
+ * had takes its rooms over: then returns them (netstrings), for their index entries to be
+ * written under tok (a new token would otherwise drop the gateway's room listings). */
 redis_script_t cl__open_script = {.text =
     "if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 0 end\n"
     "for i = 3, 5 do\n"
@@ -89,12 +96,20 @@ redis_script_t cl__open_script = {.text =
     "end\n"
     "local v = #ARGV[3] .. ':' .. ARGV[3]\n"
     "local old = redis.call('HGET', KEYS[2], ARGV[2])\n"
+    "local carried = false\n"
+    "if not old and KEYS[6] then\n"
+    "  old = redis.call('HGET', KEYS[6], ARGV[2])\n"
+    "  carried = true\n"
+    "end\n"
+    "local rooms = ''\n"
     "if old then\n"
     "  local c = string.find(old, ':', 1, true)\n"
     "  local n = tonumber(string.sub(old, 1, c - 1))\n"
-    "  v = v .. string.sub(old, c + n + 1)\n"
+    "  rooms = string.sub(old, c + n + 1)\n"
+    "  v = v .. rooms\n"
     "end\n"
     "redis.call('HSET', KEYS[2], ARGV[2], v)\n"
+    "if carried and rooms ~= '' then return rooms end\n"
     "return 1\n"};
 
 /* close: KEYS meta, conns, tomb(B); ARGV tok, conn, tomb ttl s. Returns {1, value} or {0, ''}
@@ -277,7 +292,7 @@ static void on_bound(void *ud, redisReply *reply)
         cl__sess_put(cs);
         return;
     }
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len != CL_TOK_LEN) {
         char g[96];
         log_rl_warn("presence token not bound: retried", "gateway=%s error=%s",
@@ -288,6 +303,11 @@ static void on_bound(void *ud, redisReply *reply)
     }
     memcpy(cs->tok, reply->element[0]->str, CL_TOK_LEN);
     cs->tok[CL_TOK_LEN] = 0;
+    const redisReply *prev = reply->elements >= 3 ? reply->element[2] : NULL;
+    bool has_prev = prev && prev->type == REDIS_REPLY_STRING && prev->len == CL_TOK_LEN &&
+                    memcmp(prev->str, cs->tok, CL_TOK_LEN) != 0;
+    memcpy(cs->ptok, has_prev ? prev->str : "", has_prev ? CL_TOK_LEN : 0);
+    cs->ptok[has_prev ? CL_TOK_LEN : 0] = 0;
     cs->bound = true;
     char exp[24]; /* in the registry now, not at the next heartbeat: other nodes route to it */
     snprintf(exp, sizeof exp, "%llu", (unsigned long long)(wall_ms() + cl->cfg.ttl_ms));
@@ -467,7 +487,7 @@ static void on_beat(void *ud, redisReply *reply)
     beat_t *bt = ud;
     cl_sess_t *cs = bt->cs;
     cluster_t *cl = cs->cl;
-    if (cs->live && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+    if (cs->live && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
         reply->element[0]->type == REDIS_REPLY_STRING &&
         (reply->element[0]->len != CL_TOK_LEN ||
          memcmp(reply->element[0]->str, bt->tok, CL_TOK_LEN) != 0) &&
@@ -665,6 +685,10 @@ cluster_t *cluster_new(uv_loop_t *loop, redis_t *r, presence_t *pres, router_t *
     cl->m_stale_open = metrics_counter(
         "wsapi_cluster_stale_opens_total", NULL,
         "Opens refused because their connection had closed already (read late by a node).");
+    cl->m_rooms_carried = metrics_counter(
+        "wsapi_cluster_rooms_carried_total", NULL,
+        "Room memberships a connection re-sent under a gateway's new token took over from the "
+        "token it replaced (their room listing entries written again).");
     const char *th = "Gateway presence tokens: made (first heard of, or lost), mismatch (a "
                      "session found another token and was dropped), rotated (rebuilt after "
                      "Redis was away).";

@@ -35,6 +35,17 @@ typedef struct room_wctx {
 
 static void room_answered(cl_batch_t *b, room_wctx_t *rw, const redisReply *reply);
 
+/* A W_OPEN write: when its session's token replaced another (cs->ptok), the rooms the
+ * connection had under that one come back in the answer, and their index entries are then
+ * written under the new token (other hash tags: not in the script). */
+typedef struct open_wctx {
+    wctx_t w;
+    char conn[24];
+    char user[];
+} open_wctx_t;
+
+static void rooms_carried(cl_batch_t *b, open_wctx_t *ow, const redisReply *reply);
+
 static uint64_t join_hash(uint64_t conn_id, const char *room)
 {
     return hmap_hash_u64(conn_id ^ hmap_hash_str(room));
@@ -193,6 +204,8 @@ static void on_write(void *ud, redisReply *reply)
         log_rl_error("redis refused a presence write", "error=\"%s\"", reply->str);
     if (w->kind == W_ROOM && b && reply) /* (NULL: the link went: b's gateway is rebuilt) */
         room_answered(b, (room_wctx_t *)w, reply); /* (its index write joins b first) */
+    if (w->kind == W_OPEN && b && reply && reply->type == REDIS_REPLY_STRING)
+        rooms_carried(b, (open_wctx_t *)w, reply); /* (the same) */
     if (b) {
         join_done(b->cl, w);
         cl__batch_write_done(b, ok, mismatch);
@@ -302,8 +315,23 @@ void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user)
     cl__key_tomb(t1, cs->gw, cs->tok, bucket);
     cl__key_tomb(t2, cs->gw, cs->tok, bucket + 1);
     snprintf(conn, sizeof conn, "%llu", (unsigned long long)conn_id);
-    const char *argv[] = {meta, conns, t0, t1, t2, cs->tok, conn, user ? user : ""};
-    issue(b, W_OPEN, &cl__open_script, 5, 8, argv, NULL);
+    size_t ulen = user ? strlen(user) : 0;
+    open_wctx_t *ow = (open_wctx_t *)wctx_sized(b, W_OPEN, sizeof *ow + ulen + 1);
+    if (!ow) {
+        cl__mark_dirty(cs);
+        return;
+    }
+    memcpy(ow->conn, conn, sizeof conn);
+    memcpy(ow->user, user ? user : "", ulen + 1);
+    char prev[CL_KEY_MAX];
+    bool carry = cs->ptok[0] && cl__key_conns(prev, cs->gw, cs->ptok) > 0;
+    const char *argv[] = {meta, conns, t0, t1, t2, prev, cs->tok, conn, user ? user : ""};
+    if (!carry) { /* (no sixth key) */
+        argv[5] = cs->tok;
+        argv[6] = conn;
+        argv[7] = user ? user : "";
+    }
+    issue_w(b, &ow->w, W_OPEN, &cl__open_script, carry ? 6 : 5, carry ? 9 : 8, argv, NULL);
     if (user_ok(user)) {
         char key[CL_KEY_MAX], val[CL_KEY_MAX];
         cl__key_user(key, user);
@@ -383,6 +411,35 @@ void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char 
     snprintf(max, sizeof max, "%zu", max_rooms);
     const char *argv[] = {meta, conns, cs->tok, rw->conn, room, join ? "1" : "0", max};
     issue_w(b, &rw->w, W_ROOM, &cl__room_script, 2, 7, argv, NULL);
+}
+
+/* The open script carried rooms over from the replaced token (on_write, before b counts the
+ * answer): their index entries, under b's token. reply: the rooms, netstrings. */
+static void rooms_carried(cl_batch_t *b, open_wctx_t *ow, const redisReply *reply)
+{
+    if (!can_write(b))
+        return;
+    char val[2 * CL_KEY_MAX];
+    size_t vl = index_value(val, sizeof val, b->cs, ow->user, true);
+    size_t n = 0;
+    for (size_t i = 0; i < reply->len;) {
+        const char *c = memchr(reply->str + i, ':', reply->len - i);
+        char *end;
+        unsigned long len = c ? strtoul(reply->str + i, &end, 10) : 0;
+        if (!c || end != c || len == 0 || len > CL_ID_MAX ||
+            len > reply->len - (size_t)(c + 1 - reply->str))
+            break; /* (the script writes what it read: not from a client) */
+        char room[CL_ID_MAX + 1], key[CL_KEY_MAX];
+        memcpy(room, c + 1, len);
+        room[len] = 0;
+        cl__key_room(key, room);
+        const char *hv[] = {"HSET", key, ow->conn, val};
+        size_t hl[] = {4, strlen(key), strlen(ow->conn), vl};
+        issue(b, W_INDEX, NULL, 0, 4, hv, hl);
+        n++;
+        i = (size_t)(c + 1 - reply->str) + len;
+    }
+    metrics_add(b->cl->m_rooms_carried, n);
 }
 
 /* The room script answered (on_write, before b counts the answer): the index write follows a

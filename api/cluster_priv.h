@@ -28,6 +28,7 @@ struct cl_sess {
     char inst[40];             /* x-wsgw-instance ("" unknown) */
     char prefix[8];            /* x-wsgw-conn-prefix ("" unknown) */
     char tok[CL_TOK_LEN + 1];  /* the bound token ("" before, or when bound offline) */
+    char ptok[CL_TOK_LEN + 1]; /* the token tok replaced ("" none): cl__open_script */
     bool bound, binding, live;
     bool offline;              /* bound while Redis was away: its gateway is dirty */
     int refs;                  /* callbacks in flight that hold it (freed at 0 once ended) */
@@ -143,6 +144,7 @@ struct cluster {
     bool last_ready;
     uint64_t rng;
     int m_writes, m_write_fail, m_stale_open, m_tok_made, m_tok_mismatch, m_tok_rotated;
+    int m_rooms_carried;
     int m_forwarded, m_fwd_lost, m_published, m_pub_retry, m_reaped, m_held, m_gateways;
     int m_sessions, m_lookups, m_bq_reread, m_cmd_held, m_holding;
 };

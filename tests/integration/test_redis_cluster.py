@@ -829,4 +829,45 @@ def test_answers_while_a_gateways_presence_is_rebuilt_are_right_or_503():
     finally:
         relay.stop()
 
+
+def test_room_listings_survive_a_rebuild_of_a_gateways_presence():
+    """Rooms live on the gateways, and Redis lists their members for GET /v1/rooms and
+    RoomPresence under the gateway's token. A new token (the renewal above, or Redis that
+    missed writes) dropped every listing of that gateway's members: they were still in their
+    rooms, but listed nowhere until they joined again. Now a connection re-sent under the new
+    token takes its rooms over from the token it replaced: after the rebuild the live member
+    is listed in both its rooms, the closed one in none."""
+    r = T.Redis()
+    api = T.Api(handler="chat", extra=["--redis", r.url, "--presence-heartbeat", HB,
+                                       "--presence-ttl", TTL, "--presence-grace", "500ms"])
+    relay = CloseRefusingRelay(api.grpc_addr, "stuck")
+
+    def listed(room):
+        st, js = api.http("GET", "/v1/rooms/" + room)
+        return sorted(m["user_id"] for m in js.get("members", [])) if st == 200 else None
+    try:
+        gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
+                       extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
+                              "--drain-timeout", "1s"])
+
+        async def run():
+            a = await connect(gw, "stuck", room="r1")
+            b = await connect(gw, "other", room="r1")
+            await b.ws.send(json.dumps({"op": "join", "room": "r2"}))
+            T.wait_until(lambda: listed("r1") == ["other", "stuck"] and listed("r2") == ["other"],
+                         5, what="both listed")
+            await a.ws.close()
+            T.wait_until(lambda: users_conns(api, "stuck") == (200, []), 30,
+                         what="the closed connection gone from shared presence")
+            T.wait_until(lambda: len(users_conns(api, "other")[1]) == 1, 5,
+                         what="the live user online under the new token")
+            T.eq(T.parse_metric(gw.get("/metrics")[1], "wsgw_presence_renewals_total"), 1)
+            T.wait_until(lambda: listed("r1") == ["other"] and listed("r2") == ["other"], 3,
+                         what="the live member listed in its rooms under the new token")
+            T.eq(metric(api, "wsapi_cluster_rooms_carried_total"), 2, "rooms carried over")
+            await b.ws.close()
+        asyncio.get_event_loop().run_until_complete(run())
+    finally:
+        relay.stop()
+
 T.run(globals())
