@@ -53,6 +53,11 @@ def connected_nodes(gw):
                if l.startswith("wsgw_upstream_connected{"))
 
 
+def room_users(api, room):
+    st, js = api.http("GET", "/v1/rooms/" + room)
+    return sorted(m["user_id"] for m in js.get("members", [])) if st == 200 else None
+
+
 def metric(api, name, labels=None):
     return T.parse_metric(api.http("GET", "/metrics")[1], name, labels)
 
@@ -352,18 +357,30 @@ def test_redis_down_then_back():
         T.eq((st, js["gateways"]), (200, 2))
         await asyncio.sleep(0.3)
         T.check("back" in c0.got and "back" in c2.got)
-        # Redis stopped (SIGSTOP: up but silent): 503 after --redis-timeout, back after
+        await c0.ws.send(json.dumps({"op": "join", "room": "rp"}))
+        T.wait_until(lambda: room_users(apis[1], "rp") == ["p"], 5, what="p listed in rp")
+        # Redis stopped (SIGSTOP: up but silent): 503 after --redis-timeout, back after; a
+        # client that connects meanwhile to p's gateway makes its node miss a write, so that
+        # gateway gets a new token once Redis answers again
         r.pause()
         try:
             T.wait_until(lambda: apis[1].push(all=True, data="x")[0] == 503, 5,
                          what="503 while Redis does not answer")
+            c3 = await connect(gws[0], "late")
+            await asyncio.sleep(0.8)
         finally:
             r.resume()
         T.wait_until(lambda: apis[1].push(user_ids=["p"], data="again")[0] == 200, 10,
                      what="pushes again after SIGCONT")
         await asyncio.sleep(0.3)
         T.check("again" in c0.got)
-        for c in (c0, c2):
+        T.wait_until(lambda: len(users_conns(apis[1], "late")[1]) == 1, 10,
+                     what="the late client in presence (its gateway's presence rebuilt)")
+        T.check(sum(metric(a, "wsapi_cluster_token_events_total", {"event": "rotated"})
+                    for a in apis) >= 1, "a new token for the gateway whose write was missed")
+        # its room listing survives the new token (before, rp listed nobody from then on)
+        T.wait_until(lambda: room_users(apis[1], "rp") == ["p"], 3, what="p still listed in rp")
+        for c in (c0, c2, c3):
             await c.ws.close()
     asyncio.get_event_loop().run_until_complete(run())
     for a in apis:
@@ -843,8 +860,7 @@ def test_room_listings_survive_a_rebuild_of_a_gateways_presence():
     relay = CloseRefusingRelay(api.grpc_addr, "stuck")
 
     def listed(room):
-        st, js = api.http("GET", "/v1/rooms/" + room)
-        return sorted(m["user_id"] for m in js.get("members", [])) if st == 200 else None
+        return room_users(api, room)
     try:
         gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
                        extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
