@@ -362,12 +362,16 @@ def test_redis_down_then_back():
         # Redis stopped (SIGSTOP: up but silent): 503 after --redis-timeout, back after; a
         # client that connects meanwhile to p's gateway makes its node miss a write, so that
         # gateway gets a new token once Redis answers again
+        def opens():
+            return sum(metric(a, "wsapi_events_total", {"kind": "open"}) for a in apis)
         r.pause()
         try:
             T.wait_until(lambda: apis[1].push(all=True, data="x")[0] == 503, 5,
                          what="503 while Redis does not answer")
+            opens_before = opens()
             c3 = await connect(gws[0], "late")
-            await asyncio.sleep(0.8)
+            T.wait_until(lambda: opens() > opens_before, 5, what="the late client's Open read")
+            await asyncio.sleep(0.7)  # (its write, if it was queued, past --redis-timeout)
         finally:
             r.resume()
         T.wait_until(lambda: apis[1].push(user_ids=["p"], data="again")[0] == 200, 10,
