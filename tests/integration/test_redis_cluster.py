@@ -753,6 +753,20 @@ class CloseRefusingRelay:
             ch.close()
 
 
+def behind_relay(handler="echo", hold=0, api_extra=()):
+    """Redis, one ws-api --redis, a CloseRefusingRelay (user "stuck") in front of it, and a
+    gateway g1 through the relay (one stream, 2 attempts: a refused Close is lost in about a
+    second). Returns (api, relay, gw); relay.stop() at the end."""
+    r = T.Redis()
+    api = T.Api(handler=handler, extra=["--redis", r.url, "--presence-grace", "500ms"]
+                + list(api_extra))
+    relay = CloseRefusingRelay(api.grpc_addr, "stuck", hold=hold)
+    gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
+                   extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
+                          "--drain-timeout", "1s"])
+    return api, relay, gw
+
+
 def test_a_close_the_api_refuses_every_time_leaves_no_ghost_in_shared_presence():
     """With --redis, a connection's Close goes to one node. When that node refuses it every
     time (here a relay in front of ws-api), the gateway sends it again (3 rounds) and then
@@ -760,14 +774,8 @@ def test_a_close_the_api_refuses_every_time_leaves_no_ghost_in_shared_presence()
     removes. Now the gateway presents a renewed x-wsgw-instance on its next session, ws-api
     rebuilds its presence under a new token, and the ghost is gone: the user is offline, the
     other user is still online (re-sent by the resync), wsgw_presence_renewals_total is 1."""
-    r = T.Redis()
-    api = T.Api(handler="echo", extra=["--redis", r.url, "--presence-heartbeat", HB,
-                                       "--presence-ttl", TTL, "--presence-grace", "500ms"])
-    relay = CloseRefusingRelay(api.grpc_addr, "stuck")
+    api, relay, gw = behind_relay(api_extra=["--presence-heartbeat", HB, "--presence-ttl", TTL])
     try:
-        gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
-                       extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
-                              "--drain-timeout", "1s"])
 
         async def run():
             a = await connect(gw, "stuck")
@@ -801,16 +809,11 @@ def test_answers_while_a_gateways_presence_is_rebuilt_are_right_or_503():
     for a gateway whose writes Redis missed): until the re-sent presence is whole, a node must
     answer 503 "presence resyncing" or the truth, never "offline" for a connection that is
     live. The relay holds the new session's resync 1.5 s; meanwhile the live user is asked for
-    and pushed to by its connection id and its user id, over and over, at the default heartbeat (1 s): the node
-    that made the new token knew of it at once, but its readiness followed its registry reads,
-    so until the next one it answered [] and {"gateways":0}."""
-    r = T.Redis()
-    api = T.Api(handler="echo", extra=["--redis", r.url, "--presence-grace", "500ms"])
-    relay = CloseRefusingRelay(api.grpc_addr, "stuck", hold=1.5)
+    and pushed to by its connection id and its user id, over and over, at the default heartbeat
+    (1 s): the node that made the new token knew of it at once, but its readiness followed its
+    registry reads, so until the next one it answered [] and {"gateways":0}."""
+    api, relay, gw = behind_relay(hold=1.5)
     try:
-        gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
-                       extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
-                              "--drain-timeout", "1s"])
 
         async def run():
             a = await connect(gw, "stuck")
@@ -858,17 +861,12 @@ def test_room_listings_survive_a_rebuild_of_a_gateways_presence():
     rooms, but listed nowhere until they joined again. Now a connection re-sent under the new
     token takes its rooms over from the token it replaced: after the rebuild the live member
     is listed in both its rooms, the closed one in none."""
-    r = T.Redis()
-    api = T.Api(handler="chat", extra=["--redis", r.url, "--presence-heartbeat", HB,
-                                       "--presence-ttl", TTL, "--presence-grace", "500ms"])
-    relay = CloseRefusingRelay(api.grpc_addr, "stuck")
+    api, relay, gw = behind_relay("chat", api_extra=["--presence-heartbeat", HB,
+                                                     "--presence-ttl", TTL])
 
     def listed(room):
         return room_users(api, room)
     try:
-        gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
-                       extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
-                              "--drain-timeout", "1s"])
 
         async def run():
             a = await connect(gw, "stuck", room="r1")

@@ -108,6 +108,18 @@ static void shared_close(sim_t *s, uint64_t conn)
 
 typedef struct up_ctx { sim_t *s; int u, st; nstr_t *ns; } up_ctx_t;
 
+/* The node fails the stream of x for a bad event (gRPC status 8, non-retryable; a zombie
+ * sends nothing any more). Returns -1: stop the stream. */
+static int node_refuse(up_ctx_t *x)
+{
+    snode_t *n = &x->s->n[x->u];
+    if (!n->cur_zombie)
+        node_send(x->s, x->u, (frame_t){.type = F_CLOSE, .st = x->st, .inst = x->ns->inst,
+                                        .status = 8});
+    x->ns->open = false;
+    return -1;
+}
+
 /* One Upstream message processed by node u on stream st. Returns -1 to stop the stream. */
 static int node_upstream(void *ud, const uint8_t *msg, size_t len)
 {
@@ -129,11 +141,7 @@ static int node_upstream(void *ud, const uint8_t *msg, size_t len)
         if (rc && rc->refuse_close) { /* refused as a poison message is */
             note(s, "node %d: refuses the Close of conn %llx%s", x->u,
                  (unsigned long long)ev->conn_id, n->cur_zombie ? " (zombie)" : "");
-            if (!n->cur_zombie)
-                node_send(s, x->u, (frame_t){.type = F_CLOSE, .st = x->st,
-                                             .inst = x->ns->inst, .status = 8});
-            x->ns->open = false;
-            rv = -1;
+            rv = node_refuse(x);
             break;
         }
         if (s->o.shared && presence && n->cur_tok != s->tok) {
@@ -175,11 +183,7 @@ static int node_upstream(void *ud, const uint8_t *msg, size_t len)
                 note(s, "node %d: poison conn %llx seq %llu%s", x->u,
                      (unsigned long long)ev->conn_id, (unsigned long long)ev->message->seq,
                      n->cur_zombie ? " (zombie)" : "");
-                if (!n->cur_zombie)
-                    node_send(s, x->u, (frame_t){.type = F_CLOSE, .st = x->st,
-                                                 .inst = x->ns->inst, .status = 8});
-                x->ns->open = false;
-                rv = -1;
+                rv = node_refuse(x);
             }
             break;
         }
