@@ -49,6 +49,7 @@ typedef struct gw_config {
     int64_t upstream_connect_timeout_us;
     int64_t upstream_headers_timeout_us; /* no response headers: a stream without acks */
     int64_t upstream_max_attempts;       /* failures of a batch before it is split, then lost */
+    int64_t presence_renew_interval_us;  /* between two instance renewals (delivery.h I4) */
     int64_t max_upstreams;
     int64_t upstream_subset;             /* subset.h: API nodes to connect to (0: all) */
     int64_t upstream_subset_fallback_us; /* a chosen node down this long: the next one too */

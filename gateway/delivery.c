@@ -618,9 +618,27 @@ static void headers_deadline(dlv_t *d, dstream_t *s, int64_t now)
         dlv__release_sent(d, s, 0);
 }
 
+/* I4: the renewal a lost routed Close asked for, once renew_interval has passed since the
+ * last: the instance first, then the session ends, so the next one binds a new token. (While
+ * connecting, the streams are not open yet: they present the new instance.) */
+static void renew_due(dlv_t *d, int64_t now)
+{
+    if (!d->renew_pending || (d->renew_last && now - d->renew_last < d->cfg.renew_interval_ns))
+        return;
+    d->renew_pending = false;
+    d->renew_last = now;
+    d->stats.renewals++;
+    d->io.renew_instance(d->io.ud);
+    if (d->state != DLV_DOWN && d->state != DLV_CONNECTING && !d->want_disconnect)
+        d->want_disconnect = "a Close was lost: presence is rebuilt";
+}
+
+bool dlv_renewal_pending(const dlv_t *d) { return d->renew_pending; }
+
 void dlv_tick(dlv_t *d, int64_t now)
 {
     d->now = now;
+    renew_due(d, now);
     switch (d->state) {
     case DLV_CONNECTING:
         if (now >= d->connect_deadline && !d->want_disconnect)
@@ -649,19 +667,21 @@ static int64_t earliest(int64_t a, int64_t b)
 
 int64_t dlv_next_timer(const dlv_t *d)
 {
-    int64_t t = 0;
+    int64_t t = !d->renew_pending ? 0
+                : d->renew_last   ? d->renew_last + d->cfg.renew_interval_ns
+                                  : 1; /* (at once) */
     switch (d->state) {
     case DLV_DOWN:
-        return d->connect_at ? d->connect_at : 1;
+        return earliest(t, d->connect_at ? d->connect_at : 1);
     case DLV_CONNECTING:
-        return d->connect_deadline;
+        return earliest(t, d->connect_deadline);
     default:
         break;
     }
     if (d->ping_out)
-        t = d->ping_at + d->cfg.ping_timeout_ns;
+        t = earliest(t, d->ping_at + d->cfg.ping_timeout_ns);
     else if (d->ping_interval && owed(d))
-        t = d->last_rx + d->ping_interval;
+        t = earliest(t, d->last_rx + d->ping_interval);
     for (int i = 0; i < d->cfg.nstreams; i++) {
         const dstream_t *s = &d->st[i];
         if (s->open && s->mode == MODE_UNKNOWN &&

@@ -37,7 +37,9 @@
  *      is lost all the same, the gateway presents a new instance (renew_instance) and the
  *      session ends: the next one binds a new presence token, under which the store holds
  *      only what the resyncs bring, the live set (the simulator's nodes refuse some Closes
- *      always to check it). Any lost Close ends the session (a node's own presence, I2).
+ *      always to check it). Each renewal makes the API rebuild all of the gateway's presence,
+ *      so a node renews at most once per renew_interval: Closes lost meanwhile wait for the
+ *      next one. Any other lost Close ends the session at once (a node's own presence, I2).
  *   I5 Bytes queued and unreleased stay within replay_max_bytes plus one ring burst: the I/O
  *      layer stops taking events while dlv_full().
  *   I6 Liveness: while the node owes us something (response headers, acks, the session's
@@ -71,6 +73,7 @@ typedef struct dlv_cfg {
     int64_t connect_timeout_ns;
     int64_t headers_timeout_ns;
     int64_t backoff_min_ns, backoff_max_ns; /* reconnect and stream reopen backoff */
+    int64_t renew_interval_ns; /* at least this long between two renewals (I4; 0: no wait) */
     const char *gateway_id;    /* Open.gateway_id */
     const char *name;          /* node name for logs */
 } dlv_cfg_t;
@@ -185,6 +188,8 @@ void dlv_flush_events(dlv_t *d, int64_t now);
 bool dlv_full(const dlv_t *d);
 /* dlv_idle: nothing queued, unsent or unreleased. */
 bool dlv_idle(const dlv_t *d);
+/* dlv_renewal_pending: a lost routed Close waits for renew_interval to renew (I4). */
+bool dlv_renewal_pending(const dlv_t *d);
 /* dlv_resolved_take: the Message counts resolved since the last call, per (thread k, stream):
  * calls fn for each non-zero one and zeroes it. Call only once the commands emitted before
  * are in the rings (a handback must be found by the thread that sees the count). */

@@ -66,6 +66,8 @@ struct dlv {
     int64_t ping_proof;       /* when the last answered PING was sent */
     bool ping_out, out_blocked, flushed;
     const char *want_disconnect;
+    bool renew_pending;        /* a routed Close was lost: renew_due renews (I4) */
+    int64_t renew_last;        /* the last renewal (0: none yet) */
     /* handback and resolved counts */
     gw_event_t **hb_head, **hb_tail; /* [nsvc] */
     uint32_t *hb_sent, *hb_seen;     /* [nsvc] Reroute numbers emitted / re-sent (markers) */

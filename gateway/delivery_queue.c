@@ -57,7 +57,8 @@ void dlv__append_batch(dstream_t *s, gw_batch_t *b)
 /* Kicks the client of a lost event (I1: its client is told). A lost Close leaves a client that
  * left in the node's presence: the session ends (a new one resyncs it, I2), and when the
  * presence is shared, in which no resync removes anything, the gateway renews its instance
- * first, so the next session's bind rebuilds the store (I4). Takes e. */
+ * first, so the next session's bind rebuilds the store (I4: renew_due, at the next tick or
+ * once renew_interval has passed since the last). Takes e. */
 void dlv__lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const char *why)
 {
     int k = dlv__thread_of(d, e->conn_id);
@@ -65,15 +66,11 @@ void dlv__lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const cha
         d->stats.lost++;
         dlv__resolve(d, k, st, e->tno);
     }
-    if (e->type == GW_EV_CLOSE) {
-        if (e->routed) {
-            d->stats.renewals++;
-            d->io.renew_instance(d->io.ud);
-        }
-        if (d->state != DLV_DOWN && d->state != DLV_CONNECTING && !d->want_disconnect)
-            d->want_disconnect = e->routed ? "a Close was lost: presence is rebuilt"
-                                           : "a Close was lost";
-    }
+    if (e->type == GW_EV_CLOSE && e->routed)
+        d->renew_pending = true;
+    else if (e->type == GW_EV_CLOSE && d->state != DLV_DOWN && d->state != DLV_CONNECTING &&
+             !d->want_disconnect)
+        d->want_disconnect = "a Close was lost";
     log_rl_warn("event lost toward API node: client told", "node=%s conn_id=%llu type=%d "
                 "seq=%llu reason=%s grpc_status=%d", d->cfg.name, (unsigned long long)e->conn_id,
                 e->type, (unsigned long long)e->seq, why, grpc_status);

@@ -66,6 +66,10 @@ static const flag_t flag_table[] = {
     {"upstream-headers-timeout", FLAG_DURATION, "2s", &gw_cfg.upstream_headers_timeout_us,
      "a stream that has no response headers this long, from a node that answers PINGs, is "
      "taken to be without acks (a plain gRPC server): its batches count once written"},
+    {"presence-renew-interval", FLAG_DURATION, "5s", &gw_cfg.presence_renew_interval_us,
+     "with API nodes that share presence (ws-api --redis): at least this long between two "
+     "renewals of this process's x-wsgw-instance after Closes were lost (each makes ws-api "
+     "rebuild all of the gateway's presence), per API node; Closes lost meanwhile wait"},
     {"upstream-max-attempts", FLAG_INT, "5", &gw_cfg.upstream_max_attempts,
      "failures of a batch (its stream or session ended with it unacknowledged) before it is "
      "split into one batch per event; an event that fails alone that often is lost, counted, "

@@ -117,6 +117,7 @@ static dlv_t *new_machine(gw_up_t *u)
         .headers_timeout_ns = gw_cfg.upstream_headers_timeout_us * US,
         .backoff_min_ns = 100 * 1000000LL,
         .backoff_max_ns = 2000 * 1000000LL,
+        .renew_interval_ns = gw_cfg.presence_renew_interval_us * US,
         .gateway_id = gw_cfg.gateway_id,
         .name = u->name,
     };

@@ -682,7 +682,7 @@ class CloseRefusingRelay:
     """A python3-grpcio Exchange server between the gateway and one ws-api: every stream is
     relayed both ways with its x- headers, over one HTTP/2 connection to ws-api per gateway
     connection (a new gateway session is a new ws-api session, as without the relay), except
-    that a batch carrying the Close of a connection of user `stuck` ends the stream with
+    that a batch carrying the Close of a connection of a user named `stuck...` ends the stream with
     INVALID_ARGUMENT instead: an API node that refuses that Close every time. Records the
     x-wsgw-instance of every stream and the refusals. hold: a stream that presents another
     instance than the first waits that long before it relays its first batch (the resync)."""
@@ -694,6 +694,7 @@ class CloseRefusingRelay:
         self.lock = threading.Lock()
         self.chans = {}
         self.instances, self.stuck_conns, self.refusals = [], set(), 0
+        self.first_seen = {}  # instance -> time.monotonic() of its first stream
         pb2, pb2_grpc = T.proto()
         relay = self
 
@@ -719,6 +720,7 @@ class CloseRefusingRelay:
         md = [(k, v) for k, v in context.invocation_metadata() if k.startswith("x-")]
         with self.lock:
             self.instances.append(dict(md).get("x-wsgw-instance"))
+            self.first_seen.setdefault(self.instances[-1], time.monotonic())
             renewed = self.instances[-1] != self.instances[0]
         refused = threading.Event()
 
@@ -729,7 +731,7 @@ class CloseRefusingRelay:
                     self.hold = 0
                 for ev in up.events:
                     kind = ev.WhichOneof("kind")
-                    if kind == "open" and ev.user_id == self.stuck:
+                    if kind == "open" and ev.user_id.startswith(self.stuck):
                         self.stuck_conns.add(ev.conn_id)
                     elif kind == "close" and ev.conn_id in self.stuck_conns:
                         with self.lock:
@@ -753,7 +755,7 @@ class CloseRefusingRelay:
             ch.close()
 
 
-def behind_relay(handler="echo", hold=0, api_extra=()):
+def behind_relay(handler="echo", hold=0, api_extra=(), gw_extra=()):
     """Redis, one ws-api --redis, a CloseRefusingRelay (user "stuck") in front of it, and a
     gateway g1 through the relay (one stream, 2 attempts: a refused Close is lost in about a
     second). Returns (api, relay, gw); relay.stop() at the end."""
@@ -763,7 +765,7 @@ def behind_relay(handler="echo", hold=0, api_extra=()):
     relay = CloseRefusingRelay(api.grpc_addr, "stuck", hold=hold)
     gw = T.Gateway(["127.0.0.1:%d" % relay.port], threads=1, streams=1,
                    extra=["--gateway-id", "g1", "--upstream-max-attempts", "2",
-                          "--drain-timeout", "1s"])
+                          "--drain-timeout", "1s"] + list(gw_extra))
     return api, relay, gw
 
 
@@ -887,5 +889,36 @@ def test_room_listings_survive_a_rebuild_of_a_gateways_presence():
         asyncio.get_event_loop().run_until_complete(run())
     finally:
         relay.stop()
+
+
+def test_instance_renewals_are_at_most_one_per_interval():
+    """Each renewal makes ws-api rebuild all of the gateway's presence, so an API that refuses
+    every Close must not turn each closed connection into a rebuild: a node renews at most
+    once per --presence-renew-interval (here 3 s), and a Close lost meanwhile waits for the
+    next. stuck1 leaves; once its renewal came, stuck2 leaves: its Close is lost about a second
+    later, and the second renewal comes only 3 s after the first (before: 1.5 s). Both ghosts
+    go."""
+    api, relay, gw = behind_relay(api_extra=["--presence-heartbeat", HB, "--presence-ttl", TTL],
+                                  gw_extra=["--presence-renew-interval", "3s"])
+    try:
+        async def run():
+            a = await connect(gw, "stuck1")
+            b = await connect(gw, "stuck2")
+            for u in ("stuck1", "stuck2"):
+                T.wait_until(lambda: len(users_conns(api, u)[1]) == 1, 5, what=u + " online")
+            first = relay.instances[0]
+            await a.ws.close()
+            T.wait_until(lambda: first + ".1" in relay.first_seen, 10, what="the first renewal")
+            T.wait_until(lambda: users_conns(api, "stuck1") == (200, []), 5, what="stuck1 gone")
+            await b.ws.close()
+            T.wait_until(lambda: users_conns(api, "stuck2") == (200, []), 15, what="stuck2 gone")
+            gap = relay.first_seen[first + ".2"] - relay.first_seen[first + ".1"]
+            print("the second renewal came %.2fs after the first" % gap)
+            T.check(gap >= 2.8, "at least the interval (3 s) apart: %.2fs" % gap)
+            T.eq(T.parse_metric(gw.get("/metrics")[1], "wsgw_presence_renewals_total"), 2)
+        asyncio.get_event_loop().run_until_complete(run())
+    finally:
+        relay.stop()
+
 
 T.run(globals())

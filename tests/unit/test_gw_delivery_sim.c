@@ -95,7 +95,7 @@ static void fault_schedules(void)
     if (shared) {
         /* the nodes refuse some Closes always: each is lost after its rounds (I4), and only
          * the renewed instance's new token takes it out of the store */
-        printf("# shared presence: %llu Closes lost (instance renewed), %llu tokens made, %llu "
+        printf("# shared presence: %llu instance renewals (Closes lost), %llu tokens made, %llu "
                "sessions ended by a node for an old token\n", (unsigned long long)renewals,
                (unsigned long long)rotations, (unsigned long long)mismatches);
         CHECK(seeds_to - seeds_from < 20 || renewals > 0);
