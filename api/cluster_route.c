@@ -43,6 +43,7 @@ typedef struct op {
         size_t user;
         char gw[CL_ID_MAX + 1];
         char tok[CL_TOK_LEN + 1];
+        char conn[24];    /* the entry's connection (decimal) */
     } *unk_u;
     size_t nunk_u;
     uint64_t *unk_c;
@@ -55,6 +56,7 @@ typedef struct look {
     size_t user;      /* the user's index in op->users */
     char *gw;         /* conn lookups: the candidate gateway */
     uint64_t conn;
+    bool entry;       /* a user's index entry checked under its own token: live adds the user */
 } look_t;
 
 static void op_free(op_t *op)
@@ -177,7 +179,8 @@ static void op_finish(op_t *op)
     op_free(op);
 }
 
-static bool look_conn(op_t *op, const cl_gw_t *g, uint64_t conn);
+static bool look_conn(op_t *op, const cl_gw_t *g, const char *tok, uint64_t conn,
+                      const size_t *entry_user);
 
 /* cl__check_script's answer for a token that is not the gateway's: -1 its presence is being
  * re-sent under another (rebuilt: nobody can tell yet), -2 another whole one; 0 otherwise. */
@@ -189,16 +192,18 @@ static int check_other_token(const redisReply *r)
     return 0;
 }
 
-/* A user's index entry under tok for gateway g, whose token in our registry read is another:
- * either entry or read is older. While g's presence is not whole, nobody can tell (a resync
- * re-writes the entries of live connections): the op answers "presence resyncing" as the
- * readiness gate would have, had its read been newer. Returns true when it did. */
-static bool entry_uncertain(op_t *op, const cl_gw_t *g)
+/* A user's index entry (conn, under tok) for gateway g, whose token in our registry read is
+ * another: either is older. The gateway's hash tells, under the entry's token
+ * (cl__check_script): the connection is there (live: the user's part), another whole token is
+ * (a stale entry), or that one is still being re-sent (nobody can tell yet: "presence
+ * resyncing", as the readiness gate would have said, had our read been newer). */
+static bool look_entry(op_t *op, size_t user, const cl_gw_t *g, const char *tok,
+                       const char *conn)
 {
-    if (g->synced)
-        return false;
-    op->failed = op->resyncing = true;
-    return true;
+    char t[CL_TOK_LEN + 1];
+    memcpy(t, tok, CL_TOK_LEN);
+    t[CL_TOK_LEN] = 0;
+    return look_conn(op, g, t, strtoull(conn, NULL, 10), &user);
 }
 
 /* The registry was read again: what it did not know before. */
@@ -211,7 +216,8 @@ static void op_retry(void *ud)
         if (!g)
             continue;
         if (strcmp(g->tok, op->unk_u[i].tok) != 0) {
-            entry_uncertain(op, g); /* (else the entry is older: not live) */
+            if (!look_entry(op, op->unk_u[i].user, g, op->unk_u[i].tok, op->unk_u[i].conn))
+                op->failed = true;
             continue;
         }
         part_t *p = part_for(op, g->id);
@@ -221,7 +227,7 @@ static void op_retry(void *ud)
     for (size_t i = 0; i < op->nunk_c && !op->failed; i++)
         for (size_t k = 0; k < cl->reg.n && !op->failed; k++)
             if (cl->reg.v[k]->prefix == (int)(op->unk_c[i] >> 48) &&
-                !look_conn(op, cl->reg.v[k], op->unk_c[i]))
+                !look_conn(op, cl->reg.v[k], cl->reg.v[k]->tok, op->unk_c[i], NULL))
                 op->failed = true;
     op->nunk_u = op->nunk_c = 0;
     if (--op->pending == 0)
@@ -242,7 +248,7 @@ static void op_put(op_t *op)
     op_finish(op);
 }
 
-static int unk_user(op_t *op, size_t user, const char *gw, const char *tok)
+static int unk_user(op_t *op, size_t user, const char *gw, const char *tok, const char *conn)
 {
     struct unk_user *nu = realloc(op->unk_u, (op->nunk_u + 1) * sizeof *nu);
     if (!nu)
@@ -252,6 +258,7 @@ static int unk_user(op_t *op, size_t user, const char *gw, const char *tok)
     snprintf(nu[op->nunk_u].gw, sizeof nu->gw, "%s", gw);
     memcpy(nu[op->nunk_u].tok, tok, CL_TOK_LEN);
     nu[op->nunk_u].tok[CL_TOK_LEN] = 0;
+    snprintf(nu[op->nunk_u].conn, sizeof nu->conn, "%s", conn);
     op->nunk_u++;
     return 0;
 }
@@ -264,26 +271,27 @@ static void on_user(void *ud, redisReply *reply)
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         op->failed = true;
     } else {
-        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-            const redisReply *v = reply->element[i + 1];
-            if (v->type != REDIS_REPLY_STRING || v->len <= CL_TOK_LEN ||
-                v->len > CL_TOK_LEN + CL_ID_MAX)
+        for (size_t i = 0; i + 1 < reply->elements && !op->failed; i += 2) {
+            const redisReply *c = reply->element[i], *v = reply->element[i + 1];
+            if (c->type != REDIS_REPLY_STRING || c->len > 20 || v->type != REDIS_REPLY_STRING ||
+                v->len <= CL_TOK_LEN || v->len > CL_TOK_LEN + CL_ID_MAX)
                 continue;
             char gw[CL_ID_MAX + 1];
             memcpy(gw, v->str + CL_TOK_LEN, v->len - CL_TOK_LEN);
             gw[v->len - CL_TOK_LEN] = 0;
             const cl_gw_t *g = cl__reg_find(cl, gw);
-            bool other = g && memcmp(g->tok, v->str, CL_TOK_LEN) != 0;
-            if (other && entry_uncertain(op, g))
-                break;
-            if ((!g || other) && !op->waited) {
-                /* new since the registry was read, or a token newer than our read? */
-                if (unk_user(op, lk->user, gw, v->str) < 0)
+            if (!g && !op->waited) { /* new since the registry was read? */
+                if (unk_user(op, lk->user, gw, v->str, c->str) < 0)
                     op->failed = true;
                 continue;
             }
-            if (!g || other)
-                continue; /* a dead or replaced token: not live */
+            if (!g)
+                continue; /* a dead gateway: not live */
+            if (memcmp(g->tok, v->str, CL_TOK_LEN) != 0) { /* the entry or our read is older */
+                if (!look_entry(op, lk->user, g, v->str, c->str))
+                    op->failed = true;
+                continue;
+            }
             part_t *p = part_for(op, gw);
             if (!p || part_add_user(p, op->users[lk->user]) < 0)
                 op->failed = true;
@@ -302,7 +310,7 @@ static void on_conn(void *ud, redisReply *reply)
         op->failed = true;
     } else if (other == -1) {
         op->failed = op->resyncing = true;
-    } else if (other == -2) {
+    } else if (other == -2 && !lk->entry) {
         /* the gateway has a token newer than our registry read: look again once it is read
          * afresh (with that token) */
         uint64_t *nc = op->waited ? NULL : realloc(op->unk_c, (op->nunk_c + 1) * sizeof *nc);
@@ -314,9 +322,10 @@ static void on_conn(void *ud, redisReply *reply)
                reply->element[0]->type == REDIS_REPLY_INTEGER &&
                reply->element[0]->integer == 1) {
         part_t *p = part_for(op, lk->gw);
-        if (!p || part_add_conn(p, lk->conn) < 0)
+        if (!p || (lk->entry ? part_add_user(p, op->users[lk->user])
+                             : part_add_conn(p, lk->conn)) < 0)
             op->failed = true;
-    }
+    } /* (else not live: a stale entry, or the gateway is gone) */
     free(lk->gw);
     free(lk);
     op_put(op);
@@ -342,7 +351,10 @@ static bool look_user(op_t *op, size_t i)
     return true;
 }
 
-static bool look_conn(op_t *op, const cl_gw_t *g, uint64_t conn)
+/* Is conn in g's hash under tok (cl__check_script)? on_conn adds it to g's part, or with
+ * entry_user (a user's index entry) that user. */
+static bool look_conn(op_t *op, const cl_gw_t *g, const char *tok, uint64_t conn,
+                      const size_t *entry_user)
 {
     look_t *lk = calloc(1, sizeof *lk);
     if (!lk || !(lk->gw = strdup(g->id))) {
@@ -351,11 +363,13 @@ static bool look_conn(op_t *op, const cl_gw_t *g, uint64_t conn)
     }
     lk->op = op;
     lk->conn = conn;
+    lk->entry = entry_user != NULL;
+    lk->user = entry_user ? *entry_user : 0;
     char meta[CL_KEY_MAX], conns[CL_KEY_MAX], c[24];
     cl__key_meta(meta, g->id);
-    cl__key_conns(conns, g->id, g->tok);
+    cl__key_conns(conns, g->id, tok);
     snprintf(c, sizeof c, "%llu", (unsigned long long)conn);
-    const char *argv[] = {meta, conns, g->tok, c};
+    const char *argv[] = {meta, conns, tok, c};
     op->pending++;
     metrics_inc(op->cl->m_lookups);
     if (redis_eval(op->cl->r, &cl__check_script, on_conn, lk, 2, 4, argv, NULL) != REDIS_C_OK) {
@@ -441,7 +455,7 @@ int cluster_route(cluster_t *cl, const target_t *t, const Wsgw__V1__Command *cmd
             if (cl->reg.v[k]->prefix != prefix)
                 continue;
             known = true;
-            if (!look_conn(op, cl->reg.v[k], t->conn_ids[i]))
+            if (!look_conn(op, cl->reg.v[k], cl->reg.v[k]->tok, t->conn_ids[i], NULL))
                 op->failed = true;
         }
         if (!known && !op->failed) { /* a gateway new since the registry was read? */

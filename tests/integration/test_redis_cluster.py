@@ -921,4 +921,36 @@ def test_instance_renewals_are_at_most_one_per_interval():
         relay.stop()
 
 
+
+def test_pushes_to_a_user_right_after_a_rebuild_reach_it():
+    """The other side of the rebuild: its resync done within milliseconds, the node's registry
+    read still has the old token for up to a heartbeat (1 s), while the user's index entry is
+    already under the new one. A push to the user must reach it (before, the entry was taken
+    for a dead token's: {"gateways":0}). Only pushes here: a presence query would drop the
+    entries it finds stale, which hides this."""
+    api, relay, gw = behind_relay()
+    try:
+        async def run():
+            a = await connect(gw, "stuck")
+            b = await connect(gw, "other")
+            T.wait_until(lambda: len(users_conns(api, "other")[1]) == 1, 5, what="other online")
+            await a.ws.close()
+            T.wait_until(lambda: relay.refusals >= 1, 5, what="the Close refused")
+            seen, wrong = {}, 0
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                st, js = api.push(user_ids=["other"], data="p")
+                got = (st, js.get("gateways") if st == 200 else js.get("error"))
+                seen[got] = seen.get(got, 0) + 1
+                wrong += got == (200, 0)
+                await asyncio.sleep(0.01)
+            print("pushes to the user around the rebuild:", seen)
+            T.check(len(relay.instances) > 1 and relay.instances[-1].endswith(".1"),
+                    "the presence was rebuilt meanwhile")
+            T.eq(wrong, 0, "pushes that found a live user offline")
+            await b.ws.close()
+        asyncio.get_event_loop().run_until_complete(run())
+    finally:
+        relay.stop()
+
 T.run(globals())
