@@ -182,7 +182,7 @@ static int setup(sim_t *s)
              * many of them fire */
             .ping_interval_ns = (100 + below(s, 300)) * MS, .ping_timeout_ns = (100 + below(s, 300)) * MS,
             .connect_timeout_ns = 400 * MS, .headers_timeout_ns = (150 + below(s, 400)) * MS,
-            .backoff_min_ns = 20 * MS, .backoff_max_ns = 300 * MS, .renew_interval_ns = 200 * MS,
+            .backoff_min_ns = 20 * MS, .backoff_max_ns = 300 * MS, .renew_interval_ns = RENEW_INTERVAL,
             .gateway_id = "sim-gw", .name = names[u],
         };
         dlv_io_t io = {w,       io_open_stream, io_resume, io_ping,

@@ -318,6 +318,10 @@ void io_emit(void *ud, int k, gw_cmd_t *cmd)
 void io_renew(void *ud)
 {
     swr_t *w = ud;
+    if (w->renewed_at && w->sim->now - w->renewed_at < RENEW_INTERVAL)
+        violate(w->sim, "writer %d renewed its instance twice within %lld ms", w->u,
+                (long long)((w->sim->now - w->renewed_at) / MS));
+    w->renewed_at = w->sim->now;
     uint32_t gen = atomic_fetch_add(&w->sim->g.instance_gen, 1) + 1;
     note(w->sim, "writer %d lost a Close: instance renewed (%u)", w->u, gen);
 }

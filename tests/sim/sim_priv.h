@@ -30,6 +30,7 @@
 #define OUTCAP 6000          /* the gateway's socket buffer toward a node */
 #define MS 1000000LL
 #define RING 64              /* small rings: overflow and backpressure happen */
+#define RENEW_INTERVAL (200 * MS) /* dlv_cfg_t.renew_interval_ns */
 
 enum { MODE_ACK, MODE_PLAIN, MODE_SILENT };
 enum { CH_OPEN, CH_DATA, CH_EOF, CH_PING };                          /* gateway -> node */
@@ -90,6 +91,7 @@ typedef struct swr { /* writer u: the delivery machine and the gateway side of t
     fq_t in;             /* arrived from the node, not yet read */
     bool flushed_note, goaway_seen, cmd_ovf;
     bool touched[MAXK];
+    int64_t renewed_at;  /* its last instance renewal (0: none) */
 } swr_t;
 
 typedef struct nstr {
