@@ -618,27 +618,10 @@ static void headers_deadline(dlv_t *d, dstream_t *s, int64_t now)
         dlv__release_sent(d, s, 0);
 }
 
-/* I4: the renewal a lost routed Close asked for, once renew_interval has passed since the
- * last: the instance first, then the session ends, so the next one binds a new token. (While
- * connecting, the streams are not open yet: they present the new instance.) */
-static void renew_due(dlv_t *d, int64_t now)
-{
-    if (!d->renew_pending || (d->renew_last && now - d->renew_last < d->cfg.renew_interval_ns))
-        return;
-    d->renew_pending = false;
-    d->renew_last = now;
-    d->stats.renewals++;
-    d->io.renew_instance(d->io.ud);
-    if (d->state != DLV_DOWN && d->state != DLV_CONNECTING && !d->want_disconnect)
-        d->want_disconnect = "a Close was lost: presence is rebuilt";
-}
-
-bool dlv_renewal_pending(const dlv_t *d) { return d->renew_pending; }
-
 void dlv_tick(dlv_t *d, int64_t now)
 {
     d->now = now;
-    renew_due(d, now);
+    dlv__renew_due(d, now);
     switch (d->state) {
     case DLV_CONNECTING:
         if (now >= d->connect_deadline && !d->want_disconnect)

@@ -66,7 +66,7 @@ struct dlv {
     int64_t ping_proof;       /* when the last answered PING was sent */
     bool ping_out, out_blocked, flushed;
     const char *want_disconnect;
-    bool renew_pending;        /* a routed Close was lost: renew_due renews (I4) */
+    bool renew_pending;        /* a routed Close was lost: dlv__renew_due renews (I4) */
     int64_t renew_last;        /* the last renewal (0: none yet) */
     /* handback and resolved counts */
     gw_event_t **hb_head, **hb_tail; /* [nsvc] */
@@ -94,6 +94,9 @@ void dlv__publish_usable(dlv_t *d);
 void dlv__release_sent(dlv_t *d, dstream_t *s, uint64_t ack);
 void dlv__append_batch(dstream_t *s, gw_batch_t *b);
 void dlv__lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const char *why);
+/* dlv__renew_due: the renewal a lost routed Close asked for, when renew_interval allows (I4;
+ * from dlv_tick). */
+void dlv__renew_due(dlv_t *d, int64_t now);
 void dlv__encode_into(dlv_t *d, dstream_t *s, gw_event_t **evs, size_t n);
 void dlv__encode_pending(dlv_t *d, dstream_t *s);
 void dlv__strip_stream(dlv_t *d, dstream_t *s, int64_t now);

@@ -57,7 +57,7 @@ void dlv__append_batch(dstream_t *s, gw_batch_t *b)
 /* Kicks the client of a lost event (I1: its client is told). A lost Close leaves a client that
  * left in the node's presence: the session ends (a new one resyncs it, I2), and when the
  * presence is shared, in which no resync removes anything, the gateway renews its instance
- * first, so the next session's bind rebuilds the store (I4: renew_due, at the next tick or
+ * first, so the next session's bind rebuilds the store (I4: dlv__renew_due, at the next tick or
  * once renew_interval has passed since the last). Takes e. */
 void dlv__lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const char *why)
 {
@@ -87,6 +87,23 @@ void dlv__lose_event(dlv_t *d, int st, gw_event_t *e, int grpc_status, const cha
     }
     gw_event_free(e);
 }
+
+/* I4: the renewal a lost routed Close asked for, once renew_interval has passed since the
+ * last: the instance first, then the session ends, so the next one binds a new token. (While
+ * connecting, the streams are not open yet: they present the new instance.) */
+void dlv__renew_due(dlv_t *d, int64_t now)
+{
+    if (!d->renew_pending || (d->renew_last && now - d->renew_last < d->cfg.renew_interval_ns))
+        return;
+    d->renew_pending = false;
+    d->renew_last = now;
+    d->stats.renewals++;
+    d->io.renew_instance(d->io.ud);
+    if (d->state != DLV_DOWN && d->state != DLV_CONNECTING && !d->want_disconnect)
+        d->want_disconnect = "a Close was lost: presence is rebuilt";
+}
+
+bool dlv_renewal_pending(const dlv_t *d) { return d->renew_pending; }
 
 /* Batches evs[0..n) onto s. Events that cannot be encoded (memory) are lost and counted. */
 void dlv__encode_into(dlv_t *d, dstream_t *s, gw_event_t **evs, size_t n)
