@@ -85,10 +85,13 @@ redis_script_t cl__hb_script = {.text =
     "return {tok, made, redis.call('HGET', m, 'prev') or ''}\n"};
 
 /* open: KEYS meta, conns, tomb(B-1), tomb(B), tomb(B+1) [, conns of the token this one
- * replaced]; ARGV tok, conn, user. Returns 1 written, 0 another token, 2 closed already (a
- * late Open: refused). Keeps the rooms; a connection new under tok that the replaced token
- * had takes its rooms over: then returns them (netstrings), for their index entries to be
- * written under tok (a new token would otherwise drop the gateway's room listings). */
+ * replaced]; ARGV tok, conn, user, rooms (netstrings: a resync Open's Open.rooms, or "").
+ * Returns 1 written, 0 another token, 2 closed already (a late Open: refused), or {rooms,
+ * fresh}. Keeps the rooms it has under tok. A connection new under tok takes over the rooms
+ * the replaced token had, and the gateway's rooms that neither had (joins Redis missed, or
+ * Redis lost its data): then it returns all its rooms (netstrings), for their index entries
+ * to be written under tok (a new token would otherwise drop the gateway's room listings), and
+ * how many of them were the gateway's alone. */
 redis_script_t cl__open_script = {.text =
     "if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 0 end\n"
     "for i = 3, 5 do\n"
@@ -102,14 +105,37 @@ redis_script_t cl__open_script = {.text =
     "  carried = true\n"
     "end\n"
     "local rooms = ''\n"
+    "local have = {}\n"
     "if old then\n"
     "  local c = string.find(old, ':', 1, true)\n"
     "  local n = tonumber(string.sub(old, 1, c - 1))\n"
     "  rooms = string.sub(old, c + n + 1)\n"
-    "  v = v .. rooms\n"
     "end\n"
-    "redis.call('HSET', KEYS[2], ARGV[2], v)\n"
-    "if carried and rooms ~= '' then return rooms end\n"
+    "local fresh = 0\n"
+    "if ARGV[4] ~= '' and (carried or not old) then\n"
+    "  local i = 1\n"
+    "  while i <= #rooms do\n"
+    "    local c = string.find(rooms, ':', i, true)\n"
+    "    local n = tonumber(string.sub(rooms, i, c - 1))\n"
+    "    have[string.sub(rooms, c + 1, c + n)] = true\n"
+    "    i = c + n + 1\n"
+    "  end\n"
+    "  local g = ARGV[4]\n"
+    "  i = 1\n"
+    "  while i <= #g do\n"
+    "    local c = string.find(g, ':', i, true)\n"
+    "    local n = tonumber(string.sub(g, i, c - 1))\n"
+    "    local r = string.sub(g, c + 1, c + n)\n"
+    "    if not have[r] then\n"
+    "      have[r] = true\n"
+    "      rooms = rooms .. n .. ':' .. r\n"
+    "      fresh = fresh + 1\n"
+    "    end\n"
+    "    i = c + n + 1\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[2], ARGV[2], v .. rooms)\n"
+    "if rooms ~= '' and (carried or fresh > 0) then return {rooms, fresh} end\n"
     "return 1\n"};
 
 /* close: KEYS meta, conns, tomb(B); ARGV tok, conn, tomb ttl s. Returns {1, value} or {0, ''}

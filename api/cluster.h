@@ -112,12 +112,18 @@ int cluster_session_hold(cl_sess_t *cs, api_stream_t *s, const uint8_t *msg, siz
 /* cluster_stream_gone: s is being freed: its held batches and ack waits are forgotten. */
 void cluster_stream_gone(cluster_t *cl, api_stream_t *s);
 
+/* The longest user id or room name the cluster keys on (cluster_priv.h's CL_ID_MAX). */
+#define CLUSTER_ID_MAX 256
+
 /* ---- one Upstream batch (exchange.c) ------------------------------------------------------- */
 
 /* cluster_batch_begin: the writes of the batch being handled on s (of a bound session). */
 cl_batch_t *cluster_batch_begin(cluster_t *cl, api_stream_t *s);
-/* Presence events and room changes of the batch. user may be "" (no user). */
-void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user);
+/* Presence events and room changes of the batch. user may be "" (no user). rooms: a resync
+ * Open's rooms (Open.rooms) as netstrings "LEN:NAME" (rooms_len 0: none), taken when Redis has
+ * no record of the connection under the session's token. */
+void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user, const char *rooms,
+                  size_t rooms_len);
 void cluster_close(cl_batch_t *b, uint64_t conn_id, const char *user);
 void cluster_synced(cl_batch_t *b); /* the session's resync is complete */
 /* cluster_batch_end: the batch (Upstream.seq) is handled: s->ack follows once its writes (and

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
+#include "wsapi_metrics.h"
 
 enum { W_OPEN, W_CLOSE, W_ROOM, W_SYNC, W_INDEX };
 
@@ -44,7 +45,8 @@ typedef struct open_wctx {
     char user[];
 } open_wctx_t;
 
-static void rooms_carried(cl_batch_t *b, open_wctx_t *ow, const redisReply *reply);
+static void rooms_carried(cl_batch_t *b, open_wctx_t *ow, const redisReply *reply,
+                          long long fresh);
 
 static uint64_t join_hash(uint64_t conn_id, const char *room)
 {
@@ -204,8 +206,10 @@ static void on_write(void *ud, redisReply *reply)
         log_rl_error("redis refused a presence write", "error=\"%s\"", reply->str);
     if (w->kind == W_ROOM && b && reply) /* (NULL: the link went: b's gateway is rebuilt) */
         room_answered(b, (room_wctx_t *)w, reply); /* (its index write joins b first) */
-    if (w->kind == W_OPEN && b && reply && reply->type == REDIS_REPLY_STRING)
-        rooms_carried(b, (open_wctx_t *)w, reply); /* (the same) */
+    if (w->kind == W_OPEN && b && reply && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[1]->type == REDIS_REPLY_INTEGER)
+        rooms_carried(b, (open_wctx_t *)w, reply->element[0], reply->element[1]->integer);
     if (b) {
         join_done(b->cl, w);
         cl__batch_write_done(b, ok, mismatch);
@@ -299,7 +303,8 @@ static bool user_ok(const char *user)
     return user && *user && strlen(user) <= CL_ID_MAX;
 }
 
-void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user)
+void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user, const char *rooms,
+                  size_t rooms_len)
 {
     if (!b || !can_write(b))
         return;
@@ -325,13 +330,17 @@ void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user)
     memcpy(ow->user, user ? user : "", ulen + 1);
     char prev[CL_KEY_MAX];
     bool carry = cs->ptok[0] && cl__key_conns(prev, cs->gw, cs->ptok) > 0;
-    const char *argv[] = {meta, conns, t0, t1, t2, prev, cs->tok, conn, user ? user : ""};
+    const char *argv[] = {meta, conns, t0, t1, t2, prev, cs->tok, conn, user ? user : "",
+                          rooms_len ? rooms : ""};
+    size_t lens[10];
+    for (int i = 0; i < 9; i++)
+        lens[i] = strlen(argv[i]);
+    lens[9] = rooms_len;
     if (!carry) { /* (no sixth key) */
-        argv[5] = cs->tok;
-        argv[6] = conn;
-        argv[7] = user ? user : "";
+        memmove(&argv[5], &argv[6], 4 * sizeof argv[0]);
+        memmove(&lens[5], &lens[6], 4 * sizeof lens[0]);
     }
-    issue_w(b, &ow->w, W_OPEN, &cl__open_script, carry ? 6 : 5, carry ? 9 : 8, argv, NULL);
+    issue_w(b, &ow->w, W_OPEN, &cl__open_script, carry ? 6 : 5, carry ? 10 : 9, argv, lens);
     if (user_ok(user)) {
         char key[CL_KEY_MAX], val[CL_KEY_MAX];
         cl__key_user(key, user);
@@ -413,10 +422,14 @@ void cluster_room(cluster_t *cl, uint64_t conn_id, const char *user, const char 
     issue_w(b, &rw->w, W_ROOM, &cl__room_script, 2, 7, argv, NULL);
 }
 
-/* The open script carried rooms over from the replaced token (on_write, before b counts the
- * answer): their index entries, under b's token. reply: the rooms, netstrings. */
-static void rooms_carried(cl_batch_t *b, open_wctx_t *ow, const redisReply *reply)
+/* The open script carried rooms over from the replaced token, or took the gateway's (on_write,
+ * before b counts the answer): their index entries, under b's token. reply: the rooms,
+ * netstrings; fresh: how many of them only the gateway had. */
+static void rooms_carried(cl_batch_t *b, open_wctx_t *ow, const redisReply *reply,
+                          long long fresh)
 {
+    if (fresh > 0)
+        metrics_add(wsapi_m.rooms_restored[0], (uint64_t)fresh);
     if (!can_write(b))
         return;
     char val[2 * CL_KEY_MAX];

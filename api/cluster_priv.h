@@ -12,7 +12,7 @@
 #define CL_TOMB_BUCKET_MS 30000  /* tombstone buckets (an Open checks 3: ~60-90 s) */
 #define CL_TOMB_TTL_S 90
 #define CL_KEY_MAX 600           /* keys: prefix + tag + id (ids are capped below) */
-#define CL_ID_MAX 256            /* gateway ids, user ids and room names we key on */
+#define CL_ID_MAX CLUSTER_ID_MAX /* gateway ids, user ids and room names we key on */
 
 /* A batch of a session not bound yet, kept until it is. */
 typedef struct cl_held {

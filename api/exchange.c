@@ -19,6 +19,7 @@ void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t 
     x->router = r;
     x->handler = handler;
     x->strs = (buf_t)BUF_INIT;
+    x->rns = (buf_t)BUF_INIT;
     rooms_init(&x->rooms);
     x->chat = (chat_limits_t){CHAT_MAX_ROOM_NAME, CHAT_MAX_ROOMS};
 }
@@ -26,6 +27,7 @@ void exchange_init(exchange_t *x, presence_t *pres, router_t *r, handler_kind_t 
 void exchange_free(exchange_t *x)
 {
     buf_free(&x->strs);
+    buf_free(&x->rns);
     rooms_free(&x->rooms);
 }
 
@@ -84,6 +86,74 @@ static const char *event_user(const exchange_t *x, const updec_event_t *ev, cons
     return c && c->user ? c->user->id : "";
 }
 
+static void rooms_refused(const updec_event_t *ev, size_t n, const exchange_t *x)
+{
+    metrics_add(wsapi_m.rooms_restored[1], n);
+    log_rl_warn("re-sent room memberships not recorded: over this node's limits",
+                "conn_id=%llu refused=%zu max_room_name=%zu max_rooms_per_conn=%zu",
+                (unsigned long long)ev->conn_id, n, x->chat.max_name, x->chat.max_rooms);
+}
+
+/* The rooms of a resync Open (Open.rooms, --redis): those within this node's limits as
+ * netstrings ("LEN:NAME", the cluster's format) in x->rns; the rest refused and counted.
+ * Returns how many, or -1 when out of memory. */
+static int open_rooms(exchange_t *x, const updec_event_t *ev)
+{
+    buf_reset(&x->rns);
+    const uint8_t *cur = NULL;
+    updec_str_t r;
+    size_t n = 0, refused = 0;
+    while (updec_room(ev, &cur, &r)) {
+        if (!r.len || r.len > x->chat.max_name || r.len > CLUSTER_ID_MAX ||
+            n >= x->chat.max_rooms) {
+            refused++;
+            continue;
+        }
+        if (buf_appendf(&x->rns, "%zu:", r.len) < 0 || buf_append(&x->rns, r.p, r.len) < 0)
+            return -1;
+        n++;
+    }
+    if (refused)
+        rooms_refused(ev, refused, x);
+    return (int)n;
+}
+
+/* A resync Open's rooms (Open.rooms), without --redis: memberships this node has no record
+ * of (it restarted since the joins) are recorded again, within its limits. */
+static int restore_rooms(exchange_t *x, const updec_event_t *ev)
+{
+    const uint8_t *cur = NULL;
+    updec_str_t r;
+    const char *name;
+    size_t recorded = 0, refused = 0;
+    int rv = EXCHANGE_OK;
+    while (updec_room(ev, &cur, &r)) {
+        if (!r.len || r.len > x->chat.max_name) {
+            refused++;
+            continue;
+        }
+        if (cstrs(x, 1, &r, &name) < 0) {
+            rv = EXCHANGE_ERR_NOMEM;
+            break;
+        }
+        if (rooms_is_member(&x->rooms, ev->conn_id, name))
+            continue;
+        if (rooms_of_conn(&x->rooms, ev->conn_id) >= x->chat.max_rooms) {
+            refused++;
+            continue;
+        }
+        if (rooms_join(&x->rooms, ev->conn_id, name) < 0) {
+            rv = EXCHANGE_ERR_NOMEM;
+            break;
+        }
+        recorded++;
+    }
+    metrics_add(wsapi_m.rooms_restored[0], recorded);
+    if (refused)
+        rooms_refused(ev, refused, x);
+    return rv;
+}
+
 static int handle_event(exchange_t *x, api_stream_t *s, const updec_event_t *ev, cl_batch_t *b)
 {
     const char *str[3];
@@ -93,7 +163,10 @@ static int handle_event(exchange_t *x, api_stream_t *s, const updec_event_t *ev,
         if (cstrs(x, 2, (const updec_str_t[]){ev->user_id, ev->gateway_id}, str) < 0)
             return EXCHANGE_ERR_NOMEM;
         if (b) { /* --redis */
-            cluster_open(b, ev->conn_id, str[0]);
+            int nr = ev->nrooms ? open_rooms(x, ev) : 0;
+            if (nr < 0)
+                return EXCHANGE_ERR_NOMEM;
+            cluster_open(b, ev->conn_id, str[0], (const char *)x->rns.data, nr ? x->rns.len : 0);
             return EXCHANGE_OK;
         }
         pres_result_t pr = presence_open(x->pres, ev->conn_id, str[0], str[1], s);
@@ -101,6 +174,8 @@ static int handle_event(exchange_t *x, api_stream_t *s, const updec_event_t *ev,
             return EXCHANGE_ERR_NOMEM;
         if (pr == PRES_STALE)
             stale(wsapi_m.stale_open, "open", ev->conn_id, s);
+        else if (ev->nrooms)
+            return restore_rooms(x, ev);
         return EXCHANGE_OK;
     }
     case UPDEC_CLOSE:

@@ -30,6 +30,7 @@ typedef struct exchange {
     router_t *router;
     handler_kind_t handler;
     buf_t strs;    /* NUL-terminated copies of the strings of the event being handled */
+    buf_t rns;     /* an Open's rooms as netstrings (--redis: cluster_open) */
     rooms_t rooms; /* what the handler joined: GET /v1/rooms/{room}, Admin/RoomPresence */
     chat_limits_t chat; /* the chat handler's caps (exchange_init: the defaults) */
 } exchange_t;

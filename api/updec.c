@@ -6,7 +6,7 @@
 /* Field numbers (proto/wsgw.proto). */
 enum { UP_EVENTS = 1, UP_SEQ = 2, UP_COMPLETE = 3 };
 enum { EV_CONN_ID = 1, EV_USER_ID = 2, EV_GATEWAY_NS = 3 };
-enum { OPEN_REMOTE_ADDR = 1, OPEN_PATH = 2, OPEN_QUERY = 3, OPEN_GATEWAY_ID = 4 };
+enum { OPEN_REMOTE_ADDR = 1, OPEN_PATH = 2, OPEN_QUERY = 3, OPEN_GATEWAY_ID = 4, OPEN_ROOMS = 5 };
 enum { MSG_PAYLOAD = 1, MSG_BINARY = 2, MSG_SEQ = 3 };
 enum { CLOSE_CODE = 1, CLOSE_REASON = 2 };
 enum { REC_CHANNEL = 1, REC_OFFSET = 2, REC_EPOCH = 3, REC_ID = 4 };
@@ -26,7 +26,7 @@ static bool check_flat(const uint8_t *p, size_t len, const int8_t *want, unsigne
     return rv == 0;
 }
 
-static const int8_t open_want[] = {PBW_LEN, PBW_LEN, PBW_LEN, PBW_LEN};
+static const int8_t open_want[] = {PBW_LEN, PBW_LEN, PBW_LEN, PBW_LEN, PBW_LEN};
 static const int8_t message_want[] = {PBW_LEN, -1, PBW_VARINT};
 static const int8_t close_want[] = {PBW_VARINT, PBW_LEN};
 static const int8_t recover_want[] = {PBW_LEN, PBW_VARINT, PBW_LEN, PBW_VARINT};
@@ -47,7 +47,7 @@ static bool check_event(const uint8_t *p, size_t len)
             ok = f.wt == PBW_LEN;
             break;
         case UPDEC_OPEN:
-            ok = f.wt == PBW_LEN && check_flat(f.val, f.len, open_want, 4);
+            ok = f.wt == PBW_LEN && check_flat(f.val, f.len, open_want, 5);
             break;
         case UPDEC_MESSAGE:
             ok = f.wt == PBW_LEN && check_flat(f.val, f.len, message_want, 3);
@@ -118,6 +118,7 @@ static void decode_kind(updec_event_t *e, const uint8_t *p, size_t len)
         case UPDEC_OPEN * 16 + OPEN_PATH: e->path = str_of(&f); break;
         case UPDEC_OPEN * 16 + OPEN_QUERY: e->query = str_of(&f); break;
         case UPDEC_OPEN * 16 + OPEN_GATEWAY_ID: e->gateway_id = str_of(&f); break;
+        case UPDEC_OPEN * 16 + OPEN_ROOMS: e->nrooms++; break;
         case UPDEC_MESSAGE * 16 + MSG_PAYLOAD: e->payload = (updec_str_t){f.val, f.len}; break;
         case UPDEC_MESSAGE * 16 + MSG_BINARY: e->binary = pbw_bool(&f); break;
         case UPDEC_MESSAGE * 16 + MSG_SEQ: e->seq = pbw_u64(&f); break;
@@ -161,8 +162,25 @@ bool updec_next(updec_t *u, updec_event_t *e)
         e->kind = (updec_kind_t)kind.num;
         if (e->kind != UPDEC_NONE)
             decode_kind(e, kind.val, kind.len);
+        if (e->kind == UPDEC_OPEN)
+            e->open_body = (updec_str_t){kind.val, kind.len};
         return true;
     }
     u->p = u->end;
+    return false;
+}
+
+bool updec_room(const updec_event_t *e, const uint8_t **cursor, updec_str_t *room)
+{
+    const uint8_t *end = e->open_body.p + e->open_body.len;
+    pbw_t r = {*cursor ? *cursor : e->open_body.p, end};
+    pbw_field_t f;
+    while (e->nrooms && pbw_next(&r, &f) > 0)
+        if (f.num == OPEN_ROOMS) {
+            *cursor = r.p;
+            *room = str_of(&f);
+            return true;
+        }
+    *cursor = end;
     return false;
 }

@@ -33,6 +33,8 @@ typedef struct updec_event {
     int64_t gateway_ns;
     updec_kind_t kind;
     updec_str_t remote_addr, path, query, gateway_id; /* Open */
+    size_t nrooms;                                    /* Open: rooms (updec_room) */
+    updec_str_t open_body;                            /* Open: its bytes */
     updec_str_t payload;                              /* Message (bytes) */
     bool binary;                                      /* Message */
     uint64_t seq;                                     /* Message */
@@ -58,5 +60,10 @@ int updec_check(updec_t *u, const uint8_t *msg, size_t len);
 /* updec_next: the next event of a checked batch. Returns true (e filled) or false at the end.
  * The views point into msg. */
 bool updec_next(updec_t *u, updec_event_t *e);
+
+/* updec_room: the next of an Open's rooms (Open.rooms, a presence resync's): *cursor NULL
+ * starts at the first. Returns true (room filled: a view up to its first NUL, possibly
+ * empty) or false after the last. */
+bool updec_room(const updec_event_t *e, const uint8_t **cursor, updec_str_t *room);
 
 #endif

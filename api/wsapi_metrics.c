@@ -73,6 +73,11 @@ void wsapi_metrics_init(void)
         "Connections targeted by a push, kick or reply that were skipped because their "
         "gateway had no live Exchange stream at the time.");
     const char *evh = "Client events received from gateways, by kind.";
+    const char *rrh = "Room memberships a gateway re-sent with its presence (Open.rooms) that this "
+                      "node had no record of: recorded (the room listings have them again), or "
+                      "refused (over --max-room-name or --max-rooms-per-conn).";
+    m->rooms_restored[0] = metrics_counter("wsapi_rooms_restored_total", "result=\"recorded\"", rrh);
+    m->rooms_restored[1] = metrics_counter("wsapi_rooms_restored_total", "result=\"refused\"", rrh);
     m->ev_open = metrics_counter("wsapi_events_total", "kind=\"open\"", evh);
     m->ev_message = metrics_counter("wsapi_events_total", "kind=\"message\"", evh);
     m->ev_close = metrics_counter("wsapi_events_total", "kind=\"close\"", evh);

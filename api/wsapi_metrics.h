@@ -37,6 +37,7 @@ typedef struct wsapi_metrics {
     int http_tls_errors;         /* wsapi_http_tls_handshake_errors_total */
     int accept_errors[2];        /* wsapi_accept_errors_total{listener="grpc"|"http"} */
     int push_bad_utf8;           /* wsapi_grpc_push_invalid_utf8_total */
+    int rooms_restored[2];       /* wsapi_rooms_restored_total{result}: recorded, refused */
     int chat_refusals[2];        /* wsapi_chat_refusals_total{reason}: name_too_long, too_many_rooms */
     int h2_limits[10];            /* wsapi_h2_limit_total{limit}: wsapi_h2_limit_names */
 } wsapi_metrics_t;

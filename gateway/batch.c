@@ -50,7 +50,8 @@ static void event_size(const gw_event_t *e, size_t gwid_len, ev_size_t *z)
         z->s2 = strlen(gw_event_c(e)); /* path = 2 */
         z->s3 = strlen(gw_event_b(e)); /* query = 3 */
         z->kind = pbw_size_len_field(z->s1) + pbw_size_len_field(z->s2) +
-                  pbw_size_len_field(z->s3) + pbw_size_len_field(gwid_len);
+                  pbw_size_len_field(z->s3) + pbw_size_len_field(gwid_len) +
+                  e->d_len; /* rooms = 5: encoded already (ws.c) */
         break;
     case GW_EV_MESSAGE:
         if (e->recover) {
@@ -87,6 +88,10 @@ static uint8_t *event_put(uint8_t *p, const gw_event_t *e, const char *gwid, siz
         p = pbw_put_len_field(p, 2, gw_event_c(e), z->s2);
         p = pbw_put_len_field(p, 3, gw_event_b(e), z->s3);
         p = pbw_put_len_field(p, 4, gwid, gwid_len);
+        if (e->d_len) {
+            memcpy(p, gw_event_d(e), e->d_len);
+            p += e->d_len;
+        }
         break;
     case GW_EV_MESSAGE:
         if (e->recover) {
@@ -241,8 +246,14 @@ static gw_event_t *event_of(const Wsgw__V1__Event *ev, int64_t now)
         const Wsgw__V1__Open *o = ev->open;
         const char *a = o->remote_addr ? o->remote_addr : "", *q = o->query ? o->query : "";
         const char *path = o->path ? o->path : "";
-        e = gw_event_new(GW_EV_OPEN, ev->conn_id, user, strlen(user), a, strlen(a), q,
-                         strlen(q), path, strlen(path));
+        size_t d = 0;
+        for (size_t i = 0; i < o->n_rooms; i++)
+            d += pbw_size_len_field(strlen(o->rooms[i]));
+        e = gw_event_new_d(GW_EV_OPEN, ev->conn_id, user, strlen(user), a, strlen(a), q,
+                           strlen(q), path, strlen(path), d);
+        uint8_t *p = e ? gw_event_d(e) : NULL;
+        for (size_t i = 0; p && i < o->n_rooms; i++)
+            p = pbw_put_len_field(p, 5, o->rooms[i], strlen(o->rooms[i]));
         break;
     }
     case WSGW__V1__EVENT__KIND_MESSAGE:

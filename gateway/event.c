@@ -18,8 +18,15 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
                          const void *a, size_t a_len, const char *b, size_t b_len,
                          const char *c, size_t c_len)
 {
+    return gw_event_new_d(type, conn_id, user, user_len, a, a_len, b, b_len, c, c_len, 0);
+}
+
+gw_event_t *gw_event_new_d(gw_ev_type_t type, uint64_t conn_id, const char *user,
+                           size_t user_len, const void *a, size_t a_len, const char *b,
+                           size_t b_len, const char *c, size_t c_len, size_t d_len)
+{
     uint8_t rc;
-    gw_event_t *e = gw_rc_alloc(sizeof *e + user_len + a_len + b_len + c_len + 4, &rc);
+    gw_event_t *e = gw_rc_alloc(sizeof *e + user_len + a_len + b_len + c_len + 4 + d_len, &rc);
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);
@@ -31,6 +38,7 @@ gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, 
     e->a_len = (uint32_t)a_len;
     e->b_len = (uint32_t)b_len;
     e->c_len = (uint32_t)c_len;
+    e->d_len = (uint32_t)d_len;
     char *p = e->data;
     p = put(p, user, user_len);
     p = put(p, a, a_len);

@@ -37,6 +37,7 @@ typedef struct gw_event {
     uint32_t tno;          /* Message: its number among the thread's Messages to this node and
                               stream, as the writer took them (seqtrack.h); set when taken */
     int32_t code;          /* Close */
+    uint32_t d_len;        /* Open: its rooms (resync only), as Open.rooms fields on the wire */
     uint64_t conn_id;
     uint64_t seq;          /* Message: per connection, from 1 */
     int64_t gateway_ns;    /* wall clock when the frame was read */
@@ -45,7 +46,7 @@ typedef struct gw_event {
     uint32_t a_len;        /* Open: remote addr; Message: payload; Close: reason */
     uint32_t b_len;        /* Open: query */
     uint32_t c_len;        /* Open: path */
-    char data[];           /* user \0 a \0 b \0 c \0 */
+    char data[];           /* user \0 a \0 b \0 c \0 d */
 } gw_event_t;
 
 static inline const char *gw_event_user(const gw_event_t *e) { return e->data; }
@@ -58,18 +59,28 @@ static inline const char *gw_event_c(const gw_event_t *e)
 {
     return e->data + e->user_len + 1 + e->a_len + 1 + e->b_len + 1;
 }
+/* (non-const result from a const event, as strchr: the maker fills it, readers only read) */
+static inline uint8_t *gw_event_d(const gw_event_t *e)
+{
+    return (uint8_t *)(uintptr_t)e->data + e->user_len + e->a_len + e->b_len + e->c_len + 4;
+}
 
 /* gw_event_new: one allocation holding the strings (any may be NULL with len 0; a is copied
  * as bytes, NUL-terminated). Returns NULL when out of memory. Caller owns the result. */
 gw_event_t *gw_event_new(gw_ev_type_t type, uint64_t conn_id, const char *user, size_t user_len,
                          const void *a, size_t a_len, const char *b, size_t b_len,
                          const char *c, size_t c_len);
+/* gw_event_new_d: the same with d_len bytes more after the strings (gw_event_d), for the
+ * caller to fill. */
+gw_event_t *gw_event_new_d(gw_ev_type_t type, uint64_t conn_id, const char *user,
+                           size_t user_len, const void *a, size_t a_len, const char *b,
+                           size_t b_len, const char *c, size_t c_len, size_t d_len);
 gw_event_t *gw_event_dup(const gw_event_t *e);
 /* gw_event_free: done with e (any thread: it goes home to be freed, recycle.h). */
 void gw_event_free(gw_event_t *e);
 static inline size_t gw_event_size(const gw_event_t *e)
 {
-    return sizeof *e + e->user_len + e->a_len + e->b_len + e->c_len + 4;
+    return sizeof *e + e->user_len + e->a_len + e->b_len + e->c_len + 4 + e->d_len;
 }
 
 /* A payload framed for lws_write: LWS_PRE bytes of headroom, then the data. One per service

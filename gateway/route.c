@@ -21,6 +21,21 @@ uint64_t gw_hash64(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
+int gw_route_home(const gw_t *g, const void *key, size_t len)
+{
+    int best = 0;
+    uint64_t best_score = 0;
+    for (int u = 0; u < g->nup; u++) {
+        uint64_t score =
+            gw_hash64(key, len, atomic_load_explicit(&g->nodes[u].seed, memory_order_relaxed));
+        if (u == 0 || score > best_score) {
+            best = u;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
 int gw_route_node(const gw_t *g, const void *key, size_t len)
 {
     if (g->nup == 1)

@@ -15,6 +15,7 @@
 #include "msgroute.h"
 #include "outq.h"
 #include "recycle.h"
+#include "route.h"
 #include "svc.h"
 #include "svc_priv.h"
 #include "utf8.h"
@@ -249,6 +250,19 @@ void gw_svc__run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
     }
 }
 
+/* Whether c's resync Open to node u carries its rooms (wsgw.proto Open.rooms): to every node
+ * when presence is shared (Redis holds one record: each node's write of them is the same), else
+ * to the one node whose record of the connection's joins counts: the node its messages go to
+ * when every node is up (README "Rooms and presence": each member is listed by one node). */
+static bool rooms_to(const gw_t *g, const gw_conn_t *c, int u)
+{
+    if (!c->rooms || gw_presence_shared(g) || g->nup == 1)
+        return c->rooms != NULL;
+    if (c->user && *c->user)
+        return gw_route_home(g, c->user, strlen(c->user)) == u;
+    return gw_route_home(g, &c->id, sizeof c->id) == u;
+}
+
 /* Presence resync for writer u: an Open for every live connection, then the marker, straight
  * into the ring (not the overflow list, which would hold a copy of every connection: if the
  * ring fills, the rest waits for the writer's room wake-up). The writer puts these Opens ahead of everything else it queued, so
@@ -264,7 +278,7 @@ void gw_svc__resync_run(gw_svc_t *s, int u)
             s->rs_cursor[u] = i + 1;
             continue;
         }
-        gw_event_t *e = gw_ws_open_event(c, gen);
+        gw_event_t *e = gw_ws_open_event(c, gen, rooms_to(s->gw, c, u));
         if (!e || !gw_handoff_try_ring(&l->up, e)) {
             if (e)
                 gw_event_free(e);

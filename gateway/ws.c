@@ -23,11 +23,13 @@
 #include "gwm.h"
 #include "http1.h"
 #include "httpd.h"
+#include "index.h"
 #include "keepalive.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgroute.h"
 #include "outq.h"
+#include "pbwire.h"
 #include "reasm.h"
 #include "route.h"
 #include "svc.h"
@@ -228,15 +230,21 @@ static size_t copy_peer(struct lws *wsi, char *out, size_t cap)
     return strlen(out);
 }
 
-gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen)
+gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen, bool rooms)
 {
     char peer[80];
     size_t plen = copy_peer(c->wsi, peer, sizeof peer);
-    gw_event_t *e = gw_event_new(GW_EV_OPEN, c->id, c->user, c->user ? strlen(c->user) : 0,
-                                 peer, plen, c->query, c->query ? strlen(c->query) : 0, WS_PATH,
-                                 sizeof WS_PATH - 1);
+    size_t d = 0; /* Open.rooms (= 5), encoded here once: bounded by --max-rooms-per-conn */
+    for (const gw_member_t *m = rooms ? c->rooms : NULL; m; m = m->conn_next)
+        d += pbw_size_len_field(m->room->hh.keylen);
+    gw_event_t *e = gw_event_new_d(GW_EV_OPEN, c->id, c->user, c->user ? strlen(c->user) : 0,
+                                   peer, plen, c->query, c->query ? strlen(c->query) : 0,
+                                   WS_PATH, sizeof WS_PATH - 1, d);
     if (!e)
         return NULL;
+    uint8_t *p = gw_event_d(e);
+    for (const gw_member_t *m = d ? c->rooms : NULL; m; m = m->conn_next)
+        p = pbw_put_len_field(p, 5, m->room->name, m->room->hh.keylen);
     e->code = (int32_t)resync_gen;
     e->gateway_ns = clock_wall_ns();
     e->t_read = clock_mono_ns();
@@ -356,7 +364,7 @@ static int establish(gw_svc_t *s, struct lws *wsi, gw_conn_t *c, const gw_http_r
     metrics_gauge_add(gwm.connections, 1);
     metrics_inc(gwm.accepted);
 
-    gw_event_t *e = gw_ws_open_event(c, 0);
+    gw_event_t *e = gw_ws_open_event(c, 0, false);
     if (!e) {
         log_rl_error("out of memory on connect", "thread=%d", s->idx);
         gw_ws_close(c, 1011, "out of memory", 13);

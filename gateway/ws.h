@@ -32,7 +32,8 @@ void gw_ws_close(gw_conn_t *c, int code, const void *reason, size_t rlen);
 void gw_ws_hangup(gw_conn_t *c);
 
 /* gw_ws_open_event: an Open event for c (user, peer address, stored query); resync_gen != 0
- * marks a resync Open. NULL when out of memory. Service thread of c. */
-gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen);
+ * marks a resync Open, and `rooms` puts c's rooms in it (Open.rooms: an API node that lost its
+ * record of them takes them back). NULL when out of memory. Service thread of c. */
+gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen, bool rooms);
 
 #endif

@@ -159,5 +159,117 @@ def test_resyncing_presence_is_not_answered():
     eq((st, js), (503, {"error": "presence resyncing"}))
 
 
+def room_members(api, room):
+    """(status, sorted user ids) of GET /v1/rooms/{room}."""
+    st, js = api.http("GET", "/v1/rooms/" + room)
+    return st, sorted(m["user_id"] for m in js["members"]) if st == 200 else js
+
+
+async def joined(ws, *rooms):
+    """ws joins rooms; done when a later echo comes back (its Joins went out before it)."""
+    for r in rooms:
+        await ws.send(json.dumps({"op": "join", "room": r}))
+    await ws.send("sync")
+    eq(await asyncio.wait_for(ws.recv(), 10), "sync")
+
+
+def test_room_memberships_come_back_after_an_api_restart():
+    """ws-api (chat handler, no Redis) killed and started again: the gateway's presence resync
+    carries each connection's rooms (Open.rooms), so GET /v1/rooms and RoomPresence list the
+    members again (before: nobody until they joined again, though the rooms kept delivering).
+    What came back behaves like a join (leave, close); started again with a lower
+    --max-rooms-per-conn, the memberships over it are refused and counted."""
+    api = Api(handler="chat")
+    gw = Gateway([api.grpc_addr])
+    ports = (api.grpc_port, api.http_port)
+
+    def restart(old, extra=()):
+        old.proc.kill()
+        old.proc.wait()
+        return Api(handler="chat", extra=list(extra), ports=ports)
+
+    async def settle_rooms(a, want):
+        await settle(a, lambda: all(room_members(a, r) == (200, m) for r, m in want.items()),
+                     "room listings %r" % want)
+
+    async def go():
+        a, b = await connect(gw, "alice"), await connect(gw, "bob")
+        await joined(a, "lobby", "r2")
+        await joined(b, "lobby")
+        want = {"lobby": ["alice", "bob"], "r2": ["alice"]}
+        eq({r: room_members(api, r) for r in want}, {r: (200, m) for r, m in want.items()})
+        api2 = restart(api)
+        await settle_rooms(api2, want)
+        eq(api2.metric("wsapi_rooms_restored_total", {"result": "recorded"}), 3.0)
+        eq(api2.metric("wsapi_rooms_restored_total", {"result": "refused"}), 0.0)
+        ch, stub, _ = admin(api2)
+        try:
+            rp = room_presence(stub, "lobby")
+            eq(sorted(m.user_id for m in rp.members), ["alice", "bob"])
+        finally:
+            ch.close()
+        # the rooms delivered all along; a restored membership leaves like a joined one
+        await b.send(json.dumps({"op": "say", "room": "lobby", "text": "hi"}))
+        for w in (a, b):
+            got = json.loads(await asyncio.wait_for(w.recv(), 10))
+            eq((got["op"], got["from"], got["text"]), ("said", "bob", "hi"))
+        await b.send(json.dumps({"op": "leave", "room": "lobby"}))
+        await joined(b)
+        eq(room_members(api2, "lobby"), (200, ["alice"]))
+        # over the node's limit: alice is in 2 rooms, the node takes 1 per connection
+        api3 = restart(api2, ["--max-rooms-per-conn", "1"])
+        await settle(api3, lambda: api3.metric("wsapi_rooms_restored_total",
+                                               {"result": "refused"}) == 1.0, "a refusal")
+        eq(api3.metric("wsapi_rooms_restored_total", {"result": "recorded"}), 1.0)
+        eq(sum(len(room_members(api3, r)[1]) for r in ("lobby", "r2")), 1)
+        await a.close()
+        await settle(api3, lambda: all(room_members(api3, r) == (200, []) for r in want),
+                     "alice's close empties her room")
+        await b.close()
+    arun(go())
+
+
+def test_restored_memberships_are_listed_by_one_node_each():
+    """Two ws-api nodes (chat, no Redis), six users in one room: each member is listed by
+    exactly one node (the one its joins went to; README "Rooms and presence"). Both nodes are
+    killed and started again: the gateway sends each connection's rooms to the one node its
+    messages go to, so the two listings add up to the six members again, none twice (rooms
+    sent to every node would list each member twice)."""
+    apis = [Api(handler="chat"), Api(handler="chat")]
+    gw = Gateway([a.grpc_addr for a in apis])
+    users = ["u%d" % i for i in range(6)]
+
+    def listed(nodes):
+        out = []
+        for a in nodes:
+            st, js = a.http("GET", "/v1/rooms/lobby")
+            if st != 200:
+                return None
+            out += [(m["user_id"], m["conn_id"]) for m in js["members"]]
+        return sorted(out)
+
+    async def go():
+        wss = [await connect(gw, u) for u in users]
+        for w in wss:
+            await joined(w, "lobby")
+        before = listed(apis)
+        eq([u for u, _ in before], users)
+        per_node = [len(listed([a])) for a in apis]
+        check(all(per_node), "both nodes have members: %r" % per_node)
+        again = []
+        for a in apis:
+            a.proc.kill()
+            a.proc.wait()
+        for a in apis:
+            again.append(Api(handler="chat", ports=(a.grpc_port, a.http_port)))
+        await settle(again[0], lambda: listed(again) == before,
+                     "the six listed once each again (%r)" % (listed(again),))
+        eq(sum(n.metric("wsapi_rooms_restored_total", {"result": "recorded"}) for n in again),
+           6.0)
+        for w in wss:
+            await w.close()
+    arun(go())
+
+
 if __name__ == "__main__":
     run(globals())

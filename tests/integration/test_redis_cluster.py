@@ -324,6 +324,8 @@ def test_redis_down_then_back():
         c0 = await connect(gws[0], "p")
         c1 = await connect(gws[1], "q")
         T.wait_until(lambda: len(users_conns(apis[0], "q")[1]) == 1, 5, what="q online")
+        await c0.ws.send(json.dumps({"op": "join", "room": "before"}))
+        T.wait_until(lambda: room_users(apis[2], "before") == ["p"], 5, what="p listed in before")
         # Redis killed: 503, ws-api up, echo (the handler, no Redis needed) still works
         r.kill()
         T.wait_until(lambda: apis[0].push(all=True, data="x")[0] == 503, 3, what="503 on push")
@@ -338,9 +340,10 @@ def test_redis_down_then_back():
         await c0.ws.send("echo while redis is away")
         await asyncio.sleep(0.3)
         T.check("echo while redis is away" in c0.got, "messages still flow: %s" % c0.got)
-        # a client that connects and one that leaves while Redis is away
+        # a client that connects and one that leaves while Redis is away, and a join
         c2 = await connect(gws[1], "newcomer")
         await c1.ws.close()
+        await c0.ws.send(json.dumps({"op": "join", "room": "away"}))
         # Redis back (empty: restarted without persistence): presence rebuilt
         time.sleep(0.5)
         r.start()
@@ -352,6 +355,13 @@ def test_redis_down_then_back():
             T.wait_until(lambda: users_conns(a, "q") == (200, []), 5, what="q gone")
             T.eq(len(users_conns(a, "p")[1]), 1)
         print("presence rebuilt %.2fs after Redis came back" % (time.monotonic() - t0))
+        # Redis lost the room memberships too, and never heard of the join while it was away:
+        # the gateway's resync brought them (Open.rooms; before, both listed nobody until p
+        # joined them again)
+        T.wait_until(lambda: room_users(apis[1], "before") == ["p"] and
+                     room_users(apis[0], "away") == ["p"], 3, what="p listed in before and away")
+        T.eq(sum(metric(a, "wsapi_rooms_restored_total", {"result": "recorded"}) for a in apis),
+             2.0, "memberships restored from the gateway, counted once")
         T.eq([a.http("GET", "/readyz")[0] for a in apis], [200, 200, 200])
         st, js = apis[2].push(user_ids=["p", "newcomer"], data="back")
         T.eq((st, js["gateways"]), (200, 2))
@@ -371,6 +381,8 @@ def test_redis_down_then_back():
             opens_before = opens()
             c3 = await connect(gws[0], "late")
             T.wait_until(lambda: opens() > opens_before, 5, what="the late client's Open read")
+            # a join Redis does not hear of (the gateway does: rooms live there)
+            await c0.ws.send(json.dumps({"op": "join", "room": "paused"}))
             await asyncio.sleep(0.7)  # (its write, if it was queued, past --redis-timeout)
         finally:
             r.resume()
@@ -384,6 +396,10 @@ def test_redis_down_then_back():
                     for a in apis) >= 1, "a new token for the gateway whose write was missed")
         # its room listing survives the new token (before, rp listed nobody from then on)
         T.wait_until(lambda: room_users(apis[1], "rp") == ["p"], 3, what="p still listed in rp")
+        # and the join made while Redis was silent is listed (its write ran when Redis woke,
+        # or the resync's Open carried it)
+        T.wait_until(lambda: room_users(apis[0], "paused") == ["p"], 3,
+                     what="p listed in paused")
         for c in (c0, c2, c3):
             await c.ws.close()
     asyncio.get_event_loop().run_until_complete(run())

@@ -225,6 +225,11 @@ void pbcheck_dump_upstream(const Wsgw__V1__Upstream *u, buf_t *o)
             cstr(o, e->open->query);
             buf_appendf(o, " gw=");
             cstr(o, e->open->gateway_id);
+            buf_appendf(o, " rooms=%zu", e->open->n_rooms);
+            for (size_t k = 0; k < e->open->n_rooms; k++) {
+                buf_appendf(o, " ");
+                cstr(o, e->open->rooms[k]);
+            }
             break;
         case WSGW__V1__EVENT__KIND_MESSAGE:
             buf_appendf(o, " msg payload=");
@@ -256,6 +261,7 @@ static void dump_upstream_ours(updec_t *u, buf_t *o)
     buf_appendf(o, "seq=%llu complete=%d n=%zu\n", (unsigned long long)u->seq,
                 u->presence_complete ? 1 : 0, u->nevents);
     updec_event_t e;
+    updec_str_t room;
     while (updec_next(u, &e)) {
         buf_appendf(o, "conn=%llu user=", (unsigned long long)e.conn_id);
         hex(o, e.user_id.p, e.user_id.len);
@@ -270,6 +276,11 @@ static void dump_upstream_ours(updec_t *u, buf_t *o)
             hex(o, e.query.p, e.query.len);
             buf_appendf(o, " gw=");
             hex(o, e.gateway_id.p, e.gateway_id.len);
+            buf_appendf(o, " rooms=%zu", e.nrooms);
+            for (const uint8_t *cur = NULL; updec_room(&e, &cur, &room);) {
+                buf_appendf(o, " ");
+                hex(o, room.p, room.len);
+            }
             break;
         case UPDEC_MESSAGE:
             buf_appendf(o, " msg payload=");

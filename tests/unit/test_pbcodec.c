@@ -11,6 +11,7 @@
 #include "../../gateway/dsdec.h"
 #include "../sim/pbcheck.h"
 #include "grpc_frame.h"
+#include "pbwire.h"
 #include "test.h"
 #include "wsgw.pb-c.h"
 
@@ -122,6 +123,7 @@ static size_t pack_batch_pbc(gw_event_t *const *evs, size_t n, const char *gwid,
     Wsgw__V1__Message *ms = calloc(n + 1, sizeof *ms);
     Wsgw__V1__Close *cl = calloc(n + 1, sizeof *cl);
     Wsgw__V1__Recover *rc = calloc(n + 1, sizeof *rc);
+    char ***rooms = calloc(n + 1, sizeof *rooms); /* an Open's rooms, read back from its d */
     for (size_t i = 0; i < n; i++) {
         gw_event_t *e = evs[i];
         wsgw__v1__event__init(&ev[i]);
@@ -134,6 +136,12 @@ static size_t pack_batch_pbc(gw_event_t *const *evs, size_t n, const char *gwid,
             op[i].query = (char *)gw_event_b(e);
             op[i].path = (char *)gw_event_c(e);
             op[i].gateway_id = (char *)gwid;
+            pbw_t r = pbw_init(gw_event_d(e), e->d_len);
+            pbw_field_t f;
+            rooms[i] = calloc(e->d_len + 1, sizeof *rooms[i]);
+            while (pbw_next(&r, &f) > 0)
+                rooms[i][op[i].n_rooms++] = strndup((const char *)f.val, f.len);
+            op[i].rooms = rooms[i];
             ev[i].kind_case = WSGW__V1__EVENT__KIND_OPEN;
             ev[i].open = &op[i];
         } else if (e->type == GW_EV_MESSAGE && e->recover) {
@@ -165,6 +173,12 @@ static size_t pack_batch_pbc(gw_event_t *const *evs, size_t n, const char *gwid,
     up.n_events = n;
     up.events = ptrs;
     size_t len = wsgw__v1__upstream__pack(&up, out);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; rooms[i] && j < op[i].n_rooms; j++)
+            free(rooms[i][j]);
+        free(rooms[i]);
+    }
+    free(rooms);
     free(ev);
     free(ptrs);
     free(op);
@@ -192,8 +206,23 @@ static gw_event_t *rnd_event(void)
         an = rnd_bytes(a, 40, below(8) == 0);
         bn = rnd_bytes(b, 40, below(8) == 0);
         cn = rnd_bytes(c, 40, below(8) == 0);
-        e = gw_event_new(GW_EV_OPEN, rnd_u64(), (char *)u, un, a, an, (char *)b, bn, (char *)c, cn);
+    {
+        /* a resync Open with rooms (Open.rooms = 5), as ws.c encodes them: no NUL in a name
+         * (the gateway's room names are Join's strings up to their first NUL) */
+        uint8_t rn[6][30];
+        size_t rl[6], nr = below(3) ? 0 : below(7), d = 0;
+        for (size_t k = 0; k < nr; k++) {
+            rl[k] = 1 + rnd_bytes(rn[k], 28, false);
+            rn[k][rl[k] - 1] = 'r';
+            d += pbw_size_len_field(rl[k]);
+        }
+        e = gw_event_new_d(GW_EV_OPEN, rnd_u64(), (char *)u, un, a, an, (char *)b, bn,
+                           (char *)c, cn, d);
+        uint8_t *p = gw_event_d(e);
+        for (size_t k = 0; k < nr; k++)
+            p = pbw_put_len_field(p, 5, rn[k], rl[k]);
         break;
+    }
     case 1:
         an = rnd_bytes(a, below(2) ? 300 : 4, true);
         e = gw_event_new(GW_EV_MESSAGE, rnd_u64(), (char *)u, un, a, an, NULL, 0, NULL, 0);
@@ -242,6 +271,21 @@ static void test_batch_bytes_equal_protobuf_c(void)
         CHECK_EQ(up->n_events, n);
         wsgw__v1__upstream__free_unpacked(up, NULL);
         CHECK(pbcheck_upstream(m, mlen, &a, &b));
+        /* rebuilt from the batch (a handback), the events encode to the same bytes: an Open's
+         * rooms included */
+        gw_event_t *head = NULL, *tail = NULL, *back[12];
+        REQUIRE(gw_batch_events(bt, false, 0, &head, &tail) == (int)n);
+        for (size_t i = 0; i < n; i++, head = head->next)
+            back[i] = head;
+        gw_batch_t *again = gw_batch_encode(NULL, back, n, gwid);
+        REQUIRE(again);
+        CHECK(again->ev_len == bt->ev_len - (complete ? 2 : 0) &&
+              memcmp(again->buf + GRPC_FRAME_HDR_LEN, old, oldlen) == 0);
+        for (size_t i = 0; i < n; i++) {
+            CHECK_EQ(back[i]->d_len, evs[i]->d_len);
+            gw_event_free(back[i]);
+        }
+        gw_batch_free(again);
         for (size_t i = 0; i < n; i++)
             gw_event_free(evs[i]);
         gw_batch_free(bt);
@@ -449,6 +493,10 @@ static void test_upstream_from_protobuf_c(void)
                 e->open->path = rnd_cstr(20);
                 e->open->query = rnd_cstr(20);
                 e->open->gateway_id = rnd_cstr(20);
+                e->open->n_rooms = below(3) ? 0 : below(6);
+                e->open->rooms = calloc(e->open->n_rooms + 1, sizeof *e->open->rooms);
+                for (size_t k = 0; k < e->open->n_rooms; k++)
+                    e->open->rooms[k] = rnd_cstr(20); /* (empty ones too: sent all the same) */
                 break;
             case 1:
                 e->kind_case = WSGW__V1__EVENT__KIND_MESSAGE;
@@ -487,6 +535,9 @@ static void test_upstream_from_protobuf_c(void)
                 free(e->open->path);
                 free(e->open->query);
                 free(e->open->gateway_id);
+                for (size_t k = 0; k < e->open->n_rooms; k++)
+                    free(e->open->rooms[k]);
+                free(e->open->rooms);
                 free(e->open);
             } else if (e->kind_case == WSGW__V1__EVENT__KIND_MESSAGE) {
                 free(e->message->payload.data);
