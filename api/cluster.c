@@ -87,11 +87,11 @@ redis_script_t cl__hb_script = {.text =
 /* open: KEYS meta, conns, tomb(B-1), tomb(B), tomb(B+1) [, conns of the token this one
  * replaced]; ARGV tok, conn, user, rooms (netstrings: a resync Open's Open.rooms, or "").
  * Returns 1 written, 0 another token, 2 closed already (a late Open: refused), or {rooms,
- * fresh}. Keeps the rooms it has under tok. A connection new under tok takes over the rooms
- * the replaced token had, and the gateway's rooms that neither had (joins Redis missed, or
- * Redis lost its data): then it returns all its rooms (netstrings), for their index entries
- * to be written under tok (a new token would otherwise drop the gateway's room listings), and
- * how many of them were the gateway's alone. */
+ * fresh}. Keeps the rooms it has under tok. A connection new under tok gets the gateway's rooms
+ * when it sent any (rooms live on the gateways: joins and leaves Redis missed, or all of them
+ * when Redis lost its data), else the rooms the replaced token had; then it returns them
+ * (netstrings), for their index entries to be written under tok (a new token would otherwise
+ * drop the gateway's room listings), and how many of them the replaced token did not have. */
 redis_script_t cl__open_script = {.text =
     "if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 0 end\n"
     "for i = 3, 5 do\n"
@@ -105,7 +105,6 @@ redis_script_t cl__open_script = {.text =
     "  carried = true\n"
     "end\n"
     "local rooms = ''\n"
-    "local have = {}\n"
     "if old then\n"
     "  local c = string.find(old, ':', 1, true)\n"
     "  local n = tonumber(string.sub(old, 1, c - 1))\n"
@@ -113,23 +112,25 @@ redis_script_t cl__open_script = {.text =
     "end\n"
     "local fresh = 0\n"
     "if ARGV[4] ~= '' and (carried or not old) then\n"
+    "  local had = {}\n"
     "  local i = 1\n"
     "  while i <= #rooms do\n"
     "    local c = string.find(rooms, ':', i, true)\n"
     "    local n = tonumber(string.sub(rooms, i, c - 1))\n"
-    "    have[string.sub(rooms, c + 1, c + n)] = true\n"
+    "    had[string.sub(rooms, c + 1, c + n)] = true\n"
     "    i = c + n + 1\n"
     "  end\n"
     "  local g = ARGV[4]\n"
+    "  rooms = ''\n"
     "  i = 1\n"
     "  while i <= #g do\n"
     "    local c = string.find(g, ':', i, true)\n"
     "    local n = tonumber(string.sub(g, i, c - 1))\n"
     "    local r = string.sub(g, c + 1, c + n)\n"
-    "    if not have[r] then\n"
-    "      have[r] = true\n"
+    "    if had[r] ~= 0 then\n"
+    "      if not had[r] then fresh = fresh + 1 end\n"
+    "      had[r] = 0\n"
     "      rooms = rooms .. n .. ':' .. r\n"
-    "      fresh = fresh + 1\n"
     "    end\n"
     "    i = c + n + 1\n"
     "  end\n"

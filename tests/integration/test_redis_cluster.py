@@ -907,6 +907,49 @@ def test_room_listings_survive_a_rebuild_of_a_gateways_presence():
         relay.stop()
 
 
+def test_room_changes_redis_refused_are_right_after_the_rebuild():
+    """Redis refuses writes for a moment (maxmemory 1: OOM) while p leaves room "l" and joins
+    room "j": the node's room writes fail, the gateway is rebuilt under a new token once Redis
+    takes writes again, and the connection's re-sent Open carries its rooms as the gateway has
+    them (Open.rooms). The listings then follow the gateway, not the replaced token: p in "j"
+    and "k", not in "l" (before: "l" listed p again from the replaced token's record, and "j"
+    did not list it)."""
+    r, apis, gws = cluster(napis=2, ngws=1, subset=2)
+
+    async def run():
+        p = await connect(gws[0], "p")
+        for room in ("k", "l"):
+            await p.ws.send(json.dumps({"op": "join", "room": room}))
+        T.wait_until(lambda: room_users(apis[0], "k") == ["p"] and
+                     room_users(apis[1], "l") == ["p"], 5, what="p listed in k and l")
+        rotated = sum(metric(a, "wsapi_cluster_token_events_total", {"event": "rotated"})
+                      for a in apis)
+        msgs = sum(metric(a, "wsapi_events_total", {"kind": "message"}) for a in apis)
+        r.cmd("CONFIG", "SET", "maxmemory", "1")
+        try:
+            await p.ws.send(json.dumps({"op": "leave", "room": "l"}))
+            await p.ws.send(json.dumps({"op": "join", "room": "j"}))
+            T.wait_until(lambda: sum(metric(a, "wsapi_events_total", {"kind": "message"})
+                                     for a in apis) >= msgs + 2, 5,
+                         what="the leave and the join read")
+            await asyncio.sleep(0.3)  # (their writes refused)
+        finally:
+            r.cmd("CONFIG", "SET", "maxmemory", "0")
+        T.wait_until(lambda: sum(metric(a, "wsapi_cluster_token_events_total",
+                                        {"event": "rotated"}) for a in apis) > rotated, 5,
+                     what="a new token for the gateway whose writes Redis refused")
+        want = {"j": ["p"], "k": ["p"], "l": []}
+
+        def listings():
+            return [{rm: room_users(a, rm) for rm in want} for a in apis]
+        try:
+            T.wait_until(lambda: listings() == [want, want], 5, what="the listings")
+        except TimeoutError:
+            T.eq(listings(), [want, want], "the listings of both nodes: as the gateway has them")
+        await p.ws.close()
+    asyncio.get_event_loop().run_until_complete(run())
+
+
 def test_instance_renewals_are_at_most_one_per_interval():
     """Each renewal makes ws-api rebuild all of the gateway's presence, so an API that refuses
     every Close must not turn each closed connection into a rebuild: a node renews at most
