@@ -85,11 +85,12 @@ redis_script_t cl__hb_script = {.text =
     "return {tok, made, redis.call('HGET', m, 'prev') or ''}\n"};
 
 /* open: KEYS meta, conns, tomb(B-1), tomb(B), tomb(B+1) [, conns of the token this one
- * replaced]; ARGV tok, conn, user, rooms (netstrings: a resync Open's Open.rooms, or "").
- * Returns 1 written, 0 another token, 2 closed already (a late Open: refused), or {rooms,
- * fresh}. Keeps the rooms it has under tok. A connection new under tok gets the gateway's rooms
- * when it sent any (rooms live on the gateways: joins and leaves Redis missed, or all of them
- * when Redis lost its data), else the rooms the replaced token had; then it returns them
+ * replaced]; ARGV tok, conn, user, rooms ("" or "=" then netstrings: a resync Open's
+ * Open.rooms, "=" alone when it is in none). Returns 1 written, 0 another token, 2 closed
+ * already (a late Open: refused), or {rooms, fresh}. Keeps the rooms it has under tok. A
+ * connection new under tok gets the gateway's rooms when the Open had them (rooms live on the
+ * gateways: joins and leaves Redis missed, or all of them when Redis lost its data), else the
+ * rooms the replaced token had; then it returns them
  * (netstrings), for their index entries to be written under tok (a new token would otherwise
  * drop the gateway's room listings), and how many of them the replaced token did not have. */
 redis_script_t cl__open_script = {.text =
@@ -120,7 +121,7 @@ redis_script_t cl__open_script = {.text =
     "    had[string.sub(rooms, c + 1, c + n)] = true\n"
     "    i = c + n + 1\n"
     "  end\n"
-    "  local g = ARGV[4]\n"
+    "  local g = string.sub(ARGV[4], 2)\n"
     "  rooms = ''\n"
     "  i = 1\n"
     "  while i <= #g do\n"

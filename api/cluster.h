@@ -120,8 +120,9 @@ void cluster_stream_gone(cluster_t *cl, api_stream_t *s);
 /* cluster_batch_begin: the writes of the batch being handled on s (of a bound session). */
 cl_batch_t *cluster_batch_begin(cluster_t *cl, api_stream_t *s);
 /* Presence events and room changes of the batch. user may be "" (no user). rooms: a resync
- * Open's rooms (Open.rooms) as netstrings "LEN:NAME" (rooms_len 0: none), taken when Redis has
- * no record of the connection under the session's token. */
+ * Open's rooms (Open.rooms), "=" then netstrings "LEN:NAME" ("=" alone: in no room; rooms_len
+ * 0: the Open had none), taken when Redis has no record of the connection under the session's
+ * token. */
 void cluster_open(cl_batch_t *b, uint64_t conn_id, const char *user, const char *rooms,
                   size_t rooms_len);
 void cluster_close(cl_batch_t *b, uint64_t conn_id, const char *user);

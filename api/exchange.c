@@ -94,18 +94,22 @@ static void rooms_refused(const updec_event_t *ev, size_t n, const exchange_t *x
                 (unsigned long long)ev->conn_id, n, x->chat.max_name, x->chat.max_rooms);
 }
 
-/* The rooms of a resync Open (Open.rooms, --redis): those within this node's limits as
- * netstrings ("LEN:NAME", the cluster's format) in x->rns; the rest refused and counted.
- * Returns how many, or -1 when out of memory. */
+/* The rooms of a resync Open (Open.rooms, --redis): "=" then those within this node's limits
+ * as netstrings ("LEN:NAME", the cluster's format) in x->rns (cluster_open); the rest refused
+ * and counted. An empty name is none (alone: the connection is in no room). Returns 0, or -1
+ * when out of memory. */
 static int open_rooms(exchange_t *x, const updec_event_t *ev)
 {
     buf_reset(&x->rns);
+    if (buf_append(&x->rns, "=", 1) < 0)
+        return -1;
     const uint8_t *cur = NULL;
     updec_str_t r;
     size_t n = 0, refused = 0;
     while (updec_room(ev, &cur, &r)) {
-        if (!r.len || r.len > x->chat.max_name || r.len > CLUSTER_ID_MAX ||
-            n >= x->chat.max_rooms) {
+        if (!r.len)
+            continue;
+        if (r.len > x->chat.max_name || r.len > CLUSTER_ID_MAX || n >= x->chat.max_rooms) {
             refused++;
             continue;
         }
@@ -115,7 +119,7 @@ static int open_rooms(exchange_t *x, const updec_event_t *ev)
     }
     if (refused)
         rooms_refused(ev, refused, x);
-    return (int)n;
+    return 0;
 }
 
 /* A resync Open's rooms (Open.rooms), without --redis: memberships this node has no record
@@ -128,7 +132,9 @@ static int restore_rooms(exchange_t *x, const updec_event_t *ev)
     size_t recorded = 0, refused = 0;
     int rv = EXCHANGE_OK;
     while (updec_room(ev, &cur, &r)) {
-        if (!r.len || r.len > x->chat.max_name) {
+        if (!r.len)
+            continue; /* (none; alone: in no room) */
+        if (r.len > x->chat.max_name) {
             refused++;
             continue;
         }
@@ -163,10 +169,10 @@ static int handle_event(exchange_t *x, api_stream_t *s, const updec_event_t *ev,
         if (cstrs(x, 2, (const updec_str_t[]){ev->user_id, ev->gateway_id}, str) < 0)
             return EXCHANGE_ERR_NOMEM;
         if (b) { /* --redis */
-            int nr = ev->nrooms ? open_rooms(x, ev) : 0;
-            if (nr < 0)
+            if (ev->nrooms && open_rooms(x, ev) < 0)
                 return EXCHANGE_ERR_NOMEM;
-            cluster_open(b, ev->conn_id, str[0], (const char *)x->rns.data, nr ? x->rns.len : 0);
+            cluster_open(b, ev->conn_id, str[0], (const char *)x->rns.data,
+                         ev->nrooms ? x->rns.len : 0);
             return EXCHANGE_OK;
         }
         pres_result_t pr = presence_open(x->pres, ev->conn_id, str[0], str[1], s);

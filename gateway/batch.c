@@ -248,12 +248,12 @@ static gw_event_t *event_of(const Wsgw__V1__Event *ev, int64_t now)
         const char *path = o->path ? o->path : "";
         size_t d = 0;
         for (size_t i = 0; i < o->n_rooms; i++)
-            d += pbw_size_len_field(strlen(o->rooms[i]));
+            d += gw_event_room_size(strlen(o->rooms[i]));
         e = gw_event_new_d(GW_EV_OPEN, ev->conn_id, user, strlen(user), a, strlen(a), q,
                            strlen(q), path, strlen(path), d);
         uint8_t *p = e ? gw_event_d(e) : NULL;
         for (size_t i = 0; p && i < o->n_rooms; i++)
-            p = pbw_put_len_field(p, 5, o->rooms[i], strlen(o->rooms[i]));
+            p = gw_event_put_room(p, o->rooms[i], strlen(o->rooms[i]));
         break;
     }
     case WSGW__V1__EVENT__KIND_MESSAGE:

@@ -11,6 +11,9 @@
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "pbwire.h"
 
 typedef enum {
     GW_EV_OPEN = 1,        /* code != 0: a resync Open of resync generation `code` */
@@ -63,6 +66,21 @@ static inline const char *gw_event_c(const gw_event_t *e)
 static inline uint8_t *gw_event_d(const gw_event_t *e)
 {
     return (uint8_t *)(uintptr_t)e->data + e->user_len + e->a_len + e->b_len + e->c_len + 4;
+}
+
+/* An Open's rooms in its d bytes: each an Open.rooms (= 5) field, written whole even when empty
+ * (a repeated string's element always is: the lone empty one says "in no room", ws.c). */
+static inline size_t gw_event_room_size(size_t n)
+{
+    return 1 + pbw_varint_len(n) + n;
+}
+static inline uint8_t *gw_event_put_room(uint8_t *p, const void *name, size_t n)
+{
+    *p++ = 5 << 3 | PBW_LEN;
+    p = pbw_put_varint(p, n);
+    if (n)
+        memcpy(p, name, n);
+    return p + n;
 }
 
 /* gw_event_new: one allocation holding the strings (any may be NULL with len 0; a is copied

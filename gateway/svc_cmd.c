@@ -251,12 +251,15 @@ void gw_svc__run_cmd(gw_svc_t *s, int u, gw_cmd_t *cmd)
 }
 
 /* Whether c's resync Open to node u carries its rooms (wsgw.proto Open.rooms): to every node
- * when presence is shared (Redis holds one record: each node's write of them is the same), else
- * to the one node whose record of the connection's joins counts: the node its messages go to
- * when every node is up (README "Rooms and presence": each member is listed by one node). */
+ * when presence is shared (Redis holds one record: each node's write of them is the same; "in
+ * no room" too, which Redis may not know), else to the one node whose record of the
+ * connection's joins counts: the node its messages go to when every node is up (README "Rooms
+ * and presence": each member is listed by one node). */
 static bool rooms_to(const gw_t *g, const gw_conn_t *c, int u)
 {
-    if (!c->rooms || gw_presence_shared(g) || g->nup == 1)
+    if (gw_presence_shared(g))
+        return true;
+    if (!c->rooms || g->nup == 1)
         return c->rooms != NULL;
     if (c->user && *c->user)
         return gw_route_home(g, c->user, strlen(c->user)) == u;

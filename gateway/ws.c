@@ -29,7 +29,6 @@
 #include "metrics.h"
 #include "msgroute.h"
 #include "outq.h"
-#include "pbwire.h"
 #include "reasm.h"
 #include "route.h"
 #include "svc.h"
@@ -234,17 +233,21 @@ gw_event_t *gw_ws_open_event(gw_conn_t *c, uint32_t resync_gen, bool rooms)
 {
     char peer[80];
     size_t plen = copy_peer(c->wsi, peer, sizeof peer);
-    size_t d = 0; /* Open.rooms (= 5), encoded here once: bounded by --max-rooms-per-conn */
+    /* Open.rooms, encoded here once (bounded by --max-rooms-per-conn); in no room: one empty
+     * name, which tells a node that holds an older record of them (shared presence) "none" */
+    size_t d = rooms && !c->rooms ? gw_event_room_size(0) : 0;
     for (const gw_member_t *m = rooms ? c->rooms : NULL; m; m = m->conn_next)
-        d += pbw_size_len_field(m->room->hh.keylen);
+        d += gw_event_room_size(m->room->hh.keylen);
     gw_event_t *e = gw_event_new_d(GW_EV_OPEN, c->id, c->user, c->user ? strlen(c->user) : 0,
                                    peer, plen, c->query, c->query ? strlen(c->query) : 0,
                                    WS_PATH, sizeof WS_PATH - 1, d);
     if (!e)
         return NULL;
     uint8_t *p = gw_event_d(e);
-    for (const gw_member_t *m = d ? c->rooms : NULL; m; m = m->conn_next)
-        p = pbw_put_len_field(p, 5, m->room->name, m->room->hh.keylen);
+    if (rooms && !c->rooms)
+        gw_event_put_room(p, NULL, 0);
+    for (const gw_member_t *m = rooms ? c->rooms : NULL; m; m = m->conn_next)
+        p = gw_event_put_room(p, m->room->name, m->room->hh.keylen);
     e->code = (int32_t)resync_gen;
     e->gateway_ns = clock_wall_ns();
     e->t_read = clock_mono_ns();

@@ -909,19 +909,22 @@ def test_room_listings_survive_a_rebuild_of_a_gateways_presence():
 
 def test_room_changes_redis_refused_are_right_after_the_rebuild():
     """Redis refuses writes for a moment (maxmemory 1: OOM) while p leaves room "l" and joins
-    room "j": the node's room writes fail, the gateway is rebuilt under a new token once Redis
-    takes writes again, and the connection's re-sent Open carries its rooms as the gateway has
-    them (Open.rooms). The listings then follow the gateway, not the replaced token: p in "j"
-    and "k", not in "l" (before: "l" listed p again from the replaced token's record, and "j"
-    did not list it)."""
+    room "j", and q leaves "m", its only room: the node's room writes fail, the gateway is
+    rebuilt under a new token once Redis takes writes again, and each connection's re-sent
+    Open carries its rooms as the gateway has them (Open.rooms; q's: "in no room"). The
+    listings then follow the gateway, not the replaced token: p in "j" and "k", nobody in "l"
+    and "m" (before: "l" and "m" listed p and q again from the replaced token's record, and
+    "j" did not list p)."""
     r, apis, gws = cluster(napis=2, ngws=1, subset=2)
 
     async def run():
         p = await connect(gws[0], "p")
+        q = await connect(gws[0], "q", room="m")
         for room in ("k", "l"):
             await p.ws.send(json.dumps({"op": "join", "room": room}))
         T.wait_until(lambda: room_users(apis[0], "k") == ["p"] and
-                     room_users(apis[1], "l") == ["p"], 5, what="p listed in k and l")
+                     room_users(apis[1], "l") == ["p"] and room_users(apis[0], "m") == ["q"],
+                     5, what="p listed in k and l, q in m")
         rotated = sum(metric(a, "wsapi_cluster_token_events_total", {"event": "rotated"})
                       for a in apis)
         msgs = sum(metric(a, "wsapi_events_total", {"kind": "message"}) for a in apis)
@@ -929,8 +932,9 @@ def test_room_changes_redis_refused_are_right_after_the_rebuild():
         try:
             await p.ws.send(json.dumps({"op": "leave", "room": "l"}))
             await p.ws.send(json.dumps({"op": "join", "room": "j"}))
+            await q.ws.send(json.dumps({"op": "leave", "room": "m"}))
             T.wait_until(lambda: sum(metric(a, "wsapi_events_total", {"kind": "message"})
-                                     for a in apis) >= msgs + 2, 5,
+                                     for a in apis) >= msgs + 3, 5,
                          what="the leave and the join read")
             await asyncio.sleep(0.3)  # (their writes refused)
         finally:
@@ -938,7 +942,7 @@ def test_room_changes_redis_refused_are_right_after_the_rebuild():
         T.wait_until(lambda: sum(metric(a, "wsapi_cluster_token_events_total",
                                         {"event": "rotated"}) for a in apis) > rotated, 5,
                      what="a new token for the gateway whose writes Redis refused")
-        want = {"j": ["p"], "k": ["p"], "l": []}
+        want = {"j": ["p"], "k": ["p"], "l": [], "m": []}
 
         def listings():
             return [{rm: room_users(a, rm) for rm in want} for a in apis]
@@ -947,6 +951,7 @@ def test_room_changes_redis_refused_are_right_after_the_rebuild():
         except TimeoutError:
             T.eq(listings(), [want, want], "the listings of both nodes: as the gateway has them")
         await p.ws.close()
+        await q.ws.close()
     asyncio.get_event_loop().run_until_complete(run())
 
 

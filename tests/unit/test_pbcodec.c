@@ -208,19 +208,21 @@ static gw_event_t *rnd_event(void)
         cn = rnd_bytes(c, 40, below(8) == 0);
     {
         /* a resync Open with rooms (Open.rooms = 5), as ws.c encodes them: no NUL in a name
-         * (the gateway's room names are Join's strings up to their first NUL) */
+         * (the gateway's room names are Join's strings up to their first NUL); an empty one
+         * is "in no room" */
         uint8_t rn[6][30];
         size_t rl[6], nr = below(3) ? 0 : below(7), d = 0;
         for (size_t k = 0; k < nr; k++) {
-            rl[k] = 1 + rnd_bytes(rn[k], 28, false);
-            rn[k][rl[k] - 1] = 'r';
-            d += pbw_size_len_field(rl[k]);
+            rl[k] = below(6) ? 1 + rnd_bytes(rn[k], 28, false) : 0;
+            if (rl[k])
+                rn[k][rl[k] - 1] = 'r';
+            d += gw_event_room_size(rl[k]);
         }
         e = gw_event_new_d(GW_EV_OPEN, rnd_u64(), (char *)u, un, a, an, (char *)b, bn,
                            (char *)c, cn, d);
         uint8_t *p = gw_event_d(e);
         for (size_t k = 0; k < nr; k++)
-            p = pbw_put_len_field(p, 5, rn[k], rl[k]);
+            p = gw_event_put_room(p, rn[k], rl[k]);
         break;
     }
     case 1:
