@@ -172,10 +172,12 @@ bool updec_next(updec_t *u, updec_event_t *e)
 
 bool updec_room(const updec_event_t *e, const uint8_t **cursor, updec_str_t *room)
 {
+    if (!e->nrooms)
+        return false;
     const uint8_t *end = e->open_body.p + e->open_body.len;
     pbw_t r = {*cursor ? *cursor : e->open_body.p, end};
     pbw_field_t f;
-    while (e->nrooms && pbw_next(&r, &f) > 0)
+    while (pbw_next(&r, &f) > 0)
         if (f.num == OPEN_ROOMS) {
             *cursor = r.p;
             *room = str_of(&f);
