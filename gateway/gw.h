@@ -25,6 +25,7 @@ typedef struct gw_node {
     _Atomic int presence;     /* writer u: what its last stream's response headers said:
                                  0 not yet, GW_PRES_REPLICATED, GW_PRES_SHARED */
     _Atomic int wanted;       /* main thread: connect to it (--upstream-subset, subset.h) */
+    _Atomic int assigned;     /* writer u: it has an address (a dns:/// slot may have none) */
 } gw_node_t;
 
 /* x-wsgw-presence of a node's response headers: without it (every API server before issue

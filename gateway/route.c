@@ -23,17 +23,23 @@ uint64_t gw_hash64(const void *data, size_t len, uint64_t seed)
 
 int gw_route_home(const gw_t *g, const void *key, size_t len)
 {
-    int best = 0;
-    uint64_t best_score = 0;
+    int best = 0, best_real = -1;
+    uint64_t best_score = 0, best_real_score = 0;
     for (int u = 0; u < g->nup; u++) {
-        uint64_t score =
-            gw_hash64(key, len, atomic_load_explicit(&g->nodes[u].seed, memory_order_relaxed));
+        const gw_node_t *n = &g->nodes[u];
+        uint64_t score = gw_hash64(key, len, atomic_load_explicit(&n->seed, memory_order_relaxed));
         if (u == 0 || score > best_score) {
             best = u;
             best_score = score;
         }
+        if (atomic_load_explicit(&n->assigned, memory_order_relaxed) &&
+            atomic_load_explicit(&n->wanted, memory_order_relaxed) &&
+            (best_real < 0 || score > best_real_score)) {
+            best_real = u;
+            best_real_score = score;
+        }
     }
-    return best;
+    return best_real >= 0 ? best_real : best;
 }
 
 int gw_route_node(const gw_t *g, const void *key, size_t len)

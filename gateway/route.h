@@ -16,7 +16,9 @@ uint64_t gw_hash64(const void *data, size_t len, uint64_t seed);
  * When every node is down, the best-ranked node (its writer keeps the messages). */
 int gw_route_node(const gw_t *g, const void *key, size_t len);
 
-/* gw_route_home: the node gw_route_node picks for key when every node is up (any thread). */
+/* gw_route_home: the node gw_route_node picks for key when every node is up (any thread):
+ * among the slots that have an address and are this gateway's to connect to (a dns:///
+ * slot without one, a node outside --upstream-subset never is); any slot when none is. */
 int gw_route_home(const gw_t *g, const void *key, size_t len);
 
 /* gw_route_stream: the stream of a node that carries a connection, stable for its life. */

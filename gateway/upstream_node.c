@@ -93,9 +93,11 @@ void upstream__follow_addr(gw_up_t *u)
     if (!*addr || split_addr(u, addr, err, sizeof err) < 0) {
         u->host[0] = 0;
         snprintf(u->name, sizeof u->name, "unassigned-%d", u->idx);
+        atomic_store(&u->node->assigned, 0);
         return;
     }
     atomic_store(&u->node->seed, gw_hash64(u->name, strlen(u->name), 0));
+    atomic_store(&u->node->assigned, 1);
     p->m_connected = gwm_up_connected(u->name);
     p->m_reconnects = gwm_up_reconnects(u->name);
     p->connects = 0;
@@ -147,6 +149,7 @@ gw_up_t *gw_up_new(gw_t *g, int idx, const char *addr, char *err, size_t errlen)
         goto fail;
     }
     atomic_store(&u->node->seed, gw_hash64(u->name, strlen(u->name), 0));
+    atomic_store(&u->node->assigned, u->dynamic ? 0 : 1);
     atomic_store(&u->node->connected, 0);
     atomic_store(&u->node->idle, 1);
     atomic_init(&u->addr_gen, 0);

@@ -367,6 +367,30 @@ static void test_route_stable_and_failover(void)
     }
     for (int s = 0; s < 4; s++)
         CHECK(gw_route_stream((uint64_t)s * 7919, 4) >= 0 && gw_route_stream((uint64_t)s, 4) < 4);
+    /* home (a resync's Open.rooms, svc_cmd.c): gw_route_node's choice with every node up,
+     * whatever is up now; never a slot without an address or outside the subset */
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&ups[i].assigned, 1);
+        atomic_store(&ups[i].wanted, 1);
+    }
+    for (int i = 0; i < 300; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "user%d", i);
+        CHECK_EQ(gw_route_home(&g, key, (size_t)n), before[i]); /* (all down now) */
+    }
+    atomic_store(&ups[1].assigned, 0);
+    atomic_store(&ups[2].wanted, 0);
+    for (int i = 0; i < 300; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "user%d", i);
+        CHECK_EQ(gw_route_home(&g, key, (size_t)n), 0);
+    }
+    atomic_store(&ups[0].assigned, 0);
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "user%d", i);
+        CHECK_EQ(gw_route_home(&g, key, (size_t)n), before[i]); /* none usable: any slot */
+    }
 }
 
 /* RFC 6455 §5.2: FIN + opcode, no mask bit, then the shortest length form. */
