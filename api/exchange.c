@@ -105,11 +105,12 @@ static int open_rooms(exchange_t *x, const updec_event_t *ev)
         return -1;
     const uint8_t *cur = NULL;
     updec_str_t r;
-    size_t n = 0, refused = 0;
-    while (updec_room(ev, &cur, &r)) {
+    size_t n = 0, refused = 0, walked = 0;
+    while (n < x->chat.max_rooms && updec_room(ev, &cur, &r)) {
+        walked++;
         if (!r.len)
             continue;
-        if (r.len > x->chat.max_name || r.len > CLUSTER_ID_MAX || n >= x->chat.max_rooms) {
+        if (r.len > x->chat.max_name || r.len > CLUSTER_ID_MAX) {
             refused++;
             continue;
         }
@@ -117,6 +118,7 @@ static int open_rooms(exchange_t *x, const updec_event_t *ev)
             return -1;
         n++;
     }
+    refused += ev->nrooms - walked; /* past the cap: not walked (a hostile gateway's million) */
     if (refused)
         rooms_refused(ev, refused, x);
     return 0;
@@ -129,15 +131,19 @@ static int restore_rooms(exchange_t *x, const updec_event_t *ev)
     const uint8_t *cur = NULL;
     updec_str_t r;
     const char *name;
-    size_t recorded = 0, refused = 0;
+    size_t recorded = 0, refused = 0, walked = 0, named = 0;
     int rv = EXCHANGE_OK;
-    while (updec_room(ev, &cur, &r)) {
+    /* at most --max-rooms-per-conn names are looked at: the rest are refused unread (each look
+     * costs O(the connection's rooms), and a hostile gateway may send a million) */
+    while (named < x->chat.max_rooms && updec_room(ev, &cur, &r)) {
+        walked++;
         if (!r.len)
             continue; /* (none; alone: in no room) */
         if (r.len > x->chat.max_name) {
             refused++;
             continue;
         }
+        named++;
         if (cstrs(x, 1, &r, &name) < 0) {
             rv = EXCHANGE_ERR_NOMEM;
             break;
@@ -154,6 +160,8 @@ static int restore_rooms(exchange_t *x, const updec_event_t *ev)
         }
         recorded++;
     }
+    if (rv == EXCHANGE_OK)
+        refused += ev->nrooms - walked;
     metrics_add(wsapi_m.rooms_restored[0], recorded);
     if (refused)
         rooms_refused(ev, refused, x);

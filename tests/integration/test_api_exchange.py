@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import wsgwtest as w  # noqa: E402
@@ -259,6 +260,32 @@ def test_chat_rooms_across_gateways():
     w.eq(a.take(), [], "nothing else reached gateway 1")
     g1.close()
     g2.close()
+    finish(p)
+
+
+def test_rooms_a_gateway_re_sends_are_held_to_the_limits():
+    """A resync's Open carries the connection's rooms (Open.rooms); ws-api (chat, no Redis)
+    records them like joins, within --max-room-name and --max-rooms-per-conn: past them they
+    are refused, counted and logged, and past the cap the rest are not even read (a hostile
+    gateway's 100 000 names cost no lookup each). Empty names are none."""
+    p, gp, hp = start_api("--max-rooms-per-conn", "3", "--max-room-name", "8", handler="chat")
+    g = Gateway(gp, "gw-1")
+    a = g.stream()
+    names = ["far-too-long", "r0", "", "r1", "r2"] + ["x%d" % i for i in range(100000)]
+    ev = ev_open(1, "alice", "gw-1")
+    ev.open.rooms.extend(names)
+    a.send([ev], presence_complete=True)
+    a.wait_ack(1)
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % hp, timeout=5).read().decode()
+    w.eq(w.parse_metric(text, "wsapi_rooms_restored_total", {"result": "recorded"}), 3.0)
+    w.eq(w.parse_metric(text, "wsapi_rooms_restored_total", {"result": "refused"}), 100001.0)
+    for room, members in (("r0", ["alice"]), ("r2", ["alice"]), ("x0", []),
+                          ("far-too-long", [])):
+        body = urllib.request.urlopen("http://127.0.0.1:%d/v1/rooms/%s" % (hp, room),
+                                      timeout=5).read()
+        w.eq([m["user_id"] for m in json.loads(body)["members"]], members, room)
+    w.check("re-sent room memberships not recorded" in open(p.log_path).read(), "a log line")
+    g.close()
     finish(p)
 
 
