@@ -14,7 +14,6 @@ Prints one line per run and the medians per BIN. ws-api's CPU, not the stand-in'
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
