@@ -21,10 +21,14 @@ uint64_t gw_hash64(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
-int gw_route_home(const gw_t *g, const void *key, size_t len)
+/* Rendezvous: the best-scoring node for key among the eligible ones (home: it has an address
+ * and is ours to connect to; otherwise: usable now), the best of all when none is. The seed is
+ * the node's address, so a node keeps its users whatever its slot. Inlined into both callers,
+ * so gw_route_node's loop tests one condition as before. */
+static inline int rank(const gw_t *g, const void *key, size_t len, bool home)
 {
-    int best = 0, best_real = -1;
-    uint64_t best_score = 0, best_real_score = 0;
+    int best = 0, best_ok = -1;
+    uint64_t best_score = 0, best_ok_score = 0;
     for (int u = 0; u < g->nup; u++) {
         const gw_node_t *n = &g->nodes[u];
         uint64_t score = gw_hash64(key, len, atomic_load_explicit(&n->seed, memory_order_relaxed));
@@ -32,35 +36,25 @@ int gw_route_home(const gw_t *g, const void *key, size_t len)
             best = u;
             best_score = score;
         }
-        if (atomic_load_explicit(&n->assigned, memory_order_relaxed) &&
-            atomic_load_explicit(&n->wanted, memory_order_relaxed) &&
-            (best_real < 0 || score > best_real_score)) {
-            best_real = u;
-            best_real_score = score;
+        bool ok = home ? atomic_load_explicit(&n->assigned, memory_order_relaxed) &&
+                             atomic_load_explicit(&n->wanted, memory_order_relaxed)
+                       : gw_node_up(g, u);
+        if (ok && (best_ok < 0 || score > best_ok_score)) {
+            best_ok = u;
+            best_ok_score = score;
         }
     }
-    return best_real >= 0 ? best_real : best;
+    return best_ok >= 0 ? best_ok : best;
+}
+
+int gw_route_home(const gw_t *g, const void *key, size_t len)
+{
+    return rank(g, key, len, true);
 }
 
 int gw_route_node(const gw_t *g, const void *key, size_t len)
 {
     if (g->nup == 1)
         return 0;
-    int best = 0, best_up = -1;
-    uint64_t best_score = 0, best_up_score = 0;
-    for (int u = 0; u < g->nup; u++) {
-        /* seed: the node's address, so a node keeps its users whatever its slot */
-        uint64_t seed = atomic_load_explicit(&g->nodes[u].seed, memory_order_relaxed);
-        uint64_t score = gw_hash64(key, len, seed);
-        if (u == 0 || score > best_score) {
-            best = u;
-            best_score = score;
-        }
-        if (gw_node_up(g, u) &&
-            (best_up < 0 || score > best_up_score)) {
-            best_up = u;
-            best_up_score = score;
-        }
-    }
-    return best_up >= 0 ? best_up : best;
+    return rank(g, key, len, false);
 }
