@@ -86,86 +86,84 @@ static const char *event_user(const exchange_t *x, const updec_event_t *ev, cons
     return c && c->user ? c->user->id : "";
 }
 
-static void rooms_refused(const updec_event_t *ev, size_t n, const exchange_t *x)
+/* A walk over a resync Open's rooms (Open.rooms) within this node's limits: names of at most
+ * max_len bytes (--max-room-name, and the cluster's key limit with --redis), at most
+ * --max-rooms-per-conn of them; the rest refused and counted, and past the cap not read (each
+ * name costs a lookup, and a hostile gateway may send a million). Empty names are none (one
+ * alone: the connection is in no room). */
+typedef struct room_walk {
+    const uint8_t *cur;
+    size_t walked, taken, refused;
+} room_walk_t;
+
+static bool next_room(const exchange_t *x, const updec_event_t *ev, room_walk_t *w,
+                      size_t max_len, updec_str_t *r)
 {
+    while (w->taken < x->chat.max_rooms && updec_room(ev, &w->cur, r)) {
+        w->walked++;
+        if (!r->len)
+            continue;
+        if (r->len > max_len) {
+            w->refused++;
+            continue;
+        }
+        w->taken++;
+        return true;
+    }
+    return false;
+}
+
+/* The walk is over (to its end, or the cap): the unread count as refused, with the others. */
+static void room_walk_done(const exchange_t *x, const updec_event_t *ev, room_walk_t *w)
+{
+    size_t n = w->refused + (ev->nrooms - w->walked);
+    if (!n)
+        return;
     metrics_add(wsapi_m.rooms_restored[1], n);
     log_rl_warn("re-sent room memberships not recorded: over this node's limits",
                 "conn_id=%llu refused=%zu max_room_name=%zu max_rooms_per_conn=%zu",
                 (unsigned long long)ev->conn_id, n, x->chat.max_name, x->chat.max_rooms);
 }
 
-/* The rooms of a resync Open (Open.rooms, --redis): "=" then those within this node's limits
- * as netstrings ("LEN:NAME", the cluster's format) in x->rns (cluster_open); the rest refused
- * and counted. An empty name is none (alone: the connection is in no room). Returns 0, or -1
- * when out of memory. */
+/* --redis: a resync Open's rooms as "=" then netstrings ("LEN:NAME", the cluster's format) in
+ * x->rns (cluster_open). Returns 0, or -1 when out of memory. */
 static int open_rooms(exchange_t *x, const updec_event_t *ev)
 {
     buf_reset(&x->rns);
     if (buf_append(&x->rns, "=", 1) < 0)
         return -1;
-    const uint8_t *cur = NULL;
+    room_walk_t w = {0};
     updec_str_t r;
-    size_t n = 0, refused = 0, walked = 0;
-    while (n < x->chat.max_rooms && updec_room(ev, &cur, &r)) {
-        walked++;
-        if (!r.len)
-            continue;
-        if (r.len > x->chat.max_name || r.len > CLUSTER_ID_MAX) {
-            refused++;
-            continue;
-        }
+    size_t max_len = x->chat.max_name < CLUSTER_ID_MAX ? x->chat.max_name : CLUSTER_ID_MAX;
+    while (next_room(x, ev, &w, max_len, &r))
         if (buf_appendf(&x->rns, "%zu:", r.len) < 0 || buf_append(&x->rns, r.p, r.len) < 0)
             return -1;
-        n++;
-    }
-    refused += ev->nrooms - walked; /* past the cap: not walked (a hostile gateway's million) */
-    if (refused)
-        rooms_refused(ev, refused, x);
+    room_walk_done(x, ev, &w);
     return 0;
 }
 
-/* A resync Open's rooms (Open.rooms), without --redis: memberships this node has no record
- * of (it restarted since the joins) are recorded again, within its limits. */
+/* Without --redis: a resync Open's rooms this node has no record of (it restarted since the
+ * joins) are recorded again, as joins are (a connection in at most --max-rooms-per-conn). */
 static int restore_rooms(exchange_t *x, const updec_event_t *ev)
 {
-    const uint8_t *cur = NULL;
+    room_walk_t w = {0};
     updec_str_t r;
     const char *name;
-    size_t recorded = 0, refused = 0, walked = 0, named = 0;
-    int rv = EXCHANGE_OK;
-    /* at most --max-rooms-per-conn names are looked at: the rest are refused unread (each look
-     * costs O(the connection's rooms), and a hostile gateway may send a million) */
-    while (named < x->chat.max_rooms && updec_room(ev, &cur, &r)) {
-        walked++;
-        if (!r.len)
-            continue; /* (none; alone: in no room) */
-        if (r.len > x->chat.max_name) {
-            refused++;
-            continue;
-        }
-        named++;
-        if (cstrs(x, 1, &r, &name) < 0) {
-            rv = EXCHANGE_ERR_NOMEM;
-            break;
-        }
+    while (next_room(x, ev, &w, x->chat.max_name, &r)) {
+        if (cstrs(x, 1, &r, &name) < 0)
+            return EXCHANGE_ERR_NOMEM;
         if (rooms_is_member(&x->rooms, ev->conn_id, name))
             continue;
         if (rooms_of_conn(&x->rooms, ev->conn_id) >= x->chat.max_rooms) {
-            refused++;
+            w.refused++;
             continue;
         }
-        if (rooms_join(&x->rooms, ev->conn_id, name) < 0) {
-            rv = EXCHANGE_ERR_NOMEM;
-            break;
-        }
-        recorded++;
+        if (rooms_join(&x->rooms, ev->conn_id, name) < 0)
+            return EXCHANGE_ERR_NOMEM;
+        metrics_inc(wsapi_m.rooms_restored[0]);
     }
-    if (rv == EXCHANGE_OK)
-        refused += ev->nrooms - walked;
-    metrics_add(wsapi_m.rooms_restored[0], recorded);
-    if (refused)
-        rooms_refused(ev, refused, x);
-    return rv;
+    room_walk_done(x, ev, &w);
+    return EXCHANGE_OK;
 }
 
 static int handle_event(exchange_t *x, api_stream_t *s, const updec_event_t *ev, cl_batch_t *b)
